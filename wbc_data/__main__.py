@@ -1,0 +1,3 @@
+from wbc_data.cli import app
+
+app()

@@ -1,0 +1,207 @@
+"""The ``wbc-data`` command line: parses arguments, calls the library, renders results with rich.
+
+No logic lives here. Every user-facing error is a :class:`UserError` subclass from the library and is
+printed as one line naming the file and the reason (exit code 2); Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from wbc_data import summary
+from wbc_data.errors import USER_ERRORS
+from wbc_data.workspace import Workspace
+
+app = typer.Typer(
+    name="wbc-data",
+    help="Harmonise public white-blood-cell datasets into one 13-class manifest (WBCBench 2026 classes).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Where outputs go (default ./wbc-workspace or $WBC_WORKSPACE)."),
+]
+
+
+def friendly_errors(func: F) -> F:
+    """Turn library errors into one red line and a non-zero exit instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except USER_ERRORS as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: nothing was overwritten; re-run to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def progress_bar(description: str) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+
+
+def frame_table(frame: pd.DataFrame, title: str | None = None, index: bool = False) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    columns = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
+    for i, column in enumerate(columns):
+        numeric = (not index or i > 0) and pd.api.types.is_numeric_dtype(frame[frame.columns[i - index]])
+        table.add_column(column, justify="right" if numeric else "left")
+    for key, row in frame.iterrows():
+        cells = [str(key)] if index else []
+        cells += [f"{v:,}" if isinstance(v, int) else str(v) for v in row.tolist()]
+        table.add_row(*cells)
+    return table
+
+
+@app.command()
+@friendly_errors
+def sources() -> None:
+    """List every source the tool knows: citation, licence, download address and expected layout."""
+    from wbc_data.sources.definition import load_definitions
+
+    for definition in load_definitions().values():
+        console.rule(f"[bold]{definition.name}[/] — {definition.title}")
+        console.print(f"[bold]licence[/]  {definition.licence}")
+        console.print(f"[bold]cite[/]     {definition.citation}", soft_wrap=True)
+        console.print(f"[bold]download[/] {definition.download}", soft_wrap=True)
+        console.print("[bold]layout[/]")
+        console.print(definition.layout, highlight=False)
+    console.print("\nIngest with: [bold]wbc-data ingest <source> <path>[/]")
+
+
+@app.command()
+@friendly_errors
+def ingest(
+    source: Annotated[str, typer.Argument(help="Source name (see `wbc-data sources`).")],
+    path: Annotated[Path, typer.Argument(help="The unpacked dataset folder (or its parent).")],
+    workspace: WorkspaceOpt = None,
+    label_map: Annotated[
+        Path | None,
+        typer.Option("--label-map", help="YAML 'raw label: CLASS' map (imagefolder; overrides others)."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Name of this ingest in the workspace (default: the source name)."),
+    ] = None,
+    annotations: Annotated[
+        Path | None,
+        typer.Option("--annotations", help="Annotation table kept outside the image folder (aml-lmu)."),
+    ] = None,
+    licence: Annotated[str | None, typer.Option("--licence", help="Licence of this data (imagefolder).")] = None,
+    citation: Annotated[str | None, typer.Option("--citation", help="How to cite this data (imagefolder).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (0 = every core).")] = 0,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", help="Refuse larger images as decompression bombs.")
+    ] = 100_000_000,
+) -> None:
+    """Read one dataset from its original layout into a per-source manifest in the workspace."""
+    from wbc_data.ingest.engine import IngestOptions
+    from wbc_data.ingest.engine import ingest as run_ingest
+    from wbc_data.labelmap import LabelMap
+
+    ws = Workspace.at(workspace)
+    adapter_options: dict[str, Any] = {}
+    if annotations is not None:
+        adapter_options["annotations"] = annotations
+    options = IngestOptions(
+        workers=workers,
+        max_pixels=max_pixels,
+        label_map=LabelMap.from_yaml(label_map) if label_map else None,
+        name=name,
+        licence=licence,
+        citation=citation,
+        adapter_options=adapter_options,
+    )
+    with progress_bar("ingest") as bar:
+        task = bar.add_task(f"ingest {name or source}", total=None)
+        result = run_ingest(
+            source,
+            path,
+            ws,
+            options,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    render_ingest(result)
+
+
+def render_ingest(result: Any) -> None:
+    frame = result.frame
+    counts = summary.file_counts(frame)
+    console.print(f"[bold]{result.name}[/] from {result.root}", highlight=False)
+    head = pd.DataFrame([counts])
+    console.print(frame_table(head))
+    console.print(
+        f"decoded {result.decoded:,} file(s) this run, {result.from_cache:,} from the resume cache",
+        style="dim",
+    )
+    rejected = summary.rejection_table(frame)
+    if not rejected.empty:
+        console.print(frame_table(rejected, title="Rejected, by reason"))
+    classes = summary.class_counts(frame)
+    classes = classes[classes.drop(columns="class").sum(axis=1) > 0]
+    console.print(frame_table(classes, title="Images per class (13-class space)"))
+    statuses = summary.status_counts(frame)
+    console.print("label status: " + ", ".join(f"{k} {v:,}" for k, v in statuses.items()), highlight=False)
+    unmapped = frame[(frame["status"] == "ok") & (frame["label_status"] == "unmapped")]
+    if len(unmapped):
+        labels = unmapped["source_label"].value_counts()
+        console.print(
+            "[yellow]unmapped labels (add them to the label map):[/] "
+            + ", ".join(f"{k!r} ({v})" for k, v in labels.items()),
+            highlight=False,
+        )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    console.print(f"manifest: {result.manifest_path}", highlight=False)
+
+
+@app.command("manifest")
+@friendly_errors
+def manifest_cmd(
+    workspace: WorkspaceOpt = None,
+    only: Annotated[list[str] | None, typer.Option("--source", help="Merge only these ingested sources.")] = None,
+) -> None:
+    """Merge per-source manifests into the unified manifest and print class x source counts."""
+    from wbc_data.merge import merge
+
+    ws = Workspace.at(workspace)
+    path, frame = merge(ws, only)
+    console.print(frame_table(summary.class_by_source(frame), title="Images per class and source", index=True))
+    console.print(f"unified manifest: {path} ({len(frame):,} rows)", highlight=False)
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m wbc_data`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""The ingest engine: one engine runs every source adapter."""

@@ -1,0 +1,379 @@
+"""Run one source adapter end to end: walk -> plan -> decode and hash in parallel -> label -> manifest.
+
+Every file under the root becomes a row (used, auxiliary, or rejected with a reason). Results are
+cached per file as they arrive, so Ctrl-C or a kill loses at most a few seconds of work; the per-source
+manifest is replaced atomically only when the run completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from wbc_data import manifest, paths
+from wbc_data.imaging.decode import DEFAULT_MAX_PIXELS
+from wbc_data.ingest.cache import ResultCache
+from wbc_data.ingest.worker import FileJob, ignore_sigint, process
+from wbc_data.labelmap import LabelMap
+from wbc_data.sources.base import PlanContext, SampleSpec, SourceAdapter, SourcePlan, load_adapter
+from wbc_data.sources.definition import SourceDefinition, SourceError, get_definition
+from wbc_data.taxonomy import LabelStatus, resolve
+from wbc_data.walk import FileEntry, walk
+from wbc_data.workspace import Workspace
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` while files are processed."""
+
+
+class IngestInterrupted(Exception):
+    """Ctrl-C during ingest: finished work is in the resume cache; the old manifest is untouched."""
+
+
+@dataclass
+class IngestOptions:
+    workers: int = 0  # 0 = every core
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    label_map: LabelMap | None = None  # overrides the definition's map (imagefolder --label-map)
+    name: str | None = None  # manifest name; lets one adapter ingest several roots (e.g. two re-uploads)
+    licence: str | None = None
+    citation: str | None = None
+    adapter_options: dict[str, Any] = field(default_factory=dict)
+    use_cache: bool = True
+
+
+@dataclass
+class IngestResult:
+    name: str
+    root: Path
+    manifest_path: Path
+    frame: pd.DataFrame
+    notes: list[str]
+    files_seen: int
+    decoded: int  # files decoded in this run (the rest came from the resume cache)
+    from_cache: int
+
+
+def ingest(
+    source: str | SourceDefinition,
+    path: Path,
+    workspace: Workspace,
+    options: IngestOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestResult:
+    options = options or IngestOptions()
+    definition = get_definition(source) if isinstance(source, str) else source
+    adapter = load_adapter(definition)
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise SourceError(f"{path}: no such folder")
+    if not path.is_dir() and not adapter_accepts_files(adapter):
+        raise SourceError(f"{path}: not a folder (point at the unpacked dataset folder)")
+    root = adapter.find_root(path.resolve())
+    name = options.name or definition.name
+    label_map = options.label_map or definition.label_map
+    ctx = PlanContext(definition=definition, label_map=label_map, options=dict(options.adapter_options))
+
+    walked = walk(root) if root.is_dir() else None
+    files = walked.files if walked else []
+    plan = adapter.plan(root, files, ctx)
+    results, decoded, from_cache = _process_files(adapter, root, name, files, plan, options, workspace, progress)
+    rows = build_rows(
+        name, definition, root, files, walked.problems if walked else {}, plan, results, label_map, options
+    )
+    frame = pd.DataFrame.from_records(rows, columns=manifest.COLUMNS)
+    frame = frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
+    out = workspace.source_manifest(name)
+    manifest.write(
+        frame,
+        out,
+        source=name,
+        adapter=definition.adapter,
+        root=paths.display_name(os.fspath(root)),
+        ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    files_seen = len(files) + len(walked.problems if walked else {})
+    return IngestResult(name, root, out, frame, plan.notes, files_seen, decoded, from_cache)
+
+
+def adapter_accepts_files(adapter: SourceAdapter) -> bool:
+    return bool(getattr(adapter, "accepts_files", False))
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _jobs(root: Path, plan: SourcePlan, options: IngestOptions) -> dict[str, FileJob]:
+    """One job per file: whole-image facts and/or all crops of that file, decoded once."""
+    whole: set[str] = set(plan.fields)
+    crop_specs: dict[str, list] = {}
+    for spec in plan.samples:
+        if spec.reason:
+            continue
+        if spec.crop is None:
+            whole.add(spec.rel)
+        else:
+            crop_specs.setdefault(spec.rel, []).append(spec.crop)
+    jobs = {}
+    for rel in sorted(whole | set(crop_specs)):
+        jobs[rel] = FileJob(
+            path=os.fspath(root / rel),
+            whole=rel in whole,
+            crops=tuple(crop_specs.get(rel, ())),
+            root=os.fspath(root),
+            max_pixels=options.max_pixels,
+        )
+    return jobs
+
+
+def _process_files(
+    adapter: SourceAdapter,
+    root: Path,
+    name: str,
+    files: list[FileEntry],
+    plan: SourcePlan,
+    options: IngestOptions,
+    workspace: Workspace,
+    progress: ProgressFn | None,
+) -> tuple[dict[str, dict[str, Any]], int, int]:
+    jobs = _jobs(root, plan, options)
+    by_rel = {f.rel: f for f in files}
+    cache = ResultCache(workspace.cache_path(name), os.fsencode(root).hex()) if options.use_cache else None
+    cached = cache.load() if cache else {}
+    results: dict[str, dict[str, Any]] = {}
+    todo: list[tuple[str, FileJob, str]] = []
+    for rel, job in jobs.items():
+        entry = by_rel.get(rel)
+        key = ResultCache.job_key(repr((job.whole, job.crops, job.max_pixels)))
+        hit = cache.get(cached, rel, entry.size, entry.mtime_ns, key) if (cache and entry) else None
+        if hit is not None:
+            results[rel] = hit
+        else:
+            if entry is None:  # a sample that is not a plain file under the root (adapter-provided bytes)
+                job = FileJob(job.path, job.whole, job.crops, job.root, job.max_pixels, adapter.read_bytes(root, rel))
+            todo.append((rel, job, key))
+    total = len(jobs)
+    done = len(results)
+    if progress:
+        progress(done, total)
+    try:
+        for rel, _job, key, result in _run_parallel(todo, options.workers):
+            results[rel] = result
+            entry = by_rel.get(rel)
+            if cache and entry:
+                cache.put(rel, entry.size, entry.mtime_ns, key, result)
+            done += 1
+            if progress:
+                progress(done, total)
+    except KeyboardInterrupt:
+        if cache:
+            cache.close()
+        raise IngestInterrupted(
+            f"interrupted after {done:,} of {total:,} files; finished work is cached, re-run to resume"
+        ) from None
+    if cache:
+        cache.close()
+    return results, len(todo), total - len(todo)
+
+
+def _run_parallel(todo: list[tuple[str, FileJob, str]], workers: int) -> Iterator[tuple[str, FileJob, str, dict]]:
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(todo) < 32:
+        for rel, job, key in todo:
+            yield rel, job, key, process(job)
+        return
+    chunksize = max(1, min(64, len(todo) // (workers * 8)))
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    pool = context.Pool(workers, initializer=ignore_sigint)
+    try:
+        jobs = [job for _, job, _ in todo]
+        for index, result in pool.imap_unordered(_indexed_process, enumerate(jobs), chunksize=chunksize):
+            rel, job, key = todo[index]
+            yield rel, job, key, result
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def _indexed_process(item: tuple[int, FileJob]) -> tuple[int, dict[str, Any]]:
+    index, job = item
+    return index, process(job)
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def sample_id(name: str, rel: str, crop_key: str | None = None) -> str:
+    base = f"{name}:{paths.display_name(rel)}"
+    return f"{base}#{crop_key}" if crop_key else base
+
+
+def build_rows(
+    name: str,
+    definition: SourceDefinition,
+    root: Path,
+    files: list[FileEntry],
+    walk_problems: dict[str, str],
+    plan: SourcePlan,
+    results: dict[str, dict[str, Any]],
+    label_map: LabelMap,
+    options: IngestOptions,
+) -> list[dict[str, Any]]:
+    licence = options.licence or definition.licence
+    citation = options.citation or definition.citation
+    root_text = paths.display_name(os.fspath(root))
+    sizes = {f.rel: f.size for f in files}
+
+    def base_row(rel: str) -> dict[str, Any]:
+        row = manifest.empty_row()
+        row.update(
+            source=name,
+            source_version=definition.version or None,
+            source_root=root_text,
+            source_path=paths.display_name(rel),
+            licence=licence,
+            citation=citation,
+            label_status=LabelStatus.UNLABELLED.value,
+            bytes=sizes.get(rel),
+        )
+        if not paths.is_utf8(rel):
+            row["extra"] = manifest.extra_json({"source_path_bytes_hex": paths.name_bytes_hex(rel)})
+        return row
+
+    rows: list[dict[str, Any]] = []
+    claimed: set[str] = set()
+
+    for rel, note in plan.fields.items():
+        claimed.add(rel)
+        row = base_row(rel)
+        row["sample_id"] = sample_id(name, rel)
+        row["group_id"] = row["sample_id"]
+        facts = results.get(rel, {}).get("file", {})
+        _apply_facts(row, facts)
+        if facts.get("reason"):
+            row.update(status="rejected", reason=facts["reason"])
+        else:
+            row.update(status="auxiliary", reason=note)
+        rows.append(row)
+
+    for spec in plan.samples:
+        claimed.add(spec.rel)
+        row = base_row(spec.rel)
+        crop_key = spec.crop.key if spec.crop else None
+        row["sample_id"] = sample_id(name, spec.rel, crop_key)
+        if spec.crop is not None:
+            row["parent_id"] = sample_id(name, spec.rel)
+            row["bytes"] = None
+        row.update(
+            source_label=_text(spec.raw_label),
+            source_split=spec.split,
+            patient_id=spec.patient_id,
+        )
+        row["group_id"] = spec.group_id or (
+            f"{name}:patient:{spec.patient_id}" if spec.patient_id else row["parent_id"] or row["sample_id"]
+        )
+        _apply_label(row, spec, label_map)
+        extra = dict(spec.extra or {})
+        if row["extra"]:
+            extra["source_path_bytes_hex"] = paths.name_bytes_hex(spec.rel)
+        row["extra"] = manifest.extra_json(extra)
+        file_result = results.get(spec.rel, {})
+        facts = file_result.get("crops", {}).get(crop_key, {}) if crop_key else file_result.get("file", {})
+        if spec.crop is not None:
+            parent_facts = file_result.get("file", {})
+            row["sha256"] = None
+            facts = {**facts, "format": facts.get("format") or parent_facts.get("format")}
+        _apply_facts(row, facts)
+        if spec.reason:
+            row.update(status="rejected", reason=spec.reason)
+        elif facts.get("reason"):
+            row.update(status="rejected", reason=facts["reason"])
+        elif not facts:
+            row.update(status="rejected", reason="not processed (internal error: no result for this file)")
+        else:
+            row["status"] = "ok"
+        rows.append(row)
+
+    for rel, what in plan.auxiliary.items():
+        if rel in claimed:
+            continue
+        claimed.add(rel)
+        row = base_row(rel)
+        row.update(sample_id=sample_id(name, rel), status="auxiliary", reason=what)
+        row["sha256"] = _file_sha256(root / rel)
+        rows.append(row)
+
+    for rel, reason in {**walk_problems, **plan.rejected}.items():
+        if rel in claimed:
+            continue
+        claimed.add(rel)
+        row = base_row(rel)
+        row.update(sample_id=sample_id(name, rel), status="rejected", reason=reason)
+        rows.append(row)
+
+    for entry in files:
+        if entry.rel in claimed:
+            continue
+        row = base_row(entry.rel)
+        row.update(
+            sample_id=sample_id(name, entry.rel),
+            status="rejected",
+            reason=f"not part of the {definition.name} layout (expected: {first_line(definition.layout)})",
+        )
+        rows.append(row)
+    return rows
+
+
+def _apply_label(row: dict[str, Any], spec: SampleSpec, label_map: LabelMap) -> None:
+    raws = spec.annotator_labels if spec.annotator_labels else ([spec.raw_label] if spec.raw_label is not None else [])
+    mapped = [label_map.lookup(r) for r in raws]
+    resolved = resolve(mapped, raws)
+    row.update(
+        label=resolved.label,
+        label_status=resolved.status.value,
+        label_candidates=list(resolved.candidates) or None,
+        annotator_labels=[_text(r) for r in spec.annotator_labels] if spec.annotator_labels else None,
+        label_reason=spec.label_note or resolved.reason,
+    )
+
+
+def _apply_facts(row: dict[str, Any], facts: dict[str, Any]) -> None:
+    for key in (
+        "width",
+        "height",
+        "mode",
+        "format",
+        "bytes",
+        "sha256",
+        "pixel_hash",
+        "phash",
+        "thumb",
+        "crop_box",
+    ):
+        if facts.get(key) is not None:
+            row[key] = facts[key]
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else paths.display_name(str(value))
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "see `wbc-data sources`"

@@ -1,0 +1,24 @@
+"""Where the shipped YAML (source definitions, recipes) and the demo sample live, in a checkout or a wheel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _first_existing(*candidates: Path) -> Path:
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return candidates[0]
+
+
+def manifests_dir() -> Path:
+    """``manifests/``: the top-level folder in a checkout, bundled into the package in a wheel."""
+    return _first_existing(_PACKAGE_DIR / "_bundled" / "manifests", _PACKAGE_DIR.parent / "manifests")
+
+
+def sample_dir() -> Path:
+    """The small attributed real sample the demo runs on (shipped inside the package)."""
+    return _PACKAGE_DIR / "sample"

@@ -1,0 +1,83 @@
+"""Source definitions: the declarative YAML in ``manifests/`` (citation, licence, download address,
+expected layout, label map). Adding a dataset = one adapter module + one YAML file, no core change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wbc_data.labelmap import LabelMap, LabelMapError
+from wbc_data.resources import manifests_dir
+
+
+class SourceError(ValueError):
+    """Unknown source, bad definition file, or a folder that does not match the expected layout."""
+
+
+@dataclass(frozen=True)
+class SourceDefinition:
+    name: str
+    adapter: str
+    title: str
+    version: str
+    citation: str
+    licence: str
+    download: str
+    layout: str
+    label_map: LabelMap
+    confirmed: str = ""
+    notes: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> SourceDefinition:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise SourceError(f"{path}: cannot read source definition ({exc})") from None
+        if not isinstance(data, dict):
+            raise SourceError(f"{path}: a source definition must be a YAML mapping")
+        missing = [k for k in ("name", "title", "citation", "licence", "download", "layout") if not data.get(k)]
+        if missing:
+            raise SourceError(f"{path}: missing key(s) {', '.join(missing)}")
+        try:
+            label_map = LabelMap.from_dict(data.get("label_map") or {}, origin=f"{path}: label_map")
+        except LabelMapError as exc:
+            raise SourceError(str(exc)) from None
+        return cls(
+            name=str(data["name"]),
+            adapter=str(data.get("adapter", data["name"])),
+            title=str(data["title"]),
+            version=str(data.get("version", "")),
+            citation=str(data["citation"]).strip(),
+            licence=str(data["licence"]).strip(),
+            download=str(data["download"]).strip(),
+            layout=str(data["layout"]).rstrip(),
+            label_map=label_map,
+            confirmed=str(data.get("confirmed", "")).strip(),
+            notes=str(data.get("notes", "")).strip(),
+            options=dict(data.get("options") or {}),
+            path=Path(path),
+        )
+
+
+def load_definitions(directory: Path | None = None) -> dict[str, SourceDefinition]:
+    directory = directory or manifests_dir()
+    definitions: dict[str, SourceDefinition] = {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        definition = SourceDefinition.from_yaml(path)
+        if definition.name in definitions:
+            raise SourceError(f"{path}: source name {definition.name!r} is defined twice")
+        definitions[definition.name] = definition
+    return definitions
+
+
+def get_definition(name: str) -> SourceDefinition:
+    definitions = load_definitions()
+    if name not in definitions:
+        raise SourceError(f"unknown source {name!r}; known: {', '.join(sorted(definitions))} (see `wbc-data sources`)")
+    return definitions[name]

@@ -1,0 +1,92 @@
+"""Tables that summarise a manifest: what was seen, used, rejected and why, and the 13-class counts.
+Pure pandas so the CLI, reports and tests share one computation."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from wbc_data.taxonomy import CLASSES, LabelStatus
+
+
+def reason_category(reason: str | None) -> str:
+    """Group reasons by their lead phrase ("truncated image: ..." -> "truncated image")."""
+    if not reason:
+        return "(none)"
+    head = reason.split(":", 1)[0].split(" (", 1)[0].strip()
+    return head
+
+
+def file_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """files seen (crops are not files), images used, auxiliary files, rejected rows."""
+    is_crop = frame["parent_id"].notna()
+    return {
+        "files seen": int((~is_crop).sum()),
+        "images used": int(((frame["status"] == "ok") & ~is_crop).sum()),
+        "crops used": int(((frame["status"] == "ok") & is_crop).sum()),
+        "auxiliary files": int((frame["status"] == "auxiliary").sum()),
+        "rejected": int((frame["status"] == "rejected").sum()),
+    }
+
+
+def rejection_table(frame: pd.DataFrame) -> pd.DataFrame:
+    rejected = frame[frame["status"] == "rejected"]
+    if rejected.empty:
+        return pd.DataFrame(columns=["reason", "rows", "example"])
+    grouped = rejected.groupby(rejected["reason"].map(reason_category))
+    table = pd.DataFrame({"rows": grouped.size(), "example": grouped["source_path"].first()})
+    return table.sort_values("rows", ascending=False).rename_axis("reason").reset_index()
+
+
+def class_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Usable rows per class: exact labels, plus how many coarse/conflict rows list the class as a candidate."""
+    ok = frame[frame["status"] == "ok"]
+    exact = ok[ok["label_status"] == LabelStatus.EXACT.value]["label"].value_counts()
+    rows = []
+    for status in (LabelStatus.COARSE.value, LabelStatus.CONFLICT.value):
+        subset = ok[ok["label_status"] == status]["label_candidates"]
+        rows.append(pd.Series([c for cands in subset for c in (cands if cands is not None else [])]).value_counts())
+    table = pd.DataFrame(
+        {
+            "class": list(CLASSES),
+            "exact": [int(exact.get(c, 0)) for c in CLASSES],
+            "coarse (candidate)": [int(rows[0].get(c, 0)) for c in CLASSES],
+            "conflict (candidate)": [int(rows[1].get(c, 0)) for c in CLASSES],
+        }
+    )
+    return table
+
+
+def status_counts(frame: pd.DataFrame) -> pd.Series:
+    """Rows per label status among usable images (exact, coarse, not-leukocyte, ...)."""
+    ok = frame[frame["status"] == "ok"]
+    return ok["label_status"].value_counts()
+
+
+def class_by_source(frame: pd.DataFrame) -> pd.DataFrame:
+    """Exact-label counts, classes x sources, with coarse rows and totals as extra rows."""
+    ok = frame[frame["status"] == "ok"]
+    exact = ok[ok["label_status"] == LabelStatus.EXACT.value]
+    table = pd.crosstab(exact["label"], exact["source"]).reindex(index=list(CLASSES), fill_value=0)
+    for source in sorted(frame["source"].unique()):
+        if source not in table.columns:
+            table[source] = 0
+    table = table[sorted(table.columns)]
+    extra = {}
+    for status in (
+        LabelStatus.COARSE,
+        LabelStatus.CONFLICT,
+        LabelStatus.NOT_LEUKOCYTE,
+        LabelStatus.UNMAPPED,
+        LabelStatus.EXCLUDED,
+        LabelStatus.UNLABELLED,
+    ):
+        counts = ok[ok["label_status"] == status.value]["source"].value_counts()
+        if counts.sum():
+            extra[f"({status.value})"] = [int(counts.get(s, 0)) for s in table.columns]
+    for key, values in extra.items():
+        table.loc[key] = values
+    table.loc["rejected files"] = [
+        int(((frame["source"] == s) & (frame["status"] == "rejected")).sum()) for s in table.columns
+    ]
+    table["total"] = table.sum(axis=1)
+    return table.astype(int)
