@@ -1,0 +1,1 @@
+"""Reports people read: Markdown + a self-contained HTML page (tables and PNG figures)."""
