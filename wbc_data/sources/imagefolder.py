@@ -1,0 +1,52 @@
+"""Any ``<class>/<image>`` tree (re-uploads, Kaggle mixes, a lab's own export), labelled by a user label map.
+
+The class of an image is its nearest ancestor folder named in the label map (any case), else its parent
+folder, which is then reported as unmapped, never guessed. Folders such as ``train/``, ``val/`` or
+``TEST_SIMPLE/`` anywhere in the path become the source split.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from wbc_data.sources.base import (
+    PlanContext,
+    SampleSpec,
+    SourceAdapter,
+    SourcePlan,
+    is_image_name,
+    not_an_image_reason,
+)
+from wbc_data.sources.definition import SourceError
+from wbc_data.walk import FileEntry
+
+SPLIT_FOLDER = re.compile(r"^(train|training|val|valid|validation|test|testing|eval|dev)([_\- ].*)?$", re.IGNORECASE)
+
+
+class ImageFolderAdapter(SourceAdapter):
+    name = "imagefolder"
+
+    def plan(self, root: Path, files: list[FileEntry], ctx: PlanContext) -> SourcePlan:
+        plan = SourcePlan()
+        has_map = bool(ctx.label_map.keys())
+        for entry in files:
+            rel = entry.rel
+            if not is_image_name(rel):
+                plan.rejected[rel] = not_an_image_reason(rel)
+                continue
+            folders = rel.split("/")[:-1]
+            if not folders:
+                plan.rejected[rel] = "image at the top level: not in a class folder (expected <class>/<image>)"
+                continue
+            label = next((f for f in reversed(folders) if f in ctx.label_map), folders[-1])
+            split = next((f for f in folders if SPLIT_FOLDER.match(f) and f not in ctx.label_map), None)
+            plan.samples.append(SampleSpec(rel, raw_label=label, split=split))
+        if not files:
+            raise SourceError(f"{root}: empty folder (expected <class>/<image> files)")
+        if not has_map:
+            plan.notes.append("no --label-map given: every folder is reported as unmapped")
+        return plan
+
+
+ADAPTER = ImageFolderAdapter()
