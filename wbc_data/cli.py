@@ -199,6 +199,25 @@ def manifest_cmd(
     console.print(f"unified manifest: {path} ({len(frame):,} rows)", highlight=False)
 
 
+@app.command()
+@friendly_errors
+def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("--workers", "-j")] = 0) -> None:
+    """Run the main job on the real sample shipped with the tool (PBC + a Kaggle re-upload of it)."""
+    from wbc_data.demo import run_demo
+
+    ws = Workspace.at(workspace)
+    with progress_bar("demo") as bar:
+        task = bar.add_task("ingest sample", total=None)
+        result = run_demo(ws, workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    for ingested in result.ingests:
+        render_ingest(ingested)
+        console.print()
+    console.print(
+        frame_table(summary.class_by_source(result.manifest), title="Images per class and source", index=True)
+    )
+    console.print(f"unified manifest: {result.manifest_path} ({len(result.manifest):,} rows)", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m wbc_data`
     app()
 

@@ -1,0 +1,33 @@
+"""The main job on the built-in real sample: ingest PBC and a re-upload that copies it, then merge.
+
+Gives a new user the whole road (ingest -> manifest -> later stages) on real data in seconds, with no download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from wbc_data.ingest.engine import IngestOptions, IngestResult, ProgressFn, ingest
+from wbc_data.merge import merge
+from wbc_data.resources import sample_dir
+from wbc_data.workspace import Workspace
+
+
+@dataclass
+class DemoResult:
+    ingests: list[IngestResult] = field(default_factory=list)
+    manifest_path: Path | None = None
+    manifest: pd.DataFrame | None = None
+
+
+def run_demo(workspace: Workspace, workers: int = 0, progress: ProgressFn | None = None) -> DemoResult:
+    sample = sample_dir()
+    result = DemoResult()
+    options = IngestOptions(workers=workers)
+    result.ingests.append(ingest("pbc", sample / "pbc", workspace, options, progress))
+    result.ingests.append(ingest("kaggle-cancer-mix", sample / "kaggle_cancer_mix", workspace, options, progress))
+    result.manifest_path, result.manifest = merge(workspace, [r.name for r in result.ingests])
+    return result
