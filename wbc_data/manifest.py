@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -102,26 +103,29 @@ def schema_for(columns: Iterable[str]) -> pa.Schema:
 
 
 def to_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pa.Table:
-    """Build a schema-conforming Arrow table from row dicts or a DataFrame, then validate it."""
+    """Build a schema-conforming Arrow table from row dicts or a DataFrame, then validate it.
+
+    Columns are converted straight to their Arrow type, never through pandas' type inference: a uint64
+    pHash column with a missing value would otherwise become float64 and silently lose bits.
+    """
     if isinstance(rows, pd.DataFrame):
-        frame = rows
+        columns = [str(c) for c in rows.columns]
+        data = {c: rows[c].tolist() for c in columns}
     else:
-        frame = pd.DataFrame.from_records(list(rows), columns=None)
-        if frame.empty:
-            frame = pd.DataFrame(columns=COLUMNS)
-    unknown = [c for c in frame.columns if c not in _ALL_FIELDS]
+        records = list(rows)
+        columns = list(dict.fromkeys(k for r in records for k in r)) if records else list(COLUMNS)
+        data = {c: [r.get(c) for r in records] for c in columns}
+    unknown = [c for c in columns if c not in _ALL_FIELDS]
     if unknown:
         raise ManifestError(f"unknown manifest column(s): {', '.join(map(str, unknown))}")
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    missing = [c for c in COLUMNS if c not in columns]
     if missing:
         raise ManifestError(f"missing manifest column(s): {', '.join(missing)}")
-    ordered_cols = COLUMNS + [f.name for f in OPTIONAL_FIELDS if f.name in frame.columns]
-    frame = frame[ordered_cols]
+    ordered_cols = COLUMNS + [f.name for f in OPTIONAL_FIELDS if f.name in columns]
     schema = schema_for(ordered_cols)
     arrays = []
     for f in schema:
-        values = frame[f.name].tolist()
-        values = [None if _is_missing(v) else v for v in values]
+        values = [None if _is_missing(v) else v for v in data[f.name]]
         if pa.types.is_list(f.type):
             values = [None if v is None else list(v) for v in values]
         try:
@@ -136,6 +140,8 @@ def to_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pa.Table:
 def _is_missing(value: Any) -> bool:
     if value is None:
         return True
+    if isinstance(value, (list, tuple, bytes, np.ndarray)):
+        return False
     if isinstance(value, float) and value != value:  # NaN from pandas
         return True
     return value is pd.NA or value is pd.NaT
@@ -233,8 +239,21 @@ def read(path: Path, columns: list[str] | None = None) -> pa.Table:
     return table
 
 
+_NULLABLE_DTYPES = {
+    pa.uint64(): pd.UInt64Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas with nullable integer columns, so a missing pHash never turns the column into floats."""
+    return table.to_pandas(types_mapper=_NULLABLE_DTYPES.get)
+
+
 def read_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    return read(path, columns).to_pandas()
+    return to_frame(read(path, columns))
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -29,4 +29,4 @@ def merge(workspace: Workspace, sources: list[str] | None = None) -> tuple[Path,
     tables = [manifest.read(p) for p in paths]
     table = pa.concat_tables(tables, promote_options="default")
     manifest.write(table, workspace.unified_manifest, sources=",".join(p.stem for p in paths))
-    return workspace.unified_manifest, table.drop_columns(["thumb"]).to_pandas()
+    return workspace.unified_manifest, manifest.to_frame(table.drop_columns(["thumb"]))

@@ -88,11 +88,11 @@ def ingest(
     rows = build_rows(
         name, definition, root, files, walked.problems if walked else {}, plan, results, label_map, options
     )
-    frame = pd.DataFrame.from_records(rows, columns=manifest.COLUMNS)
-    frame = frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
+    rows.sort(key=lambda r: r["sample_id"])
+    table = manifest.to_table(rows)
     out = workspace.source_manifest(name)
     manifest.write(
-        frame,
+        table,
         out,
         source=name,
         adapter=definition.adapter,
@@ -100,6 +100,7 @@ def ingest(
         ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     files_seen = len(files) + len(walked.problems if walked else {})
+    frame = manifest.to_frame(table.drop_columns(["thumb"]))
     return IngestResult(name, root, out, frame, plan.notes, files_seen, decoded, from_cache)
 
 
