@@ -20,7 +20,7 @@ def test_plain_yaml_case_insensitive(tmp_path):
 def test_unknown_class_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("blast: BLAST\n")
-    with pytest.raises(LabelMapError, match="bad.yaml.*BLAST"):
+    with pytest.raises(LabelMapError, match=r"bad\.yaml.*BLAST"):
         LabelMap.from_yaml(path)
 
 
@@ -35,7 +35,7 @@ def test_contradicting_duplicate_keys(tmp_path):
 def test_malformed_files(tmp_path, text):
     path = tmp_path / "m.yaml"
     path.write_text(text)
-    with pytest.raises(LabelMapError, match="m.yaml"):
+    with pytest.raises(LabelMapError, match=r"m\.yaml"):
         LabelMap.from_yaml(path)
 
 

@@ -59,5 +59,5 @@ def test_read_missing_and_garbage(tmp_path):
         manifest.read(tmp_path / "nope.parquet")
     garbage = tmp_path / "g.parquet"
     garbage.write_bytes(b"not parquet")
-    with pytest.raises(ManifestError, match="g.parquet"):
+    with pytest.raises(ManifestError, match=r"g\.parquet"):
         manifest.read(garbage)

@@ -19,6 +19,9 @@ DEFAULT_WORKSPACE = Path("wbc-workspace")
 class Workspace:
     root: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
     @classmethod
     def at(cls, root: Path | str | None = None) -> Workspace:
         root = Path(root or os.environ.get("WBC_WORKSPACE") or DEFAULT_WORKSPACE).expanduser()

@@ -1,0 +1,62 @@
+"""The command line as a user meets it: help, sources, demo, ingest, manifest, and one-line errors."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from wbc_data.cli import app
+from wbc_data.resources import sample_dir
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("sources", "ingest", "manifest", "demo"):
+        assert command in result.output
+
+
+def test_sources_lists_every_definition():
+    result = runner.invoke(app, ["sources"])
+    assert result.exit_code == 0
+    for name in ("pbc", "aml-lmu", "raabin", "imagefolder"):
+        assert name in result.output
+    assert "CC BY 4.0" in result.output and "doi:10.17632/snkd93bnjr.1" in result.output
+
+
+def test_demo_then_manifest(tmp_path):
+    ws = tmp_path / "ws"
+    result = runner.invoke(app, ["demo", "-w", str(ws), "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "not an image" in result.output and (ws / "manifest.parquet").is_file()
+    result = runner.invoke(app, ["manifest", "-w", str(ws)])
+    assert result.exit_code == 0 and "kaggle-cancer-mix" in result.output and "pbc" in result.output
+
+
+def test_ingest_prints_summary(tmp_path):
+    result = runner.invoke(app, ["ingest", "pbc", str(sample_dir() / "pbc"), "-w", str(tmp_path), "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert "files seen" in result.output and "coarse" in result.output
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    text = " ".join(lines)
+    assert text.startswith("error:"), text
+    for needle in needles:
+        assert needle in text, (needle, text)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    _one_line_error(runner.invoke(app, ["ingest", "pbc", str(tmp_path / "missing"), "-w", str(tmp_path)]),
+                    "missing", "no such folder")  # fmt: skip
+    _one_line_error(runner.invoke(app, ["ingest", "nosuch", str(tmp_path)]), "unknown source")
+    bad_map = tmp_path / "map.yaml"
+    bad_map.write_text("neutrophil: NEUT\n")
+    _one_line_error(
+        runner.invoke(app, ["ingest", "imagefolder", str(tmp_path), "--label-map", str(bad_map)]), "map.yaml", "NEUT"
+    )
+    _one_line_error(runner.invoke(app, ["manifest", "-w", str(tmp_path / "empty-ws")]), "nothing ingested")
