@@ -60,3 +60,19 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         runner.invoke(app, ["ingest", "imagefolder", str(tmp_path), "--label-map", str(bad_map)]), "map.yaml", "NEUT"
     )
     _one_line_error(runner.invoke(app, ["manifest", "-w", str(tmp_path / "empty-ws")]), "nothing ingested")
+
+
+def test_manifest_report_written(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from wbc_data.taxonomy import CLASSES
+
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["demo", "-w", str(ws), "-j", "1"]).exit_code == 0
+    png = ws / "reports" / "class-distribution.png"
+    with Image.open(png) as image:
+        assert image.size[0] > 500 and len(np.unique(np.asarray(image.convert("L")))) > 10  # a real chart, not blank
+    html = (ws / "reports" / "manifest.html").read_text()
+    assert all(f"<td>{c}</td>" in html for c in CLASSES) and "data:image/png;base64," in html
+    assert "not an image" in (ws / "reports" / "manifest.md").read_text()

@@ -192,11 +192,14 @@ def manifest_cmd(
 ) -> None:
     """Merge per-source manifests into the unified manifest and print class x source counts."""
     from wbc_data.merge import merge
+    from wbc_data.report.manifest_report import build
 
     ws = Workspace.at(workspace)
     path, frame = merge(ws, only)
     console.print(frame_table(summary.class_by_source(frame), title="Images per class and source", index=True))
     console.print(f"unified manifest: {path} ({len(frame):,} rows)", highlight=False)
+    _, html_path = build(frame, ws.reports_dir)
+    console.print(f"report: {html_path}", highlight=False)
 
 
 @app.command()
@@ -216,6 +219,7 @@ def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("-
         frame_table(summary.class_by_source(result.manifest), title="Images per class and source", index=True)
     )
     console.print(f"unified manifest: {result.manifest_path} ({len(result.manifest):,} rows)", highlight=False)
+    console.print(f"report: {result.report_path}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m wbc_data`

@@ -12,6 +12,7 @@ import pandas as pd
 
 from wbc_data.ingest.engine import IngestOptions, IngestResult, ProgressFn, ingest
 from wbc_data.merge import merge
+from wbc_data.report.manifest_report import build
 from wbc_data.resources import sample_dir
 from wbc_data.workspace import Workspace
 
@@ -21,6 +22,7 @@ class DemoResult:
     ingests: list[IngestResult] = field(default_factory=list)
     manifest_path: Path | None = None
     manifest: pd.DataFrame | None = None
+    report_path: Path | None = None
 
 
 def run_demo(workspace: Workspace, workers: int = 0, progress: ProgressFn | None = None) -> DemoResult:
@@ -30,4 +32,5 @@ def run_demo(workspace: Workspace, workers: int = 0, progress: ProgressFn | None
     result.ingests.append(ingest("pbc", sample / "pbc", workspace, options, progress))
     result.ingests.append(ingest("kaggle-cancer-mix", sample / "kaggle_cancer_mix", workspace, options, progress))
     result.manifest_path, result.manifest = merge(workspace, [r.name for r in result.ingests])
+    _, result.report_path = build(result.manifest, workspace.reports_dir)
     return result

@@ -1,0 +1,61 @@
+"""The manifest report: class distribution per source (PNG), label statuses, rejections by reason.
+Written by `wbc-data manifest` next to the unified manifest so a person can check an ingest at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from wbc_data import summary
+from wbc_data.manifest import atomic_write
+from wbc_data.report.document import Report, Section, write
+from wbc_data.taxonomy import CLASSES, FULL_NAMES
+
+
+def class_distribution_png(frame: pd.DataFrame, path: Path) -> Path:
+    """Stacked bars: exact-label images per class, one colour per source, log scale (rare classes stay visible)."""
+    table = summary.class_by_source(frame).loc[list(CLASSES)].drop(columns="total")
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
+    bottom = np.zeros(len(table))
+    for source in table.columns:
+        values = table[source].to_numpy()
+        ax.bar(table.index, values, bottom=bottom, label=source)
+        bottom += values
+    for x, total in enumerate(bottom):
+        ax.text(x, max(total, 1) * 1.08, f"{int(total):,}", ha="center", fontsize=7)
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylabel("images with an exact label")
+    ax.set_title("Images per class and source (13 WBCBench classes)")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return path
+
+
+def build(frame: pd.DataFrame, directory: Path) -> tuple[Path, Path]:
+    png = class_distribution_png(frame, directory / "class-distribution.png")
+    report = Report(
+        title="wbc-data manifest",
+        intro=f"{len(frame):,} rows from {frame['source'].nunique()} source(s).",
+    )
+    by_source = summary.class_by_source(frame).reset_index().rename(columns={"label": "class"})
+    by_source.insert(1, "name", by_source["class"].map(FULL_NAMES).fillna(""))
+    report.add(Section("Classes per source", "Exact labels; coarse and other statuses in the rows below.",
+                       tables=[("", by_source)], figures=[("Images per class and source", png)]))  # fmt: skip
+    files = pd.concat(
+        [pd.DataFrame([summary.file_counts(part)]).assign(source=src) for src, part in frame.groupby("source")]
+    )
+    report.add(Section("Files", tables=[("", files[["source", *files.columns[:-1]]])]))
+    rejected = summary.rejection_table(frame)
+    report.add(Section("Rejected rows", "Every file that could not be used, grouped by reason.",
+                       tables=[("", rejected)] if len(rejected) else []))  # fmt: skip
+    licences = frame.groupby(["source", "licence"], dropna=False).size().reset_index(name="rows")
+    report.add(Section("Licences", tables=[("", licences)]))
+    return write(report, directory, "manifest")
