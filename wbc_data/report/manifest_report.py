@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -19,19 +20,23 @@ from wbc_data.taxonomy import CLASSES, FULL_NAMES
 
 
 def class_distribution_png(frame: pd.DataFrame, path: Path) -> Path:
-    """Stacked bars: exact-label images per class, one colour per source, log scale (rare classes stay visible)."""
+    """Grouped bars: exact-label images per class, one bar per source, log scale so rare classes stay visible."""
     table = summary.class_by_source(frame).loc[list(CLASSES)].drop(columns="total")
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    bottom = np.zeros(len(table))
-    for source in table.columns:
-        values = table[source].to_numpy()
-        ax.bar(table.index, values, bottom=bottom, label=source)
-        bottom += values
-    for x, total in enumerate(bottom):
-        ax.text(x, max(total, 1) * 1.08, f"{int(total):,}", ha="center", fontsize=7)
-    ax.set_yscale("symlog", linthresh=1)
-    ax.set_ylabel("images with an exact label")
-    ax.set_title("Images per class and source (13 WBCBench classes)")
+    sources = list(table.columns)
+    width = 0.8 / max(len(sources), 1)
+    x = np.arange(len(CLASSES))
+    fig, ax = plt.subplots(figsize=(11, 4.5), dpi=110)
+    for i, source in enumerate(sources):
+        values = table[source].to_numpy().astype(float)
+        ax.bar(x + (i - (len(sources) - 1) / 2) * width, np.where(values > 0, values, np.nan), width, label=source)
+    totals = table.sum(axis=1).to_numpy()
+    ax.set_xticks(x, [f"{c}\n{int(t):,}" if t else f"{c}\nnone" for c, t in zip(CLASSES, totals, strict=True)])
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.8, top=max(float(totals.max()), 10.0) * 2)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_ylabel("images with an exact label (log)")
+    ax.set_title("Images per class and source (13 WBCBench classes; total under each class)")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
