@@ -1,0 +1,71 @@
+"""The gap report: what each class has (own data, each external source, after dedup, coarse, synthetic),
+against a target, and the synth plan that fills what real data cannot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from wbc_data import manifest
+from wbc_data.gap.errors import GapError, PlanError
+from wbc_data.gap.plan import DEFAULT_MAX_SYNTH_FACTOR, SynthPlan, load_plan, make_plan, write_plan
+from wbc_data.gap.report import ReportFiles, write_report
+from wbc_data.gap.status import Thresholds
+from wbc_data.gap.table import COLUMNS_NEEDED, OPTIONAL_COLUMNS, GapTable, gap_table
+from wbc_data.workspace import Workspace
+
+__all__ = ["GapError", "GapResult", "PlanError", "SynthPlan", "load_plan", "plan_frame", "run_gap_report"]
+
+
+@dataclass(frozen=True)
+class GapResult:
+    gap: GapTable
+    files: ReportFiles
+    plan: SynthPlan | None
+    plan_path: Path | None
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    """Only the columns the report needs (no thumbnails), optional dedup/synthesis columns when present."""
+    table = manifest.read(path)
+    columns = COLUMNS_NEEDED + [c for c in OPTIONAL_COLUMNS if c in table.column_names]
+    return manifest.to_frame(table.select(columns))
+
+
+def plan_frame(plan: SynthPlan) -> pd.DataFrame:
+    rows = [{"class": c, "generate": q.generate, "real": q.real, "existing synthetic": q.existing_synthetic,
+             "target": "–" if q.target is None else q.target, "reason": q.reason}
+            for c, q in plan.classes.items()]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def run_gap_report(
+    workspace: Workspace,
+    target: str = "wbcbench",
+    *,
+    own: Sequence[str] | None = None,
+    own_splits: Sequence[str] | None = None,
+    wbcbench_labels: Path | None = None,
+    thresholds: Thresholds | None = None,
+    quota: Path | None = None,
+    max_synth_factor: float = DEFAULT_MAX_SYNTH_FACTOR,
+    manifest_path: Path | None = None,
+) -> GapResult:
+    """Read the unified manifest, compute the gap table, write the report files (and the plan if asked)."""
+    path = Path(manifest_path or workspace.unified_manifest)
+    if not path.is_file():
+        raise GapError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
+    frame = read_manifest(path)
+    gap = gap_table(frame, target, own=own, own_splits=own_splits, thresholds=thresholds,
+                    wbcbench_labels=wbcbench_labels)  # fmt: skip
+    plan = None
+    if quota is not None:
+        t = gap.classes
+        plan = make_plan(t["available"].to_dict(), gap.target.counts, t["synthetic"].to_dict(), max_synth_factor,
+                         gap.target.spec)  # fmt: skip
+        write_plan(plan, quota)
+    files = write_report(gap, workspace.reports_dir, quota, plan_frame(plan) if plan else None)
+    return GapResult(gap, files, plan, quota)

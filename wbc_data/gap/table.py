@@ -1,0 +1,241 @@
+"""The gap table: per class, what the user's own data has, what each external source adds, what survives
+dedup, what is only coarse or synthetic, and how that compares with a target.
+
+Pure pandas on the unified manifest so the CLI, the report files and the tests share one computation.
+Counting rules (documented in the report too):
+- only rows with status 'ok' count; an exact label counts for its class;
+- coarse/conflict rows are counted per candidate class in separate columns: they fill nothing until resolved;
+- ``dup_keep == False`` (dedup ran and dropped the row as a duplicate) removes a row from every "after dedup"
+  figure; without a ``dup_keep`` column every row is kept;
+- ``is_synthetic == True`` rows are counted only in the synthetic column, never as own or external data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from wbc_data.gap.errors import GapError
+from wbc_data.gap.licence import YES, terms
+from wbc_data.gap.status import Thresholds, classify, coverage
+from wbc_data.gap.targets import WBCBENCH_SOURCE, Target, parse_target
+from wbc_data.taxonomy import CLASSES, FULL_NAMES, LabelStatus
+
+EXACT = LabelStatus.EXACT.value
+COLUMNS_NEEDED = ["sample_id", "source", "source_split", "patient_id", "group_id", "licence", "label",
+                  "label_status", "label_candidates", "status"]  # fmt: skip
+OPTIONAL_COLUMNS = ["dup_keep", "is_synthetic"]
+
+
+@dataclass
+class Rows:
+    """The manifest's usable rows split into the roles the gap report counts separately."""
+
+    frame: pd.DataFrame  # status 'ok' rows only, with boolean columns _own, _external, _kept, _synthetic
+    own_sources: list[str]
+    excluded_own: int  # own rows outside --own-split
+    has_dedup: bool
+    has_synthetic: bool
+
+
+@dataclass
+class GapTable:
+    classes: pd.DataFrame  # one row per class (13), numeric columns; see class_table()
+    sources: pd.DataFrame  # one row per source: role, licence, what it may be used for, counts
+    licences: pd.DataFrame  # classes x licence: images available after dedup
+    by_source: pd.DataFrame  # classes x source: images available after dedup (own sources first)
+    target: Target
+    thresholds: Thresholds
+    own_sources: list[str]
+    external_sources: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def default_own(frame: pd.DataFrame) -> list[str]:
+    """The user's own data when --own is not given: the wbcbench source if it was ingested, else none."""
+    return [WBCBENCH_SOURCE] if (frame["source"] == WBCBENCH_SOURCE).any() else []
+
+
+def split_rows(frame: pd.DataFrame, own: Sequence[str], own_splits: Iterable[str] | None = None) -> Rows:
+    """Mark each usable row as own / external / synthetic and kept-after-dedup."""
+    missing = [c for c in COLUMNS_NEEDED if c not in frame.columns]
+    if missing:
+        raise GapError(f"manifest: missing column(s) {', '.join(missing)}")
+    known = set(frame["source"].unique())
+    unknown = [s for s in own if s not in known]
+    if unknown:
+        raise GapError(f"--own {', '.join(unknown)}: no such source in the manifest (sources: "
+                       f"{', '.join(sorted(known)) or 'none'})")  # fmt: skip
+    ok = frame[frame["status"] == "ok"].copy()
+    has_dedup, has_synth = "dup_keep" in ok.columns, "is_synthetic" in ok.columns
+    ok["_kept"] = ok["dup_keep"].fillna(True).astype(bool) if has_dedup else True
+    ok["_synthetic"] = ok["is_synthetic"].fillna(False).astype(bool) if has_synth else False
+    is_own = ok["source"].isin(list(own)) & ~ok["_synthetic"]
+    excluded = pd.Series(False, index=ok.index)
+    splits = list(own_splits or [])
+    if splits:
+        excluded = is_own & ~ok["source_split"].isin(splits)
+        if is_own.any() and not (is_own & ~excluded).any():
+            seen = sorted(ok.loc[is_own, "source_split"].dropna().unique())
+            raise GapError(f"--own-split {', '.join(splits)}: no own rows in these splits (splits seen: "
+                           f"{', '.join(seen) or 'none'})")  # fmt: skip
+    ok["_own"] = is_own & ~excluded
+    ok["_external"] = ~is_own & ~ok["_synthetic"]
+    ok = ok[ok["_own"] | ok["_external"] | ok["_synthetic"]]
+    return Rows(ok, list(own), int(excluded.sum()), has_dedup, has_synth)
+
+
+def _per_class(rows: pd.DataFrame) -> pd.Series:
+    return rows["label"].value_counts().reindex(list(CLASSES), fill_value=0).astype("int64")
+
+
+def _candidates(rows: pd.DataFrame, status: str) -> pd.Series:
+    subset = rows.loc[rows["label_status"] == status, "label_candidates"]
+    flat = [c for cands in subset if cands is not None for c in cands]
+    return pd.Series(flat, dtype="object").value_counts().reindex(list(CLASSES), fill_value=0).astype("int64")
+
+
+def _nunique_per_class(rows: pd.DataFrame, column: str) -> pd.Series:
+    known = rows[rows[column].notna()]
+    keys = known["source"].astype(str) + "\x00" + known[column].astype(str)
+    return keys.groupby(known["label"]).nunique().reindex(list(CLASSES))
+
+
+def own_counts(rows: Rows) -> pd.Series:
+    """Own exact images per class after dedup (what min:N keeps as a floor)."""
+    f = rows.frame
+    return _per_class(f[f["_own"] & f["_kept"] & (f["label_status"] == EXACT)])
+
+
+def class_table(rows: Rows, target: Target, thresholds: Thresholds) -> pd.DataFrame:
+    """One row per class. Columns: own, own after dedup, own patients, one column per external source (raw),
+    external, external after dedup, duplicates dropped, available (own + external after dedup), independent
+    groups, coarse/conflict candidates, synthetic, gain, target, missing, coverage, status."""
+    f = rows.frame
+    exact = f["label_status"] == EXACT
+    real = f["_own"] | f["_external"]
+    kept = f["_kept"]
+    own = _per_class(f[f["_own"] & exact])
+    own_kept = _per_class(f[f["_own"] & exact & kept])
+    ext_rows = f[f["_external"] & exact]
+    ext_sources = sorted(f.loc[f["_external"], "source"].unique())
+    available_rows = f[real & exact & kept]
+    table = pd.DataFrame(index=pd.Index(list(CLASSES), name="class"))
+    table["name"] = [FULL_NAMES[c] for c in CLASSES]
+    table["own"] = own
+    table["own after dedup"] = own_kept
+    patients = _nunique_per_class(f[f["_own"] & exact & kept], "patient_id")
+    table["own patients"] = patients.astype("Int64")
+    for source in ext_sources:
+        table[source] = _per_class(ext_rows[ext_rows["source"] == source])
+    table["external"] = _per_class(ext_rows)
+    table["external after dedup"] = _per_class(ext_rows[ext_rows["_kept"]])
+    table["duplicates dropped"] = _per_class(f[real & exact & ~kept])
+    table["available"] = _per_class(available_rows)
+    groups = available_rows.assign(group_id=available_rows["group_id"].fillna(available_rows["sample_id"]))
+    table["independent groups"] = _nunique_per_class(groups, "group_id").fillna(0).astype("int64")
+    table["commercial use ok"] = _per_class(available_rows[available_rows["licence"].map(_commercial)])
+    table["coarse candidates"] = _candidates(f[real & kept], LabelStatus.COARSE.value)
+    table["conflict candidates"] = _candidates(f[real & kept], LabelStatus.CONFLICT.value)
+    table["synthetic"] = _per_class(f[f["_synthetic"] & exact & kept])
+    table["gain"] = [(a / o if o else None) for a, o in zip(table["available"], table["own after dedup"], strict=True)]
+    table["target"] = pd.array([target.get(c) for c in CLASSES], dtype="Int64")
+    table["missing"] = pd.array(
+        [None if t is None else max(0, int(t) - int(a)) for t, a in zip(target_list(target), table["available"],
+                                                                            strict=True)], dtype="Int64")  # fmt: skip
+    table["coverage"] = [coverage(int(a), t) for a, t in zip(table["available"], target_list(target), strict=True)]
+    table["status"] = [classify(int(a), t, thresholds) for a, t in zip(table["available"], target_list(target),
+                                                                         strict=True)]  # fmt: skip
+    return table
+
+
+def target_list(target: Target) -> list[int | None]:
+    return [target.get(c) for c in CLASSES]
+
+
+def _commercial(licence: object) -> bool:
+    return terms(licence if isinstance(licence, str) else None).commercial == YES
+
+
+def source_table(rows: Rows) -> pd.DataFrame:
+    """Per source: its role, licence and what that allows, and how many rows it brings (images and patients)."""
+    f = rows.frame
+    out = []
+    for source, part in f.groupby("source", sort=True):
+        licences = sorted({str(v) for v in part["licence"].dropna().unique()}) or ["(none)"]
+        licence = "; ".join(licences)
+        read = terms(None if licence == "(none)" else licence)
+        exact = part["label_status"] == EXACT
+        role = "own" if part["_own"].any() else ("synthetic" if part["_synthetic"].all() else "external")
+        out.append({
+            "source": source,
+            "role": role,
+            "licence": licence,
+            "publish": read.publish,
+            "commercial": read.commercial,
+            "exact images": int(exact.sum()),
+            "after dedup": int((exact & part["_kept"]).sum()),
+            "coarse": int((part["label_status"] == LabelStatus.COARSE.value).sum()),
+            "conflict": int((part["label_status"] == LabelStatus.CONFLICT.value).sum()),
+            "synthetic": int((part["_synthetic"] & exact).sum()),
+            "patients": int(part["patient_id"].dropna().nunique()) or None,
+            "groups": int(part["group_id"].fillna(part["sample_id"])[exact].nunique()),
+            "classes": int(part.loc[exact, "label"].nunique()),
+        })  # fmt: skip
+    table = pd.DataFrame(out)
+    if not table.empty:
+        table["patients"] = table["patients"].astype("Int64")
+    return table
+
+
+def licence_table(rows: Rows) -> pd.DataFrame:
+    """Classes x licence: exact real images after dedup, so a user sees what a publishable subset would hold."""
+    f = rows.frame
+    avail = f[(f["_own"] | f["_external"]) & (f["label_status"] == EXACT) & f["_kept"]]
+    table = pd.crosstab(avail["label"], avail["licence"].fillna("(none)"))
+    return table.reindex(index=list(CLASSES), fill_value=0).rename_axis(index="class", columns=None).astype("int64")
+
+
+def available_by_source(rows: Rows) -> pd.DataFrame:
+    """Classes x source: exact real images after dedup (the per-source stacked chart)."""
+    f = rows.frame
+    avail = f[(f["_own"] | f["_external"]) & (f["label_status"] == EXACT) & f["_kept"]]
+    table = pd.crosstab(avail["label"], avail["source"]).reindex(index=list(CLASSES), fill_value=0)
+    order = [s for s in rows.own_sources if s in table.columns] + sorted(c for c in table.columns
+                                                                          if c not in rows.own_sources)  # fmt: skip
+    return table[order].rename_axis(index="class", columns=None).astype("int64")
+
+
+def gap_table(frame: pd.DataFrame, target: Target | str, *, own: Sequence[str] | None = None,
+              own_splits: Iterable[str] | None = None, thresholds: Thresholds | None = None,
+              wbcbench_labels: Path | None = None) -> GapTable:  # fmt: skip
+    """Everything the gap report shows, from the unified manifest and a target (resolved here when given as a
+    ``--target`` string, because ``min:N`` needs the own counts)."""
+    thresholds = thresholds or Thresholds()
+    own_list = list(own) if own else default_own(frame)
+    rows = split_rows(frame, own_list, own_splits)
+    if isinstance(target, str):
+        target = parse_target(target, frame, wbcbench_labels=wbcbench_labels, own_counts=own_counts(rows).to_dict())
+    classes = class_table(rows, target, thresholds)
+    notes = list(target.notes)
+    if not own_list:
+        notes.append("no own data (no --own given and no 'wbcbench' source ingested): gain is not defined")
+    if rows.excluded_own:
+        notes.append(f"{rows.excluded_own:,} own row(s) outside --own-split were not counted")
+    if not rows.has_dedup:
+        notes.append("the manifest has no dedup decisions yet (run dedup): 'after dedup' equals the raw counts")
+    external = sorted(rows.frame.loc[rows.frame["_external"], "source"].unique())
+    return GapTable(
+        classes,
+        source_table(rows),
+        licence_table(rows),
+        available_by_source(rows),
+        target,
+        thresholds,
+        own_list,
+        external,
+        notes,
+    )
