@@ -36,9 +36,17 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 
 def plan_frame(plan: SynthPlan) -> pd.DataFrame:
-    rows = [{"class": c, "generate": q.generate, "real": q.real, "existing synthetic": q.existing_synthetic,
-             "target": "–" if q.target is None else q.target, "reason": q.reason}
-            for c, q in plan.classes.items()]  # fmt: skip
+    rows = [
+        {
+            "class": c,
+            "generate": q.generate,
+            "real": q.real,
+            "existing synthetic": q.existing_synthetic,
+            "target": "-" if q.target is None else q.target,
+            "reason": q.reason,
+        }
+        for c, q in plan.classes.items()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -59,13 +67,15 @@ def run_gap_report(
     if not path.is_file():
         raise GapError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
     frame = read_manifest(path)
-    gap = gap_table(frame, target, own=own, own_splits=own_splits, thresholds=thresholds,
-                    wbcbench_labels=wbcbench_labels)  # fmt: skip
+    gap = gap_table(
+        frame, target, own=own, own_splits=own_splits, thresholds=thresholds, wbcbench_labels=wbcbench_labels
+    )
     plan = None
     if quota is not None:
         t = gap.classes
-        plan = make_plan(t["available"].to_dict(), gap.target.counts, t["synthetic"].to_dict(), max_synth_factor,
-                         gap.target.spec)  # fmt: skip
+        plan = make_plan(
+            t["available"].to_dict(), gap.target.counts, t["synthetic"].to_dict(), max_synth_factor, gap.target.spec
+        )
         write_plan(plan, quota)
     files = write_report(gap, workspace.reports_dir, quota, plan_frame(plan) if plan else None)
     return GapResult(gap, files, plan, quota)

@@ -36,8 +36,12 @@ def class_bars_png(gap: GapTable, path: Path) -> Path:
     on a log scale so that 13 prolymphocytes stay visible next to 15,000 neutrophils."""
     t = gap.classes
     x = np.arange(len(CLASSES))
-    series = [("own", t["own after dedup"], "#1565c0"), ("external after dedup", t["external after dedup"], "#ef6c00"),
-              ("coarse candidates", t["coarse candidates"], "#b0bec5"), ("synthetic", t["synthetic"], "#8e24aa")]  # fmt: skip
+    series = [
+        ("own", t["own after dedup"], "#1565c0"),
+        ("external after dedup", t["external after dedup"], "#ef6c00"),
+        ("coarse candidates", t["coarse candidates"], "#b0bec5"),
+        ("synthetic", t["synthetic"], "#8e24aa"),
+    ]
     series = [s for s in series if s[1].sum() > 0 or s[0] in {"own", "external after dedup"}]
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
@@ -45,8 +49,16 @@ def class_bars_png(gap: GapTable, path: Path) -> Path:
         ax.bar(x + (i - (len(series) - 1) / 2) * width, _positive(values), width, label=label, color=colour)
     targets = t["target"].astype("float64").to_numpy()
     if np.isfinite(targets).any():
-        ax.scatter(x, np.where(targets > 0, targets, np.nan), marker="_", s=900, linewidths=2.5, color="black",
-                   label=f"target ({gap.target.spec})", zorder=3)  # fmt: skip
+        ax.scatter(
+            x,
+            np.where(targets > 0, targets, np.nan),
+            marker="_",
+            s=900,
+            linewidths=2.5,
+            color="black",
+            label=f"target ({gap.target.spec})",
+            zorder=3,
+        )
     labels = [f"{c}\n{s}" for c, s in zip(CLASSES, t["status"], strict=True)]
     ax.set_xticks(x, labels, fontsize=8)
     for tick, status in zip(ax.get_xticklabels(), t["status"], strict=True):
@@ -74,7 +86,7 @@ def source_share_png(gap: GapTable, path: Path) -> Path:
     for i, column in enumerate(shares.columns):
         ax.barh(np.arange(len(CLASSES)), shares[column], left=left, label=column, color=colours[i % len(colours)])
         left += shares[column].to_numpy()
-    ax.set_yticks(np.arange(len(CLASSES)), [f"{c}  ({int(round(n)):,})" for c, n in zip(CLASSES, totals, strict=True)])
+    ax.set_yticks(np.arange(len(CLASSES)), [f"{c}  ({round(n):,})" for c, n in zip(CLASSES, totals, strict=True)])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))

@@ -33,8 +33,10 @@ def terms(licence: str | None) -> Terms:
     parts = [p for p in re.split(r"[;\n]", licence or "") if p.strip()]
     if len(parts) > 1:
         read = [_one(p) for p in parts]
-        return Terms(max((t.publish for t in read), key=_RANK.__getitem__),
-                     max((t.commercial for t in read), key=_RANK.__getitem__))  # fmt: skip
+        return Terms(
+            max((t.publish for t in read), key=_RANK.__getitem__),
+            max((t.commercial for t in read), key=_RANK.__getitem__),
+        )
     return _one(licence)
 
 

@@ -87,8 +87,13 @@ def quota_for(real: int, target: int | None, existing_synthetic: int, factor: fl
     return ClassQuota(still, real, existing_synthetic, target, f"fills the gap of {need:,} to the target")
 
 
-def make_plan(real: Mapping[str, int], targets: Mapping[str, int | None], existing: Mapping[str, int],
-              factor: float, target_name: str) -> SynthPlan:  # fmt: skip
+def make_plan(
+    real: Mapping[str, int],
+    targets: Mapping[str, int | None],
+    existing: Mapping[str, int],
+    factor: float,
+    target_name: str,
+) -> SynthPlan:
     if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor >= 0):
         raise GapError(f"--max-synth-factor {factor}: must be a finite number >= 0")
     classes = {
@@ -113,7 +118,7 @@ def to_dict(plan: SynthPlan) -> dict[str, Any]:
                 "reason": q.reason,
             }
             for c, q in plan.classes.items()
-        },  # fmt: skip
+        },
     }
 
 
@@ -158,11 +163,14 @@ def load_plan(path: Path) -> SynthPlan:
             values[key] = value
         limit = cap(values["real"], float(factor)) - values["existing_synthetic"]
         if values["generate"] > max(0, limit):
-            raise PlanError(f"{path}: {code}.generate = {values['generate']:,} exceeds the cap of {max(0, limit):,} "
-                            f"({factor:g}x {values['real']:,} real images)")  # fmt: skip
+            raise PlanError(
+                f"{path}: {code}.generate = {values['generate']:,} exceeds the cap of {max(0, limit):,} "
+                f"({factor:g}x {values['real']:,} real images)"
+            )
         target = entry.get("target")
         if target is not None and (isinstance(target, bool) or not isinstance(target, int) or target < 0):
             raise PlanError(f"{path}: {code}.target must be a whole number >= 0 or null, got {target!r}")
-        classes[code] = ClassQuota(values["generate"], values["real"], values["existing_synthetic"], target,
-                                   str(entry.get("reason", "")))  # fmt: skip
+        classes[code] = ClassQuota(
+            values["generate"], values["real"], values["existing_synthetic"], target, str(entry.get("reason", ""))
+        )
     return SynthPlan(str(data.get("target", "")), float(factor), classes)

@@ -33,26 +33,53 @@ def _blank(value: Any) -> bool:
 
 
 def fmt_int(value: Any) -> str:
-    return "–" if _blank(value) else f"{int(value):,}"
+    return "-" if _blank(value) else f"{int(value):,}"
 
 
 def fmt_gain(value: Any) -> str:
-    return "–" if _blank(value) else f"{value:,.1f}x"
+    return "-" if _blank(value) else f"{value:,.1f}x"
 
 
 def fmt_pct(value: Any) -> str:
-    return "–" if _blank(value) else f"{value:.0%}"
+    return "-" if _blank(value) else f"{value:.0%}"
 
 
 def display_table(gap: GapTable, compact: bool = False) -> pd.DataFrame:
     """The class table as text cells (dashes for unknown/undefined), for Markdown, HTML and the terminal."""
     t = gap.classes
-    columns = ["own", "own patients", *gap.external_sources, "external", "external after dedup",
-               "duplicates dropped", "available", "independent groups", "commercial use ok", "coarse candidates",
-               "conflict candidates", "synthetic", "gain", "target", "missing", "coverage", "status"]  # fmt: skip
+    columns = [
+        "own",
+        "own patients",
+        *gap.external_sources,
+        "external",
+        "external after dedup",
+        "duplicates dropped",
+        "available",
+        "independent groups",
+        "commercial use ok",
+        "coarse candidates",
+        "conflict candidates",
+        "synthetic",
+        "gain",
+        "target",
+        "missing",
+        "coverage",
+        "status",
+    ]
     if compact:
-        columns = ["own", "own patients", "external", "external after dedup", "coarse candidates", "synthetic",
-                   "available", "gain", "target", "coverage", "status"]  # fmt: skip
+        columns = [
+            "own",
+            "own patients",
+            "external",
+            "external after dedup",
+            "coarse candidates",
+            "synthetic",
+            "available",
+            "gain",
+            "target",
+            "coverage",
+            "status",
+        ]
     out = pd.DataFrame({"class": t.index})
     if not compact:
         out["name"] = t["name"].to_list()
@@ -70,8 +97,10 @@ def display_table(gap: GapTable, compact: bool = False) -> pd.DataFrame:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (None if _blank(v) else (v.item() if hasattr(v, "item") else v)) for k, v in row.items()}
-            for row in frame.to_dict(orient="records")]  # fmt: skip
+    return [
+        {k: (None if _blank(v) else (v.item() if hasattr(v, "item") else v)) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
 
 
 def to_json(gap: GapTable, plan_path: Path | None = None) -> dict[str, Any]:
@@ -106,26 +135,39 @@ def build_report(gap: GapTable, charts: tuple[Path, ...], plan_path: Path | None
     counts = gap.classes["status"].value_counts()
     summary = ", ".join(f"{counts[s]} {s}" for s in ("solved", "partial", "critical gap", "no target") if s in counts)
     report = Report(title="wbc-data gap report", intro=f"13 classes: {summary}. {_rules(gap)}")
-    report.add(Section("Per class", "; ".join(gap.notes), tables=[("", display_table(gap))],
-                       figures=[("Own vs external vs target (log scale)", charts[0])]))  # fmt: skip
+    report.add(
+        Section(
+            "Per class",
+            "; ".join(gap.notes),
+            tables=[("", display_table(gap))],
+            figures=[("Own vs external vs target (log scale)", charts[0])],
+        )
+    )
     sources = gap.sources.copy()
     for column in ("patients",):
         if column in sources:
             sources[column] = [fmt_int(v) for v in sources[column]]
-    report.add(Section("Sources and licences",
-                       "publish / commercial: a coarse reading of each licence string ('check terms' where it is "
-                       "not a known open licence). The class x licence table shows what a subset restricted to "
-                       "one kind of licence would hold.",
-                       tables=[("Per source", sources), ("Images per class and licence (after dedup)",
-                                                         gap.licences.reset_index())],
-                       figures=[("Where each class's images come from", charts[1])]))  # fmt: skip
+    report.add(
+        Section(
+            "Sources and licences",
+            "publish / commercial: a coarse reading of each licence string ('check terms' where it is "
+            "not a known open licence). The class x licence table shows what a subset restricted to "
+            "one kind of licence would hold.",
+            tables=[
+                ("Per source", sources),
+                ("Images per class and licence (after dedup)", gap.licences.reset_index()),
+            ],
+            figures=[("Where each class's images come from", charts[1])],
+        )
+    )
     if plan_path is not None:
         report.add(Section("Synth plan", f"Written to {plan_path} (read by `wbc-data synth --plan`)."))
     return report
 
 
-def write_report(gap: GapTable, directory: Path, plan_path: Path | None = None,
-                 plan_table: pd.DataFrame | None = None) -> ReportFiles:  # fmt: skip
+def write_report(
+    gap: GapTable, directory: Path, plan_path: Path | None = None, plan_table: pd.DataFrame | None = None
+) -> ReportFiles:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     charts = (

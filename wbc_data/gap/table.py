@@ -25,8 +25,18 @@ from wbc_data.gap.targets import WBCBENCH_SOURCE, Target, parse_target
 from wbc_data.taxonomy import CLASSES, FULL_NAMES, LabelStatus
 
 EXACT = LabelStatus.EXACT.value
-COLUMNS_NEEDED = ["sample_id", "source", "source_split", "patient_id", "group_id", "licence", "label",
-                  "label_status", "label_candidates", "status"]  # fmt: skip
+COLUMNS_NEEDED = [
+    "sample_id",
+    "source",
+    "source_split",
+    "patient_id",
+    "group_id",
+    "licence",
+    "label",
+    "label_status",
+    "label_candidates",
+    "status",
+]
 OPTIONAL_COLUMNS = ["dup_keep", "is_synthetic"]
 
 
@@ -67,8 +77,10 @@ def split_rows(frame: pd.DataFrame, own: Sequence[str], own_splits: Iterable[str
     known = set(frame["source"].unique())
     unknown = [s for s in own if s not in known]
     if unknown:
-        raise GapError(f"--own {', '.join(unknown)}: no such source in the manifest (sources: "
-                       f"{', '.join(sorted(known)) or 'none'})")  # fmt: skip
+        raise GapError(
+            f"--own {', '.join(unknown)}: no such source in the manifest (sources: "
+            f"{', '.join(sorted(known)) or 'none'})"
+        )
     ok = frame[frame["status"] == "ok"].copy()
     has_dedup, has_synth = "dup_keep" in ok.columns, "is_synthetic" in ok.columns
     ok["_kept"] = ok["dup_keep"].fillna(True).astype(bool) if has_dedup else True
@@ -80,8 +92,10 @@ def split_rows(frame: pd.DataFrame, own: Sequence[str], own_splits: Iterable[str
         excluded = is_own & ~ok["source_split"].isin(splits)
         if is_own.any() and not (is_own & ~excluded).any():
             seen = sorted(ok.loc[is_own, "source_split"].dropna().unique())
-            raise GapError(f"--own-split {', '.join(splits)}: no own rows in these splits (splits seen: "
-                           f"{', '.join(seen) or 'none'})")  # fmt: skip
+            raise GapError(
+                f"--own-split {', '.join(splits)}: no own rows in these splits (splits seen: "
+                f"{', '.join(seen) or 'none'})"
+            )
     ok["_own"] = is_own & ~excluded
     ok["_external"] = ~is_own & ~ok["_synthetic"]
     ok = ok[ok["_own"] | ok["_external"] | ok["_synthetic"]]
@@ -144,11 +158,16 @@ def class_table(rows: Rows, target: Target, thresholds: Thresholds) -> pd.DataFr
     table["gain"] = [(a / o if o else None) for a, o in zip(table["available"], table["own after dedup"], strict=True)]
     table["target"] = pd.array([target.get(c) for c in CLASSES], dtype="Int64")
     table["missing"] = pd.array(
-        [None if t is None else max(0, int(t) - int(a)) for t, a in zip(target_list(target), table["available"],
-                                                                            strict=True)], dtype="Int64")  # fmt: skip
+        [
+            None if t is None else max(0, int(t) - int(a))
+            for t, a in zip(target_list(target), table["available"], strict=True)
+        ],
+        dtype="Int64",
+    )
     table["coverage"] = [coverage(int(a), t) for a, t in zip(table["available"], target_list(target), strict=True)]
-    table["status"] = [classify(int(a), t, thresholds) for a, t in zip(table["available"], target_list(target),
-                                                                         strict=True)]  # fmt: skip
+    table["status"] = [
+        classify(int(a), t, thresholds) for a, t in zip(table["available"], target_list(target), strict=True)
+    ]
     return table
 
 
@@ -170,21 +189,23 @@ def source_table(rows: Rows) -> pd.DataFrame:
         read = terms(None if licence == "(none)" else licence)
         exact = part["label_status"] == EXACT
         role = "own" if part["_own"].any() else ("synthetic" if part["_synthetic"].all() else "external")
-        out.append({
-            "source": source,
-            "role": role,
-            "licence": licence,
-            "publish": read.publish,
-            "commercial": read.commercial,
-            "exact images": int(exact.sum()),
-            "after dedup": int((exact & part["_kept"]).sum()),
-            "coarse": int((part["label_status"] == LabelStatus.COARSE.value).sum()),
-            "conflict": int((part["label_status"] == LabelStatus.CONFLICT.value).sum()),
-            "synthetic": int((part["_synthetic"] & exact).sum()),
-            "patients": int(part["patient_id"].dropna().nunique()) or None,
-            "groups": int(part["group_id"].fillna(part["sample_id"])[exact].nunique()),
-            "classes": int(part.loc[exact, "label"].nunique()),
-        })  # fmt: skip
+        out.append(
+            {
+                "source": source,
+                "role": role,
+                "licence": licence,
+                "publish": read.publish,
+                "commercial": read.commercial,
+                "exact images": int(exact.sum()),
+                "after dedup": int((exact & part["_kept"]).sum()),
+                "coarse": int((part["label_status"] == LabelStatus.COARSE.value).sum()),
+                "conflict": int((part["label_status"] == LabelStatus.CONFLICT.value).sum()),
+                "synthetic": int((part["_synthetic"] & exact).sum()),
+                "patients": int(part["patient_id"].dropna().nunique()) or None,
+                "groups": int(part["group_id"].fillna(part["sample_id"])[exact].nunique()),
+                "classes": int(part.loc[exact, "label"].nunique()),
+            }
+        )
     table = pd.DataFrame(out)
     if not table.empty:
         table["patients"] = table["patients"].astype("Int64")
@@ -204,14 +225,21 @@ def available_by_source(rows: Rows) -> pd.DataFrame:
     f = rows.frame
     avail = f[(f["_own"] | f["_external"]) & (f["label_status"] == EXACT) & f["_kept"]]
     table = pd.crosstab(avail["label"], avail["source"]).reindex(index=list(CLASSES), fill_value=0)
-    order = [s for s in rows.own_sources if s in table.columns] + sorted(c for c in table.columns
-                                                                          if c not in rows.own_sources)  # fmt: skip
+    order = [s for s in rows.own_sources if s in table.columns] + sorted(
+        c for c in table.columns if c not in rows.own_sources
+    )
     return table[order].rename_axis(index="class", columns=None).astype("int64")
 
 
-def gap_table(frame: pd.DataFrame, target: Target | str, *, own: Sequence[str] | None = None,
-              own_splits: Iterable[str] | None = None, thresholds: Thresholds | None = None,
-              wbcbench_labels: Path | None = None) -> GapTable:  # fmt: skip
+def gap_table(
+    frame: pd.DataFrame,
+    target: Target | str,
+    *,
+    own: Sequence[str] | None = None,
+    own_splits: Iterable[str] | None = None,
+    thresholds: Thresholds | None = None,
+    wbcbench_labels: Path | None = None,
+) -> GapTable:
     """Everything the gap report shows, from the unified manifest and a target (resolved here when given as a
     ``--target`` string, because ``min:N`` needs the own counts)."""
     thresholds = thresholds or Thresholds()

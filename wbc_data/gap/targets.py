@@ -56,12 +56,15 @@ def read_wbcbench_labels(directory: Path) -> pd.Series:
         labels = table["labels"].str.strip()
         empty = labels == ""
         if empty.any():
-            raise GapError(f"{path}: {int(empty.sum())} row(s) with an empty label, first at data row "
-                           f"{int(empty.to_numpy().argmax()) + 2}")  # fmt: skip
+            raise GapError(
+                f"{path}: {int(empty.sum())} row(s) with an empty label, first at data row "
+                f"{int(empty.to_numpy().argmax()) + 2}"
+            )
         unknown = labels[~labels.isin(CLASSES)]
         if len(unknown):
-            raise GapError(f"{path}: label {unknown.iloc[0]!r} at line {int(unknown.index[0]) + 2} is not one of "
-                           f"the 13 classes")  # fmt: skip
+            raise GapError(
+                f"{path}: label {unknown.iloc[0]!r} at line {int(unknown.index[0]) + 2} is not one of the 13 classes"
+            )
         counts = counts.add(labels.value_counts(), fill_value=0).astype("int64")
     return counts
 
@@ -84,8 +87,9 @@ def wbcbench_from_manifest(frame: pd.DataFrame) -> pd.Series | None:
 _COUNT = re.compile(r"^(uniform|min):(\d[\d_,]*)$")
 
 
-def parse_target(spec: str, frame: pd.DataFrame, *, wbcbench_labels: Path | None = None,
-                 own_counts: Mapping[str, int] | None = None) -> Target:  # fmt: skip
+def parse_target(
+    spec: str, frame: pd.DataFrame, *, wbcbench_labels: Path | None = None, own_counts: Mapping[str, int] | None = None
+) -> Target:
     """Resolve a ``--target`` value.
 
     - ``wbcbench``: the WBCBench 2026 training distribution (CSV folder, else an ingested wbcbench source).
