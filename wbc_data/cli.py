@@ -222,6 +222,64 @@ def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("-
     console.print(f"report: {result.report_path}", highlight=False)
 
 
+@app.command("gap-report")
+@friendly_errors
+def gap_report(
+    workspace: WorkspaceOpt = None,
+    target: Annotated[
+        str,
+        typer.Option("--target", "-t", help="wbcbench | uniform:N | min:N | a YAML file of per-class counts."),
+    ] = "wbcbench",
+    own: Annotated[
+        list[str] | None,
+        typer.Option("--own", help="Source(s) that are the user's own data (default: wbcbench if ingested)."),
+    ] = None,
+    own_split: Annotated[
+        list[str] | None,
+        typer.Option("--own-split", help="Count only these source_split values of the own data (default: all)."),
+    ] = None,
+    wbcbench_labels: Annotated[
+        Path | None,
+        typer.Option("--wbcbench-labels", help="Folder of phase1_label.csv + phase2_train.csv (--target wbcbench)."),
+    ] = None,
+    solved_at: Annotated[float, typer.Option("--solved-at", help="available/target at or above: solved.")] = 1.0,
+    partial_at: Annotated[float, typer.Option("--partial-at", help="available/target at or above: partial.")] = 0.5,
+    quota: Annotated[
+        Path | None, typer.Option("--quota", help="Write a synth plan YAML here (read by `wbc-data synth --plan`).")
+    ] = None,
+    max_synth_factor: Annotated[
+        float, typer.Option("--max-synth-factor", help="At most this many synthetic images per real image of a class.")
+    ] = 10.0,
+) -> None:
+    """Per class: own data, each external source, after dedup, coarse and synthetic apart, gain, status vs a target."""
+    from wbc_data.gap import plan_frame, run_gap_report
+    from wbc_data.gap.report import display_table
+    from wbc_data.gap.status import Thresholds
+
+    ws = Workspace.at(workspace)
+    result = run_gap_report(
+        ws,
+        target,
+        own=own,
+        own_splits=own_split,
+        wbcbench_labels=wbcbench_labels,
+        thresholds=Thresholds(solved_at=solved_at, partial_at=partial_at),
+        quota=quota,
+        max_synth_factor=max_synth_factor,
+    )
+    gap = result.gap
+    console.print(f"target: {gap.target.description}", highlight=False, soft_wrap=True)
+    console.print(frame_table(display_table(gap, compact=True), title="Gap per class"))
+    sources = gap.sources[["source", "role", "licence", "publish", "commercial", "exact images", "after dedup"]]
+    console.print(frame_table(sources, title="Sources"))
+    for note in gap.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    if result.plan is not None:
+        console.print(frame_table(plan_frame(result.plan), title=f"Synth plan ({result.plan.total:,} images)"))
+        console.print(f"synth plan: {result.plan_path}", highlight=False)
+    console.print(f"report: {result.files.html}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m wbc_data`
     app()
 

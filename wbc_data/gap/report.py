@@ -93,7 +93,19 @@ def display_table(gap: GapTable, compact: bool = False) -> pd.DataFrame:
             out[column] = values
         else:
             out[column] = [fmt_int(v) for v in values]
-    return out
+    return out.rename(columns=SHORT) if compact else out
+
+
+SHORT = {
+    "own patients": "own pat.",
+    "external": "ext",
+    "external after dedup": "ext dedup",
+    "coarse candidates": "coarse",
+    "synthetic": "synth",
+    "available": "avail",
+    "coverage": "cover",
+}
+"""Terminal headers for the compact table (80 columns must stay readable)."""
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
