@@ -108,7 +108,7 @@ def test_segpc_crops_and_bad_inputs(segpc_tree, workspace):
     assert "mask without an image" in by_path.loc["train/y/7_1.bmp", "reason"]
     for rel in ("train/x/3.bmp", "train/x/3.png"):
         assert "duplicate image ID 3" in by_path.loc[rel, "reason"]
-    assert "cannot tell which image" in by_path.loc["train/y/3_1.bmp", "reason"]
+    assert "image is ambiguous" in by_path.loc["train/y/3_1.bmp", "reason"]
     for rel in ("validation/validation/y/6_1.bmp", "validation/validation/y/6_01.bmp"):
         assert "duplicate mask ID 6_1" in by_path.loc[rel, "reason"]
     assert "not <id>_<k>" in by_path.loc["train/y/readme.bmp", "reason"]

@@ -79,9 +79,7 @@ class SegpcAdapter(SourceAdapter):
                 for rel in rels:
                     plan.rejected[rel] = f"duplicate image ID {image_id} in {pair or '.'}/x ({others})"
                 for _, rel in cells:
-                    plan.rejected[rel] = (
-                        f"mask for duplicate image ID {image_id}: cannot tell which image it belongs to"
-                    )
+                    plan.rejected[rel] = f"mask of duplicate image ID {image_id}: its image is ambiguous"
                 continue
             image_rel = rels[0]
             if not cells:
