@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 
 import pyarrow as pa
@@ -170,8 +171,9 @@ def test_hub_parquet_form(tmp_path, workspace):
     assert (first["label"], first["patient_id"], first["group_id"]) == ("SNE", "p1", "wbcbench:patient:p1")
     assert (first["width"], first["height"]) == (20, 21)
     d1 = frame.loc["wbcbench:degraded/test-00000-of-00001.parquet/d1"]
-    assert '"severity": 2' in d1["extra"] and '"original_image_id": "a2"' in d1["extra"]
-    assert '"config": "degraded"' in d1["extra"] and d1["source_split"] == "train"
+    extra = json.loads(d1["extra"])
+    assert (extra["severity"], extra["original_image_id"], extra["config"]) == (2, "a2", "degraded")
+    assert d1["source_split"] == "train"
     assert frame.loc["wbcbench:degraded/test-00000-of-00001.parquet/d2", "label_status"] == "unlabelled"
     dup = frame.loc["wbcbench:degraded/test-00000-of-00001.parquet/d2~row2"]
     assert dup["status"] == "rejected" and "duplicate image_id d2" in dup["reason"]
