@@ -13,6 +13,10 @@ class UserError(ValueError):
     """Base for new user-facing errors; existing module errors are listed in USER_ERRORS."""
 
 
+class DedupError(UserError):
+    """Bad dedup input: a policy file, an --against path or a threshold that cannot be used."""
+
+
 def _ingest_interrupted() -> type[Exception]:
     from wbc_data.ingest.engine import IngestInterrupted
 
