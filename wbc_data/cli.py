@@ -280,6 +280,47 @@ def gap_report(
     console.print(f"report: {result.files.html}", highlight=False)
 
 
+@app.command("dedup")
+@friendly_errors
+def dedup_cmd(
+    workspace: WorkspaceOpt = None,
+    threshold: Annotated[
+        int | None, typer.Option("--threshold", "-t", help="Hamming radius on 64-bit pHashes (default 8).")
+    ] = None,
+    against: Annotated[
+        Path | None, typer.Option("--against", help="Evaluation set to audit for leakage: a manifest or a folder.")
+    ] = None,
+    exclude_leaks: Annotated[
+        bool, typer.Option("--exclude-leaks", help="Mark training rows with a copy in --against as not kept.")
+    ] = False,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="YAML keep policy (see wbc_data/dedup/policy.py).")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes for --against folders.")] = 0,
+) -> None:
+    """Find exact and near duplicates (any flip/rotation) across sources, choose keepers, audit leakage."""
+    from wbc_data.dedup.policy import KeepPolicy
+    from wbc_data.dedup.run import DEFAULT_THRESHOLD, DedupOptions, dedup
+
+    ws = Workspace.at(workspace)
+    options = DedupOptions(
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        policy=KeepPolicy.from_yaml(policy) if policy else KeepPolicy(),
+        against=against,
+        exclude_leaks=exclude_leaks,
+        workers=workers,
+    )
+    with progress_bar("dedup") as bar:
+        task = bar.add_task("dedup", total=None)
+        result = dedup(ws, options, step=lambda name: bar.update(task, description=f"dedup: {name}"))
+    console.print(frame_table(result.summary(), title="Duplicates"))
+    if against is not None:
+        console.print(f"leakage: {len(result.leaks):,} training row(s) have a copy in {against}", highlight=False)
+    console.print(f"manifest: {result.manifest_path}", highlight=False)
+    for path in result.report_paths:
+        console.print(f"report: {path}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m wbc_data`
     app()
 

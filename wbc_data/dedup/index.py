@@ -70,7 +70,7 @@ def _chunk_bounds(m: int) -> list[tuple[int, int]]:
     """Split 64 bits into ``m`` near-equal chunks: (shift, width) per chunk."""
     widths = [BITS // m + (1 if k < BITS % m else 0) for k in range(m)]
     shifts = [BITS - sum(widths[: k + 1]) for k in range(m)]
-    return list(zip(shifts, widths))
+    return list(zip(shifts, widths, strict=True))
 
 
 def _masks(width: int, radius: int) -> np.ndarray:
@@ -114,7 +114,7 @@ class MultiIndexHash:
         queries = np.asarray(queries, dtype=np.uint64)
         s = radius // self.m
         parts = []
-        for c, ((shift, width), (order, starts)) in enumerate(zip(self.bounds, self.tables)):
+        for c, ((shift, width), (order, starts)) in enumerate(zip(self.bounds, self.tables, strict=True)):
             masks = _masks(width, s)
             step = max(1, batch_probes // len(masks))
             for begin in range(0, len(queries), step):

@@ -137,7 +137,9 @@ def build(result: Any, frame: pd.DataFrame, directory: Path, options: Any) -> li
         )
         shown = leaks[["sample_id", "source", "eval_id", "kind", "distance", "transform"]] if len(leaks) else leaks
         report.add(Section("Leakage against the evaluation set", text, tables=[("", shown.head(500))]))
-    figures = [(c, p) for c, p in zip(["Largest clusters", "Borderline clusters"], sheets) if p is not None]
+    figures = [
+        (c, p) for c, p in zip(["Largest clusters", "Borderline clusters"], sheets, strict=True) if p is not None
+    ]
     report.add(Section("Contact sheets", f"All pairs: {csv_path.name}", figures=figures))
     md, html = write(report, directory, "dedup")
     return [md, html, csv_path, *[p for p in sheets if p is not None]]

@@ -58,7 +58,22 @@ class DedupResult:
 
     @property
     def dropped(self) -> int:
-        return int((self.frame["dup_keep"] == False).sum())  # noqa: E712
+        return int((~self.frame["dup_keep"].astype(bool)).sum())
+
+    def summary(self) -> pd.DataFrame:
+        kinds = self.pairs["kind"].value_counts()
+        return pd.DataFrame(
+            [
+                {
+                    "rows": len(self.frame),
+                    "clusters": self.clusters,
+                    "dropped": self.dropped,
+                    "file pairs": int(kinds.get("file", 0)),
+                    "pixel pairs": int(kinds.get("pixels", 0)),
+                    "near pairs": int(kinds.get("near", 0)),
+                }
+            ]
+        )
 
 
 def find_pairs(
