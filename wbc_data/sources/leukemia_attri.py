@@ -138,7 +138,11 @@ class LeukemiaAttriAdapter(SourceAdapter):
             key = f"ann{ann.get('id', index)}"
             category = ann.get("category_id")
             raw = categories.get(category, f"category {category}")
-            extra = {**subset_facts(rel), **image_extra[ann.get("image_id")], **_scalar_items(ann, _COCO_KEYS)}
+            extra = {
+                **subset_facts(f"{root.name}/{rel}"),
+                **image_extra[ann.get("image_id")],
+                **_scalar_items(ann, _COCO_KEYS),
+            }
             extra["category_id"] = category
             spec = SampleSpec(rel, raw_label=raw, split=split, extra=extra)
             try:
@@ -189,7 +193,8 @@ class LeukemiaAttriAdapter(SourceAdapter):
                 if not fields:
                     continue
                 n += 1
-                spec = self._yolo_sample(image, label_rel, number, fields, width, height, split, margin)
+                spec = self._yolo_sample(image, label_rel, number, fields, (width, height), split, margin)
+                spec.extra = {**subset_facts(f"{root.name}/{image}"), **(spec.extra or {})}
                 plan.samples.append(spec)
             plan.fields[image] = f"full field; its {n} annotated cell(s) are crop rows"
             plan.auxiliary[label_rel] = f"YOLO boxes with attributes for {image} ({n} cells)"
@@ -202,13 +207,13 @@ class LeukemiaAttriAdapter(SourceAdapter):
         label_rel: str,
         number: int,
         fields: list[str],
-        width: int,
-        height: int,
+        size: tuple[int, int],
         split: str | None,
         margin: float,
     ) -> SampleSpec:
         key = f"line{number}"
-        spec = SampleSpec(image, raw_label=None, split=split, extra=subset_facts(image))
+        width, height = size
+        spec = SampleSpec(image, raw_label=None, split=split, extra={})
         try:
             cls = int(fields[0])
             cx, cy, w, h = (float(v) for v in fields[1:5])
