@@ -68,10 +68,18 @@ def real(tmp_path_factory):
         for line in csv_rows(labels_dir / name):
             row = manifest.empty_row()
             label = line["labels"] or None
-            row.update(sample_id=f"wbcbench:{split}:{line['ID']}", source="wbcbench", source_path=line["ID"],
-                       source_split=split, source_label=label, label=label, status="ok",
-                       label_status="exact" if label else "unlabelled", licence="CC BY-NC 4.0",
-                       label_candidates=[label] if label else None)  # fmt: skip
+            row.update(
+                sample_id=f"wbcbench:{split}:{line['ID']}",
+                source="wbcbench",
+                source_path=line["ID"],
+                source_split=split,
+                source_label=label,
+                label=label,
+                status="ok",
+                label_status="exact" if label else "unlabelled",
+                licence="CC BY-NC 4.0",
+                label_candidates=[label] if label else None,
+            )
             rows.append(row)
     table = pa.concat_tables([manifest.read(result.manifest_path), manifest.to_table(rows)])
     manifest.write(table, ws.unified_manifest)
@@ -87,8 +95,11 @@ def real(tmp_path_factory):
 def test_wbcbench_target_matches_readme_and_both_routes(real):
     """The CSV route and the ingested-manifest route give the distribution the data README states."""
     readme = (real["labels"].parent / "README.md").read_text(encoding="utf-8")
-    stated = {code: int(n.replace(",", "")) for code, n in re.findall(r"\b([A-Z]{2,3}) (\d{1,2},\d{3}|\d+)\b", readme)
-              if code in CLASSES}  # fmt: skip
+    stated = {
+        code: int(n.replace(",", ""))
+        for code, n in re.findall(r"\b([A-Z]{2,3}) (\d{1,2},\d{3}|\d+)\b", readme)
+        if code in CLASSES
+    }
     assert len(stated) == 13 and sum(stated.values()) == 33185
     assert dict(real["target"]) == stated
     frame = manifest.read_frame(real["ws"].unified_manifest)
@@ -105,8 +116,9 @@ def status_of(available, target, solved=1.0, partial=0.5):
 def test_real_table_statuses_quota_and_files(real):
     ws, n = real["ws"], 1000
     plan_path = ws.root / "plan.yaml"
-    result = run_gap_report(ws, f"min:{n}", own_splits=["phase1_train", "phase2_train"], quota=plan_path,
-                            max_synth_factor=10)  # fmt: skip
+    result = run_gap_report(
+        ws, f"min:{n}", own_splits=["phase1_train", "phase2_train"], quota=plan_path, max_synth_factor=10
+    )
     gap, t = result.gap, result.gap.classes
     assert gap.own_sources == ["wbcbench"] and gap.external_sources == ["pbc"]
     own, pbc = real["target"], real["pbc"]
@@ -167,8 +179,20 @@ def test_real_table_statuses_quota_and_files(real):
 def test_real_cli_with_wbcbench_target(real):
     ws = real["ws"]
     plan_path = ws.root / "cli-plan.yaml"
-    result = CliRunner().invoke(app, ["gap-report", "-w", str(ws.root), "--wbcbench-labels", str(real["labels"]),
-                                      "--own", "pbc", "--quota", str(plan_path)])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "gap-report",
+            "-w",
+            str(ws.root),
+            "--wbcbench-labels",
+            str(real["labels"]),
+            "--own",
+            "pbc",
+            "--quota",
+            str(plan_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Gap per class" in result.output and "synth plan:" in result.output  # table cells wrap at 80 cols
     # PBC as own data, WBCBench (train + eval rows) as external: the WBCBench training distribution is met
