@@ -151,7 +151,9 @@ def class_table(rows: Rows, target: Target, thresholds: Thresholds) -> pd.DataFr
     table["available"] = _per_class(available_rows)
     groups = available_rows.assign(group_id=available_rows["group_id"].fillna(available_rows["sample_id"]))
     table["independent groups"] = _nunique_per_class(groups, "group_id").fillna(0).astype("int64")
-    table["commercial use ok"] = _per_class(available_rows[available_rows["licence"].map(_commercial)])
+    commercial = {lic: _commercial(lic) for lic in available_rows["licence"].dropna().unique()}  # per licence, not row
+    is_commercial = available_rows["licence"].map(commercial).fillna(False).astype(bool)
+    table["commercial use ok"] = _per_class(available_rows[is_commercial])
     table["coarse candidates"] = _candidates(f[real & kept], LabelStatus.COARSE.value)
     table["conflict candidates"] = _candidates(f[real & kept], LabelStatus.CONFLICT.value)
     table["synthetic"] = _per_class(f[f["_synthetic"] & exact & kept])
