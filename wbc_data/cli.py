@@ -118,6 +118,11 @@ def ingest(
     ] = None,
     licence: Annotated[str | None, typer.Option("--licence", help="Licence of this data (imagefolder).")] = None,
     citation: Annotated[str | None, typer.Option("--citation", help="How to cite this data (imagefolder).")] = None,
+    label_column: Annotated[
+        str | None, typer.Option("--label-column", help="Column holding the label (hub; default 'label').")
+    ] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Only this split (hub; default: every split).")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="Dataset configuration name (hub).")] = None,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (0 = every core).")] = 0,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", help="Refuse larger images as decompression bombs.")
@@ -132,6 +137,9 @@ def ingest(
     adapter_options: dict[str, Any] = {}
     if annotations is not None:
         adapter_options["annotations"] = annotations
+    for key, value in (("label_column", label_column), ("split", split), ("config", config)):
+        if value is not None:
+            adapter_options[key] = value
     options = IngestOptions(
         workers=workers,
         max_pixels=max_pixels,

@@ -72,16 +72,17 @@ def ingest(
     definition = get_definition(source) if isinstance(source, str) else source
     adapter = load_adapter(definition)
     path = Path(path).expanduser()
-    if not path.exists():
+    rows_only = adapter_reads_rows(adapter)  # e.g. hub: a repo id or a dataset folder, samples are rows
+    if not path.exists() and not rows_only:
         raise SourceError(f"{path}: no such folder")
-    if not path.is_dir() and not adapter_accepts_files(adapter):
+    if path.exists() and not path.is_dir() and not adapter_accepts_files(adapter):
         raise SourceError(f"{path}: not a folder (point at the unpacked dataset folder)")
-    root = adapter.find_root(path.resolve())
+    root = adapter.find_root(path.resolve() if path.exists() else path)
     name = options.name or definition.name
     label_map = options.label_map or definition.label_map
     ctx = PlanContext(definition=definition, label_map=label_map, options=dict(options.adapter_options))
 
-    walked = walk(root) if root.is_dir() else None
+    walked = walk(root) if root.is_dir() and not rows_only else None
     files = walked.files if walked else []
     plan = adapter.plan(root, files, ctx)
     results, decoded, from_cache = _process_files(adapter, root, name, files, plan, options, workspace, progress)
@@ -106,6 +107,12 @@ def ingest(
 
 def adapter_accepts_files(adapter: SourceAdapter) -> bool:
     return bool(getattr(adapter, "accepts_files", False))
+
+
+def adapter_reads_rows(adapter: SourceAdapter) -> bool:
+    """Adapters with ``reads_rows = True`` take a name that need not be a path and are not walked: every
+    sample is a dataset row whose bytes come from ``adapter.read_bytes``."""
+    return bool(getattr(adapter, "reads_rows", False))
 
 
 # --------------------------------------------------------------------------- decoding
