@@ -1,0 +1,142 @@
+"""Ingest throughput on the PBC folder, against imagededup's pHash encoder measured in the same run.
+
+Run: ``uv run --group bench python benchmarks/ingest.py [--root PATH] [--workers N] [--repeat R]``
+
+Prints images/s for
+- this tool's ingest end to end (walk, plan, decode and hash in a process pool, build rows, write the manifest),
+- the ingest worker alone (the engine's pool over the same files, nothing else),
+- PIL full decode alone (open + load, same pool size),
+- imagededup ``PHash().encode_images(recursive=True, num_enc_workers=N)`` -- the baseline,
+- a naive loop (read, sha256, decode, imagehash pHash and dHash; same pool size),
+and the ratio of ingest to imagededup (target: >= 1.3 with the same worker count). Each figure is the best of
+``--repeat`` rounds (contenders run round-robin); the page cache is warmed first so that every contender reads
+from memory. Counts are images that gave a result (the folder holds one non-image, ``.DS_169665.jpg``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import imagehash  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from wbc_data.imaging.decode import IMAGE_EXTENSIONS  # noqa: E402
+from wbc_data.ingest import engine  # noqa: E402
+from wbc_data.ingest.worker import FileJob  # noqa: E402
+from wbc_data.workspace import Workspace  # noqa: E402
+
+DEFAULT_ROOT = REPO.parent / "shared" / "data" / "pbc" / "PBC_dataset_normal_DIB"
+TARGET_RATIO = 1.3
+
+
+def image_files(root: Path) -> list[str]:
+    return sorted(os.fspath(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def pooled(function: Callable[[str], object], files: list[str], workers: int) -> int:
+    """Map ``function`` over ``files`` in a fork pool of ``workers`` (the engine's start method and chunking);
+    returns how many files gave a result."""
+    chunksize = max(1, min(64, len(files) // (workers * 8)))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return sum(1 for result in pool.imap_unordered(function, files, chunksize=chunksize) if result is not None)
+
+
+def pil_decode(path: str) -> tuple[int, int] | None:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.size
+    except OSError:  # the folder holds one file that is not an image (.DS_169665.jpg); skipped, not counted
+        return None
+
+
+def naive(path: str) -> tuple[str, str, str] | None:
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return digest, str(imagehash.phash(image)), str(imagehash.dhash(image))
+    except OSError:
+        return None
+
+
+def run_ingest(root: Path, workers: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="wbc-bench-") as tmp:
+        options = engine.IngestOptions(workers=workers, use_cache=False)
+        result = engine.ingest("pbc", root, Workspace(Path(tmp)), options)
+        return int((result.frame["status"] == "ok").sum())
+
+
+def run_worker_only(root: Path, files: list[str], workers: int) -> int:
+    todo = [(os.path.relpath(f, root), FileJob(path=f, whole=True), "") for f in files]
+    return sum(1 for *_, result in engine._run_parallel(todo, workers) if "phash" in result["file"])
+
+
+def run_imagededup(root: Path, workers: int) -> int:
+    from imagededup.methods import PHash
+
+    encoder = PHash(verbose=False)
+    for name in list(logging.root.manager.loggerDict):  # imagededup logs start/end at INFO on its own handlers
+        if name.startswith("imagededup"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    return len(encoder.encode_images(image_dir=root, recursive=True, num_enc_workers=workers))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="PBC_dataset_normal_DIB folder")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per contender; the fastest counts")
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        print(f"{args.root}: no such folder (pass --root)", file=sys.stderr)
+        return 2
+    files = image_files(args.root)
+    for path in files:  # warm the page cache so no contender pays for the first read
+        Path(path).read_bytes()
+    workers, repeat = args.workers, args.repeat
+    print(f"{len(files):,} images under {args.root}, {workers} worker(s), best of {repeat}", flush=True)
+
+    contenders: list[tuple[str, Callable[[], int]]] = [
+        ("wbc-data ingest (end to end)", lambda: run_ingest(args.root, workers)),
+        ("wbc-data ingest worker only", lambda: run_worker_only(args.root, files, workers)),
+        ("PIL full decode alone", lambda: pooled(pil_decode, files, workers)),
+        ("imagededup PHash.encode_images", lambda: run_imagededup(args.root, workers)),
+        ("naive: read+sha256+decode+pHash+dHash", lambda: pooled(naive, files, workers)),
+    ]
+    best: dict[str, tuple[float, int]] = {}
+    for round_ in range(repeat):  # round-robin, so a busy moment on the machine hits every contender alike
+        for name, run in contenders:
+            start = time.perf_counter()
+            count = run()
+            seconds = time.perf_counter() - start
+            print(f"  round {round_ + 1}: {name}: {count / seconds:,.0f} images/s", file=sys.stderr, flush=True)
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, count)
+    rates: dict[str, float] = {}
+    print(f"{'contender':40s} {'images':>7s} {'seconds':>8s} {'images/s':>9s}")
+    for name, _ in contenders:
+        seconds, count = best[name]
+        rates[name] = count / seconds
+        print(f"{name:40s} {count:7,d} {seconds:8.2f} {rates[name]:9,.0f}")
+    ratio = rates[contenders[0][0]] / rates[contenders[3][0]]
+    verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
+    print(f"ratio ingest / imagededup: {ratio:.2f}x ({verdict} the {TARGET_RATIO}x target)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
