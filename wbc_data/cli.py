@@ -118,6 +118,10 @@ def ingest(
     ] = None,
     licence: Annotated[str | None, typer.Option("--licence", help="Licence of this data (imagefolder).")] = None,
     citation: Annotated[str | None, typer.Option("--citation", help="How to cite this data (imagefolder).")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Adapter option KEY=VALUE, e.g. margin=0.1 (segpc, lisc), crop_size=200."),
+    ] = None,
     label_column: Annotated[
         str | None, typer.Option("--label-column", help="Column holding the label (hub; default 'label').")
     ] = None,
@@ -140,6 +144,7 @@ def ingest(
     for key, value in (("label_column", label_column), ("split", split), ("config", config)):
         if value is not None:
             adapter_options[key] = value
+    adapter_options.update(parse_options(option or []))
     options = IngestOptions(
         workers=workers,
         max_pixels=max_pixels,
@@ -159,6 +164,22 @@ def ingest(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     render_ingest(result)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs; values are read as YAML scalars (0.1 -> float, 200 -> int, text -> str)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    return options
 
 
 def render_ingest(result: Any) -> None:
@@ -187,6 +208,10 @@ def render_ingest(result: Any) -> None:
             + ", ".join(f"{k!r} ({v})" for k, v in labels.items()),
             highlight=False,
         )
+    from wbc_data.explain import rule_lines
+
+    for line in rule_lines(frame):
+        console.print(f"[cyan]label rule:[/] {line}", highlight=False)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     console.print(f"manifest: {result.manifest_path}", highlight=False)
@@ -197,17 +222,33 @@ def render_ingest(result: Any) -> None:
 def manifest_cmd(
     workspace: WorkspaceOpt = None,
     only: Annotated[list[str] | None, typer.Option("--source", help="Merge only these ingested sources.")] = None,
+    explain: Annotated[
+        str | None,
+        typer.Option("--explain", help="Show how each raw label of this ingested source was mapped (no merge)."),
+    ] = None,
 ) -> None:
     """Merge per-source manifests into the unified manifest and print class x source counts."""
     from wbc_data.merge import merge
     from wbc_data.report.manifest_report import build
 
     ws = Workspace.at(workspace)
+    if explain is not None:
+        render_explanation(explain, ws)
+        return
     path, frame = merge(ws, only)
     console.print(frame_table(summary.class_by_source(frame), title="Images per class and source", index=True))
     console.print(f"unified manifest: {path} ({len(frame):,} rows)", highlight=False)
     _, html_path = build(frame, ws.reports_dir)
     console.print(f"report: {html_path}", highlight=False)
+
+
+def render_explanation(name: str, ws: Workspace) -> None:
+    from wbc_data.explain import RULES, explain_source
+
+    result = explain_source(ws, name)
+    console.print(frame_table(result.table, title=f"How {name}'s raw labels were mapped"))
+    for status in result.statuses:
+        console.print(f"[bold]{status}[/]: {RULES[status]}", highlight=False)
 
 
 @app.command()
