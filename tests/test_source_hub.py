@@ -129,3 +129,22 @@ def test_offline_uncached_repo_is_one_clear_line(tmp_path):
     message = out.split("EXIT 2", 1)[1].strip()
     assert message.startswith("error: nobody-xyz/not-cached-wbc-set: cannot load the dataset (offline")
     assert len(message.splitlines()) <= 3  # one line, possibly wrapped by the terminal width
+
+
+def test_engine_reads_rows_hook(tmp_path, workspace):
+    """Only adapters that declare ``reads_rows`` skip the path checks and the walk; others still need a folder."""
+    from wbc_data.ingest.engine import adapter_reads_rows
+    from wbc_data.sources.base import load_adapter
+    from wbc_data.sources.definition import get_definition
+
+    assert adapter_reads_rows(load_adapter(get_definition("hub")))
+    assert not adapter_reads_rows(load_adapter(get_definition("pbc")))
+    with pytest.raises(SourceError, match="no such folder"):
+        ingest("pbc", tmp_path / "missing", workspace)
+    # a hub folder is loaded by datasets, not walked: a stray file in it is not a manifest row
+    dd = _dataset(n_train=2, n_test=1)
+    dd.save_to_disk(tmp_path / "saved")
+    (tmp_path / "saved" / "README.md").write_text("card")
+    options = IngestOptions(workers=1, label_map=LABEL_MAP, adapter_options={"label_column": "cell"})
+    frame = ingest("hub", tmp_path / "saved", workspace, options).frame
+    assert sorted(frame["source_path"]) == ["test/0", "train/0", "train/1"]
