@@ -30,6 +30,7 @@ def load(spec: str, config: str | None = None, split: str | None = None) -> dict
     """``{split name: datasets.Dataset}`` for a repo id or a local folder; one clear line on failure."""
     import datasets
 
+    datasets.disable_progress_bars()  # the ingest command shows its own progress
     local = Path(spec).expanduser()
     try:
         if local.is_dir() and any((local / marker).is_file() for marker in SAVE_TO_DISK_MARKERS):
@@ -94,7 +95,7 @@ class HubAdapter(SourceAdapter):
                 dataset = dataset.cast_column(image_col, datasets.Image(decode=False))
             opened[split_name] = dataset
             self._plan_split(split_name, dataset, label_col, image_col, plan)
-            plan.notes.append(f"{spec} [{split_name}]: {dataset.num_rows:,} rows")
+            plan.notes.append(f"{spec}, split {split_name!r}: {dataset.num_rows:,} rows")
         self._open[spec] = (opened, image_col)
         return plan
 
