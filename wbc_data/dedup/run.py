@@ -132,7 +132,7 @@ def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepF
     decision[members] = np.where(keep[members], "keep: cluster representative", None)
     dropped = members[~keep[members]]
     decision[dropped] = ["drop: duplicate of " + ids[k] for k in keeper[dropped]]
-    out["dup_keep"] = keep
+    out["dup_keep"] = pd.array(keep, dtype="boolean")
     out["leak_match"] = None
 
     leaks = pd.DataFrame()
@@ -148,7 +148,7 @@ def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepF
         if options.exclude_leaks:
             keep[train] = False
             decision[train] = ["drop: leak, copy in evaluation set " + e for e in leaks["eval_id"]]
-            out["dup_keep"] = keep
+            out["dup_keep"] = pd.array(keep, dtype="boolean")
         leaks = leaks.assign(
             sample_id=ids[train],
             source=out["source"].to_numpy()[train],

@@ -1,0 +1,134 @@
+"""Dedup on real data: the Kaggle re-upload's PBC copies, ground-truth variants, leakage, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image, ImageEnhance
+from typer.testing import CliRunner
+
+from tests.conftest import shared_path
+from wbc_data.cli import app
+from wbc_data.dedup.run import DedupOptions, dedup
+from wbc_data.ingest.engine import IngestOptions, ingest
+from wbc_data.merge import merge
+
+TRANSPOSES = [None, *Image.Transpose.__members__.values()][:8]
+
+
+@pytest.mark.slow
+def test_kaggle_pbc_copies_all_found(workspace):
+    pbc_parent, kaggle = shared_path("pbc"), shared_path("kaggle_cancer_mix")
+    pbc_root = pbc_parent / "PBC_dataset_normal_DIB"
+    ingest("pbc", pbc_parent, workspace, IngestOptions(workers=2))
+    ingest("kaggle-cancer-mix", kaggle, workspace, IngestOptions(workers=2))
+    merge(workspace)
+    # ground truth straight from disk: Kaggle files whose PBC namesake has the same bytes
+    expected = set()
+    for folder in ("basophil", "erythroblast", "monocyte"):
+        for path in (kaggle / "val" / folder).iterdir():
+            twins = list(pbc_root.glob(f"*/{path.name}"))
+            if twins and hashlib.sha256(twins[0].read_bytes()).digest() == hashlib.sha256(path.read_bytes()).digest():
+                expected.add((f"kaggle-cancer-mix:val/{folder}/{path.name}", f"pbc:{twins[0].relative_to(pbc_root)}"))
+    assert len(expected) > 250
+    result = dedup(workspace, DedupOptions(workers=2))
+    frame = result.frame.set_index("sample_id")
+    for kaggle_id, pbc_id in expected:
+        assert frame.loc[kaggle_id, "dup_cluster"] == frame.loc[pbc_id, "dup_cluster"], kaggle_id
+        # original over derivative: the kept member is a PBC row (a PBC near-twin may win over pbc_id)
+        assert not frame.loc[kaggle_id, "dup_keep"]
+        assert frame.loc[kaggle_id, "dup_decision"].startswith("drop: duplicate of pbc:")
+    file_pairs = result.pairs[result.pairs.kind == "file"]
+    in_file_pairs = set(file_pairs.sample_id_a) | set(file_pairs.sample_id_b)
+    assert {k for k, _ in expected} | {p for _, p in expected} <= in_file_pairs
+    # every row of the unified manifest is still there, with the dedup columns filled for usable rows
+    from wbc_data import manifest
+
+    written = manifest.read_frame(workspace.unified_manifest)
+    assert len(written) == 8488 + 1000
+    assert written.loc[written.status == "ok", "dup_keep"].notna().all()
+    assert written.loc[written.status != "ok", "dup_keep"].isna().all()
+    assert (workspace.reports_dir / "dedup.html").is_file() and (workspace.reports_dir / "dedup_largest.png").is_file()
+
+
+def variant(img: Image.Image, kind: str, rng: random.Random) -> Image.Image:
+    w, h = img.size
+    if kind == "jpeg":
+        buffer = io.BytesIO()
+        img.save(buffer, "JPEG", quality=rng.randint(50, 95))
+        return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    if kind == "resize":
+        scale = rng.uniform(0.5, 1.5)
+        return img.resize((round(w * scale), round(h * scale)), Image.Resampling.BICUBIC)
+    if kind == "crop":  # small crops only: see the known limit in the dedup README section
+        dx, dy = round(w * rng.uniform(0, 0.02)), round(h * rng.uniform(0, 0.02))
+        left, top = rng.randint(0, dx), rng.randint(0, dy)
+        return img.crop((left, top, w - (dx - left), h - (dy - top)))
+    if kind == "colour":
+        img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.85, 1.15))
+        return ImageEnhance.Contrast(img).enhance(rng.uniform(0.85, 1.15))
+    return img.transpose(TRANSPOSES[int(kind[-1])]) if kind[-1] != "0" else img.copy()
+
+
+def test_accuracy_on_known_variants(workspace, tmp_path):
+    """Real PBC cells (several per class: distinct look-alikes) and known copies; precision and recall >= 0.99."""
+    root = shared_path("pbc", "PBC_dataset_normal_DIB")
+    rng = random.Random(7)
+    folder = tmp_path / "variants"
+    truth: dict[str, int] = {}
+    bases = [p for cls in ("neutrophil", "lymphocyte", "eosinophil", "monocyte", "basophil", "ig")
+             for p in sorted((root / cls).glob("[!.]*.jpg"))[:5]]  # fmt: skip
+    kinds = ["jpeg", "resize", "crop", "colour", *[f"d{t}" for t in range(1, 8)]]
+    for b, path in enumerate(bases):
+        img = Image.open(path).convert("RGB")
+        (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
+        for kind in ["orig", *rng.sample(kinds, 4)]:
+            name = f"{path.parent.name}/{b:03d}_{kind}.png"
+            (img if kind == "orig" else variant(img, kind, rng)).save(folder / name)
+            truth[f"imagefolder:{name}"] = b
+    ingest("imagefolder", folder, workspace, IngestOptions(workers=1))
+    merge(workspace)
+    frame = dedup(workspace, DedupOptions(reports=False)).frame
+    cluster = dict(zip(frame.sample_id, frame.dup_cluster, strict=True))
+    ids = sorted(truth)
+    true_pairs = {(a, b) for a, b in itertools.combinations(ids, 2) if truth[a] == truth[b]}
+    found = {(a, b) for a, b in itertools.combinations(ids, 2)
+             if not pd.isna(cluster[a]) and cluster[a] == cluster[b]}  # fmt: skip
+    recall = len(true_pairs & found) / len(true_pairs)
+    precision = len(true_pairs & found) / max(1, len(found))
+    assert recall >= 0.99 and precision >= 0.99, (recall, precision, sorted(true_pairs - found)[:5])
+
+
+def test_cli_dedup_against_manifest_excludes_leaks(workspace, tmp_path):
+    sample = Path(__file__).resolve().parent.parent / "wbc_data" / "sample"
+    ingest("pbc", sample / "pbc", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    # an evaluation set holding a rotated copy of one training image
+    train = sorted((sample / "pbc").rglob("*.jpg"))[0]
+    eval_dir = tmp_path / "eval" / "cells"
+    eval_dir.mkdir(parents=True)
+    Image.open(train).transpose(Image.Transpose.ROTATE_90).save(eval_dir / "x.png")
+    other = tmp_path / "ws2"
+    from wbc_data.workspace import Workspace
+
+    eval_ws = Workspace(other)
+    result = ingest("imagefolder", tmp_path / "eval", eval_ws, IngestOptions(workers=1))
+    runner = CliRunner()
+    out = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(result.manifest_path),
+                              "--exclude-leaks"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    from wbc_data import manifest
+
+    frame = manifest.read_frame(workspace.unified_manifest).set_index("source_path")
+    rel = train.relative_to(sample / "pbc" / "PBC_dataset_normal_DIB").as_posix()
+    assert frame.loc[rel, "leak_match"] == "imagefolder:cells/x.png"
+    assert not frame.loc[rel, "dup_keep"] and frame.loc[rel, "dup_decision"].startswith("drop: leak")
+    assert frame.leak_match.notna().sum() == 1
+    bad = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(tmp_path / "nope")])
+    assert bad.exit_code == 2 and "nope" in bad.output
