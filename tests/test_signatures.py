@@ -18,6 +18,14 @@ from wbc_data.imaging.signatures import grey_thumbnail, phash, phash_from_thumb
 from wbc_data.ingest.worker import FileJob, process
 
 
+@pytest.fixture(autouse=True)
+def matrix_resize():
+    """Use the matrix LANCZOS path as pool workers do (it is off by default outside the pool)."""
+    lanczos.set_enabled(True)
+    yield
+    lanczos.set_enabled(False)
+
+
 def reference_thumb(image: Image.Image) -> np.ndarray:
     """imagehash.phash's intermediate image: convert('L') then a 32x32 LANCZOS resize."""
     return np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS))

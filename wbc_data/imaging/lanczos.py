@@ -12,7 +12,8 @@ in about half the time. PIL's result is the definition, so nothing here is trust
   a shape is seen, two random probes of that shape are resized by PIL and by both orders here; only an order that
   reproduces PIL on both probes is used for that shape, otherwise that shape always goes through PIL;
 - shapes seen once (e.g. crops of unique size) and anything that is not a plain 8-bit grey downscale simply call
-  PIL, so the result is PIL's in every case. ``tests/test_signatures.py`` checks equality with imagehash.
+  PIL, so the result is PIL's in every case. ``tests/test_signatures.py`` checks equality with imagehash;
+- the matrix path is used only where BLAS runs on one thread (see :func:`enable_in_worker`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ _ONE = float(1 << PRECISION_BITS)
 _LANCZOS_SUPPORT = 3.0
 _CALIBRATE_AFTER = 2  # sightings of a shape before calibrating it (unique shapes never pay for a calibration)
 _MAX_SHAPES = 4096
-_MAX_SIDE = 2048  # larger images (whole fields) go through PIL: the blocked products would be many tiny calls
-_BLOCK_MACS = 1 << 17  # below OpenBLAS's GEMM_MULTITHREAD_THRESHOLD (4 * 65536 multiply-adds)
+_MAX_SIDE = 2048  # larger images (whole fields) go through PIL: dense products grow with the square of the side
+
+_enabled = False
 
 _seen: dict[tuple[int, int, int, int], int] = {}
 _order: dict[tuple[int, int, int, int], str | None] = {}  # "hv", "vh", or None = use PIL
@@ -81,28 +83,13 @@ def _clip8(acc: np.ndarray) -> np.ndarray:
     return np.clip(acc, 0.0, 255.0, out=acc)
 
 
-def _matmul(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """``left @ right`` in row blocks small enough that OpenBLAS stays on one thread: its threaded GEMM spins
-    threads that fight the worker processes for the cores (measured 30x slower on a busy 2-core machine).
-    Blocking does not change the result: every partial sum is an integer below 2**53, so it is exact."""
-    rows = max(1, _BLOCK_MACS // max(1, left.shape[1] * right.shape[1]))
-    if rows >= left.shape[0]:
-        return left @ right
-    out = np.empty((left.shape[0], right.shape[1]), dtype=np.float64)
-    for start in range(0, left.shape[0], rows):
-        np.matmul(left[start : start + rows], right, out=out[start : start + rows])
-    return out
-
-
 def _resample(grey: np.ndarray, size: tuple[int, int], order: str) -> np.ndarray:
     height, width = grey.shape
     horizontal, vertical = weights(width, size[0]), weights(height, size[1])
-    if order == "hv":  # horizontal pass first: rows of (height x out_w), then the vertical pass
-        tmp = _clip8(_matmul(grey, horizontal.T))
-        out = _clip8(_matmul(vertical, tmp))
-    else:  # vertical pass first, computed transposed so that the long axis is the blocked one
-        tmp = _clip8(_matmul(grey.T, vertical.T))  # (vertical @ grey).T
-        out = _clip8(_matmul(horizontal, tmp)).T
+    if order == "hv":
+        out = _clip8(vertical @ _clip8(grey @ horizontal.T))
+    else:
+        out = _clip8(_clip8(vertical @ grey) @ horizontal.T)
     return out.astype(np.uint8)
 
 
@@ -116,10 +103,33 @@ def _calibrate(width: int, height: int, size: tuple[int, int]) -> str | None:
     return matches.pop() if len(matches) == 1 else None
 
 
+def set_enabled(enabled: bool) -> None:
+    """Switch the matrix path on or off in this process (tests; :func:`enable_in_worker` for the pool)."""
+    global _enabled
+    _enabled = enabled
+
+
+def enable_in_worker() -> bool:
+    """Pool initializer step: pin BLAS to one thread, then use the matrix path; returns whether it is on.
+
+    Why the pin matters: each worker already owns a core; OpenBLAS's threaded GEMM would start more threads that
+    spin against the other workers (measured 0.4 ms -> 14 ms per thumbnail on a busy 2-core machine), and
+    splitting the product into blocks small enough to stay single-threaded costs more than PIL. Without
+    threadpoolctl the thread count cannot be changed after numpy is loaded, so PIL keeps doing the resize.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    threadpool_limits(limits=1, user_api="blas")
+    set_enabled(True)
+    return True
+
+
 def resize_grey(grey: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """``np.asarray(grey.resize(size, Image.Resampling.LANCZOS))``, bit for bit, faster for repeated shapes."""
     width, height = grey.size
-    if grey.mode != "L" or not (size[0] < width <= _MAX_SIDE and size[1] < height <= _MAX_SIDE):
+    if not _enabled or grey.mode != "L" or not (size[0] < width <= _MAX_SIDE and size[1] < height <= _MAX_SIDE):
         return np.asarray(grey.resize(size, Image.Resampling.LANCZOS))
     key = (width, height, *size)
     if key not in _order:
