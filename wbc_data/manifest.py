@@ -125,7 +125,9 @@ def to_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pa.Table:
     schema = schema_for(ordered_cols)
     arrays = []
     for f in schema:
-        values = [None if _is_missing(v) else v for v in data[f.name]]
+        values = data[f.name]
+        if not {type(v) for v in values} <= _NEVER_MISSING_TYPES:  # per-value checks only where NaN/NA can hide
+            values = [None if _is_missing(v) else v for v in values]
         if pa.types.is_list(f.type):
             values = [None if v is None else list(v) for v in values]
         try:
@@ -135,6 +137,10 @@ def to_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pa.Table:
     table = pa.Table.from_arrays(arrays, schema=schema)
     validate(table)
     return table
+
+
+_NEVER_MISSING_TYPES = {type(None), str, int, bool, bytes, list, tuple}
+"""Value types that ``_is_missing`` passes through unchanged (rows built by the engine hold only these)."""
 
 
 def _is_missing(value: Any) -> bool:
