@@ -206,3 +206,32 @@ def test_real_cli_with_wbcbench_target(real):
         assert rows[c]["available"] == own + target[c] + evals[c], c
         assert rows[c]["status"] == "solved" and plan.classes[c].generate == 0, c
         assert rows[c]["gain"] == (rows[c]["available"] / own if own else None), c
+
+
+def test_shipped_wbcbench_counts_equal_the_real_csvs():
+    """The counts shipped for `--target wbcbench` without CSVs must be exactly what the real label tables say."""
+    import csv
+
+    import yaml
+
+    from wbc_data.gap.targets import shipped_wbcbench_counts
+
+    folder = shared_path("wbcbench2026")
+    counted: dict[str, int] = {}
+    for name in ("phase1_label.csv", "phase2_train.csv"):
+        with open(folder / name, newline="") as handle:
+            for row in csv.DictReader(handle):
+                counted[row["labels"]] = counted.get(row["labels"], 0) + 1
+    shipped = yaml.safe_load(shipped_wbcbench_counts().read_text())["classes"]
+    assert shipped == counted
+
+
+def test_wbcbench_target_falls_back_to_shipped_counts():
+    import pandas as pd
+
+    from wbc_data.gap.targets import parse_target
+
+    empty = pd.DataFrame(columns=["source", "status", "label_status", "source_split", "label"])
+    target = parse_target("wbcbench", empty)
+    assert target.counts["PLY"] == 13 and sum(target.counts.values()) == 33185
+    assert "shipped" in target.description
