@@ -26,10 +26,22 @@ def test_sources_lists_every_definition():
 
 
 def test_demo_then_manifest(tmp_path):
+    import hashlib
+
+    from wbc_data import manifest
+
     ws = tmp_path / "ws"
     result = runner.invoke(app, ["demo", "-w", str(ws), "-j", "1"])
     assert result.exit_code == 0, result.output
     assert "not an image" in result.output and (ws / "manifest.parquet").is_file()
+    # dedup ran: every Kaggle sample file that is byte-identical to a PBC sample file is a dropped duplicate
+    pbc = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (sample_dir() / "pbc").rglob("*.jpg")}
+    copies = [p for p in (sample_dir() / "kaggle_cancer_mix").rglob("*.jpg")
+              if hashlib.sha256(p.read_bytes()).hexdigest() in pbc]  # fmt: skip
+    frame = manifest.read_frame(ws / "manifest.parquet", ["source", "dup_keep"])
+    dropped = frame[frame.dup_keep.eq(False).fillna(False)]
+    assert len(copies) == 6 and list(dropped.source) == ["kaggle-cancer-mix"] * len(copies)
+    assert (ws / "reports" / "gap-report.html").is_file() and (ws / "reports" / "synth-plan.yaml").is_file()
     result = runner.invoke(app, ["manifest", "-w", str(ws)])
     assert result.exit_code == 0 and "kaggle-cancer-mix" in result.output and "pbc" in result.output
 

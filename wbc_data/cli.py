@@ -29,7 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get the wide tables whole
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -254,8 +254,9 @@ def render_explanation(name: str, ws: Workspace) -> None:
 @app.command()
 @friendly_errors
 def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("--workers", "-j")] = 0) -> None:
-    """Run the main job on the real sample shipped with the tool (PBC + a Kaggle re-upload of it)."""
+    """Run the main job on the real sample shipped with the tool: ingest, merge, dedup, gap report."""
     from wbc_data.demo import run_demo
+    from wbc_data.gap.report import display_table
 
     ws = Workspace.at(workspace)
     with progress_bar("demo") as bar:
@@ -268,7 +269,14 @@ def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("-
         frame_table(summary.class_by_source(result.manifest), title="Images per class and source", index=True)
     )
     console.print(f"unified manifest: {result.manifest_path} ({len(result.manifest):,} rows)", highlight=False)
-    console.print(f"report: {result.report_path}", highlight=False)
+    console.print(frame_table(result.dedup.summary(), title="Duplicates (the Kaggle copies of PBC files)"))
+    gap = result.gap.gap
+    console.print(f"target: {gap.target.description}", highlight=False, soft_wrap=True)
+    console.print(frame_table(display_table(gap, compact=True), title="Gap per class"))
+    console.print(f"synth plan: {result.gap.plan_path}", highlight=False)
+    for path in (result.report_path, *result.dedup.report_paths, result.gap.files.html):
+        if str(path).endswith(".html"):
+            console.print(f"report: {path}", highlight=False)
 
 
 @app.command("gap-report")

@@ -1,6 +1,7 @@
-"""The main job on the built-in real sample: ingest PBC and a re-upload that copies it, then merge.
+"""The main job on the built-in real sample: the whole data road in seconds, with no download.
 
-Gives a new user the whole road (ingest -> manifest -> later stages) on real data in seconds, with no download.
+ingest PBC and a Kaggle re-upload that copies some of it -> merge -> dedup (finds the copies) ->
+gap-report against the WBCBench 2026 training distribution, with a synth plan.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from wbc_data.dedup.run import DedupOptions, DedupResult, dedup
+from wbc_data.gap import GapResult, run_gap_report
 from wbc_data.ingest.engine import IngestOptions, IngestResult, ProgressFn, ingest
 from wbc_data.merge import merge
 from wbc_data.report.manifest_report import build
@@ -23,6 +26,8 @@ class DemoResult:
     manifest_path: Path | None = None
     manifest: pd.DataFrame | None = None
     report_path: Path | None = None
+    dedup: DedupResult | None = None
+    gap: GapResult | None = None
 
 
 def run_demo(workspace: Workspace, workers: int = 0, progress: ProgressFn | None = None) -> DemoResult:
@@ -33,4 +38,6 @@ def run_demo(workspace: Workspace, workers: int = 0, progress: ProgressFn | None
     result.ingests.append(ingest("kaggle-cancer-mix", sample / "kaggle_cancer_mix", workspace, options, progress))
     result.manifest_path, result.manifest = merge(workspace, [r.name for r in result.ingests])
     _, result.report_path = build(result.manifest, workspace.reports_dir)
+    result.dedup = dedup(workspace, DedupOptions(workers=workers))
+    result.gap = run_gap_report(workspace, "wbcbench", quota=workspace.reports_dir / "synth-plan.yaml")
     return result
