@@ -83,13 +83,37 @@ def _clip8(acc: np.ndarray) -> np.ndarray:
     return np.clip(acc, 0.0, 255.0, out=acc)
 
 
+@lru_cache(maxsize=256)
+def bands(in_size: int, out_size: int, parts: int = 4) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
+    """The weight matrix cut into ``parts`` groups of outputs, each with only the input span it touches:
+    ``(first_out, end_out, first_in, end_in, weights[first_out:end_out, first_in:end_in])``.
+
+    Why: LANCZOS weights are zero outside ~6 source pixels per output pixel, so the dense product spends most of
+    its time multiplying zeros; four bands do the expensive first pass in ~2/3 of the time. Dropping exact zeros
+    does not change any sum."""
+    matrix = weights(in_size, out_size)
+    step = -(-out_size // parts)
+    out = []
+    for first in range(0, out_size, step):
+        end = min(first + step, out_size)
+        used = np.flatnonzero(matrix[first:end].any(axis=0))
+        lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+        out.append((first, end, lo, hi, np.ascontiguousarray(matrix[first:end, lo:hi])))
+    return tuple(out)
+
+
 def _resample(grey: np.ndarray, size: tuple[int, int], order: str) -> np.ndarray:
     height, width = grey.shape
-    horizontal, vertical = weights(width, size[0]), weights(height, size[1])
-    if order == "hv":
-        out = _clip8(vertical @ _clip8(grey @ horizontal.T))
-    else:
-        out = _clip8(_clip8(vertical @ grey) @ horizontal.T)
+    if order == "hv":  # horizontal pass first (PIL's order for most shapes), banded; then the small vertical one
+        tmp = np.empty((height, size[0]), dtype=np.float64)
+        for first, end, lo, hi, band in bands(width, size[0]):
+            np.matmul(grey[:, lo:hi], band.T, out=tmp[:, first:end])
+        out = _clip8(weights(height, size[1]) @ _clip8(tmp))
+    else:  # vertical pass first, banded; then the small horizontal one
+        tmp = np.empty((size[1], width), dtype=np.float64)
+        for first, end, lo, hi, band in bands(height, size[1]):
+            np.matmul(band, grey[lo:hi], out=tmp[first:end])
+        out = _clip8(_clip8(tmp) @ weights(width, size[0]).T)
     return out.astype(np.uint8)
 
 
