@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     import imagededup.methods  # noqa: F401  (pulls in torch: seconds that are no part of encoding)
 
     print(f"{len(files):,} images under {args.root}, {workers} worker(s), best of {repeat}", flush=True)
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        print("threadpoolctl missing: ingest workers keep PIL's thumbnail resize (both ingest rows are the same)")
 
     contenders: list[tuple[str, Callable[[], int]]] = [
         ("wbc-data ingest (end to end)", lambda: run_ingest(args.root, workers)),
