@@ -75,7 +75,8 @@ def _variants(low: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def _pack(block: np.ndarray) -> np.ndarray:
+def pack_hashes(block: np.ndarray) -> np.ndarray:
+    """(n, 8, 8) DCT blocks -> (n,) uint64 pHashes: bit set where above the block's median (imagehash's rule)."""
     flat = block.reshape(len(block), HASH_SIZE * HASH_SIZE)
     bits = flat > np.median(flat, axis=1, keepdims=True)
     return np.packbits(bits, axis=1).view(">u8").reshape(-1).astype(np.uint64)
@@ -86,4 +87,4 @@ def dihedral_phashes(thumbs: np.ndarray) -> np.ndarray:
     if len(thumbs) == 0:
         return np.zeros((0, len(TRANSFORMS)), dtype=np.uint64)
     low = lowfreq(thumbs)
-    return np.stack([_pack(v) for v in _variants(low)], axis=1)
+    return np.stack([pack_hashes(v) for v in _variants(low)], axis=1)

@@ -12,11 +12,12 @@ import pandas as pd
 
 from wbc_data import manifest
 from wbc_data.dedup.cluster import clusters
-from wbc_data.dedup.dihedral import TRANSFORMS, dihedral_phashes, thumbs_from_bytes
+from wbc_data.dedup.dihedral import dihedral_phashes, thumbs_from_bytes
 from wbc_data.dedup.leakage import leak_matches, load_against
 from wbc_data.dedup.pairs import PAIR_COLUMNS, exact_pairs, member_distance, near_pairs
 from wbc_data.dedup.policy import KeepPolicy, choose_keepers
 from wbc_data.dedup.verify import normalise
+from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
 from wbc_data.errors import DedupError
 from wbc_data.workspace import Workspace
 
@@ -27,6 +28,11 @@ most 4 bits; the closest distinct pairs are 6 bits apart (20 pairs) and 8 bits (
 thumbnail correlation <= 0.83, so radius 8 plus correlation >= 0.90 keeps copies and rejects look-alikes.
 See benchmarks/README.md (dedup) for how it was measured."""
 
+DEFAULT_CROP_THRESHOLD = 10
+"""Hamming radius for matches against the zoomed (cropped) hashes of ``zoom.CROP_GRID``: crops removing up to 10%
+of the width and of the height land within 10 bits of the nearest grid box (see benchmarks/README.md, dedup);
+the crop-refined correlation then separates them from distinct cells."""
+
 DEFAULT_MIN_CORRELATION = 0.90
 DEDUP_COLUMNS = ["dup_cluster", "dup_distance", "dup_transform", "dup_keep", "dup_decision", "leak_match"]
 StepFn = Callable[[str], None]
@@ -35,6 +41,7 @@ StepFn = Callable[[str], None]
 @dataclass
 class DedupOptions:
     threshold: int = DEFAULT_THRESHOLD
+    crop_threshold: int | None = DEFAULT_CROP_THRESHOLD  # None: no crop search
     min_correlation: float = DEFAULT_MIN_CORRELATION
     policy: KeepPolicy = field(default_factory=KeepPolicy)
     against: Path | None = None
@@ -78,10 +85,12 @@ class DedupResult:
 
 def find_pairs(
     frame: pd.DataFrame, options: DedupOptions, step: StepFn | None = None
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """All exact and near pairs among ``frame``'s rows (positions), plus the (n, 8) dihedral hashes."""
-    if not 0 <= options.threshold <= 32:
-        raise DedupError(f"--threshold {options.threshold}: use a Hamming distance between 0 and 32 bits")
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """All exact and near pairs among ``frame``'s rows (positions), plus the (n, 8) dihedral hashes and the
+    (n, k) zoomed hashes (None without crop search)."""
+    for name, value in (("--threshold", options.threshold), ("--crop-threshold", options.crop_threshold)):
+        if value is not None and not 0 <= value <= 32:
+            raise DedupError(f"{name} {value}: use a Hamming distance between 0 and 32 bits")
     if step:
         step("hash")
     thumbs, has_thumb = thumbs_from_bytes(frame["thumb"].tolist())
@@ -89,17 +98,20 @@ def find_pairs(
     parts = [exact_pairs(frame["sha256"], "file"), exact_pairs(frame["pixel_hash"], "pixels")]
     rows = np.flatnonzero(has_thumb)
     near = near_pairs(hashes[rows], normalise(thumbs[rows]), options.threshold, options.min_correlation,
-                      options.index, step)  # fmt: skip
+                      options.index, step, thumbs=thumbs[rows], crop_radius=options.crop_threshold)  # fmt: skip
+    zoomed = None if options.crop_threshold is None else zoomed_phashes(thumbs)
+    if zoomed is not None:
+        zoomed[~has_thumb] = 0
     near["a"], near["b"] = rows[near["a"].to_numpy(np.int64)], rows[near["b"].to_numpy(np.int64)]
     parts.append(near)
     pairs = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
     if pairs is None:
-        return pd.DataFrame(columns=PAIR_COLUMNS), hashes
+        return pd.DataFrame(columns=PAIR_COLUMNS), hashes, zoomed
     # an exact pair hides the near pair of the same rows
     lo, hi = np.minimum(pairs["a"], pairs["b"]), np.maximum(pairs["a"], pairs["b"])
     pairs = pairs.assign(lo=lo, hi=hi, prio=pairs["kind"].map({"file": 0, "pixels": 1, "near": 2}))
     pairs = pairs.sort_values(["lo", "hi", "prio"]).drop_duplicates(["lo", "hi"])
-    return pairs[PAIR_COLUMNS].reset_index(drop=True), hashes
+    return pairs[PAIR_COLUMNS].reset_index(drop=True), hashes, zoomed
 
 
 def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepFn | None = None) -> DedupResult:
@@ -110,7 +122,7 @@ def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepF
     usable = np.flatnonzero((full["status"] == "ok").to_numpy())
     frame = full.iloc[usable].reset_index(drop=True)
 
-    pairs, hashes = find_pairs(frame, options, step)
+    pairs, hashes, zoomed = find_pairs(frame, options, step)
     if step:
         step("cluster")
     cluster = clusters(len(frame), pairs)
@@ -118,8 +130,7 @@ def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepF
     members = np.flatnonzero(cluster >= 0)
     distance = np.full(len(frame), -1, dtype=np.int64)
     transform = np.full(len(frame), None, dtype=object)
-    dist, best = member_distance(hashes, members, keeper[members])
-    distance[members], transform[members] = dist, np.array(TRANSFORMS, dtype=object)[best]
+    distance[members], transform[members] = member_distance(hashes, members, keeper[members], zoomed, CROP_GRID)
 
     out = frame.copy()
     ids = out["sample_id"].to_numpy()
@@ -141,7 +152,7 @@ def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepF
             step("leakage")
         against = load_against(options.against, options.workers)
         both = pd.concat([frame[against.columns.intersection(frame.columns)], against], ignore_index=True)
-        cross_pairs, _ = find_pairs(both, options)
+        cross_pairs, _, _ = find_pairs(both, options)
         leaks = leak_matches(cross_pairs, len(frame), against["sample_id"])
         train = leaks["train"].to_numpy(np.int64)
         out.loc[train, "leak_match"] = leaks["eval_id"].to_numpy()

@@ -3,6 +3,11 @@
 Distinct PBC cells look alike (a centred cell on a pink background), so some distinct pairs fall within the
 pHash radius; their thumbnails correlate less than a recompressed, resized or colour-shifted copy does
 (brightness and contrast changes do not move a normalised correlation).
+
+A cropped copy is compared with the matching crop of the other thumbnail (``zoom``); the crop box found by the
+hash search is only a grid point, so it is refined by a short pattern search that maximises the correlation.
+Measured on real PBC cells: true crops (up to 10% per axis) then correlate >= 0.97, while distinct same-class
+cells stay <= 0.86 even when 441 boxes and all 8 transforms are tried for them.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from wbc_data.dedup.dihedral import TRANSFORMS
+from wbc_data.dedup.zoom import MAX_SIDE, crop_thumbs
 
 _BATCH = 1 << 16
 
@@ -35,6 +41,52 @@ def transform_batch(stack: np.ndarray, name: str) -> np.ndarray:
         "transverse": lambda a: a[:, ::-1, ::-1].transpose(0, 2, 1),
     }
     return ops[name](stack)
+
+
+def aligned(unit: np.ndarray, first: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """``unit[first[k]]`` transformed by ``TRANSFORMS[transform[k]]``, per pair (p, 32, 32)."""
+    out = np.empty((len(first), *unit.shape[1:]), dtype=unit.dtype)
+    for t, name in enumerate(TRANSFORMS):
+        sel = np.flatnonzero(transform == t)
+        if len(sel):
+            out[sel] = transform_batch(unit[first[sel]], name)
+    return out
+
+
+def crop_correlation(moved: np.ndarray, thumbs: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Correlation of ``moved[k]`` (unit thumbnails) with ``thumbs[k]`` cropped to ``boxes[k]`` and normalised."""
+    target = normalise(crop_thumbs(thumbs, boxes))
+    return np.einsum("ijk,ijk->i", moved.astype(np.float32), target)
+
+
+REFINE_STEPS = (0.02, 0.01, 0.005)
+
+
+def refine_crop(
+    moved: np.ndarray, thumbs: np.ndarray, boxes: np.ndarray, batch: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best correlation of ``moved[k]`` with a crop of ``thumbs[k]`` near ``boxes[k]``, and that box.
+
+    Pattern search: move one side of the box by +-step (8 neighbours), keep the best, twice per step size of
+    ``REFINE_STEPS``; 49 box evaluations per pair, vectorised over pairs."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    best = np.zeros(len(boxes), dtype=np.float32)
+    moves = np.concatenate([np.eye(4), -np.eye(4)])
+    for start in range(0, len(boxes), batch):
+        part = slice(start, start + batch)
+        m, th, bx = moved[part], thumbs[part], boxes[part]
+        score = crop_correlation(m, th, bx)
+        for step in REFINE_STEPS:
+            for _ in range(2):
+                tried = np.clip(bx[:, None, :] + step * moves[None], 0.0, MAX_SIDE)  # (p, 8, 4)
+                corr = crop_correlation(np.repeat(m, 8, axis=0), np.repeat(th, 8, axis=0), tried.reshape(-1, 4))
+                corr = corr.reshape(-1, 8)
+                pick = corr.argmax(axis=1)
+                better = corr[np.arange(len(pick)), pick] > score
+                bx[better] = tried[better, pick[better]]
+                score = np.where(better, corr[np.arange(len(pick)), pick], score)
+        boxes[part], best[part] = bx, score
+    return best, boxes
 
 
 def aligned_correlation(unit: np.ndarray, first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> np.ndarray:
