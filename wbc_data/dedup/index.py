@@ -4,7 +4,9 @@
 ``MultiIndexHash`` (Norouzi et al., "Fast search in Hamming space with multi-index hashing", CVPR 2012) splits the
 64 bits into ``m`` chunks; two hashes within distance ``r`` agree within ``r // m`` bits on at least one chunk
 (pigeonhole), so only the buckets near each query chunk are probed, and candidates are checked on all 64 bits.
-Both return exactly the same pairs (tests prove it); ``build_index`` picks MIH unless brute force is cheaper.
+``NumbaBruteForceIndex`` and ``NumbaMultiIndexHash`` are the same searches compiled with numba (``kernels``), the
+ones ``build_index`` returns; the numpy pair stays as the readable reference the tests compare them with.
+All return exactly the same pairs (tests prove it); ``build_index`` picks MIH unless brute force is cheaper.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from wbc_data.dedup import kernels
 
 BITS = 64
 
@@ -140,12 +144,108 @@ class MultiIndexHash:
         return Matches.concat(parts)
 
 
+def chunk_radii(radius: int, m: int) -> list[int]:
+    """Per-chunk probe radii ``s_c`` with ``sum(s_c + 1) = radius + 1``: if every chunk differed by more than its
+    ``s_c``, the whole hash would differ by more than ``radius`` (generalised pigeonhole), so probing each chunk to
+    ``s_c`` bits finds every pair. Cheaper than ``radius // m`` everywhere when ``m`` does not divide ``radius + 1``
+    (e.g. 4 chunks at radius 8: 2,1,1,1 instead of 2,2,2,2); ``-1`` means the chunk is not probed at all."""
+    base, extra = divmod(radius + 1 - m, m)
+    return [base + (1 if k < extra else 0) for k in range(m)]
+
+
+def _probe_count(width: int, s: int) -> int:
+    return sum(math.comb(width, k) for k in range(s + 1))
+
+
+# Relative costs of the compiled kernels, measured on the 2-core dev machine (benchmarks/dedup.py): one pair of the
+# brute force (vectorised XOR + popcount), one bucket probe (a random read in a table of up to 2^22 entries), one
+# candidate checked (sequential in the bucket).
+BRUTE_PAIR_COST = 0.02
+PROBE_COST = 1.0
+CANDIDATE_COST = 0.3
+MAX_TABLE_BITS = 22
+
+
+def numba_mih_cost(n_items: int, n_queries: int, m: int, radius: int) -> float:
+    """Expected work of the compiled MIH for uniform hashes: probes plus candidates checked."""
+    total = 0.0
+    for (_, width), s in zip(_chunk_bounds(m), chunk_radii(radius, m), strict=True):
+        if s >= 0:
+            total += n_queries * _probe_count(width, s) * (PROBE_COST + CANDIDATE_COST * n_items / 2.0**width)
+    return total
+
+
+def _best_m(n_items: int, n_queries: int, radius: int) -> tuple[int, float]:
+    options = [m for m in range(2, 9) if math.ceil(BITS / m) <= MAX_TABLE_BITS]
+    costs = {m: numba_mih_cost(n_items, n_queries, m, radius) for m in options}
+    m = min(costs, key=costs.__getitem__)
+    return m, costs[m]
+
+
+class NumbaBruteForceIndex:
+    """Every query against every hash in a compiled parallel loop: the fastest exact search for small sets."""
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+
+    def search(self, queries: np.ndarray, radius: int) -> Matches:
+        return Matches(*kernels.brute_search(queries, self.hashes, radius))
+
+
+class NumbaMultiIndexHash:
+    """Compiled multi-index hashing; pairs come back ordered by (query, item), like the brute force.
+
+    With many more queries than hashes (8 dihedral queries per hash), bucket probes dominate, so ``search`` may index
+    the queries instead and probe with the hashes (``swap``): the same pairs with 8x fewer probes.
+    """
+
+    SWAP_RATIO = 2
+
+    def __init__(self, hashes: np.ndarray, m: int | None = None, radius: int = 8, swap: bool = True) -> None:
+        self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+        self.m = m or _best_m(len(self.hashes), len(self.hashes), radius)[0]
+        if math.ceil(BITS / self.m) > MAX_TABLE_BITS:
+            raise ValueError(f"NumbaMultiIndexHash: {self.m} chunks are wider than {MAX_TABLE_BITS} bits")
+        self.swap = swap
+        self.tables = kernels.MIHTables(self.hashes, _chunk_bounds(self.m))
+
+    @staticmethod
+    def _run(tables: kernels.MIHTables, queries: np.ndarray, radius: int, count_only: bool = False):
+        m = len(tables.bounds)
+        radii = chunk_radii(radius, m)
+        bounds = tables.bounds
+        probes = [_masks(w, s) if s >= 0 else np.zeros(0, np.uint64) for (_, w), s in zip(bounds, radii, strict=True)]
+        if count_only:
+            return tables.count(queries, BITS, radii, probes)
+        return tables.search(queries, radius, radii, probes)
+
+    def search(self, queries: np.ndarray, radius: int) -> Matches:
+        queries = np.ascontiguousarray(queries, dtype=np.uint64)
+        if self.swap and len(queries) > self.SWAP_RATIO * len(self.hashes) and len(self.hashes):
+            m = _best_m(len(queries), len(self.hashes), radius)[0]
+            item, query, dist = self._run(kernels.MIHTables(queries, _chunk_bounds(m)), self.hashes, radius)
+        else:
+            query, item, dist = self._run(self.tables, queries, radius)
+        return Matches(query, item, dist).sorted()
+
+    def candidates(self, queries: np.ndarray, radius: int) -> int:
+        """Distinct candidates checked on all 64 bits for ``radius`` without swapping (a diagnostic for the bench)."""
+        return int(self._run(self.tables, queries, radius, count_only=True))
+
+
+KINDS = ("auto", "mih", "brute", "numpy-mih", "numpy-brute")
+
+
 def build_index(hashes: np.ndarray, radius: int, n_queries: int, kind: str = "auto") -> HammingIndex:
-    """The cheaper exact index for this size and radius (``kind``: auto, mih or brute)."""
+    """The cheaper exact index for this size and radius (``kind``: one of ``KINDS``; ``numpy-*`` are the references)."""
     hashes = np.asarray(hashes, dtype=np.uint64)
-    brute_cost = float(n_queries) * len(hashes) / 8.0  # one XOR+popcount is ~8x cheaper than a probe or check
-    options = [m for m in range(2, 9) if BITS / m <= MultiIndexHash.MAX_TABLE_BITS]
-    best_m = min(options, key=lambda m: mih_cost(len(hashes), n_queries, m, radius))
-    if kind == "brute" or (kind == "auto" and brute_cost <= mih_cost(len(hashes), n_queries, best_m, radius)):
+    if kind == "numpy-brute":
         return BruteForceIndex(hashes)
-    return MultiIndexHash(hashes, best_m)
+    if kind == "numpy-mih":
+        options = [m for m in range(2, 9) if BITS / m <= MultiIndexHash.MAX_TABLE_BITS]
+        return MultiIndexHash(hashes, min(options, key=lambda m: mih_cost(len(hashes), n_queries, m, radius)))
+    big, small = max(len(hashes), n_queries), min(len(hashes), n_queries)
+    _, cost = _best_m(big, small, radius)
+    if kind == "brute" or (kind == "auto" and BRUTE_PAIR_COST * n_queries * len(hashes) <= cost):
+        return NumbaBruteForceIndex(hashes)
+    return NumbaMultiIndexHash(hashes, radius=radius)

@@ -1,0 +1,266 @@
+"""Numba kernels for exact Hamming-radius search over 64-bit hashes (the fast paths behind ``dedup.index``).
+
+Why compiled: the numpy versions materialise a distance matrix (brute force) or gather candidates by fancy indexing
+(MIH), so they are memory-bound; these loops keep a query in a register, count bits with a SWAR popcount that LLVM
+turns into ``popcnt``/vector code, and run in parallel over queries. Every search runs in two passes over the same
+loop, count then fill, so the output is allocated once at its exact size and needs no per-thread lists.
+``cache=True`` keeps the compiled code on disk, so only the first run on a machine pays the compile time.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+_U1 = np.uint64(1)
+_U2 = np.uint64(2)
+_U4 = np.uint64(4)
+_U56 = np.uint64(56)
+
+
+@nb.njit(inline="always", cache=True)
+def popcount64(x: np.uint64) -> np.uint64:
+    """Set bits of a uint64 (SWAR: pairs, nibbles, bytes, then one multiply sums the bytes)."""
+    x = x - ((x >> _U1) & _M1)
+    x = (x & _M2) + ((x >> _U2) & _M2)
+    x = (x + (x >> _U4)) & _M4
+    return (x * _H01) >> _U56
+
+
+@nb.njit(cache=True)
+def popcount_array(x: np.ndarray) -> np.ndarray:
+    """``popcount64`` over an array (exposed so tests can compare it with ``np.bitwise_count``)."""
+    out = np.empty(len(x), np.int8)
+    for i in range(len(x)):
+        out[i] = np.int8(popcount64(x[i]))
+    return out
+
+
+@nb.njit(parallel=True, cache=True)
+def _brute_count(queries, hashes, radius):
+    """Matches per query: a branch-free loop that LLVM vectorises (``vpopcntq`` where the CPU has it)."""
+    r = np.uint64(radius)
+    counts = np.zeros(len(queries), np.int64)
+    for q in nb.prange(len(queries)):
+        x = queries[q]
+        c = 0
+        for i in range(len(hashes)):
+            c += popcount64(x ^ hashes[i]) <= r
+        counts[q] = c
+    return counts
+
+
+_BLOCK = 256
+
+
+@nb.njit(parallel=True, cache=True)
+def _brute_fill(queries, hashes, radius, counts, starts, out_item, out_dist):
+    """Write each query's matches at its slot; blocks without a match are skipped by the vectorised count."""
+    r = np.uint64(radius)
+    n = len(hashes)
+    for q in nb.prange(len(queries)):
+        if counts[q] == 0:
+            continue
+        x = queries[q]
+        k = starts[q]
+        end = k + counts[q]
+        for b0 in range(0, n, _BLOCK):
+            b1 = min(b0 + _BLOCK, n)
+            c = 0
+            for i in range(b0, b1):
+                c += popcount64(x ^ hashes[i]) <= r
+            if c == 0:
+                continue
+            for i in range(b0, b1):
+                d = popcount64(x ^ hashes[i])
+                if d <= r:
+                    out_item[k] = i
+                    out_dist[k] = np.int8(d)
+                    k += 1
+            if k == end:
+                break
+
+
+def _gather(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Output slots from per-query counts: start offsets, query ids, and empty item/distance arrays."""
+    starts = np.zeros(len(counts), np.int64)
+    if len(counts) > 1:
+        np.cumsum(counts[:-1], out=starts[1:])
+    total = int(counts.sum())
+    query = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    return starts, query, np.empty(total, np.int64), np.empty(total, np.int8)
+
+
+def brute_search(queries: np.ndarray, hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All (query, item, distance) with distance <= radius, ordered by query then item."""
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+    empty = np.zeros(0, np.int64)
+    if len(queries) == 0 or len(hashes) == 0 or radius < 0:
+        return empty, empty.copy(), np.zeros(0, np.int8)
+    counts = _brute_count(queries, hashes, radius)
+    starts, query, item, dist = _gather(counts)
+    _brute_fill(queries, hashes, radius, counts, starts, item, dist)
+    return query, item, dist
+
+
+@nb.njit(cache=True)
+def bucket_table(keys: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR buckets by counting sort: ``ids[offsets[k]:offsets[k + 1]]`` are the items whose key is ``k``, ascending."""
+    offsets = np.zeros((1 << width) + 1, np.int32)
+    for i in range(len(keys)):
+        offsets[keys[i] + 1] += 1
+    for b in range(1 << width):
+        offsets[b + 1] += offsets[b]
+    fill = offsets[:-1].copy()
+    ids = np.empty(len(keys), np.int32)
+    for i in range(len(keys)):
+        k = keys[i]
+        ids[fill[k]] = i
+        fill[k] += 1
+    return offsets, ids
+
+
+@nb.njit(parallel=True, cache=True)
+def _mih_chunk_pass(
+    queries,
+    order,  # query ids sorted by this chunk's key: neighbouring queries probe neighbouring buckets (cache reuse)
+    ch,
+    offsets,  # flat: chunk c's table starts at table_start[c]
+    table_start,
+    ids,  # (m, n) item ids in bucket order
+    vals,  # (m, n) item hashes in bucket order (sequential candidate checks)
+    shifts,
+    lowmasks,
+    chunk_radius,
+    probes,
+    radius,
+    starts,
+    out_query,
+    out_item,
+    out_dist,
+    fill,
+):
+    r = np.uint64(radius)
+    counts = np.zeros(len(order), np.int64)
+    base = table_start[ch]
+    for p in nb.prange(len(order)):
+        q = order[p]
+        x = queries[q]
+        k = starts[p] if fill else 0
+        c = 0
+        key0 = (x >> shifts[ch]) & lowmasks[ch]
+        for probe in probes:
+            key = np.int64(key0 ^ probe) + base
+            for j in range(offsets[key], offsets[key + 1]):
+                xor = x ^ vals[ch, j]
+                d = popcount64(xor)
+                if d > r:
+                    continue
+                # report the pair only from the first chunk within its chunk radius: no duplicates, no set
+                first = True
+                for e in range(ch):
+                    if chunk_radius[e] >= 0 and popcount64((xor >> shifts[e]) & lowmasks[e]) <= chunk_radius[e]:
+                        first = False
+                        break
+                if not first:
+                    continue
+                if fill:
+                    out_query[k] = q
+                    out_item[k] = ids[ch, j]
+                    out_dist[k] = np.int8(d)
+                    k += 1
+                else:
+                    c += 1
+        counts[p] = c
+    return counts
+
+
+@nb.njit(parallel=True, cache=True)
+def _chunk_keys(hashes, shift, lowmask):
+    out = np.empty(len(hashes), np.int64)
+    for i in nb.prange(len(hashes)):
+        out[i] = np.int64((hashes[i] >> shift) & lowmask)
+    return out
+
+
+def key_order(keys: np.ndarray, width: int) -> np.ndarray:
+    """Positions of ``keys`` in ascending key order: counting sort when the keys are dense, else a comparison sort."""
+    if len(keys) >= (1 << width) // 8:
+        return bucket_table(keys, width)[1]
+    return np.argsort(keys, kind="stable").astype(np.int32)
+
+
+class MIHTables:
+    """The bucket tables of one hash set, split into chunks ``(shift, width)`` with per-chunk probe radii."""
+
+    def __init__(self, hashes: np.ndarray, bounds: list[tuple[int, int]]) -> None:
+        self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+        if len(self.hashes) >= 2**31:
+            raise ValueError("MIHTables: at most 2**31 - 1 hashes (int32 bucket ids)")
+        self.bounds = bounds
+        m, n = len(bounds), len(self.hashes)
+        self.shifts = np.array([s for s, _ in bounds], np.uint64)
+        self.lowmasks = np.array([(1 << w) - 1 for _, w in bounds], np.uint64)
+        self.table_start = np.zeros(m, np.int64)
+        tables, self.ids, self.vals = [], np.empty((m, n), np.int32), np.empty((m, n), np.uint64)
+        pos = 0
+        for c, (shift, width) in enumerate(bounds):
+            offsets, ids = bucket_table(_chunk_keys(self.hashes, np.uint64(shift), self.lowmasks[c]), width)
+            # the flat table holds every chunk's offsets one after the other; the last entry of each is its end
+            self.table_start[c] = pos
+            tables.append(offsets)
+            pos += len(offsets)
+            self.ids[c] = ids
+            self.vals[c] = self.hashes[ids]
+        self.offsets = np.concatenate(tables)
+
+    @property
+    def nbytes(self) -> int:
+        return self.offsets.nbytes + self.ids.nbytes + self.vals.nbytes
+
+    def _passes(self, queries: np.ndarray, radius: int, chunk_radius: list[int], probes: list[np.ndarray]):
+        """Per probed chunk: the query order, and the arguments of ``_mih_chunk_pass`` up to the output slots."""
+        radii = np.array(chunk_radius, np.int64)
+        for ch, ((shift, width), s) in enumerate(zip(self.bounds, chunk_radius, strict=True)):
+            if s < 0:
+                continue
+            order = key_order(_chunk_keys(queries, np.uint64(shift), self.lowmasks[ch]), width)
+            yield (queries, order, ch, self.offsets, self.table_start, self.ids, self.vals, self.shifts,
+                   self.lowmasks, radii, np.asarray(probes[ch], np.uint64), radius)  # fmt: skip
+
+    def count(self, queries: np.ndarray, radius: int, chunk_radius: list[int], probes: list[np.ndarray]) -> int:
+        """Pairs within ``radius`` (with ``radius`` 64: the distinct candidates that ``chunk_radius`` probes)."""
+        queries = np.ascontiguousarray(queries, dtype=np.uint64)
+        if len(queries) == 0 or len(self.hashes) == 0 or radius < 0:
+            return 0
+        e, e8 = np.zeros(0, np.int64), np.zeros(0, np.int8)
+        return sum(
+            int(_mih_chunk_pass(*a, e, e, e, e8, False).sum())
+            for a in self._passes(queries, radius, chunk_radius, probes)
+        )
+
+    def search(
+        self, queries: np.ndarray, radius: int, chunk_radius: list[int], probes: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query, item, distance) for every pair within ``radius``; pigeonhole over ``chunk_radius`` makes it exact."""
+        queries = np.ascontiguousarray(queries, dtype=np.uint64)
+        empty = np.zeros(0, np.int64)
+        if len(queries) == 0 or len(self.hashes) == 0 or radius < 0:
+            return empty, empty.copy(), np.zeros(0, np.int8)
+        parts = []
+        for args in self._passes(queries, radius, chunk_radius, probes):
+            counts = _mih_chunk_pass(*args, empty, empty, empty, np.zeros(0, np.int8), False)
+            starts = np.zeros(len(counts), np.int64)
+            np.cumsum(counts[:-1], out=starts[1:])
+            total = int(counts.sum())
+            query, item, dist = np.empty(total, np.int64), np.empty(total, np.int64), np.empty(total, np.int8)
+            _mih_chunk_pass(*args, starts, query, item, dist, True)
+            parts.append((query, item, dist))
+        if not parts:
+            return empty, empty.copy(), np.zeros(0, np.int8)
+        return tuple(np.concatenate(f) for f in zip(*parts, strict=True))  # type: ignore[return-value]
