@@ -140,3 +140,44 @@ def test_bad_policy_is_a_user_error(tmp_path, text):
     path.write_text(text)
     with pytest.raises(DedupError, match=str(path)):
         KeepPolicy.from_yaml(path)
+
+
+def test_resample_matrix_identity_and_shift():
+    """No crop is the identity; removing a whole pixel at the start shifts a linear ramp by exactly that pixel."""
+    from wbc_data.dedup.zoom import resample_matrices
+
+    assert np.allclose(resample_matrices(np.zeros(1), np.zeros(1))[0], np.eye(32))
+    ramp = np.arange(32, dtype=np.float64)
+    # keep pixels 1..32 of a 33-pixel-wide span scaled to 32 samples: cubic interpolation reproduces a ramp exactly
+    # away from the clamped edges
+    shifted = resample_matrices(np.array([1 / 32]), np.array([0.0]))[0] @ ramp
+    expected = 1 + (np.arange(32) + 0.5) * 31 / 32 - 0.5
+    assert np.allclose(shifted[2:-2], expected[2:-2])
+
+
+def test_zoomed_hash_approximates_phash_of_cropped_image():
+    """The pHash of a box of the stored thumbnail, resampled, is within a few bits of imagehash.phash of the image
+    actually cropped to that box (real PBC cells, crops up to 10% per axis)."""
+    import random
+
+    from tests.conftest import shared_path
+    from wbc_data.dedup.zoom import CropBox, zoomed_phashes
+
+    root = shared_path("pbc", "PBC_dataset_normal_DIB")
+    rng = random.Random(5)
+    files = [p for cls in ("neutrophil", "monocyte", "lymphocyte") for p in sorted((root / cls).glob("[!.]*.jpg"))[:8]]
+    diffs, plain = [], []
+    for path in files:
+        img = Image.open(path).convert("RGB")
+        w, h = img.size
+        for _ in range(3):
+            dx, dy = round(w * rng.uniform(0.03, 0.10)), round(h * rng.uniform(0.03, 0.10))
+            left, top = rng.randint(0, dx), rng.randint(0, dy)
+            box = CropBox(left / w, (dx - left) / w, top / h, (dy - top) / h)
+            cropped = int(str(imagehash.phash(img.crop((left, top, w - dx + left, h - dy + top)))), 16)
+            zoomed = int(zoomed_phashes(grey_thumbnail(img)[None], (box,))[0, 0])
+            diffs.append(bin(zoomed ^ cropped).count("1"))
+            plain.append(bin(int(str(imagehash.phash(img)), 16) ^ cropped).count("1"))
+    assert max(diffs) <= 6 and np.mean(diffs) < 1.5, diffs
+    # and the crops were large enough to matter: the uncropped pHash is much farther
+    assert np.mean(plain) > 4 * max(np.mean(diffs), 0.5), (np.mean(plain), np.mean(diffs))

@@ -119,6 +119,10 @@ def test_accuracy_on_known_variants(workspace, tmp_path):
     assert len(crops) >= len(bases)
     missed_crops = [i for i in crops if pd.isna(cluster[i])]
     assert len(missed_crops) <= len(crops) // 100, missed_crops
+    # the manifest says which crop matched: a crop variant that is not its cluster's keeper names a crop box
+    shown = frame.set_index("sample_id").loc[[i for i in crops if not pd.isna(cluster[i])]]
+    matched = shown[~shown["dup_keep"].astype(bool)]["dup_transform"]
+    assert len(matched) and matched.str.contains(r"~ crop l\d+ r\d+ t\d+ b\d+").mean() > 0.5, matched.head()
 
 
 def test_cli_dedup_against_manifest_excludes_leaks(workspace, tmp_path):
