@@ -270,3 +270,21 @@ def test_run_writes_files_and_cli_errors_are_one_line(workspace, tmp_path):
         assert needle in out.output and "Traceback" not in out.output
     empty = runner.invoke(app, ["gap-report", "-w", str(tmp_path / "nowhere")])
     assert empty.exit_code == 2 and "no unified manifest" in empty.output
+
+
+def test_wbcbench_own_defaults_to_training_splits():
+    """Held-out eval images are not training data: by default only phase1/phase2 train rows are 'own'."""
+    rows = (
+        [row("wbcbench", "PC", split="phase1_train") for _ in range(2)]
+        + [row("wbcbench", "PC", split="phase2_train") for _ in range(3)]
+        + [row("wbcbench", "PC", split="phase2_eval") for _ in range(4)]
+        + [row("wbcbench", None, status="unlabelled", split="phase2_test")]
+        + [row("pbc", "PC")]
+    )
+    frame = frame_of(rows)
+    gap = gap_table(frame, "uniform:10")
+    pc = gap.classes.loc["PC"]
+    assert pc["own"] == 5 and pc["available"] == 6
+    assert any("eval/test held out" in n for n in gap.notes)
+    everything = gap_table(frame, "uniform:10", own_splits=["phase1_train", "phase2_train", "phase2_eval"])
+    assert everything.classes.loc["PC", "own"] == 9

@@ -21,7 +21,7 @@ import pandas as pd
 from wbc_data.gap.errors import GapError
 from wbc_data.gap.licence import YES, terms
 from wbc_data.gap.status import Thresholds, classify, coverage
-from wbc_data.gap.targets import WBCBENCH_SOURCE, Target, parse_target
+from wbc_data.gap.targets import WBCBENCH_SOURCE, WBCBENCH_TRAIN_SPLITS, Target, parse_target
 from wbc_data.taxonomy import CLASSES, FULL_NAMES, LabelStatus
 
 EXACT = LabelStatus.EXACT.value
@@ -246,11 +246,21 @@ def gap_table(
     ``--target`` string, because ``min:N`` needs the own counts)."""
     thresholds = thresholds or Thresholds()
     own_list = list(own) if own else default_own(frame)
+    split_note = None
+    if not own and own_splits is None and own_list == [WBCBENCH_SOURCE]:
+        train = frame["source_split"].isin(WBCBENCH_TRAIN_SPLITS) & (frame["source"] == WBCBENCH_SOURCE)
+        if train.any():  # held-out eval/test images are not training data: keep them out of "own" by default
+            own_splits = list(WBCBENCH_TRAIN_SPLITS)
+            split_note = (
+                f"own data = wbcbench {' + '.join(WBCBENCH_TRAIN_SPLITS)} (eval/test held out; --own-split to change)"
+            )
     rows = split_rows(frame, own_list, own_splits)
     if isinstance(target, str):
         target = parse_target(target, frame, wbcbench_labels=wbcbench_labels, own_counts=own_counts(rows).to_dict())
     classes = class_table(rows, target, thresholds)
     notes = list(target.notes)
+    if split_note:
+        notes.append(split_note)
     if not own_list:
         notes.append("no own data (no --own given and no 'wbcbench' source ingested): gain is not defined")
     if rows.excluded_own:
