@@ -58,7 +58,7 @@ def test_kaggle_pbc_copies_all_found(workspace):
 
 
 def crop_box(w: int, h: int, rng: random.Random, most: float = 0.10) -> tuple[int, int, int, int]:
-    """"Crop up to 10%": a fraction drawn uniformly from [0, 10%] of the width is removed, split at a uniformly
+    """Crop up to 10%: a fraction drawn uniformly from [0, 10%] of the width is removed, split at a uniformly
     drawn point between the left and the right side; independently the same for the height (top and bottom)."""
     dx, dy = w * rng.uniform(0, most), h * rng.uniform(0, most)
     left, top = dx * rng.random(), dy * rng.random()
