@@ -125,8 +125,11 @@ def bucket_table(keys: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     return offsets, ids
 
 
-@nb.njit(parallel=True, cache=True)
-def _mih_chunk_pass(
+@nb.njit(cache=True)
+def _mih_rows(
+    lo,
+    hi,
+    counts,
     queries,
     order,  # query ids sorted by this chunk's key: neighbouring queries probe neighbouring buckets (cache reuse)
     ch,
@@ -143,15 +146,15 @@ def _mih_chunk_pass(
     out_query,
     out_item,
     out_dist,
-    fill,
+    limit,  # write at most this many matches per query from starts[p] on (0: count only)
 ):
+    """Positions ``lo:hi`` of ``order``: probe, check on 64 bits, write up to ``limit`` matches, count them all."""
     r = np.uint64(radius)
-    counts = np.zeros(len(order), np.int64)
     base = table_start[ch]
-    for p in nb.prange(len(order)):
+    for p in range(lo, hi):
         q = order[p]
         x = queries[q]
-        k = starts[p] if fill else 0
+        k = starts[p] if limit > 0 else 0
         c = 0
         key0 = (x >> shifts[ch]) & lowmasks[ch]
         for probe in probes:
@@ -169,23 +172,137 @@ def _mih_chunk_pass(
                         break
                 if not first:
                     continue
-                if fill:
-                    out_query[k] = q
-                    out_item[k] = ids[ch, j]
-                    out_dist[k] = np.int8(d)
-                    k += 1
-                else:
-                    c += 1
+                if c < limit:
+                    out_query[k + c] = q
+                    out_item[k + c] = ids[ch, j]
+                    out_dist[k + c] = np.int8(d)
+                c += 1
         counts[p] = c
-    return counts
+
+
+_ROWS = 1024
 
 
 @nb.njit(parallel=True, cache=True)
-def _chunk_keys(hashes, shift, lowmask):
-    out = np.empty(len(hashes), np.int64)
-    for i in nb.prange(len(hashes)):
-        out[i] = np.int64((hashes[i] >> shift) & lowmask)
-    return out
+def _mih_parallel(
+    queries,
+    order,
+    ch,
+    offsets,
+    table_start,
+    ids,
+    vals,
+    shifts,
+    lowmasks,
+    chunk_radius,
+    probes,
+    radius,
+    starts,
+    out_query,
+    out_item,
+    out_dist,
+    limit,
+):
+    counts = np.zeros(len(order), np.int64)
+    for b in nb.prange((len(order) + _ROWS - 1) // _ROWS):
+        lo = b * _ROWS
+        _mih_rows(
+            lo,
+            min(lo + _ROWS, len(order)),
+            counts,
+            queries,
+            order,
+            ch,
+            offsets,
+            table_start,
+            ids,
+            vals,
+            shifts,
+            lowmasks,
+            chunk_radius,
+            probes,
+            radius,
+            starts,
+            out_query,
+            out_item,
+            out_dist,
+            limit,
+        )
+    return counts
+
+
+def _mih_chunk_pass(
+    queries,
+    order,
+    ch,
+    offsets,
+    table_start,
+    ids,
+    vals,
+    shifts,
+    lowmasks,
+    chunk_radius,
+    probes,
+    radius,
+    starts,
+    out_query,
+    out_item,
+    out_dist,
+    limit,
+):
+    """Per-query match counts of one chunk's probes; small batches run serially (a parallel launch costs ~1 ms)."""
+    counts = np.zeros(len(order), np.int64)
+    if len(order) < 4 * _ROWS:
+        _mih_rows(
+            0,
+            len(order),
+            counts,
+            queries,
+            order,
+            ch,
+            offsets,
+            table_start,
+            ids,
+            vals,
+            shifts,
+            lowmasks,
+            chunk_radius,
+            probes,
+            radius,
+            starts,
+            out_query,
+            out_item,
+            out_dist,
+            limit,
+        )
+        return counts
+    return _mih_parallel(
+        queries,
+        order,
+        ch,
+        offsets,
+        table_start,
+        ids,
+        vals,
+        shifts,
+        lowmasks,
+        chunk_radius,
+        probes,
+        radius,
+        starts,
+        out_query,
+        out_item,
+        out_dist,
+        limit,
+    )
+
+
+def _chunk_keys(hashes: np.ndarray, shift: np.uint64, lowmask: np.uint64) -> np.ndarray:
+    return ((hashes >> shift) & lowmask).astype(np.int64)
+
+
+SLOTS = 2
+"""Output slots per query in the single MIH pass (overflowing queries are searched again with exact slots)."""
 
 
 def key_order(keys: np.ndarray, width: int) -> np.ndarray:
@@ -240,8 +357,7 @@ class MIHTables:
             return 0
         e, e8 = np.zeros(0, np.int64), np.zeros(0, np.int8)
         return sum(
-            int(_mih_chunk_pass(*a, e, e, e, e8, False).sum())
-            for a in self._passes(queries, radius, chunk_radius, probes)
+            int(_mih_chunk_pass(*a, e, e, e, e8, 0).sum()) for a in self._passes(queries, radius, chunk_radius, probes)
         )
 
     def search(
@@ -253,14 +369,20 @@ class MIHTables:
         if len(queries) == 0 or len(self.hashes) == 0 or radius < 0:
             return empty, empty.copy(), np.zeros(0, np.int8)
         parts = []
+        cap = SLOTS
         for args in self._passes(queries, radius, chunk_radius, probes):
-            counts = _mih_chunk_pass(*args, empty, empty, empty, np.zeros(0, np.int8), False)
-            starts = np.zeros(len(counts), np.int64)
-            np.cumsum(counts[:-1], out=starts[1:])
-            total = int(counts.sum())
-            query, item, dist = np.empty(total, np.int64), np.empty(total, np.int64), np.empty(total, np.int8)
-            _mih_chunk_pass(*args, starts, query, item, dist, True)
-            parts.append((query, item, dist))
+            # one pass with ``cap`` slots per query (most queries match 0-2 items); the rare queries with more
+            # matches are run again with exact slots, instead of running every query twice (count, then fill)
+            n = len(args[1])
+            slots = (np.empty(n * cap, np.int64), np.empty(n * cap, np.int64), np.empty(n * cap, np.int8))
+            counts = _mih_chunk_pass(*args, np.arange(n, dtype=np.int64) * cap, *slots, cap)
+            keep = ((np.arange(cap)[None, :] < counts[:, None]) & (counts <= cap)[:, None]).ravel()
+            parts.append(tuple(a[keep] for a in slots))
+            over = counts > cap
+            if over.any():
+                starts, *exact = _gather(counts[over])
+                _mih_chunk_pass(args[0], args[1][over], *args[2:], starts, *exact, np.iinfo(np.int64).max)
+                parts.append(tuple(exact))
         if not parts:
             return empty, empty.copy(), np.zeros(0, np.int8)
         return tuple(np.concatenate(f) for f in zip(*parts, strict=True))  # type: ignore[return-value]
