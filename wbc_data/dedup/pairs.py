@@ -23,9 +23,10 @@ PAIR_COLUMNS = ["a", "b", "kind", "distance", "transform", "correlation"]
 onto ``b``, e.g. ``rot90``, or ``rot90 ~ crop l7 r1 t2 b2`` when ``a`` transformed is ``b`` cropped by those
 per cents (left, right, top, bottom) of its sides."""
 
-REFINE_FLOOR = 0.6
-"""Crop candidates whose grid-box correlation is below this are rejected without refinement (true crops of real
-PBC cells start at >= 0.80 on the grid box; refinement then lifts them to >= 0.97)."""
+REFINE_FLOOR = 0.75
+"""Crop candidates whose grid-box correlation is below this are rejected without refinement. True crops of real
+PBC cells start at >= 0.80 on the grid box (refinement then lifts them to >= 0.97); on the 8,487 PBC cells, 39,318
+distinct-cell hits score >= 0.60 but only 2,058 score >= 0.75, so this floor makes refinement ~17x cheaper."""
 
 
 def exact_pairs(keys: pd.Series, kind: str) -> pd.DataFrame:

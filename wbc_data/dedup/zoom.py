@@ -99,13 +99,22 @@ def _dct_rows() -> np.ndarray:
     return scipy.fftpack.dct(np.eye(THUMB_SIZE), axis=0)[:HASH_SIZE]
 
 
+def span_matrices(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """:func:`resample_matrices` for many spans, computed once per distinct span (refinement moves boxes on a
+    lattice, so a batch of thousands of boxes has only a few hundred distinct sides)."""
+    start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
+    key = np.round(start * 1e6).astype(np.int64) * 10_000_000 + np.round(end * 1e6).astype(np.int64)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return resample_matrices(start[first], end[first]).astype(np.float32)[inverse.reshape(-1)]
+
+
 def crop_thumbs(thumbs: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(p, 32, 32) float64: ``thumbs[k]`` with box ``boxes[k]`` (left, right, top, bottom fractions) resampled
+    """(p, 32, 32) float32: ``thumbs[k]`` with box ``boxes[k]`` (left, right, top, bottom fractions) resampled
     back to 32x32, i.e. approximately the thumbnail of the image cropped to that box."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    rows = resample_matrices(boxes[:, 2], boxes[:, 3])
-    cols = resample_matrices(boxes[:, 0], boxes[:, 1])
-    return rows @ np.asarray(thumbs, dtype=np.float64) @ cols.transpose(0, 2, 1)
+    rows = span_matrices(boxes[:, 2], boxes[:, 3])
+    cols = span_matrices(boxes[:, 0], boxes[:, 1])
+    return rows @ np.asarray(thumbs, dtype=np.float32) @ cols.transpose(0, 2, 1)
 
 
 def as_array(boxes: tuple[CropBox, ...]) -> np.ndarray:
