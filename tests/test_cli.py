@@ -88,3 +88,31 @@ def test_manifest_report_written(tmp_path):
     html = (ws / "reports" / "manifest.html").read_text()
     assert all(f"<td>{c}</td>" in html for c in CLASSES) and "data:image/png;base64," in html
     assert "not an image" in (ws / "reports" / "manifest.md").read_text()
+
+
+def test_dedup_finds_a_cropped_copy_only_with_crop_search(tmp_path):
+    """A real sample cell and an 8%-cropped, rotated copy of it: found with crop search, missed without."""
+    from PIL import Image
+
+    from wbc_data import manifest
+
+    src = next((sample_dir() / "pbc" / "PBC_dataset_normal_DIB" / "eosinophil").glob("EO_*.jpg"))
+    root = tmp_path / "folder"
+    (root / "eo").mkdir(parents=True)
+    with Image.open(src) as image:
+        image.save(root / "eo" / "original.png")
+        w, h = image.size
+        image.crop((int(0.06 * w), int(0.02 * h), w, int(0.94 * h))).rotate(90, expand=True).save(root / "eo" / "c.png")
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["ingest", "imagefolder", str(root), "-w", str(ws), "-j", "1"]).exit_code == 0
+    assert runner.invoke(app, ["manifest", "-w", str(ws)]).exit_code == 0
+
+    def dropped(*flags):
+        result = runner.invoke(app, ["dedup", "-w", str(ws), *flags])
+        assert result.exit_code == 0, result.output
+        frame = manifest.read_frame(ws / "manifest.parquet", ["source_path", "dup_keep", "dup_transform"])
+        return frame[frame.dup_keep.eq(False).fillna(False)]
+
+    assert len(dropped("--no-crops")) == 0
+    found = dropped()
+    assert len(found) == 1 and "crop" in found.dup_transform.iloc[0]

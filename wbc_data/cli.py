@@ -353,9 +353,13 @@ def dedup_cmd(
     policy: Annotated[
         Path | None, typer.Option("--policy", help="YAML keep policy (see wbc_data/dedup/policy.py).")
     ] = None,
+    crop_threshold: Annotated[
+        int, typer.Option("--crop-threshold", help="Hamming radius for cropped copies (default 10).")
+    ] = 10,
+    crops: Annotated[bool, typer.Option("--crops/--no-crops", help="Also search cropped copies (up to ~10%).")] = True,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes for --against folders.")] = 0,
 ) -> None:
-    """Find exact and near duplicates (any flip/rotation) across sources, choose keepers, audit leakage."""
+    """Find exact and near duplicates (any flip/rotation, small crops) across sources, keep one, audit leakage."""
     from wbc_data.dedup.policy import KeepPolicy
     from wbc_data.dedup.run import DEFAULT_THRESHOLD, DedupOptions, dedup
 
@@ -366,6 +370,7 @@ def dedup_cmd(
         against=against,
         exclude_leaks=exclude_leaks,
         workers=workers,
+        crop_threshold=crop_threshold if crops else None,
     )
     with progress_bar("dedup") as bar:
         task = bar.add_task("dedup", total=None)
