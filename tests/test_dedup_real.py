@@ -152,3 +152,38 @@ def test_cli_dedup_against_manifest_excludes_leaks(workspace, tmp_path):
     assert frame.leak_match.notna().sum() == 1
     bad = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "nope" in bad.output
+
+
+def test_real_distinct_cells_that_once_matched_through_a_crop_stay_apart(tmp_path):
+    """Two distinct real cells reached correlation 0.903-0.906 through a refined crop (found by eye on the
+    borderline contact sheet): an eosinophil vs a basophil, a promyelocyte vs an AML-LMU myeloblast."""
+    import shutil
+
+    from wbc_data.dedup.run import DedupOptions, dedup
+    from wbc_data.ingest.engine import IngestOptions, ingest
+    from wbc_data.labelmap import LabelMap
+    from wbc_data.merge import merge
+    from wbc_data.workspace import Workspace
+
+    pairs = [
+        (shared_path("pbc", "PBC_dataset_normal_DIB", "eosinophil", "EO_668693.jpg"),
+         shared_path("kaggle_cancer_mix", "val", "basophil", "BA_681430.jpg")),
+        (shared_path("pbc", "PBC_dataset_normal_DIB", "ig", "PMY_337188.jpg"),
+         shared_path("kaggle_cancer_mix", "val", "myeloblast", "MYO_0323.jpg")),
+    ]  # fmt: skip
+    root = tmp_path / "cells"
+    for k, (a, b) in enumerate(pairs):
+        (root / f"c{k}").mkdir(parents=True)
+        shutil.copy(a, root / f"c{k}" / a.name)
+        shutil.copy(b, root / f"c{k}" / b.name)
+        with Image.open(a) as image:  # a real 6% crop of the first cell must still be found
+            w, h = image.size
+            image.crop((int(0.06 * w), 0, w, h)).save(root / f"c{k}" / "crop.png")
+    ws = Workspace(tmp_path / "ws")
+    ingest("imagefolder", root, ws, IngestOptions(workers=1, label_map=LabelMap.from_dict({"c0": "EO", "c1": "PMY"})))
+    merge(ws)
+    result = dedup(ws, DedupOptions(reports=False))
+    names = {frozenset(p.split("/")[-1] for p in (r.sample_id_a, r.sample_id_b)) for r in result.pairs.itertuples()}
+    for a, b in pairs:
+        assert frozenset({a.name, b.name}) not in names
+        assert frozenset({a.name, "crop.png"}) in names

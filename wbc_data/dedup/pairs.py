@@ -23,6 +23,12 @@ PAIR_COLUMNS = ["a", "b", "kind", "distance", "transform", "correlation"]
 onto ``b``, e.g. ``rot90``, or ``rot90 ~ crop l7 r1 t2 b2`` when ``a`` transformed is ``b`` cropped by those
 per cents (left, right, top, bottom) of its sides."""
 
+CROP_MIN_CORRELATION = 0.95
+"""A crop match must correlate at least this much after refinement (plain matches need ``min_correlation``).
+Refinement gives a crop match extra freedom, so distinct cells get closer: on the 9,487 PBC + Kaggle val rows two
+distinct cells (an eosinophil vs a basophil, a promyelocyte vs an AML-LMU myeloblast) reached 0.903 and 0.906
+through a refined crop, while true crops of up to 10% refine to >= 0.97 (see benchmarks/README.md, dedup)."""
+
 REFINE_FLOOR = 0.75
 """Crop candidates whose grid-box correlation is below this are rejected without refinement. True crops of real
 PBC cells start at >= 0.80 on the grid box (refinement then lifts them to >= 0.97); on the 8,487 PBC cells, 39,318
@@ -117,7 +123,9 @@ def near_pairs(
     if thumbs is not None and crop_radius is not None and grid:
         if progress:
             progress("search crops")
-        parts.append(_crop_candidates(hashes, thumbs, unit_thumbs, crop_radius, min_correlation, grid, index_kind))
+        crop = _crop_candidates(hashes, thumbs, unit_thumbs, crop_radius, max(min_correlation, CROP_MIN_CORRELATION),
+                                grid, index_kind)  # fmt: skip
+        parts.append(crop[crop["correlation"] >= max(min_correlation, CROP_MIN_CORRELATION)])
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
     frame = frame[frame["correlation"] >= min_correlation]
     # one row per unordered pair: the smallest distance, then the highest correlation
