@@ -104,7 +104,7 @@ def run_ingest_pil_resize(root: Path, workers: int) -> int:
 
 def run_worker_only(root: Path, files: list[str], workers: int) -> int:
     todo = [(os.path.relpath(f, root), FileJob(path=f, whole=True), "") for f in files]
-    return sum(1 for *_, result in engine._run_parallel(todo, workers) if "phash" in result["file"])
+    return sum(1 for *_, result in engine._run_parallel([todo], workers, len(todo)) if "phash" in result["file"])
 
 
 def run_imagededup(root: Path, workers: int) -> int:

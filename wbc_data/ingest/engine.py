@@ -8,15 +8,17 @@ manifest is replaced atomically only when the run completes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import xxhash
 
 from wbc_data import manifest, paths
 from wbc_data.imaging.decode import DEFAULT_MAX_PIXELS
@@ -141,6 +143,13 @@ def _jobs(root: Path, plan: SourcePlan, options: IngestOptions) -> dict[str, Fil
     return jobs
 
 
+ROW_BATCH = 2048
+"""Samples whose bytes come from the adapter (Hub or parquet rows) are read this many at a time, so memory stays
+flat however large the dataset is."""
+
+Todo = list[tuple[str, FileJob, str]]  # (rel, job, cache key)
+
+
 def _process_files(
     adapter: SourceAdapter,
     root: Path,
@@ -156,55 +165,91 @@ def _process_files(
     cache = ResultCache(workspace.cache_path(name), os.fsencode(root).hex()) if options.use_cache else None
     cached = cache.load() if cache else {}
     results: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[str, FileJob, str]] = []
+    file_todo: Todo = []
+    row_rels: list[str] = []  # not plain files under the root: bytes come from adapter.read_bytes
     for rel, job in jobs.items():
         entry = by_rel.get(rel)
-        key = ResultCache.job_key(repr((job.whole, job.crops, job.max_pixels)))
-        hit = cache.get(cached, rel, entry.size, entry.mtime_ns, key) if (cache and entry) else None
+        if entry is None:
+            row_rels.append(rel)
+            continue
+        key = _job_key(job)
+        hit = cache.get(cached, rel, entry.size, entry.mtime_ns, key) if cache else None
         if hit is not None:
             results[rel] = hit
         else:
-            if entry is None:  # a sample that is not a plain file under the root (adapter-provided bytes)
-                job = FileJob(job.path, job.whole, job.crops, job.root, job.max_pixels, adapter.read_bytes(root, rel))
-            todo.append((rel, job, key))
+            file_todo.append((rel, job, key))
+    counts = {"done": len(results), "decoded": 0}
     total = len(jobs)
-    done = len(results)
-    if progress:
-        progress(done, total)
+
+    def tick() -> None:
+        if progress:
+            progress(counts["done"], total)
+
+    def row_batches() -> Iterator[Todo]:
+        """Read adapter-provided rows a batch at a time; a row whose bytes are unchanged comes from the cache."""
+        for start in range(0, len(row_rels), ROW_BATCH):
+            batch: Todo = []
+            for rel in row_rels[start : start + ROW_BATCH]:
+                data = adapter.read_bytes(root, rel)
+                job = replace(jobs[rel], data=data)
+                key = _job_key(job, xxhash.xxh3_128_hexdigest(data))
+                hit = cache.get(cached, rel, len(data), 0, key) if cache else None
+                if hit is not None:
+                    results[rel] = hit
+                    counts["done"] += 1
+                else:
+                    batch.append((rel, job, key))
+            tick()
+            yield batch
+
+    tick()
     try:
-        for rel, _job, key, result in _run_parallel(todo, options.workers):
+        batches = itertools.chain([file_todo], row_batches())
+        for rel, job, key, result in _run_parallel(batches, options.workers, len(file_todo) + len(row_rels)):
             results[rel] = result
             entry = by_rel.get(rel)
-            if cache and entry:
-                cache.put(rel, entry.size, entry.mtime_ns, key, result)
-            done += 1
-            if progress:
-                progress(done, total)
+            if cache:
+                size, mtime = (entry.size, entry.mtime_ns) if entry else (len(job.data or b""), 0)
+                cache.put(rel, size, mtime, key, result)
+            counts["done"] += 1
+            counts["decoded"] += 1
+            tick()
     except KeyboardInterrupt:
         if cache:
             cache.close()
         raise IngestInterrupted(
-            f"interrupted after {done:,} of {total:,} files; finished work is cached, re-run to resume"
+            f"interrupted after {counts['done']:,} of {total:,} files; finished work is cached, re-run to resume"
         ) from None
     if cache:
         cache.close()
-    return results, len(todo), total - len(todo)
+    return results, counts["decoded"], total - counts["decoded"]
 
 
-def _run_parallel(todo: list[tuple[str, FileJob, str]], workers: int) -> Iterator[tuple[str, FileJob, str, dict]]:
+def _job_key(job: FileJob, content: str = "") -> str:
+    return ResultCache.job_key(repr((job.whole, job.crops, job.max_pixels)) + content)
+
+
+def _run_parallel(
+    batches: Iterable[Todo], workers: int, expected: int
+) -> Iterator[tuple[str, FileJob, str, dict[str, Any]]]:
+    """Process batches of jobs, in this process for small runs, else in one pool reused across batches."""
     workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(todo) < 32:
-        for rel, job, key in todo:
-            yield rel, job, key, process(job)
+    if workers == 1 or expected < 32:
+        for batch in batches:
+            for rel, job, key in batch:
+                yield rel, job, key, process(job)
         return
-    chunksize = max(1, min(64, len(todo) // (workers * 8)))
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     pool = context.Pool(workers, initializer=ignore_sigint)
     try:
-        jobs = [job for _, job, _ in todo]
-        for index, result in pool.imap_unordered(_indexed_process, enumerate(jobs), chunksize=chunksize):
-            rel, job, key = todo[index]
-            yield rel, job, key, result
+        for batch in batches:
+            if not batch:
+                continue
+            chunksize = max(1, min(64, len(batch) // (workers * 8)))
+            jobs = [job for _, job, _ in batch]
+            for index, result in pool.imap_unordered(_indexed_process, enumerate(jobs), chunksize=chunksize):
+                rel, job, key = batch[index]
+                yield rel, job, key, result
         pool.close()
     except BaseException:
         pool.terminate()
