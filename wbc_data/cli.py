@@ -256,7 +256,6 @@ def render_explanation(name: str, ws: Workspace) -> None:
 def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("--workers", "-j")] = 0) -> None:
     """Run the main job on the real sample shipped with the tool: ingest, merge, dedup, gap report."""
     from wbc_data.demo import run_demo
-    from wbc_data.gap.report import display_table
 
     ws = Workspace.at(workspace)
     with progress_bar("demo") as bar:
@@ -270,13 +269,19 @@ def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("-
     )
     console.print(f"unified manifest: {result.manifest_path} ({len(result.manifest):,} rows)", highlight=False)
     console.print(frame_table(result.dedup.summary(), title="Duplicates (the Kaggle copies of PBC files)"))
-    gap = result.gap.gap
-    console.print(f"target: {gap.target.description}", highlight=False, soft_wrap=True)
-    console.print(frame_table(display_table(gap, compact=True), title="Gap per class"))
+    render_gap_table(result.gap.gap)
     console.print(f"synth plan: {result.gap.plan_path}", highlight=False)
     for path in (result.report_path, *result.dedup.report_paths, result.gap.files.html):
         if str(path).endswith(".html"):
             console.print(f"report: {path}", highlight=False)
+
+
+def render_gap_table(gap: Any) -> None:
+    """The target and the per-class gap table (shared by `gap-report` and `demo`)."""
+    from wbc_data.gap.report import display_table
+
+    console.print(f"target: {gap.target.description}", highlight=False, soft_wrap=True)
+    console.print(frame_table(display_table(gap, compact=True), title="Gap per class"))
 
 
 @app.command("gap-report")
@@ -310,7 +315,6 @@ def gap_report(
 ) -> None:
     """Per class: own data, each external source, after dedup, coarse and synthetic apart, gain, status vs a target."""
     from wbc_data.gap import plan_frame, run_gap_report
-    from wbc_data.gap.report import display_table
     from wbc_data.gap.status import Thresholds
 
     ws = Workspace.at(workspace)
@@ -325,8 +329,7 @@ def gap_report(
         max_synth_factor=max_synth_factor,
     )
     gap = result.gap
-    console.print(f"target: {gap.target.description}", highlight=False, soft_wrap=True)
-    console.print(frame_table(display_table(gap, compact=True), title="Gap per class"))
+    render_gap_table(gap)
     sources = gap.sources[["source", "role", "licence", "publish", "commercial", "exact images", "after dedup"]]
     console.print(frame_table(sources, title="Sources"))
     for note in gap.notes:

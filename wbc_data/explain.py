@@ -8,11 +8,9 @@ source), so this module only counts and explains; it never re-derives a label.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from wbc_data import manifest
 from wbc_data.labelmap import LabelMap
@@ -41,9 +39,7 @@ class Explanation:
     statuses: list[str] = field(default_factory=list)  # statuses present, in RULES order
 
 
-def explain_frame(
-    frame: pd.DataFrame, label_map: LabelMap | None = None, map_keys: list[str] | None = None
-) -> pd.DataFrame:
+def explain_frame(frame: pd.DataFrame, label_map: LabelMap | None = None) -> pd.DataFrame:
     """Count rows per (raw label, status, label, candidates); ``rows`` = usable (ok) rows, ``rejected`` = rows of
     that label rejected later (e.g. a crop outside its image). Label-map entries that matched nothing get 0 rows."""
     labelled = frame[(frame["status"] != "auxiliary") & (frame["source_label"].notna() | (frame["status"] == "ok"))]
@@ -67,7 +63,7 @@ def explain_frame(
         table_rows.append([raw, status, label, candidates, record["rows"], record["rejected"], note])
     seen = {key[0].casefold() for key in records}
     if label_map is not None:
-        for key in map_keys or label_map.keys():
+        for key in label_map.names():
             if key.casefold() in seen:
                 continue
             mapped = label_map.lookup(key)
@@ -90,8 +86,8 @@ def explain_source(workspace: Workspace, name: str) -> Explanation:
     path = workspace.source_manifest(name)
     columns = ["status", "source_label", "annotator_labels", "label", "label_status", "label_candidates"]
     frame = manifest.read_frame(path, [*columns, "label_reason"])
-    label_map, keys = _definition_map(name, manifest.read_metadata(path).get("adapter"))
-    table = explain_frame(frame, label_map, keys)
+    label_map = _definition_map(name, manifest.read_metadata(path).get("adapter"))
+    table = explain_frame(frame, label_map)
     present = [status for status in RULES if status in set(table.loc[table["rows"] + table["rejected"] > 0, "status"])]
     return Explanation(name, table, present)
 
@@ -116,26 +112,14 @@ def _items(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, (list, tuple, np.ndarray)) else []
 
 
-def _definition_map(name: str, adapter: str | None) -> tuple[LabelMap | None, list[str] | None]:
+def _definition_map(name: str, adapter: str | None) -> LabelMap | None:
     """The source YAML's label map when the manifest came from that source's own adapter (not a --label-map)."""
     from wbc_data.sources.definition import SourceError, get_definition
 
     try:
         definition = get_definition(name)
     except SourceError:
-        return None, None
+        return None
     if adapter is not None and adapter != definition.adapter:
-        return None, None
-    return definition.label_map, _yaml_keys(definition.path)
-
-
-def _yaml_keys(path: Path | None) -> list[str] | None:
-    """Label-map keys as written in the YAML (the LabelMap only keeps them case-folded)."""
-    if path is None:
         return None
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    label_map = data.get("label_map") if isinstance(data, dict) else None
-    return [str(k) for k in label_map] if isinstance(label_map, dict) else None
+    return definition.label_map

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from wbc_data.taxonomy import MappedLabel, TaxonomyError, parse_map_value
+from wbc_data.yamlfile import read_yaml
 
 
 class LabelMapError(ValueError):
@@ -23,7 +22,7 @@ class LabelMap:
     """
 
     entries: Mapping[str, MappedLabel]
-    raw_values: Mapping[str, object]
+    written: Mapping[str, str]  # folded label -> the label as first written in the map (for display)
     origin: str = "<inline>"
 
     @classmethod
@@ -31,7 +30,7 @@ class LabelMap:
         if not isinstance(data, Mapping):
             raise LabelMapError(f"{origin}: a label map must be a mapping of raw label -> class")
         entries: dict[str, MappedLabel] = {}
-        raw_values: dict[str, object] = {}
+        written: dict[str, str] = {}
         for key, value in data.items():
             folded = str(key).strip().casefold()
             try:
@@ -43,19 +42,14 @@ class LabelMap:
                     f"{origin}: label {key!r} appears twice with different classes (labels match case-insensitively)"
                 )
             entries[folded] = mapped
-            raw_values[folded] = value
-        return cls(entries, raw_values, origin)
+            written.setdefault(folded, str(key).strip())
+        return cls(entries, written, origin)
 
     @classmethod
     def from_yaml(cls, path: Path) -> LabelMap:
         """Load a plain YAML label map (``folder: CODE`` per line), or a source file's ``label_map:`` key."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise LabelMapError(f"{path}: cannot read label map ({exc.strerror or exc})") from None
-        except yaml.YAMLError as exc:
-            raise LabelMapError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        data = read_yaml(path, LabelMapError, "label map")
         if isinstance(data, dict) and isinstance(data.get("label_map"), dict):
             data = data["label_map"]
         if data is None:
@@ -71,4 +65,9 @@ class LabelMap:
         return str(raw).strip().casefold() in self.entries
 
     def keys(self) -> list[str]:
+        """The labels, case-folded (as they are matched)."""
         return list(self.entries)
+
+    def names(self) -> list[str]:
+        """The labels as written in the map, one per case-insensitive label."""
+        return list(self.written.values())

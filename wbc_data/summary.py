@@ -37,23 +37,29 @@ def rejection_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("rows", ascending=False).rename_axis("reason").reset_index()
 
 
+def per_class(rows: pd.DataFrame) -> pd.Series:
+    """Rows per class of their ``label`` column, all 13 classes in order (0 where none)."""
+    return rows["label"].value_counts().reindex(list(CLASSES), fill_value=0).astype("int64")
+
+
+def candidates_per_class(rows: pd.DataFrame, status: str) -> pd.Series:
+    """How many rows of ``status`` (coarse, conflict) name each class among their ``label_candidates``."""
+    subset = rows.loc[rows["label_status"] == status, "label_candidates"]
+    flat = [c for cands in subset if cands is not None for c in cands]
+    return pd.Series(flat, dtype="object").value_counts().reindex(list(CLASSES), fill_value=0).astype("int64")
+
+
 def class_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """Usable rows per class: exact labels, plus how many coarse/conflict rows list the class as a candidate."""
     ok = frame[frame["status"] == "ok"]
-    exact = ok[ok["label_status"] == LabelStatus.EXACT.value]["label"].value_counts()
-    rows = []
-    for status in (LabelStatus.COARSE.value, LabelStatus.CONFLICT.value):
-        subset = ok[ok["label_status"] == status]["label_candidates"]
-        rows.append(pd.Series([c for cands in subset for c in (cands if cands is not None else [])]).value_counts())
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "class": list(CLASSES),
-            "exact": [int(exact.get(c, 0)) for c in CLASSES],
-            "coarse (candidate)": [int(rows[0].get(c, 0)) for c in CLASSES],
-            "conflict (candidate)": [int(rows[1].get(c, 0)) for c in CLASSES],
+            "exact": per_class(ok[ok["label_status"] == LabelStatus.EXACT.value]).to_list(),
+            "coarse (candidate)": candidates_per_class(ok, LabelStatus.COARSE.value).to_list(),
+            "conflict (candidate)": candidates_per_class(ok, LabelStatus.CONFLICT.value).to_list(),
         }
     )
-    return table
 
 
 def status_counts(frame: pd.DataFrame) -> pd.Series:

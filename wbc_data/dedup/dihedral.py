@@ -8,9 +8,8 @@ No re-decoding: a flip of the 32x32 thumbnail only changes the sign of odd DCT f
 from __future__ import annotations
 
 import numpy as np
-import scipy.fftpack
 
-from wbc_data.imaging.signatures import HASH_SIZE, THUMB_SIZE
+from wbc_data.imaging.signatures import HASH_SIZE, THUMB_SIZE, dct_lowfreq, pack_hashes
 
 TRANSFORMS: tuple[str, ...] = (
     "identity",
@@ -54,13 +53,6 @@ def thumbs_from_bytes(blobs: list[bytes | None]) -> tuple[np.ndarray, np.ndarray
     return out, ok
 
 
-def lowfreq(thumbs: np.ndarray) -> np.ndarray:
-    """(n, 8, 8) low-frequency DCT blocks, computed per thumbnail exactly as imagehash does."""
-    pixels = np.asarray(thumbs, dtype=np.float64)
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1), axis=2)
-    return dct[:, :HASH_SIZE, :HASH_SIZE]
-
-
 def _variants(low: np.ndarray) -> list[np.ndarray]:
     low_t = np.swapaxes(low, 1, 2)
     return [
@@ -75,16 +67,9 @@ def _variants(low: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def pack_hashes(block: np.ndarray) -> np.ndarray:
-    """(n, 8, 8) DCT blocks -> (n,) uint64 pHashes: bit set where above the block's median (imagehash's rule)."""
-    flat = block.reshape(len(block), HASH_SIZE * HASH_SIZE)
-    bits = flat > np.median(flat, axis=1, keepdims=True)
-    return np.packbits(bits, axis=1).view(">u8").reshape(-1).astype(np.uint64)
-
-
 def dihedral_phashes(thumbs: np.ndarray) -> np.ndarray:
     """(n, 8) uint64: column t is the pHash of the thumbnail transformed by ``TRANSFORMS[t]``."""
     if len(thumbs) == 0:
         return np.zeros((0, len(TRANSFORMS)), dtype=np.uint64)
-    low = lowfreq(thumbs)
+    low = dct_lowfreq(thumbs)
     return np.stack([pack_hashes(v) for v in _variants(low)], axis=1)

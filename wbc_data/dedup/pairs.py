@@ -71,7 +71,9 @@ def _crop_candidates(
     hashes: np.ndarray, thumbs: np.ndarray, unit: np.ndarray, radius: int, min_correlation: float,
     grid: tuple[CropBox, ...], index_kind: str,
 ) -> pd.DataFrame:  # fmt: skip
-    """Pairs where a transform of ``a`` hashes near a zoomed hash of ``b`` (``a`` is a crop of ``b``)."""
+    """Pairs where a transform of ``a`` hashes near a zoomed hash of ``b`` (``a`` is a crop of ``b``) and the refined
+    crop correlates at least ``max(min_correlation, CROP_MIN_CORRELATION)``."""
+    min_correlation = max(min_correlation, CROP_MIN_CORRELATION)
     n, k = len(hashes), len(grid)
     zoomed = zoomed_phashes(thumbs, grid).reshape(-1)
     index = build_index(zoomed, radius, n_queries=n * len(TRANSFORMS), kind=index_kind)
@@ -97,7 +99,7 @@ def _crop_candidates(
         frame.loc[rows, "correlation"] = corr
         refined_boxes[rows] = refined
     frame["box"] = [CropBox(*box).describe() for box in refined_boxes]
-    return frame.drop(columns=["z", "row"])
+    return frame[frame["correlation"] >= min_correlation].drop(columns=["z", "row"])
 
 
 def near_pairs(
@@ -123,9 +125,7 @@ def near_pairs(
     if thumbs is not None and crop_radius is not None and grid:
         if progress:
             progress("search crops")
-        crop = _crop_candidates(hashes, thumbs, unit_thumbs, crop_radius, max(min_correlation, CROP_MIN_CORRELATION),
-                                grid, index_kind)  # fmt: skip
-        parts.append(crop[crop["correlation"] >= max(min_correlation, CROP_MIN_CORRELATION)])
+        parts.append(_crop_candidates(hashes, thumbs, unit_thumbs, crop_radius, min_correlation, grid, index_kind))
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
     frame = frame[frame["correlation"] >= min_correlation]
     # one row per unordered pair: the smallest distance, then the highest correlation

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from wbc_data.errors import DedupError
+from wbc_data.yamlfile import read_yaml
 
 CRITERIA = ("original", "source", "label", "size")
 LABEL_RANK = {"exact": 0, "coarse": 1}
@@ -34,10 +34,7 @@ class KeepPolicy:
 
     @classmethod
     def from_yaml(cls, path: Path) -> KeepPolicy:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise DedupError(f"{path}: cannot read the keep policy ({exc})") from None
+        data = read_yaml(path, DedupError, "the keep policy") or {}
         if not isinstance(data, dict):
             raise DedupError(f"{path}: a keep policy is a mapping (source_priority, derivative_sources, order)")
         unknown = set(data) - {"source_priority", "derivative_sources", "order"}

@@ -3,20 +3,16 @@ the largest and of the borderline clusters, so a person can check the threshold 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from wbc_data.manifest import atomic_write, atomic_write_text
+from wbc_data.manifest import atomic_write_text
 from wbc_data.report.document import Report, Section, write
+from wbc_data.report.figures import plt, save_png
 
 SHEET_ROWS = 6
 SHEET_COLS = 8
@@ -78,11 +74,7 @@ def contact_sheet(frame: pd.DataFrame, cluster_ids: list[int], path: Path, title
             ax.set_title(f"#{cid} {row['source']}\n{row['label'] or row['label_status']} {tag}", fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def build(result: Any, frame: pd.DataFrame, directory: Path, options: Any) -> list[Path]:

@@ -16,8 +16,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fftpack
 
-from wbc_data.dedup.dihedral import pack_hashes
-from wbc_data.imaging.signatures import HASH_SIZE, THUMB_SIZE
+from wbc_data.imaging.signatures import HASH_SIZE, THUMB_SIZE, pack_hashes
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from wbc_data.gap.table import GapTable
-from wbc_data.manifest import atomic_write
+from wbc_data.report.figures import plt, save_png
 from wbc_data.taxonomy import CLASSES
 
 STATUS_COLOURS = {"solved": "#2e7d32", "partial": "#f9a825", "critical gap": "#c62828", "no target": "#777777"}
@@ -21,9 +17,7 @@ STATUS_COLOURS = {"solved": "#2e7d32", "partial": "#f9a825", "critical gap": "#c
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def _positive(values: pd.Series) -> np.ndarray:

@@ -30,6 +30,7 @@ import yaml
 from wbc_data.gap.errors import GapError, PlanError
 from wbc_data.manifest import atomic_write_text
 from wbc_data.taxonomy import CLASSES
+from wbc_data.yamlfile import read_yaml
 
 PLAN_VERSION = 1
 PLAN_KIND = "wbc-data synth plan"
@@ -135,10 +136,7 @@ def load_plan(path: Path) -> SynthPlan:
     path = Path(path)
     if not path.is_file():
         raise PlanError(f"{path}: no synth plan here (write one with `wbc-data gap-report --quota {path}`)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PlanError(f"{path}: cannot read synth plan ({' '.join(str(exc).split())})") from None
+    data = read_yaml(path, PlanError, "synth plan")
     if not isinstance(data, dict):
         raise PlanError(f"{path}: a synth plan must be a YAML mapping")
     if data.get("version") != PLAN_VERSION:

@@ -22,6 +22,7 @@ from wbc_data.gap.errors import GapError
 from wbc_data.gap.licence import YES, terms
 from wbc_data.gap.status import Thresholds, classify, coverage
 from wbc_data.gap.targets import WBCBENCH_SOURCE, WBCBENCH_TRAIN_SPLITS, Target, parse_target
+from wbc_data.summary import candidates_per_class, per_class
 from wbc_data.taxonomy import CLASSES, FULL_NAMES, LabelStatus
 
 EXACT = LabelStatus.EXACT.value
@@ -102,16 +103,6 @@ def split_rows(frame: pd.DataFrame, own: Sequence[str], own_splits: Iterable[str
     return Rows(ok, list(own), int(excluded.sum()), has_dedup, has_synth)
 
 
-def _per_class(rows: pd.DataFrame) -> pd.Series:
-    return rows["label"].value_counts().reindex(list(CLASSES), fill_value=0).astype("int64")
-
-
-def _candidates(rows: pd.DataFrame, status: str) -> pd.Series:
-    subset = rows.loc[rows["label_status"] == status, "label_candidates"]
-    flat = [c for cands in subset if cands is not None for c in cands]
-    return pd.Series(flat, dtype="object").value_counts().reindex(list(CLASSES), fill_value=0).astype("int64")
-
-
 def _nunique_per_class(rows: pd.DataFrame, column: str) -> pd.Series:
     known = rows[rows[column].notna()]
     keys = known["source"].astype(str) + "\x00" + known[column].astype(str)
@@ -121,7 +112,7 @@ def _nunique_per_class(rows: pd.DataFrame, column: str) -> pd.Series:
 def own_counts(rows: Rows) -> pd.Series:
     """Own exact images per class after dedup (what min:N keeps as a floor)."""
     f = rows.frame
-    return _per_class(f[f["_own"] & f["_kept"] & (f["label_status"] == EXACT)])
+    return per_class(f[f["_own"] & f["_kept"] & (f["label_status"] == EXACT)])
 
 
 def class_table(rows: Rows, target: Target, thresholds: Thresholds) -> pd.DataFrame:
@@ -132,8 +123,8 @@ def class_table(rows: Rows, target: Target, thresholds: Thresholds) -> pd.DataFr
     exact = f["label_status"] == EXACT
     real = f["_own"] | f["_external"]
     kept = f["_kept"]
-    own = _per_class(f[f["_own"] & exact])
-    own_kept = _per_class(f[f["_own"] & exact & kept])
+    own = per_class(f[f["_own"] & exact])
+    own_kept = per_class(f[f["_own"] & exact & kept])
     ext_rows = f[f["_external"] & exact]
     ext_sources = sorted(f.loc[f["_external"], "source"].unique())
     available_rows = f[real & exact & kept]
@@ -144,19 +135,19 @@ def class_table(rows: Rows, target: Target, thresholds: Thresholds) -> pd.DataFr
     patients = _nunique_per_class(f[f["_own"] & exact & kept], "patient_id")
     table["own patients"] = patients.astype("Int64")
     for source in ext_sources:
-        table[source] = _per_class(ext_rows[ext_rows["source"] == source])
-    table["external"] = _per_class(ext_rows)
-    table["external after dedup"] = _per_class(ext_rows[ext_rows["_kept"]])
-    table["duplicates dropped"] = _per_class(f[real & exact & ~kept])
-    table["available"] = _per_class(available_rows)
+        table[source] = per_class(ext_rows[ext_rows["source"] == source])
+    table["external"] = per_class(ext_rows)
+    table["external after dedup"] = per_class(ext_rows[ext_rows["_kept"]])
+    table["duplicates dropped"] = per_class(f[real & exact & ~kept])
+    table["available"] = per_class(available_rows)
     groups = available_rows.assign(group_id=available_rows["group_id"].fillna(available_rows["sample_id"]))
     table["independent groups"] = _nunique_per_class(groups, "group_id").fillna(0).astype("int64")
     commercial = {lic: _commercial(lic) for lic in available_rows["licence"].dropna().unique()}  # per licence, not row
     is_commercial = available_rows["licence"].map(commercial).fillna(False).astype(bool)
-    table["commercial use ok"] = _per_class(available_rows[is_commercial])
-    table["coarse candidates"] = _candidates(f[real & kept], LabelStatus.COARSE.value)
-    table["conflict candidates"] = _candidates(f[real & kept], LabelStatus.CONFLICT.value)
-    table["synthetic"] = _per_class(f[f["_synthetic"] & exact & kept])
+    table["commercial use ok"] = per_class(available_rows[is_commercial])
+    table["coarse candidates"] = candidates_per_class(f[real & kept], LabelStatus.COARSE.value)
+    table["conflict candidates"] = candidates_per_class(f[real & kept], LabelStatus.CONFLICT.value)
+    table["synthetic"] = per_class(f[f["_synthetic"] & exact & kept])
     table["gain"] = [(a / o if o else None) for a, o in zip(table["available"], table["own after dedup"], strict=True)]
     table["target"] = pd.array([target.get(c) for c in CLASSES], dtype="Int64")
     table["missing"] = pd.array(

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from wbc_data.gap.errors import GapError
 from wbc_data.resources import manifests_dir
 from wbc_data.taxonomy import CLASSES, LabelStatus
+from wbc_data.yamlfile import read_yaml
 
 WBCBENCH_SOURCE = "wbcbench"
 WBCBENCH_TRAIN_FILES = ("phase1_label.csv", "phase2_train.csv")
@@ -152,10 +152,7 @@ def _wbcbench_target(frame: pd.DataFrame, labels_dir: Path | None) -> Target:
 def _yaml_target(path: Path) -> Target:
     if not path.is_file():
         raise GapError(f"{path}: target file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise GapError(f"{path}: cannot read target YAML ({' '.join(str(exc).split())})") from None
+    data = read_yaml(path, GapError, "target YAML")
     if isinstance(data, dict) and isinstance(data.get("classes"), dict):
         data = data["classes"]
     if not isinstance(data, dict) or not data:

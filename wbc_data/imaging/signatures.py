@@ -35,21 +35,25 @@ def grey_thumbnail(rgb: Image.Image) -> np.ndarray:
     return resize_grey(grey, (THUMB_SIZE, THUMB_SIZE))
 
 
-def dct_lowfreq(thumb: np.ndarray) -> np.ndarray:
-    """The 8x8 low-frequency block of the 2-D DCT-II, computed exactly as imagehash does."""
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(thumb, axis=0), axis=1)
-    return dct[:HASH_SIZE, :HASH_SIZE]
+def dct_lowfreq(thumbs: np.ndarray) -> np.ndarray:
+    """The 8x8 low-frequency block of the 2-D DCT-II of each thumbnail (``(..., 32, 32)`` -> ``(..., 8, 8)``),
+    computed exactly as imagehash does."""
+    pixels = np.asarray(thumbs, dtype=np.float64)
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=-2), axis=-1)
+    return dct[..., :HASH_SIZE, :HASH_SIZE]
 
 
-def bits_to_int(bits: np.ndarray) -> int:
-    """Pack a boolean 8x8 array row-major, first bit most significant (imagehash's hex order)."""
-    return int.from_bytes(np.packbits(bits.reshape(-1).astype(np.uint8)).tobytes(), "big")
+def pack_hashes(blocks: np.ndarray) -> np.ndarray:
+    """(n, 8, 8) DCT blocks -> (n,) uint64 pHashes: a bit is set where the coefficient is above its block's
+    median (imagehash's rule), packed row-major with the first bit most significant (imagehash's hex order)."""
+    flat = blocks.reshape(len(blocks), HASH_SIZE * HASH_SIZE)
+    bits = flat > np.median(flat, axis=1, keepdims=True)
+    return np.packbits(bits, axis=1).view(">u8").reshape(-1).astype(np.uint64)
 
 
 def phash_from_thumb(thumb: np.ndarray) -> int:
     """64-bit pHash as an unsigned int; ``f'{h:016x}'`` equals ``str(imagehash.phash(img))``."""
-    low = dct_lowfreq(thumb)
-    return bits_to_int(low > np.median(low))
+    return int(pack_hashes(dct_lowfreq(thumb)[None])[0])
 
 
 def phash(rgb: Image.Image) -> int:

@@ -74,10 +74,10 @@ def ingest(
     definition = get_definition(source) if isinstance(source, str) else source
     adapter = load_adapter(definition)
     path = Path(path).expanduser()
-    rows_only = adapter_reads_rows(adapter)  # e.g. hub: a repo id or a dataset folder, samples are rows
+    rows_only = adapter.reads_rows  # e.g. hub: a repo id or a dataset folder, samples are rows
     if not path.exists() and not rows_only:
         raise SourceError(f"{path}: no such folder")
-    if path.exists() and not path.is_dir() and not adapter_accepts_files(adapter):
+    if path.exists() and not path.is_dir():
         raise SourceError(f"{path}: not a folder (point at the unpacked dataset folder)")
     root = adapter.find_root(path.resolve() if path.exists() else path)
     name = options.name or definition.name
@@ -107,14 +107,9 @@ def ingest(
     return IngestResult(name, root, out, frame, plan.notes, files_seen, decoded, from_cache)
 
 
-def adapter_accepts_files(adapter: SourceAdapter) -> bool:
-    return bool(getattr(adapter, "accepts_files", False))
-
-
 def adapter_reads_rows(adapter: SourceAdapter) -> bool:
-    """Adapters with ``reads_rows = True`` take a name that need not be a path and are not walked: every
-    sample is a dataset row whose bytes come from ``adapter.read_bytes``."""
-    return bool(getattr(adapter, "reads_rows", False))
+    """See :attr:`SourceAdapter.reads_rows`."""
+    return adapter.reads_rows
 
 
 # --------------------------------------------------------------------------- decoding

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from wbc_data import summary
-from wbc_data.manifest import atomic_write
 from wbc_data.report.document import Report, Section, write
+from wbc_data.report.figures import plt, save_png
 from wbc_data.taxonomy import CLASSES, FULL_NAMES
 
 
@@ -39,9 +35,7 @@ def class_distribution_png(frame: pd.DataFrame, path: Path) -> Path:
     ax.set_title("Images per class and source (13 WBCBench classes; total under each class)")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def build(frame: pd.DataFrame, directory: Path) -> tuple[Path, Path]:

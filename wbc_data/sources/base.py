@@ -69,6 +69,9 @@ class SourceAdapter:
     """Base class: subclasses set ``name`` and implement :meth:`plan`."""
 
     name: ClassVar[str] = ""
+    reads_rows: ClassVar[bool] = False
+    """True for adapters whose samples are dataset rows (Hub, parquet): the path they take need not exist, it is
+    not walked, and every sample's bytes come from :meth:`read_bytes`."""
 
     def find_root(self, path: Path) -> Path:
         """Accept what the user points at (the unpacked folder or its parent) and return the source root."""

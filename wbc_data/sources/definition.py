@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from wbc_data.labelmap import LabelMap, LabelMapError
 from wbc_data.resources import manifests_dir
+from wbc_data.yamlfile import read_yaml
 
 
 class SourceError(ValueError):
@@ -35,10 +34,7 @@ class SourceDefinition:
 
     @classmethod
     def from_yaml(cls, path: Path) -> SourceDefinition:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise SourceError(f"{path}: cannot read source definition ({exc})") from None
+        data = read_yaml(path, SourceError, "source definition")
         if not isinstance(data, dict):
             raise SourceError(f"{path}: a source definition must be a YAML mapping")
         missing = [k for k in ("name", "title", "citation", "licence", "download", "layout") if not data.get(k)]

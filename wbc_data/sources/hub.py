@@ -15,6 +15,7 @@ from typing import Any
 
 from wbc_data.sources.base import PlanContext, SampleSpec, SourceAdapter, SourcePlan
 from wbc_data.sources.definition import SourceError
+from wbc_data.sources.image_cells import image_cell_bytes
 from wbc_data.walk import FileEntry
 
 PATIENT_COLUMNS = ("patient_id", "patient_hash", "patient")
@@ -131,22 +132,7 @@ class HubAdapter(SourceAdapter):
     def read_bytes(self, root: Path, rel: str) -> bytes:
         opened, image_col = self._open[os.fspath(root)]
         split_name, _, index = rel.rpartition("/")
-        value = opened[split_name][int(index)][image_col]
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
-        if isinstance(value, dict):
-            if value.get("bytes"):
-                return bytes(value["bytes"])
-            if value.get("path") and Path(value["path"]).is_file():
-                return Path(value["path"]).read_bytes()
-            return b""
-        if hasattr(value, "save"):  # a PIL image from a non-Image feature: re-encode losslessly
-            import io
-
-            buffer = io.BytesIO()
-            value.save(buffer, format="PNG")
-            return buffer.getvalue()
-        return b""
+        return image_cell_bytes(opened[split_name][int(index)][image_col])
 
 
 ADAPTER = HubAdapter()

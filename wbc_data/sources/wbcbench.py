@@ -30,6 +30,7 @@ from wbc_data.sources.base import (
     not_an_image_reason,
 )
 from wbc_data.sources.definition import SourceError
+from wbc_data.sources.image_cells import image_cell_bytes
 from wbc_data.walk import FileEntry
 
 TABLES: dict[str, tuple[str, str]] = {  # label table -> (image folder, default split)
@@ -271,23 +272,9 @@ class WbcbenchAdapter(SourceAdapter):
             table = pq.read_table(root / file_rel, columns=["image_id", "image"]).to_pylist()
             for index, row in enumerate(table):
                 key = str(row.get("image_id") or f"row{index}")
-                images.setdefault(key, image_bytes(row.get("image"), root / file_rel))
+                images.setdefault(key, image_cell_bytes(row.get("image"), root / file_rel))
             self._loaded = (str(root / file_rel), images)
         return self._loaded[1].get(image_id, b"")
-
-
-def image_bytes(value: Any, origin: Path) -> bytes:
-    """Encoded image bytes of a Hub ``Image`` cell ({bytes, path}) or a raw binary cell."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, dict):
-        if value.get("bytes"):
-            return bytes(value["bytes"])
-        if value.get("path"):
-            path = Path(value["path"])
-            path = path if path.is_absolute() else origin.parent / path
-            return path.read_bytes() if path.is_file() else b""
-    return b""
 
 
 def class_names(schema: Any) -> list[str] | None:
