@@ -28,7 +28,8 @@ def test_sources_lists_every_definition():
 def test_demo_then_manifest(tmp_path):
     import hashlib
 
-    from wbc_data import manifest
+    from wbc_data.stages import load_view
+    from wbc_data.workspace import Workspace
 
     ws = tmp_path / "ws"
     result = runner.invoke(app, ["demo", "-w", str(ws), "-j", "1"])
@@ -38,7 +39,7 @@ def test_demo_then_manifest(tmp_path):
     pbc = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (sample_dir() / "pbc").rglob("*.jpg")}
     copies = [p for p in (sample_dir() / "kaggle_cancer_mix").rglob("*.jpg")
               if hashlib.sha256(p.read_bytes()).hexdigest() in pbc]  # fmt: skip
-    frame = manifest.read_frame(ws / "manifest.parquet", ["source", "dup_keep"])
+    frame = load_view(Workspace(ws), ["source"]).frame
     dropped = frame[frame.dup_keep.eq(False).fillna(False)]
     assert len(copies) == 6 and list(dropped.source) == ["kaggle-cancer-mix"] * len(copies)
     assert (ws / "reports" / "gap-report.html").is_file() and (ws / "reports" / "synth-plan.yaml").is_file()
@@ -94,7 +95,8 @@ def test_dedup_finds_a_cropped_copy_only_with_crop_search(tmp_path):
     """A real sample cell and an 8%-cropped, rotated copy of it: found with crop search, missed without."""
     from PIL import Image
 
-    from wbc_data import manifest
+    from wbc_data.stages import load_view
+    from wbc_data.workspace import Workspace
 
     src = next((sample_dir() / "pbc" / "PBC_dataset_normal_DIB" / "eosinophil").glob("EO_*.jpg"))
     root = tmp_path / "folder"
@@ -110,7 +112,7 @@ def test_dedup_finds_a_cropped_copy_only_with_crop_search(tmp_path):
     def dropped(*flags):
         result = runner.invoke(app, ["dedup", "-w", str(ws), *flags])
         assert result.exit_code == 0, result.output
-        frame = manifest.read_frame(ws / "manifest.parquet", ["source_path", "dup_keep", "dup_transform"])
+        frame = load_view(Workspace(ws), ["source_path"]).frame
         return frame[frame.dup_keep.eq(False).fillna(False)]
 
     assert len(dropped("--no-crops")) == 0

@@ -47,10 +47,13 @@ def test_kaggle_pbc_copies_all_found(workspace):
     file_pairs = result.pairs[result.pairs.kind == "file"]
     in_file_pairs = set(file_pairs.sample_id_a) | set(file_pairs.sample_id_b)
     assert {k for k, _ in expected} | {p for _, p in expected} <= in_file_pairs
-    # every row of the unified manifest is still there, with the dedup columns filled for usable rows
+    # every row of the unified manifest is still there, with the dedup columns (its own stage file) joined for
+    # usable rows; the manifest itself was not rewritten
     from wbc_data import manifest
+    from wbc_data.stages import load_view
 
-    written = manifest.read_frame(workspace.unified_manifest)
+    assert "dup_keep" not in manifest.read(workspace.unified_manifest).column_names
+    written = load_view(workspace).frame
     assert len(written) == 8488 + 1000
     assert written.loc[written.status == "ok", "dup_keep"].notna().all()
     assert written.loc[written.status != "ok", "dup_keep"].isna().all()
@@ -143,9 +146,9 @@ def test_cli_dedup_against_manifest_excludes_leaks(workspace, tmp_path):
     out = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(result.manifest_path),
                               "--exclude-leaks"])  # fmt: skip
     assert out.exit_code == 0, out.output
-    from wbc_data import manifest
+    from wbc_data.stages import load_view
 
-    frame = manifest.read_frame(workspace.unified_manifest).set_index("source_path")
+    frame = load_view(workspace).frame.set_index("source_path")
     rel = train.relative_to(sample / "pbc" / "PBC_dataset_normal_DIB").as_posix()
     assert frame.loc[rel, "leak_match"] == "imagefolder:cells/x.png"
     assert not frame.loc[rel, "dup_keep"] and frame.loc[rel, "dup_decision"].startswith("drop: leak")

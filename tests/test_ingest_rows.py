@@ -4,7 +4,7 @@ finished rows are resumed from the cache by content, like files."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from collections.abc import Callable
 
 from PIL import Image
 
@@ -25,11 +25,14 @@ class CountingRows(SourceAdapter):
     def plan(self, root, files, ctx):
         return SourcePlan(samples=[SampleSpec(f"row/{i:03d}", raw_label="LY") for i in range(self.n)])
 
-    def read_bytes(self, root: Path, rel: str) -> bytes:
-        self.events.append("read")
-        buf = io.BytesIO()
-        Image.new("RGB", (16, 16), (int(rel[-3:]) * 9 % 256, 40, 90)).save(buf, "PNG")
-        return buf.getvalue()
+    def open_reader(self, root: str, options) -> Callable[[str], bytes]:
+        def read(rel: str) -> bytes:
+            self.events.append("read")
+            buf = io.BytesIO()
+            Image.new("RGB", (16, 16), (int(rel[-3:]) * 9 % 256, 40, 90)).save(buf, "PNG")
+            return buf.getvalue()
+
+        return read
 
 
 def test_rows_are_read_in_batches_and_resumed(tmp_path, workspace, monkeypatch):

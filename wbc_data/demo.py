@@ -36,7 +36,8 @@ def run_demo(workspace: Workspace, workers: int = 0, progress: ProgressFn | None
     options = IngestOptions(workers=workers)
     result.ingests.append(ingest("pbc", sample / "pbc", workspace, options, progress))
     result.ingests.append(ingest("kaggle-cancer-mix", sample / "kaggle_cancer_mix", workspace, options, progress))
-    result.manifest_path, result.manifest = merge(workspace, [r.name for r in result.ingests])
+    merged = merge(workspace, [r.name for r in result.ingests])
+    result.manifest_path, result.manifest = merged.path, merged.frame
     _, result.report_path = build(result.manifest, workspace.reports_dir)
     result.dedup = dedup(workspace, DedupOptions(workers=workers))
     result.gap = run_gap_report(workspace, "wbcbench", quota=workspace.reports_dir / "synth-plan.yaml")

@@ -1,37 +1,15 @@
-"""The errors a user can cause (bad path, bad label map, bad manifest...): the CLI prints them as one line."""
+"""The base of every error a user can cause (bad path, bad label map, bad manifest...).
+
+The CLI prints any :class:`UserError` as one line naming the file and the reason, never a traceback. This module
+imports nothing from the package, so every module can raise its own subclass without import cycles.
+"""
 
 from __future__ import annotations
 
-from wbc_data.labelmap import LabelMapError
-from wbc_data.manifest import ManifestError
-from wbc_data.merge import MergeError
-from wbc_data.sources.definition import SourceError
-from wbc_data.taxonomy import TaxonomyError
-
 
 class UserError(ValueError):
-    """Base for new user-facing errors; existing module errors are listed in USER_ERRORS."""
+    """Base of user-facing errors: ``str(exc)`` is the whole message (file and reason)."""
 
 
 class DedupError(UserError):
     """Bad dedup input: a policy file, an --against path or a threshold that cannot be used."""
-
-
-def _ingest_interrupted() -> type[Exception]:
-    from wbc_data.ingest.engine import IngestInterrupted
-
-    return IngestInterrupted
-
-
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    UserError,
-    LabelMapError,
-    ManifestError,
-    MergeError,
-    SourceError,
-    TaxonomyError,
-    _ingest_interrupted(),
-    FileNotFoundError,
-    NotADirectoryError,
-    PermissionError,
-)

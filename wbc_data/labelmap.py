@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from wbc_data.errors import UserError
 from wbc_data.taxonomy import MappedLabel, TaxonomyError, parse_map_value
 from wbc_data.yamlfile import read_yaml
 
 
-class LabelMapError(ValueError):
+class LabelMapError(UserError):
     """A label-map file is missing, unreadable or names an unknown class."""
 
 

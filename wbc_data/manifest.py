@@ -8,8 +8,6 @@ column is rejected so that typos do not become silent new fields.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wbc_data.atomic import atomic_write
+from wbc_data.errors import UserError
 from wbc_data.taxonomy import CLASSES, LabelStatus
 
 SCHEMA_VERSION = "1"
@@ -88,7 +88,7 @@ THUMB_SIZE = 32
 """Side of the grey LANCZOS thumbnail kept per row (the pHash input, reused by dedup)."""
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError):
     """A manifest file is missing, unreadable or does not follow the schema."""
 
 
@@ -123,20 +123,25 @@ def to_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pa.Table:
         raise ManifestError(f"missing manifest column(s): {', '.join(missing)}")
     ordered_cols = COLUMNS + [f.name for f in OPTIONAL_FIELDS if f.name in columns]
     schema = schema_for(ordered_cols)
-    arrays = []
-    for f in schema:
-        values = data[f.name]
-        if not {type(v) for v in values} <= _NEVER_MISSING_TYPES:  # per-value checks only where NaN/NA can hide
-            values = [None if _is_missing(v) else v for v in values]
-        if pa.types.is_list(f.type):
-            values = [None if v is None else list(v) for v in values]
-        try:
-            arrays.append(pa.array(values, type=f.type))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError) as exc:
-            raise ManifestError(f"column {f.name!r}: values do not fit {f.type} ({exc})") from None
+    arrays = [column_array(f.name, data[f.name]) for f in schema]
     table = pa.Table.from_arrays(arrays, schema=schema)
     validate(table)
     return table
+
+
+def column_array(name: str, values: list[Any]) -> pa.Array:
+    """One manifest column as its declared Arrow type (NaN/NA become null; a bad value is one clear line)."""
+    f = _ALL_FIELDS.get(name)
+    if f is None:
+        raise ManifestError(f"unknown manifest column {name!r}")
+    if not {type(v) for v in values} <= _NEVER_MISSING_TYPES:  # per-value checks only where NaN/NA can hide
+        values = [None if _is_missing(v) else v for v in values]
+    if pa.types.is_list(f.type):
+        values = [None if v is None else list(v) for v in values]
+    try:
+        return pa.array(values, type=f.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError) as exc:
+        raise ManifestError(f"column {f.name!r}: values do not fit {f.type} ({exc})") from None
 
 
 _NEVER_MISSING_TYPES = {type(None), str, int, bool, bytes, list, tuple}
@@ -208,26 +213,6 @@ def write(table: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]], path: Pa
     table = table.replace_schema_metadata(meta)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     return path
-
-
-def atomic_write(path: Path, writer: Any) -> None:
-    """Run ``writer(tmp_path)`` then rename over ``path`` (same directory, so the rename is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def read(path: Path, columns: list[str] | None = None) -> pa.Table:

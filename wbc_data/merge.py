@@ -1,22 +1,38 @@
-"""Merge per-source manifests into the unified manifest (the input of dedup and the gap report)."""
+"""Merge per-source manifests into the unified manifest (the input of dedup, split and the gap report).
+
+Merging owns ``manifest.parquet`` and nothing else: the results of later stages live in their own files
+(``wbc_data.stages``) and survive a re-merge; the merge reports which of them the new rows made stale.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from wbc_data import manifest
+from wbc_data.errors import UserError
+from wbc_data.roots import INFO_KEY, infos_to_json, read_source_info
 from wbc_data.workspace import Workspace
 
 
-class MergeError(ValueError):
+class MergeError(UserError):
     pass
 
 
-def merge(workspace: Workspace, sources: list[str] | None = None) -> tuple[Path, pd.DataFrame]:
+@dataclass
+class MergeResult:
+    path: Path
+    frame: pd.DataFrame  # the unified manifest without thumbnails
+    stages: list = field(default_factory=list)  # wbc_data.stages.StageStatus, one per stage found
+
+
+def merge(workspace: Workspace, sources: list[str] | None = None) -> MergeResult:
     """Concatenate per-source manifests (all, or the named ones) and write ``manifest.parquet`` atomically."""
+    from wbc_data.stages import stage_statuses
+
     paths = workspace.source_manifests()
     if sources:
         wanted = set(sources)
@@ -28,5 +44,12 @@ def merge(workspace: Workspace, sources: list[str] | None = None) -> tuple[Path,
         raise MergeError(f"{workspace.sources_dir}: nothing ingested yet (run `wbc-data ingest <source> <path>`)")
     tables = [manifest.read(p) for p in paths]
     table = pa.concat_tables(tables, promote_options="default")
-    manifest.write(table, workspace.unified_manifest, sources=",".join(p.stem for p in paths))
-    return workspace.unified_manifest, manifest.to_frame(table.drop_columns(["thumb"]))
+    infos = [read_source_info(p) for p in paths]
+    manifest.write(
+        table,
+        workspace.unified_manifest,
+        sources=",".join(p.stem for p in paths),
+        **{INFO_KEY: infos_to_json(infos)},
+    )
+    frame = manifest.to_frame(table.drop_columns(["thumb"]))
+    return MergeResult(workspace.unified_manifest, frame, stage_statuses(workspace, frame))

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from wbc_data.errors import UserError
+
 CLASSES: tuple[str, ...] = (
     "SNE", "BNE", "LY", "VLY", "PLY", "MO", "EO", "BA", "BL", "PC", "MY", "MMY", "PMY",
 )  # fmt: skip
@@ -60,7 +62,7 @@ class LabelStatus(str, Enum):
 USABLE_STATUSES = frozenset({LabelStatus.EXACT.value})
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(UserError):
     """A label map or a label names something the taxonomy does not know."""
 
 

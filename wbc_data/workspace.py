@@ -3,14 +3,19 @@
 <workspace>/sources/<name>.parquet   per-source manifests (one per ingest)
 <workspace>/manifest.parquet         the unified manifest
 <workspace>/cache/<name>.sqlite      resume caches for ingest
+<workspace>/stages/<stage>.parquet   each later stage's own results (dedup, split, ...), keyed by sample_id
+<workspace>/roots.yaml               where each named source root lies on this machine (optional)
 <workspace>/reports/                 Markdown / HTML / PNG reports
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from wbc_data.roots import Roots, read_manifest_infos, read_roots_file, read_source_info
 
 DEFAULT_WORKSPACE = Path("wbc-workspace")
 
@@ -47,3 +52,37 @@ class Workspace:
 
     def source_manifests(self) -> list[Path]:
         return sorted(self.sources_dir.glob("*.parquet"))
+
+    @property
+    def stages_dir(self) -> Path:
+        return self.root / "stages"
+
+    def stage_path(self, stage: str) -> Path:
+        return self.stages_dir / f"{stage}.parquet"
+
+
+def workspace_roots(workspace: Workspace, overrides: Mapping[str, str] | None = None) -> Roots:
+    """Where every source of ``workspace`` lies here: per-source manifests (what ingest recorded), else the unified
+    manifest's record, re-pointed by ``roots.yaml`` and then by ``overrides`` (``--root``)."""
+    infos = {}
+    if workspace.unified_manifest.is_file():
+        infos.update(read_manifest_infos(workspace.unified_manifest))
+    for path in workspace.source_manifests():
+        try:
+            info = read_source_info(path)
+        except (OSError, ValueError):
+            continue  # a damaged per-source manifest is reported by the commands that read it
+        infos[info.name] = info
+    user = read_roots_file(workspace.root)
+    return Roots(infos, {**user, **dict(overrides or {})}, workspace.root)
+
+
+def known_source_names(workspace: Workspace, names: Mapping[str, str]) -> None:
+    """Refuse a ``--root`` for a source this workspace never ingested (a typo would silently do nothing)."""
+    from wbc_data.roots import RootsError
+
+    known = set(workspace_roots(workspace).names())
+    unknown = sorted(set(names) - known)
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise RootsError(f"--root {unknown[0]}: no source of that name in {workspace.root} (known: {listed})")

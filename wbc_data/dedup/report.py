@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from wbc_data.manifest import atomic_write_text
+from wbc_data.atomic import atomic_write_text
+from wbc_data.errors import UserError
+from wbc_data.pixels import PixelLoader
 from wbc_data.report.document import Report, Section, write
 from wbc_data.report.figures import plt, save_png
 
@@ -43,19 +44,23 @@ def label_conflicts(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["cluster", "size", "labels", "members"])
 
 
-def _image(row: Any) -> np.ndarray:
-    """The real image when its file is reachable (cropped to crop_box), else the stored grey thumbnail."""
-    try:
-        img = Image.open(Path(row["source_root"]) / row["source_path"]).convert("RGB")
-        if row["crop_box"] is not None and len(row["crop_box"]) == 4:
-            img = img.crop(tuple(int(v) for v in row["crop_box"]))
-        img.thumbnail((128, 128))
-        return np.asarray(img)
-    except (OSError, TypeError, ValueError):
-        return np.frombuffer(row["thumb"], dtype=np.uint8).reshape(32, 32) if row["thumb"] else np.zeros((32, 32))
+def _image(row: Any, loader: PixelLoader | None) -> np.ndarray:
+    """The row's pixels through the one loader (crop applied), else the stored grey thumbnail when the file is
+    not reachable on this machine (the sheet is still worth drawing)."""
+    if loader is not None:
+        try:
+            image = loader.open(row)
+            image.thumbnail((128, 128))
+            return np.asarray(image)
+        except UserError:
+            pass
+    thumb = row.get("thumb")
+    return np.frombuffer(thumb, dtype=np.uint8).reshape(32, 32) if thumb else np.zeros((32, 32))
 
 
-def contact_sheet(frame: pd.DataFrame, cluster_ids: list[int], path: Path, title: str) -> Path | None:
+def contact_sheet(
+    frame: pd.DataFrame, cluster_ids: list[int], path: Path, title: str, loader: PixelLoader | None = None
+) -> Path | None:
     """One row per cluster (kept member first), up to SHEET_COLS images, captioned with source and distance."""
     if not cluster_ids:
         return None
@@ -69,7 +74,7 @@ def contact_sheet(frame: pd.DataFrame, cluster_ids: list[int], path: Path, title
             if c >= len(group):
                 continue
             row = group.iloc[c]
-            ax.imshow(_image(row), cmap="gray")
+            ax.imshow(_image(row, loader), cmap="gray")
             tag = "KEEP" if row["dup_keep"] else f"d={row['dup_distance']} {row['dup_transform']}"
             ax.set_title(f"#{cid} {row['source']}\n{row['label'] or row['label_status']} {tag}", fontsize=6)
     fig.suptitle(title, fontsize=9)
@@ -77,7 +82,9 @@ def contact_sheet(frame: pd.DataFrame, cluster_ids: list[int], path: Path, title
     return save_png(fig, path, dpi=110)
 
 
-def build(result: Any, frame: pd.DataFrame, directory: Path, options: Any) -> list[Path]:
+def build(
+    result: Any, frame: pd.DataFrame, directory: Path, options: Any, loader: PixelLoader | None = None
+) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     pairs, out = result.pairs, frame
     csv_path = directory / "dedup_pairs.csv"
@@ -96,8 +103,10 @@ def build(result: Any, frame: pd.DataFrame, directory: Path, options: Any) -> li
         if len(border_ids) == SHEET_ROWS:
             break
     sheets = [
-        contact_sheet(out, largest, directory / "dedup_largest.png", "Largest duplicate clusters"),
-        contact_sheet(out, border_ids, directory / "dedup_borderline.png", "Borderline clusters (largest distance)"),
+        contact_sheet(out, largest, directory / "dedup_largest.png", "Largest duplicate clusters", loader),
+        contact_sheet(
+            out, border_ids, directory / "dedup_borderline.png", "Borderline clusters (largest distance)", loader
+        ),
     ]
 
     report = Report(

@@ -1,5 +1,6 @@
-"""``wbc-data dedup``: read the unified manifest, find and cluster copies, choose keepers, audit leakage,
-write the manifest back (atomically) with the dedup columns and the reports."""
+"""``wbc-data dedup``: read the unified manifest, find and cluster copies, choose keepers, audit leakage, and
+write the dedup columns as this stage's own results (``stages/dedup.parquet``, joined when the manifest is read)
+plus the reports. The manifest itself is never rewritten."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from wbc_data.dedup.policy import KeepPolicy, choose_keepers
 from wbc_data.dedup.verify import normalise
 from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
 from wbc_data.errors import DedupError
+from wbc_data.stages import write_stage
 from wbc_data.workspace import Workspace
 
 DEFAULT_THRESHOLD = 8
@@ -35,6 +37,8 @@ the crop-refined correlation then separates them from distinct cells."""
 
 DEFAULT_MIN_CORRELATION = 0.90
 DEDUP_COLUMNS = ["dup_cluster", "dup_distance", "dup_transform", "dup_keep", "dup_decision", "leak_match"]
+STAGE = "dedup"
+SYNTHETIC_DECISION = "keep: synthetic (checked by the synth guards, not deduplicated)"
 StepFn = Callable[[str], None]
 
 
@@ -53,7 +57,7 @@ class DedupOptions:
 
 @dataclass
 class DedupResult:
-    manifest_path: Path
+    stage_path: Path  # stages/dedup.parquet: this stage's own results
     frame: pd.DataFrame  # the usable rows with dedup columns (no thumbnails)
     pairs: pd.DataFrame  # sample_id_a, sample_id_b, source_a, source_b, kind, distance, transform, correlation
     leaks: pd.DataFrame
@@ -117,10 +121,14 @@ def find_pairs(
 def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepFn | None = None) -> DedupResult:
     options = options or DedupOptions()
     path = workspace.unified_manifest
-    table = manifest.read(path)
-    full = manifest.to_frame(table)
-    usable = np.flatnonzero((full["status"] == "ok").to_numpy())
-    frame = full.iloc[usable].reset_index(drop=True)
+    if not path.is_file():
+        raise DedupError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
+    full = manifest.to_frame(manifest.read(path))
+    usable = (full["status"] == "ok").to_numpy()
+    if "is_synthetic" in full.columns:  # synthetic rows are checked by the synth guards, not deduplicated
+        usable &= ~full["is_synthetic"].fillna(False).astype(bool).to_numpy()
+    frame = full.iloc[np.flatnonzero(usable)].reset_index(drop=True)
+    del full
 
     pairs, hashes, zoomed = find_pairs(frame, options, step)
     if step:
@@ -167,13 +175,20 @@ def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepF
         )
     out["dup_decision"] = decision
 
-    # write back: every row stays; unusable rows get empty dedup columns
-    result = full.drop(columns=[c for c in DEDUP_COLUMNS if c in full.columns])
+    # the stage's own results: one row per usable manifest row (others get empty dedup columns when joined)
+    results = pd.DataFrame({"sample_id": ids})
     for column in DEDUP_COLUMNS:
-        values = pd.Series([None] * len(full), dtype=out[column].dtype if column != "leak_match" else object)
-        values.iloc[usable] = out[column].to_numpy()
-        result[column] = values.to_numpy() if values.dtype == object else values
-    manifest.write(result, path, dedup_threshold=str(options.threshold), dedup_policy=options.policy.describe())
+        results[column] = out[column].to_numpy() if out[column].dtype == object else out[column].array
+    stage_path, _ = write_stage(
+        workspace,
+        STAGE,
+        results,
+        frame.drop(columns=["thumb"]),
+        command="wbc-data dedup",
+        params={"threshold": options.threshold, "crop_threshold": options.crop_threshold,
+                "policy": options.policy.describe(), "against": options.against},
+        defaults_for_synthetic={"dup_keep": True, "dup_decision": SYNTHETIC_DECISION},
+    )  # fmt: skip
 
     named = pairs.assign(
         sample_id_a=ids[pairs["a"].to_numpy(np.int64)],
@@ -181,11 +196,13 @@ def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepF
         source_a=out["source"].to_numpy()[pairs["a"].to_numpy(np.int64)],
         source_b=out["source"].to_numpy()[pairs["b"].to_numpy(np.int64)],
     )
-    dedup_result = DedupResult(path, out.drop(columns=["thumb"]), named, leaks)
+    dedup_result = DedupResult(stage_path, out.drop(columns=["thumb"]), named, leaks)
     if options.reports:
         if step:
             step("report")
         from wbc_data.dedup.report import build
+        from wbc_data.pixels import PixelLoader
 
-        dedup_result.report_paths = build(dedup_result, out, workspace.reports_dir, options)
+        loader = PixelLoader.for_workspace(workspace)
+        dedup_result.report_paths = build(dedup_result, out, workspace.reports_dir, options, loader)
     return dedup_result

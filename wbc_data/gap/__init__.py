@@ -15,6 +15,7 @@ from wbc_data.gap.plan import DEFAULT_MAX_SYNTH_FACTOR, SynthPlan, load_plan, ma
 from wbc_data.gap.report import ReportFiles, write_report
 from wbc_data.gap.status import Thresholds
 from wbc_data.gap.table import COLUMNS_NEEDED, OPTIONAL_COLUMNS, GapTable, gap_table
+from wbc_data.stages import load_view
 from wbc_data.workspace import Workspace
 
 __all__ = ["GapError", "GapResult", "PlanError", "SynthPlan", "load_plan", "plan_frame", "run_gap_report"]
@@ -28,11 +29,16 @@ class GapResult:
     plan_path: Path | None
 
 
-def read_manifest(path: Path) -> pd.DataFrame:
-    """Only the columns the report needs (no thumbnails), optional dedup/synthesis columns when present."""
-    table = manifest.read(path)
-    columns = COLUMNS_NEEDED + [c for c in OPTIONAL_COLUMNS if c in table.column_names]
-    return manifest.to_frame(table.select(columns))
+def read_manifest(workspace: Workspace, path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Only the columns the report needs (no thumbnails), with the dedup stage's results joined where it ran;
+    plus a note for every stage whose results are stale."""
+    if path != workspace.unified_manifest:  # a manifest file of its own: no stages to join
+        table = manifest.read(path)
+        columns = COLUMNS_NEEDED + [c for c in OPTIONAL_COLUMNS if c in table.column_names]
+        return manifest.to_frame(table.select(columns)), []
+    view = load_view(workspace, [*COLUMNS_NEEDED, "is_synthetic"])
+    frame = view.frame[COLUMNS_NEEDED + [c for c in OPTIONAL_COLUMNS if c in view.frame.columns]]
+    return frame, [s.message() for s in view.stages if not s.fresh]
 
 
 def plan_frame(plan: SynthPlan) -> pd.DataFrame:
@@ -66,10 +72,11 @@ def run_gap_report(
     path = Path(manifest_path or workspace.unified_manifest)
     if not path.is_file():
         raise GapError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
-    frame = read_manifest(path)
+    frame, stale = read_manifest(workspace, path)
     gap = gap_table(
         frame, target, own=own, own_splits=own_splits, thresholds=thresholds, wbcbench_labels=wbcbench_labels
     )
+    gap.notes.extend(stale)
     plan = None
     if quota is not None:
         t = gap.classes

@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
+from wbc_data.atomic import atomic_write_text
 from wbc_data.gap.errors import GapError, PlanError
-from wbc_data.manifest import atomic_write_text
 from wbc_data.taxonomy import CLASSES
 from wbc_data.yamlfile import read_yaml
 

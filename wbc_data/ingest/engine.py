@@ -25,6 +25,7 @@ from wbc_data.imaging.decode import DEFAULT_MAX_PIXELS
 from wbc_data.ingest.cache import ResultCache
 from wbc_data.ingest.worker import FileJob, ignore_sigint, process
 from wbc_data.labelmap import LabelMap
+from wbc_data.roots import SourceInfo, read_roots_file, save_roots
 from wbc_data.sources.base import PlanContext, SampleSpec, SourceAdapter, SourcePlan, load_adapter
 from wbc_data.sources.definition import SourceDefinition, SourceError, get_definition
 from wbc_data.taxonomy import LabelStatus, resolve
@@ -94,14 +95,19 @@ def ingest(
     rows.sort(key=lambda r: r["sample_id"])
     table = manifest.to_table(rows)
     out = workspace.source_manifest(name)
-    manifest.write(
-        table,
-        out,
-        source=name,
+    info = SourceInfo(
+        name=name,
+        definition=definition.name,
         adapter=definition.adapter,
         root=paths.display_name(os.fspath(root)),
-        ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        options=dict(options.adapter_options),
+        max_pixels=options.max_pixels,
     )
+    manifest.write(
+        table, out, **info.to_metadata(), ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+    if read_roots_file(workspace.root).get(name) not in (None, info.root):
+        save_roots(workspace.root, {}, remove=[name])  # ingest just said where this source lives
     files_seen = len(files) + len(walked.problems if walked else {})
     frame = manifest.to_frame(table.drop_columns(["thumb"]))
     return IngestResult(name, root, out, frame, plan.notes, files_seen, decoded, from_cache)
@@ -161,7 +167,7 @@ def _process_files(
     cached = cache.load() if cache else {}
     results: dict[str, dict[str, Any]] = {}
     file_todo: Todo = []
-    row_rels: list[str] = []  # not plain files under the root: bytes come from adapter.read_bytes
+    row_rels: list[str] = []  # not plain files under the root: bytes come from the adapter's reader
     for rel, job in jobs.items():
         entry = by_rel.get(rel)
         if entry is None:
@@ -182,10 +188,16 @@ def _process_files(
 
     def row_batches() -> Iterator[Todo]:
         """Read adapter-provided rows a batch at a time; a row whose bytes are unchanged comes from the cache."""
+        reader = adapter.open_reader(os.fspath(root), options.adapter_options) if row_rels else None
         for start in range(0, len(row_rels), ROW_BATCH):
             batch: Todo = []
             for rel in row_rels[start : start + ROW_BATCH]:
-                data = adapter.read_bytes(root, rel)
+                try:
+                    data = reader(rel)  # type: ignore[misc]
+                except OSError as exc:
+                    results[rel] = {"file": {"reason": f"unreadable row: {exc}"}, "crops": {}}
+                    counts["done"] += 1
+                    continue
                 job = replace(jobs[rel], data=data)
                 key = _job_key(job, xxhash.xxh3_128_hexdigest(data))
                 hit = cache.get(cached, rel, len(data), 0, key) if cache else None
@@ -279,7 +291,6 @@ def build_rows(
 ) -> list[dict[str, Any]]:
     licence = options.licence or definition.licence
     citation = options.citation or definition.citation
-    root_text = paths.display_name(os.fspath(root))
     sizes = {f.rel: f.size for f in files}
 
     def base_row(rel: str) -> dict[str, Any]:
@@ -287,7 +298,7 @@ def build_rows(
         row.update(
             source=name,
             source_version=definition.version or None,
-            source_root=root_text,
+            source_root=name,  # a name: roots.Roots says where it lies on the machine at hand
             source_path=paths.display_name(rel),
             licence=licence,
             citation=citation,

@@ -6,6 +6,7 @@ this is each one's raw label and metadata" (plus which files are annotations and
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -80,9 +81,14 @@ class SourceAdapter:
     def plan(self, root: Path, files: list[FileEntry], ctx: PlanContext) -> SourcePlan:
         raise NotImplementedError
 
-    def read_bytes(self, root: Path, rel: str) -> bytes:
-        """Bytes of one file; adapters whose samples are not plain files (Hub rows) override this."""
-        return (root / rel).read_bytes()
+    def open_reader(self, root: str, options: Mapping[str, Any]) -> Callable[[str], bytes]:
+        """A function returning the encoded bytes of one sample, given the ``rel`` ingest planned (the file name
+        as on disk, or a row reference for adapters whose samples are dataset rows).
+
+        Ingest and the pixel loader both read through it, so a row reopened later gets the very bytes ingest
+        hashed. Adapters whose samples are not plain files (Hub rows, parquet rows) override this."""
+        base = Path(root)
+        return lambda rel: (base / rel).read_bytes()
 
 
 def load_adapter(definition: SourceDefinition) -> SourceAdapter:

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wbc_data.errors import UserError
 from wbc_data.labelmap import LabelMap, LabelMapError
 from wbc_data.resources import manifests_dir
 from wbc_data.yamlfile import read_yaml
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """Unknown source, bad definition file, or a folder that does not match the expected layout."""
 
 

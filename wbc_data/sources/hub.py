@@ -3,13 +3,14 @@
 imagefolder data.
 
 Samples are dataset rows, not files, so this adapter sets ``reads_rows`` (the engine neither needs a path
-nor walks one) and supplies each row's encoded image bytes from :meth:`read_bytes`. The image column is read
+nor walks one) and supplies each row's encoded image bytes from :meth:`open_reader`. The image column is read
 without decoding (``Image(decode=False)``) so the bytes hashed are the original file's.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,6 @@ class HubAdapter(SourceAdapter):
         self._open: dict[str, tuple[dict[str, Any], str]] = {}  # root -> (splits, image column)
 
     def plan(self, root: Path, files: list[FileEntry], ctx: PlanContext) -> SourcePlan:
-        import datasets
 
         plan = SourcePlan()
         spec = os.fspath(root)
@@ -92,8 +92,7 @@ class HubAdapter(SourceAdapter):
         for split_name, dataset in splits.items():
             if label_col not in dataset.column_names:
                 raise HubError(f"{spec}: split {split_name!r} has no column {label_col!r} ({dataset.column_names})")
-            if isinstance(dataset.features.get(image_col), datasets.Image):
-                dataset = dataset.cast_column(image_col, datasets.Image(decode=False))
+            dataset = _undecoded(dataset, image_col)
             opened[split_name] = dataset
             self._plan_split(split_name, dataset, label_col, image_col, plan)
             plan.notes.append(f"{spec}, split {split_name!r}: {dataset.num_rows:,} rows")
@@ -129,10 +128,36 @@ class HubAdapter(SourceAdapter):
                 spec.label_note = f"no value in column {label_col!r}"
             plan.samples.append(spec)
 
-    def read_bytes(self, root: Path, rel: str) -> bytes:
-        opened, image_col = self._open[os.fspath(root)]
-        split_name, _, index = rel.rpartition("/")
-        return image_cell_bytes(opened[split_name][int(index)][image_col])
+    def open_reader(self, root: str, options: Mapping[str, Any]) -> Callable[[str], bytes]:
+        """Rows ``<split>/<index>`` of the dataset, its image column read undecoded (the original file's bytes).
+        Reuses the datasets opened by :meth:`plan` in this process, else opens them (memory-mapped Arrow: nothing
+        is loaded whole)."""
+        opened = self._open.get(root)
+        if opened is None:
+            splits = load(root, options.get("config"), options.get("split"))
+            image_col = image_column(next(iter(splits.values())), options.get("image_column"))
+            opened = ({name: _undecoded(ds, image_col) for name, ds in splits.items()}, image_col)
+            self._open[root] = opened
+        datasets_by_split, image_col = opened
+
+        def read(rel: str) -> bytes:
+            split_name, _, index = rel.rpartition("/")
+            if split_name not in datasets_by_split or not index.isdigit():
+                raise FileNotFoundError(f"{root}: no row {rel!r} (splits: {', '.join(datasets_by_split)})")
+            dataset = datasets_by_split[split_name]
+            if int(index) >= dataset.num_rows:
+                raise FileNotFoundError(f"{root}: split {split_name!r} has {dataset.num_rows:,} rows, not row {index}")
+            return image_cell_bytes(dataset[int(index)][image_col])
+
+        return read
+
+
+def _undecoded(dataset: Any, image_col: str) -> Any:
+    import datasets
+
+    if isinstance(dataset.features.get(image_col), datasets.Image):
+        return dataset.cast_column(image_col, datasets.Image(decode=False))
+    return dataset
 
 
 ADAPTER = HubAdapter()

@@ -13,8 +13,11 @@ images share one ``group_id`` and must never straddle train and evaluation.
 
 from __future__ import annotations
 
+import bisect
 import csv
+import itertools
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,9 +100,6 @@ def table_of(rel: str) -> str | None:
 
 class WbcbenchAdapter(SourceAdapter):
     name = "wbcbench"
-
-    def __init__(self) -> None:
-        self._loaded: tuple[str, dict[str, bytes]] | None = None  # one parquet file's images, by image_id
 
     def find_root(self, path: Path) -> Path:
         if not path.is_dir():
@@ -260,21 +260,51 @@ class WbcbenchAdapter(SourceAdapter):
 
     # ------------------------------------------------------------------ bytes of parquet rows
 
-    def read_bytes(self, root: Path, rel: str) -> bytes:
-        if ROW_SEP not in rel:
-            return super().read_bytes(root, rel)
-        file_rel, _, image_id = rel.partition(ROW_SEP)
-        file_rel += ".parquet"
-        if "~row" in image_id:
+    def open_reader(self, root: str, options: Mapping[str, Any]) -> Callable[[str], bytes]:
+        """Files are read as files; a parquet row ``<file>.parquet/<image_id>`` through :class:`ParquetRows`,
+        one row group in memory at a time (a Hub shard is never loaded whole)."""
+        base = Path(root)
+        shards: dict[str, ParquetRows] = {}
+
+        def read(rel: str) -> bytes:
+            if ROW_SEP not in rel:
+                return (base / rel).read_bytes()
+            file_rel, _, image_id = rel.partition(ROW_SEP)
+            file_rel += ".parquet"
             image_id = image_id.split("~row", 1)[0]
-        if self._loaded is None or self._loaded[0] != str(root / file_rel):
-            images: dict[str, bytes] = {}
-            table = pq.read_table(root / file_rel, columns=["image_id", "image"]).to_pylist()
-            for index, row in enumerate(table):
-                key = str(row.get("image_id") or f"row{index}")
-                images.setdefault(key, image_cell_bytes(row.get("image"), root / file_rel))
-            self._loaded = (str(root / file_rel), images)
-        return self._loaded[1].get(image_id, b"")
+            if file_rel not in shards:
+                shards.clear()  # rows are read shard by shard: keep one open
+                shards[file_rel] = ParquetRows(base / file_rel)
+            return shards[file_rel].image_bytes(image_id)
+
+        return read
+
+
+class ParquetRows:
+    """Random access to the ``image`` cells of one WBCBench parquet shard by ``image_id``: the id column is read
+    once, then the row group holding a row is read on demand and kept until another one is needed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = pq.ParquetFile(path)
+        ids = self.file.read(columns=["image_id"]).column("image_id").to_pylist()
+        self.index: dict[str, int] = {}
+        for row, value in enumerate(ids):
+            self.index.setdefault(str(value or f"row{row}"), row)
+        self.starts = list(itertools.accumulate(
+            (self.file.metadata.row_group(g).num_rows for g in range(self.file.num_row_groups)), initial=0
+        ))  # fmt: skip
+        self._group: tuple[int, list[Any]] | None = None
+
+    def image_bytes(self, image_id: str) -> bytes:
+        row = self.index.get(image_id)
+        if row is None:
+            raise FileNotFoundError(f"{self.path}: no row with image_id {image_id!r}")
+        group = bisect.bisect_right(self.starts, row) - 1
+        if self._group is None or self._group[0] != group:
+            cells = self.file.read_row_group(group, columns=["image"]).column("image").to_pylist()
+            self._group = (group, cells)
+        return image_cell_bytes(self._group[1][row - self.starts[group]], self.path)
 
 
 def class_names(schema: Any) -> list[str] | None:

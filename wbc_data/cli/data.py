@@ -1,0 +1,242 @@
+"""`sources`, `ingest`, `manifest`: read datasets into per-source manifests and merge them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+
+from wbc_data import summary
+from wbc_data.cli.app import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
+from wbc_data.workspace import Workspace
+
+
+@app.command()
+@friendly_errors
+def sources() -> None:
+    """List every source the tool knows: citation, licence, download address and expected layout."""
+    from wbc_data.sources.definition import load_definitions
+
+    for definition in load_definitions().values():
+        console.rule(f"[bold]{definition.name}[/] — {definition.title}")
+        console.print(f"[bold]licence[/]  {definition.licence}")
+        console.print(f"[bold]cite[/]     {definition.citation}", soft_wrap=True)
+        console.print(f"[bold]download[/] {definition.download}", soft_wrap=True)
+        console.print("[bold]layout[/]")
+        console.print(definition.layout, highlight=False)
+    console.print("\nIngest with: [bold]wbc-data ingest <source> <path>[/]")
+
+
+@app.command()
+@friendly_errors
+def ingest(
+    source: Annotated[str, typer.Argument(help="Source name (see `wbc-data sources`).")],
+    path: Annotated[Path, typer.Argument(help="The unpacked dataset folder (or its parent).")],
+    workspace: WorkspaceOpt = None,
+    label_map: Annotated[
+        Path | None,
+        typer.Option("--label-map", help="YAML 'raw label: CLASS' map (imagefolder; overrides others)."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Name of this ingest in the workspace (default: the source name)."),
+    ] = None,
+    annotations: Annotated[
+        Path | None,
+        typer.Option("--annotations", help="Annotation table kept outside the image folder (aml-lmu)."),
+    ] = None,
+    licence: Annotated[str | None, typer.Option("--licence", help="Licence of this data (imagefolder).")] = None,
+    citation: Annotated[str | None, typer.Option("--citation", help="How to cite this data (imagefolder).")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Adapter option KEY=VALUE, e.g. margin=0.1 (segpc, lisc), crop_size=200."),
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option("--label-column", help="Column holding the label (hub; default 'label').")
+    ] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Only this split (hub; default: every split).")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="Dataset configuration name (hub).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (0 = every core).")] = 0,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", help="Refuse larger images as decompression bombs.")
+    ] = 100_000_000,
+) -> None:
+    """Read one dataset from its original layout into a per-source manifest in the workspace."""
+    from wbc_data.ingest.engine import IngestOptions
+    from wbc_data.ingest.engine import ingest as run_ingest
+    from wbc_data.labelmap import LabelMap
+
+    ws = Workspace.at(workspace)
+    adapter_options: dict[str, Any] = {}
+    if annotations is not None:
+        adapter_options["annotations"] = annotations
+    for key, value in (("label_column", label_column), ("split", split), ("config", config)):
+        if value is not None:
+            adapter_options[key] = value
+    adapter_options.update(parse_options(option or []))
+    options = IngestOptions(
+        workers=workers,
+        max_pixels=max_pixels,
+        label_map=LabelMap.from_yaml(label_map) if label_map else None,
+        name=name,
+        licence=licence,
+        citation=citation,
+        adapter_options=adapter_options,
+    )
+    with progress_bar("ingest") as bar:
+        task = bar.add_task(f"ingest {name or source}", total=None)
+        result = run_ingest(
+            source,
+            path,
+            ws,
+            options,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    render_ingest(result)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs; values are read as YAML scalars (0.1 -> float, 200 -> int, text -> str)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    return options
+
+
+def render_ingest(result: Any) -> None:
+    frame = result.frame
+    counts = summary.file_counts(frame)
+    console.print(f"[bold]{result.name}[/] from {result.root}", highlight=False)
+    head = pd.DataFrame([counts])
+    console.print(frame_table(head))
+    console.print(
+        f"decoded {result.decoded:,} file(s) this run, {result.from_cache:,} from the resume cache",
+        style="dim",
+    )
+    rejected = summary.rejection_table(frame)
+    if not rejected.empty:
+        console.print(frame_table(rejected, title="Rejected, by reason"))
+    classes = summary.class_counts(frame)
+    classes = classes[classes.drop(columns="class").sum(axis=1) > 0]
+    console.print(frame_table(classes, title="Images per class (13-class space)"))
+    statuses = summary.status_counts(frame)
+    console.print("label status: " + ", ".join(f"{k} {v:,}" for k, v in statuses.items()), highlight=False)
+    unmapped = frame[(frame["status"] == "ok") & (frame["label_status"] == "unmapped")]
+    if len(unmapped):
+        labels = unmapped["source_label"].value_counts()
+        console.print(
+            "[yellow]unmapped labels (add them to the label map):[/] "
+            + ", ".join(f"{k!r} ({v})" for k, v in labels.items()),
+            highlight=False,
+        )
+    from wbc_data.explain import rule_lines
+
+    for line in rule_lines(frame):
+        console.print(f"[cyan]label rule:[/] {line}", highlight=False)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    console.print(f"manifest: {result.manifest_path}", highlight=False)
+
+
+@app.command("manifest")
+@friendly_errors
+def manifest_cmd(
+    workspace: WorkspaceOpt = None,
+    only: Annotated[list[str] | None, typer.Option("--source", help="Merge only these ingested sources.")] = None,
+    explain: Annotated[
+        str | None,
+        typer.Option("--explain", help="Show how each raw label of this ingested source was mapped (no merge)."),
+    ] = None,
+    root: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--root", help="Re-point a source: NAME=PATH (saved in <workspace>/roots.yaml).", metavar="NAME=PATH"
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Report every usable row whose file is missing or unreadable here (no merge)."),
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="With --check: also decode every row and compare its pixel hash.")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", help="Worker processes for --verify (0 = every core).")
+    ] = 0,
+) -> None:
+    """Merge per-source manifests into the unified manifest; re-point source roots; check that rows open here."""
+    from wbc_data.merge import merge
+    from wbc_data.report.manifest_report import build
+    from wbc_data.roots import parse_root_options
+
+    ws = Workspace.at(workspace)
+    if explain is not None:
+        render_explanation(explain, ws)
+        return
+    if root:
+        from wbc_data.roots import save_roots
+        from wbc_data.workspace import known_source_names
+
+        updates = parse_root_options(root)
+        known_source_names(ws, updates)
+        path = save_roots(ws.root, updates)
+        for name, location in updates.items():
+            console.print(f"root {name} -> {location} (saved in {path})", highlight=False)
+    if check or verify:
+        run_check(ws, verify, workers)
+        return
+    if root and not ws.source_manifests():
+        return  # a workspace copied without its per-source manifests: nothing to merge, the roots are saved
+    result = merge(ws, only)
+    frame = result.frame
+    console.print(frame_table(summary.class_by_source(frame), title="Images per class and source", index=True))
+    console.print(f"unified manifest: {result.path} ({len(frame):,} rows)", highlight=False)
+    for status in result.stages:
+        style = "green" if status.fresh else "yellow"
+        console.print(f"[{style}]stage[/] {status.message()}", highlight=False, soft_wrap=True)
+    _, html_path = build(frame, ws.reports_dir)
+    console.print(f"report: {html_path}", highlight=False)
+
+
+def run_check(ws: Workspace, verify: bool, workers: int) -> None:
+    """Print the check's per-source table, the first failing rows and a one-line summary; exit 1 on problems."""
+    from wbc_data.atomic import atomic_write_text
+    from wbc_data.check import check_manifest
+    from wbc_data.pixels import PixelLoader
+
+    loader = PixelLoader.for_workspace(ws)
+    with progress_bar("check") as bar:
+        task = bar.add_task("verify" if verify else "check", total=None)
+        result = check_manifest(
+            ws.unified_manifest, loader, verify, workers, lambda d, t: bar.update(task, completed=d, total=t)
+        )
+    if result.ok:
+        console.print(f"[green]ok[/]: {result.summary()}", highlight=False)
+        return
+    console.print(frame_table(result.by_source(), title="Rows that cannot be used here, by source"))
+    shown = result.problems.head(20)[["sample_id", "problem", "file"]]
+    console.print(frame_table(shown, title=f"First {len(shown)} of {len(result.problems):,}"))
+    csv_path = ws.reports_dir / "check.csv"
+    atomic_write_text(csv_path, result.problems.to_csv(index=False))
+    console.print(f"[red]problems[/]: {result.summary()} (all rows: {csv_path})", highlight=False, soft_wrap=True)
+    console.print("re-point a source with `wbc-data manifest --root NAME=PATH`", highlight=False)
+    raise typer.Exit(1)
+
+
+def render_explanation(name: str, ws: Workspace) -> None:
+    from wbc_data.explain import RULES, explain_source
+
+    result = explain_source(ws, name)
+    console.print(frame_table(result.table, title=f"How {name}'s raw labels were mapped"))
+    for status in result.statuses:
+        console.print(f"[bold]{status}[/]: {RULES[status]}", highlight=False)

@@ -1,0 +1,141 @@
+"""Assign whole leak units to train / val / test, stratified by class as far as the units allow.
+
+Only *eligible* rows count towards the strata: real (not synthetic), exact-label, usable rows that dedup kept.
+Validation and test hold eligible rows only; everything else in a val/test unit is ``excluded`` (it cannot go
+to train without leaking). Synthetic rows always go to train.
+
+The method is a greedy apportionment: units are placed rarest class first (the few images of a rare class are
+spread before common classes fill the splits), larger units before smaller ones, ties in seeded random order;
+each unit goes to the split that most needs its classes (largest remaining target, weighted by class rarity).
+For single-image units this keeps every class within one image of its ideal share in every split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from wbc_data.taxonomy import CLASSES, LabelStatus
+
+SPLITS = ("train", "val", "test")
+EXCLUDED = "excluded"
+
+
+def eligible_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows that may be validated or tested on: usable, exact label, real, kept by dedup (where it ran)."""
+    ok = (frame["status"] == "ok").to_numpy() & (frame["label_status"] == LabelStatus.EXACT.value).to_numpy()
+    if "is_synthetic" in frame.columns:
+        ok &= ~frame["is_synthetic"].fillna(False).astype(bool).to_numpy()
+    if "dup_keep" in frame.columns:
+        ok &= frame["dup_keep"].fillna(True).astype(bool).to_numpy()
+    return ok
+
+
+@dataclass
+class Assignment:
+    split: np.ndarray  # per row: train / val / test / excluded
+    note: np.ndarray  # per row: why a row is excluded, or None
+    unit_split: dict[int, str]
+    notes: list[str] = field(default_factory=list)
+
+
+def assign_units(
+    frame: pd.DataFrame,
+    units: np.ndarray,
+    fractions: Mapping[str, float],
+    seed: int = 0,
+    fixed: np.ndarray | None = None,
+) -> Assignment:
+    """``fractions`` maps val and test to their share (train takes the rest); ``fixed`` gives a split per row
+    (or None) that the row's unit must take (a source's official split)."""
+    eligible = eligible_rows(frame)
+    labels = frame["label"].astype(object).to_numpy()
+    n_units = int(units.max()) + 1 if len(units) else 0
+    share = {"train": 1.0 - sum(fractions.values()), **fractions}
+
+    # eligible images per unit and class
+    class_index = {c: i for i, c in enumerate(CLASSES)}
+    counts = np.zeros((n_units, len(CLASSES)), dtype=np.int64)
+    rows = np.flatnonzero(eligible)
+    np.add.at(counts, (units[rows], [class_index[labels[r]] for r in rows]), 1)
+    totals = counts.sum(axis=0)
+
+    unit_split: dict[int, str] = {}
+    notes: list[str] = []
+    if fixed is not None:
+        unit_split.update(_fixed_units(units, fixed, notes))
+
+    target = {s: share[s] * totals for s in SPLITS}
+    placed = {s: np.zeros(len(CLASSES)) for s in SPLITS}
+    for unit, split in unit_split.items():
+        placed[split] += counts[unit]
+
+    free = [u for u in range(n_units) if u not in unit_split and counts[u].any()]
+    rng = np.random.default_rng(seed)
+    tiebreak = rng.permutation(len(free))
+    rarity = np.where(totals > 0, totals, np.iinfo(np.int64).max)
+    order = sorted(
+        range(len(free)),
+        key=lambda i: (rarity[counts[free[i]] > 0].min(), -counts[free[i]].sum(), tiebreak[i]),
+    )
+    weight = np.where(totals > 0, 1.0 / np.maximum(totals, 1), 0.0)
+    for i in order:
+        unit = free[i]
+        present = counts[unit]
+        scores = [float(np.sum(weight * present * (target[s] - placed[s]))) for s in SPLITS]
+        best = max(range(len(SPLITS)), key=lambda k: (round(scores[k], 12), share[SPLITS[k]]))
+        unit_split[unit] = SPLITS[best]
+        placed[SPLITS[best]] += present
+
+    split = np.array([unit_split.get(int(u), "train") for u in units], dtype=object)
+    note = np.full(len(frame), None, dtype=object)
+    in_eval = np.isin(split, ["val", "test"])
+    synthetic = (
+        frame["is_synthetic"].fillna(False).astype(bool).to_numpy()
+        if "is_synthetic" in frame.columns
+        else np.zeros(len(frame), dtype=bool)
+    )
+    split[synthetic] = "train"
+    for mask, reason in _exclusions(frame, in_eval & ~eligible & ~synthetic):
+        split[mask] = EXCLUDED
+        note[mask] = reason
+    if "dup_keep" in frame.columns:
+        dropped = ~frame["dup_keep"].fillna(True).astype(bool).to_numpy()
+        split[dropped] = EXCLUDED
+        note[dropped] = "duplicate not kept by dedup"
+    return Assignment(split, note, unit_split, notes)
+
+
+def _fixed_units(units: np.ndarray, fixed: np.ndarray, notes: list[str]) -> dict[int, str]:
+    """Each unit with a fixed row takes that split; a unit whose rows name different splits takes the most
+    held-out one (test over val over train) so that nothing leaks, and is reported."""
+    rank = {"train": 0, "val": 1, "test": 2}
+    out: dict[int, str] = {}
+    conflicts = 0
+    for unit, split in zip(units, fixed, strict=True):
+        if split is None or split not in rank:
+            continue
+        current = out.get(int(unit))
+        if current is None:
+            out[int(unit)] = split
+        elif current != split:
+            conflicts += 1
+            out[int(unit)] = max(current, split, key=rank.__getitem__)
+    if conflicts:
+        notes.append(
+            f"{conflicts:,} row(s) share a patient, field or duplicate cluster with rows of another official split;"
+            " their whole unit went to the more held-out split"
+        )
+    return out
+
+
+def _exclusions(frame: pd.DataFrame, mask: np.ndarray) -> list[tuple[np.ndarray, str]]:
+    """Why ineligible rows of val/test units are excluded, by cause."""
+    status = frame["label_status"].astype(object).to_numpy()
+    out = []
+    for value in sorted({s for s in status[mask] if s is not None}):
+        out.append((mask & (status == value), f"{value} label in a val/test unit"))
+    return out
