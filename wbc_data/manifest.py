@@ -21,7 +21,8 @@ from wbc_data.atomic import atomic_write
 from wbc_data.errors import UserError
 from wbc_data.taxonomy import CLASSES, LabelStatus
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""2: ``source_root`` holds the name of a source root (see ``wbc_data.roots``), no longer an absolute path."""
 
 ROW_STATUSES = ("ok", "rejected", "auxiliary")
 """ok: a decoded image (or crop); rejected: a file that could not be used, with a reason;
@@ -76,8 +77,11 @@ OPTIONAL_FIELDS: list[pa.Field] = [
     pa.field("generator_id", pa.string()),
     pa.field("seed", pa.int64()),
     pa.field("guidance", pa.float32()),
-    # splits
-    pa.field("split", pa.string()),
+    # splits (stages/split.parquet)
+    pa.field("split", pa.string()),  # train / val / test / excluded
+    pa.field("fold", pa.int32()),  # cross-validation fold over train + val (null: none, or training material only)
+    pa.field("split_unit", pa.string()),  # the leak unit: first sample_id of the rows that must share a split
+    pa.field("split_note", pa.string()),  # why a row is excluded
 ]
 
 SCHEMA = pa.schema(REQUIRED_FIELDS, metadata={b"wbc_data_schema": SCHEMA_VERSION.encode()})

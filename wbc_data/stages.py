@@ -227,6 +227,7 @@ def join_stages(frame: pd.DataFrame, files: Iterable[StageFile]) -> tuple[pd.Dat
         if "is_synthetic" in frame.columns
         else np.zeros(len(frame), dtype=bool)
     )
+    usable = (frame["status"] == "ok").to_numpy() if "status" in frame.columns else np.ones(len(frame), dtype=bool)
     run_ids = {f.stage: f.meta.get("run_id", "") for f in files}
     out = frame.copy()
     statuses = []
@@ -258,7 +259,7 @@ def join_stages(frame: pd.DataFrame, files: Iterable[StageFile]) -> tuple[pd.Dat
                 rows=len(table),
                 unchanged=int(same.sum()),
                 changed=int((seen & ~same).sum()),
-                new=int((~seen & ~by_rule).sum()),
+                new=int((~seen & ~by_rule & usable).sum()),  # stages compute on usable rows only
                 removed=int(len(table) - seen.sum()) if len(table) else 0,
                 upstream_changed=moved,
             )

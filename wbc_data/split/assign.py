@@ -4,10 +4,8 @@ Only *eligible* rows count towards the strata: real (not synthetic), exact-label
 Validation and test hold eligible rows only; everything else in a val/test unit is ``excluded`` (it cannot go
 to train without leaking). Synthetic rows always go to train.
 
-The method is a greedy apportionment: units are placed rarest class first (the few images of a rare class are
-spread before common classes fill the splits), larger units before smaller ones, ties in seeded random order;
-each unit goes to the split that most needs its classes (largest remaining target, weighted by class rarity).
-For single-image units this keeps every class within one image of its ideal share in every split.
+Units are placed by :func:`wbc_data.split.apportion.apportion_units` (rarest class first, each unit into the
+split that most needs its classes); single-image classes end within one image of their ideal share.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from wbc_data.split.apportion import apportion_units
 from wbc_data.taxonomy import CLASSES, LabelStatus
 
 SPLITS = ("train", "val", "test")
@@ -38,7 +37,6 @@ def eligible_rows(frame: pd.DataFrame) -> np.ndarray:
 class Assignment:
     split: np.ndarray  # per row: train / val / test / excluded
     note: np.ndarray  # per row: why a row is excluded, or None
-    unit_split: dict[int, str]
     notes: list[str] = field(default_factory=list)
 
 
@@ -52,45 +50,14 @@ def assign_units(
     """``fractions`` maps val and test to their share (train takes the rest); ``fixed`` gives a split per row
     (or None) that the row's unit must take (a source's official split)."""
     eligible = eligible_rows(frame)
-    labels = frame["label"].astype(object).to_numpy()
-    n_units = int(units.max()) + 1 if len(units) else 0
-    share = {"train": 1.0 - sum(fractions.values()), **fractions}
-
-    # eligible images per unit and class
-    class_index = {c: i for i, c in enumerate(CLASSES)}
-    counts = np.zeros((n_units, len(CLASSES)), dtype=np.int64)
-    rows = np.flatnonzero(eligible)
-    np.add.at(counts, (units[rows], [class_index[labels[r]] for r in rows]), 1)
-    totals = counts.sum(axis=0)
-
-    unit_split: dict[int, str] = {}
+    counts = unit_class_counts(frame, units, eligible)
+    shares = np.array([1.0 - sum(fractions.values()), fractions.get("val", 0.0), fractions.get("test", 0.0)])
     notes: list[str] = []
-    if fixed is not None:
-        unit_split.update(_fixed_units(units, fixed, notes))
+    fixed_bins = {u: SPLITS.index(s) for u, s in _fixed_units(units, fixed, notes).items()} if fixed is not None else {}
+    bins = apportion_units(counts, shares, seed, fixed_bins)
+    unit_split = np.where(bins >= 0, np.array(SPLITS, dtype=object)[np.maximum(bins, 0)], "train")
 
-    target = {s: share[s] * totals for s in SPLITS}
-    placed = {s: np.zeros(len(CLASSES)) for s in SPLITS}
-    for unit, split in unit_split.items():
-        placed[split] += counts[unit]
-
-    free = [u for u in range(n_units) if u not in unit_split and counts[u].any()]
-    rng = np.random.default_rng(seed)
-    tiebreak = rng.permutation(len(free))
-    rarity = np.where(totals > 0, totals, np.iinfo(np.int64).max)
-    order = sorted(
-        range(len(free)),
-        key=lambda i: (rarity[counts[free[i]] > 0].min(), -counts[free[i]].sum(), tiebreak[i]),
-    )
-    weight = np.where(totals > 0, 1.0 / np.maximum(totals, 1), 0.0)
-    for i in order:
-        unit = free[i]
-        present = counts[unit]
-        scores = [float(np.sum(weight * present * (target[s] - placed[s]))) for s in SPLITS]
-        best = max(range(len(SPLITS)), key=lambda k: (round(scores[k], 12), share[SPLITS[k]]))
-        unit_split[unit] = SPLITS[best]
-        placed[SPLITS[best]] += present
-
-    split = np.array([unit_split.get(int(u), "train") for u in units], dtype=object)
+    split = unit_split[units].astype(object)
     note = np.full(len(frame), None, dtype=object)
     in_eval = np.isin(split, ["val", "test"])
     synthetic = (
@@ -106,7 +73,17 @@ def assign_units(
         dropped = ~frame["dup_keep"].fillna(True).astype(bool).to_numpy()
         split[dropped] = EXCLUDED
         note[dropped] = "duplicate not kept by dedup"
-    return Assignment(split, note, unit_split, notes)
+    return Assignment(split, note, notes)
+
+
+def unit_class_counts(frame: pd.DataFrame, units: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """(units, 13) eligible images per unit and class."""
+    n_units = int(units.max()) + 1 if len(units) else 0
+    codes = pd.Categorical(frame["label"].astype(object), categories=list(CLASSES)).codes
+    rows = np.flatnonzero(eligible & (codes >= 0))
+    counts = np.zeros((n_units, len(CLASSES)), dtype=np.int64)
+    np.add.at(counts, (units[rows], codes[rows]), 1)
+    return counts
 
 
 def _fixed_units(units: np.ndarray, fixed: np.ndarray, notes: list[str]) -> dict[int, str]:
