@@ -12,10 +12,11 @@ from wbc_data.dedup.cluster import clusters
 from wbc_data.dedup.dihedral import TRANSFORMS, dihedral_phashes, transform_array
 from wbc_data.dedup.index import BruteForceIndex, MultiIndexHash, build_index
 from wbc_data.dedup.pairs import exact_pairs
-from wbc_data.dedup.policy import KeepPolicy, choose_keepers
+from wbc_data.dedup.policy import KeepPolicy, choose_keepers, default_policy
 from wbc_data.errors import DedupError
 from wbc_data.imaging.signatures import grey_thumbnail, phash_from_thumb
-from wbc_data.resources import sample_dir
+from wbc_data.resources import manifests_dir, sample_dir
+from wbc_data.sources.definition import SourceDefinition, SourceError
 
 PIL_OPS = {
     "identity": None,
@@ -123,13 +124,56 @@ def frame_for_policy() -> pd.DataFrame:
 def test_keep_policy_default_and_custom(tmp_path):
     frame = frame_for_policy()
     cluster = np.array([0, 0, 0, 1, 2, 2])
-    keep = choose_keepers(frame, cluster, KeepPolicy())
+    keep = choose_keepers(frame, cluster, default_policy())
     # cluster 0: original over derivative, then pbc before raabin; cluster 2: exact label beats the larger image
     assert keep.tolist() == [1, 1, 1, 3, 5, 5]
+    # the bare policy names no source: no derivative, alphabetical priority, so the Kaggle copy would win
+    assert KeepPolicy().source_priority == KeepPolicy().derivative_sources == []
+    assert choose_keepers(frame, cluster, KeepPolicy()).tolist() == [0, 0, 0, 3, 5, 5]
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text("order: [size, original, source, label]\nsource_priority: [raabin, pbc]\n")
     keep = choose_keepers(frame, cluster, KeepPolicy.from_yaml(policy_file))
     assert keep.tolist() == [2, 2, 2, 3, 4, 4]
+
+
+def test_default_policy_is_read_from_the_source_yaml(tmp_path):
+    """keep_priority and role come from manifests/*.yaml: edit them in a copy and the keeper changes."""
+    shipped = default_policy()
+    assert shipped.source_priority == ["pbc", "aml-lmu", "raabin", "bccd"]
+    assert shipped.derivative_sources == ["kaggle-cancer-mix"]
+    for path in manifests_dir().glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        text = text.replace("keep_priority: 1 ", "keep_priority: 9 ").replace("keep_priority: 3 ", "keep_priority: 1 ")
+        (tmp_path / path.name).write_text(text.replace("role: derivative", "role: original"), encoding="utf-8")
+    edited = default_policy(tmp_path)
+    assert edited.source_priority == ["raabin", "aml-lmu", "bccd", "pbc"] and edited.derivative_sources == []
+    keep = choose_keepers(frame_for_policy(), np.array([0, 0, 0, 1, 2, 2]), edited)
+    assert keep.tolist() == [2, 2, 2, 3, 5, 5]  # raabin now first; the Kaggle row no longer loses as a derivative
+    # a user's policy file overrides only the keys it sets, on top of the definitions
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("source_priority: [pbc]\n")
+    merged = KeepPolicy.from_yaml(policy_file, base=edited)
+    assert merged.source_priority == ["pbc"] and merged.derivative_sources == [] and merged.order == edited.order
+    assert KeepPolicy.from_yaml(policy_file).derivative_sources == ["kaggle-cancer-mix"]
+
+
+@pytest.mark.parametrize(
+    "line, needle",
+    [
+        ("keep_priority: 0", "keep_priority must be a whole number >= 1"),
+        ("keep_priority: first", "keep_priority must be a whole number >= 1"),
+        ("keep_priority: true", "keep_priority must be a whole number >= 1"),
+        ("keep_priority: 1.5", "keep_priority must be a whole number >= 1"),
+        ("role: copy", "role must be one of original, derivative, got 'copy'"),
+    ],
+)
+def test_bad_keep_keys_in_a_definition_are_one_line(tmp_path, line, needle):
+    path = tmp_path / "src.yaml"
+    keys = ("name", "title", "citation", "licence", "download", "layout")
+    path.write_text("".join(f"{k}: x\n" for k in keys) + line + "\n")
+    with pytest.raises(SourceError, match=needle) as info:
+        SourceDefinition.from_yaml(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ own-data selection, targets (good and bad), thresholds, the synth plan contract,
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -193,19 +194,98 @@ def test_yaml_target_and_bad_targets(tmp_path):
 
 
 def test_wbcbench_label_csvs_are_validated(tmp_path):
+    """--target-labels goes through the wbcbench adapter: the target's train_splits pick the tables."""
     frame = frame_of([row("x", "BA")])
     (tmp_path / "phase1_label.csv").write_text(
         "ID,labels,split,,,\n1.jpg,BA,phase1_train,,,\n2.jpg,PLY,phase1_train,,,\n"
     )
     (tmp_path / "phase2_train.csv").write_text("ID,labels,split\n3.jpg,BA,phase2_train\n")
-    target = parse_target("wbcbench", frame, wbcbench_labels=tmp_path)
+    (tmp_path / "phase2_eval.csv").write_text("ID,labels,split\n5.jpg,SNE,phase2_eval\n")  # held out: not counted
+    target = parse_target("wbcbench", frame, labels=tmp_path)
     assert target.counts["BA"] == 2 and target.counts["PLY"] == 1 and target.counts["SNE"] == 0
+    assert target.source == "wbcbench" and f"labels in {tmp_path}" in target.description
     (tmp_path / "phase2_train.csv").write_text("ID,labels,split\n3.jpg,BA,phase2_train\n4.jpg,ZZ,phase2_train\n")
     with pytest.raises(GapError, match=r"phase2_train.csv: label 'ZZ' at line 3"):
-        parse_target("wbcbench", frame, wbcbench_labels=tmp_path)
+        parse_target("wbcbench", frame, labels=tmp_path)
+    (tmp_path / "phase2_train.csv").write_text("ID,labels,split\n3.jpg,BA,phase2_train\n4.jpg,,phase2_train\n")
+    with pytest.raises(GapError, match=r"phase2_train.csv: 1 row\(s\) with an empty label, first at line 3"):
+        parse_target("wbcbench", frame, labels=tmp_path)
     (tmp_path / "phase2_train.csv").unlink()
-    with pytest.raises(GapError, match=r"phase2_train\.csv: missing"):
-        parse_target("wbcbench", frame, wbcbench_labels=tmp_path)
+    with pytest.raises(GapError, match=r"phase2_train\.csv: missing") as info:
+        parse_target("wbcbench", frame, labels=tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def write_target(folder, name, text):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_second_named_target_needs_no_code(tmp_path):
+    """A target file in a targets folder is found by its name; its source and train_splits drive the counts
+    (labels through the adapter, else the ingested rows, else its own counts) and the default own data."""
+    targets = tmp_path / "targets"
+    path = write_target(
+        targets,
+        "p2",
+        "name: bench-p2\ndescription: phase 2 only\nsource: wbcbench\ntrain_splits: [phase2_train]\n"
+        "classes: {BA: 7, PC: 1}\n",
+    )
+    write_target(targets, "flat", "name: flat\nclasses: {BA: 3}\n")
+    rows = (
+        [row("wbcbench", "BA", split="phase1_train") for _ in range(2)]
+        + [row("wbcbench", "BA", split="phase2_train") for _ in range(3)]
+        + [row("wbcbench", "BA", split="phase2_eval")]
+        + [row("pbc", "BA")]
+    )
+    frame = frame_of(rows)
+    from_rows = parse_target("BENCH-p2", frame, targets=targets)  # names match case-insensitively
+    assert from_rows.counts["BA"] == 3 and from_rows.counts["PC"] == 0 and from_rows.train_splits == ("phase2_train",)
+    assert from_rows.description.startswith("phase 2 only (3 images; from the ingested wbcbench source (phase2_train)")
+    from_file = parse_target("bench-p2", frame_of([row("pbc", "BA")]), targets=targets)
+    assert from_file.counts["BA"] == 7 and from_file.counts["SNE"] is None and str(path) in from_file.description
+    labels = tmp_path / "labels"  # only the table of the declared split is needed
+    labels.mkdir()
+    (labels / "phase2_train.csv").write_text("ID,labels,split\n1.jpg,PC,phase2_train\n2.jpg,PC,phase2_train\n")
+    assert parse_target("bench-p2", frame, labels=labels, targets=targets).counts["PC"] == 2
+    gap = gap_table(frame, "bench-p2", targets=targets)
+    assert gap.own_sources == ["wbcbench"] and gap.classes.loc["BA", "own"] == 3
+    assert any("held out: phase1_train, phase2_eval" in n for n in gap.notes)
+    # a target without a source: own data falls back on the sources the folder's named targets declare
+    flat = gap_table(frame, "flat", targets=targets)
+    assert flat.target.counts["BA"] == 3 and flat.own_sources == ["wbcbench"] and flat.classes.loc["BA", "own"] == 3
+    with pytest.raises(GapError, match="unknown target \\(use bench-p2, flat, uniform:N"):
+        parse_target("wbcbench", frame, targets=targets)  # only the given folder's names are known
+
+
+def test_bad_target_files_are_one_line(tmp_path):
+    frame = frame_of([row("x", "BA")])
+    cases = {
+        "classes: {BA: 1}\n": "needs a 'name:'",
+        "name: a\nclasses: {BA: 1}\nsplits: [x]\n": "unknown key(s) splits",
+        "name: a\ntrain_splits: [x]\nclasses: {BA: 1}\n": "train_splits needs a source",
+        "name: a\nsource: wbcbench\ntrain_splits: phase1_train\nclasses: {BA: 1}\n": "non-empty list",
+        "name: [a]\nclasses: {BA: 1}\n": "name must be a non-empty text",
+        "name: a\nclasses: [BA]\n": "must map classes",
+    }
+    for text, needle in cases.items():
+        targets = tmp_path / f"t{len(needle)}"
+        path = write_target(targets, "bad", text)
+        with pytest.raises(GapError, match=re.escape(needle)) as info:
+            parse_target("a", frame, targets=targets)
+        assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+    twice = tmp_path / "twice"
+    write_target(twice, "one", "name: same\nclasses: {BA: 1}\n")
+    write_target(twice, "two", "name: Same\nclasses: {BA: 2}\n")
+    with pytest.raises(GapError, match="also used by"):
+        parse_target("same", frame, targets=twice)
+    # a source whose adapter cannot count labels without images says so in one line
+    pbc = write_target(tmp_path / "p", "p", "name: p\nsource: pbc\nclasses: {BA: 1}\n").parent
+    with pytest.raises(GapError, match="source pbc cannot count labels without images"):
+        parse_target("p", frame, labels=tmp_path, targets=pbc)
+    assert any("not read" in n for n in parse_target("uniform:3", frame, labels=tmp_path).notes)
 
 
 def test_plan_caps_existing_synthetic_and_round_trip(tmp_path):
@@ -258,6 +338,7 @@ def test_run_writes_files_and_cli_errors_are_one_line(workspace, tmp_path):
     for args, needle in (
         (["-t", "uniform:zero"], "uniform:N or min:N"),
         (["-t", "wbcbench", "--wbcbench-labels", str(tmp_path / "none")], "not a folder of WBCBench label CSVs"),
+        (["-t", "wbcbench", "--target-labels", str(tmp_path / "none")], "not a folder of WBCBench label CSVs"),
         (["-t", "uniform:5", "--own", "ghost"], "no such source"),
         (["-t", "uniform:5", "--solved-at", "0.2"], "--partial-at"),
         (["-t", "uniform:5", "--wbcbench-labels", str(tmp_path)], None),
@@ -285,6 +366,6 @@ def test_wbcbench_own_defaults_to_training_splits():
     gap = gap_table(frame, "uniform:10")
     pc = gap.classes.loc["PC"]
     assert pc["own"] == 5 and pc["available"] == 6
-    assert any("eval/test held out" in n for n in gap.notes)
+    assert any("held out: phase2_eval, phase2_test" in n for n in gap.notes)
     everything = gap_table(frame, "uniform:10", own_splits=["phase1_train", "phase2_train", "phase2_eval"])
     assert everything.classes.loc["PC", "own"] == 9

@@ -29,6 +29,7 @@ from wbc_data.workspace import Workspace
 pytestmark = pytest.mark.slow
 
 TRAIN_FILES = ("phase1_label.csv", "phase2_train.csv")
+TRAIN_SPLITS = ("phase1_train", "phase2_train")
 PBC_EXACT = ("SNE", "BNE", "LY", "MO", "EO", "BA", "MY", "MMY", "PMY")  # file-name prefix == class
 
 
@@ -103,7 +104,7 @@ def test_wbcbench_target_matches_readme_and_both_routes(real):
     assert len(stated) == 13 and sum(stated.values()) == 33185
     assert dict(real["target"]) == stated
     frame = manifest.read_frame(real["ws"].unified_manifest)
-    from_csv = parse_target("wbcbench", frame, wbcbench_labels=real["labels"])
+    from_csv = parse_target("wbcbench", frame, labels=real["labels"])
     from_manifest = parse_target("wbcbench", frame)
     assert from_csv.counts == from_manifest.counts == stated
 
@@ -209,21 +210,32 @@ def test_real_cli_with_wbcbench_target(real):
 
 
 def test_shipped_wbcbench_counts_equal_the_real_csvs():
-    """The counts shipped for `--target wbcbench` without CSVs must be exactly what the real label tables say."""
-    import csv
-
-    import yaml
-
-    from wbc_data.gap.targets import shipped_wbcbench_counts
+    """The counts shipped for `--target wbcbench` without CSVs must be exactly what the real label tables say,
+    and the target file declares the source and training splits the gap report used to hard-code."""
+    from wbc_data.gap.target_files import load_targets
 
     folder = shared_path("wbcbench2026")
-    counted: dict[str, int] = {}
-    for name in ("phase1_label.csv", "phase2_train.csv"):
-        with open(folder / name, newline="") as handle:
-            for row in csv.DictReader(handle):
-                counted[row["labels"]] = counted.get(row["labels"], 0) + 1
-    shipped = yaml.safe_load(shipped_wbcbench_counts().read_text())["classes"]
-    assert shipped == counted
+    shipped = load_targets()["wbcbench"]
+    assert (shipped.name, shipped.source, shipped.train_splits) == ("wbcbench", "wbcbench", TRAIN_SPLITS)
+    assert shipped.shipped and shipped.path.name == "wbcbench-2026-train.yaml"
+    assert shipped.counts == dict(wbcbench_counts(folder))
+
+
+def test_wbcbench_adapter_counts_equal_the_real_csvs():
+    """One parser: the adapter's label_counts (what --target-labels uses) equal the CSV rows counted here, per split."""
+    from wbc_data.gap.source_counts import counts_from_labels
+    from wbc_data.sources.base import PlanContext, load_adapter
+    from wbc_data.sources.definition import get_definition
+
+    folder = shared_path("wbcbench2026")
+    definition = get_definition("wbcbench")
+    adapter, ctx = load_adapter(definition), PlanContext(definition, definition.label_map)
+    for split, name in (("phase1_train", "phase1_label.csv"), ("phase2_train", "phase2_train.csv"),
+                        ("phase2_eval", "phase2_eval.csv")):  # fmt: skip
+        independent = collections.Counter(row["labels"] for row in csv_rows(folder / name))
+        assert adapter.label_counts(folder, [split], ctx) == dict(independent), split
+    mapped = counts_from_labels("wbcbench", folder, TRAIN_SPLITS)
+    assert mapped.to_dict() == {c: wbcbench_counts(folder)[c] for c in CLASSES} and mapped.sum() == 33185
 
 
 def test_wbcbench_target_falls_back_to_shipped_counts():

@@ -4,6 +4,7 @@ be read, symlink loops and broken links are returned as problems with a reason, 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ def walk(root: Path, follow_symlinks: bool = True) -> WalkResult:
                 result.problems[rel] = "broken symlink: target does not exist"
                 continue
             except OSError as exc:
-                if exc.errno == 40:  # ELOOP: a link that resolves to itself
+                if exc.errno == errno.ELOOP:  # a link that resolves to itself
                     result.problems[rel] = "symlink loop: the link resolves to itself"
                 else:
                     result.problems[rel] = f"cannot stat: {exc.strerror or exc}"

@@ -25,7 +25,7 @@ def dedup_cmd(
         bool, typer.Option("--exclude-leaks", help="Mark training rows with a copy in --against as not kept.")
     ] = False,
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="YAML keep policy (see wbc_data/dedup/policy.py).")
+        Path | None, typer.Option("--policy", help="YAML keep policy (default: the source YAML's keep_priority/role).")
     ] = None,
     crop_threshold: Annotated[
         int, typer.Option("--crop-threshold", help="Hamming radius for cropped copies (default 10).")
@@ -34,13 +34,13 @@ def dedup_cmd(
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes for --against folders.")] = 0,
 ) -> None:
     """Find exact and near duplicates (any flip/rotation, small crops) across sources, keep one, audit leakage."""
-    from wbc_data.dedup.policy import KeepPolicy
+    from wbc_data.dedup.policy import KeepPolicy, default_policy
     from wbc_data.dedup.run import DEFAULT_THRESHOLD, DedupOptions, dedup
 
     ws = Workspace.at(workspace)
     options = DedupOptions(
         threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-        policy=KeepPolicy.from_yaml(policy) if policy else KeepPolicy(),
+        policy=KeepPolicy.from_yaml(policy) if policy else default_policy(),
         against=against,
         exclude_leaks=exclude_leaks,
         workers=workers,

@@ -25,19 +25,27 @@ def gap_report(
     workspace: WorkspaceOpt = None,
     target: Annotated[
         str,
-        typer.Option("--target", "-t", help="wbcbench | uniform:N | min:N | a YAML file of per-class counts."),
+        typer.Option(
+            "--target", "-t", help="A named target (manifests/targets) | uniform:N | min:N | a YAML file of counts."
+        ),
     ] = "wbcbench",
     own: Annotated[
         list[str] | None,
-        typer.Option("--own", help="Source(s) that are the user's own data (default: wbcbench if ingested)."),
+        typer.Option("--own", help="Source(s) that are the user's own data (default: the target's, if ingested)."),
     ] = None,
     own_split: Annotated[
         list[str] | None,
-        typer.Option("--own-split", help="Count only these source_split values of the own data (default: all)."),
+        typer.Option(
+            "--own-split", help="Count only these source_split values of own data (default: the target's train_splits)."
+        ),
     ] = None,
-    wbcbench_labels: Annotated[
+    target_labels: Annotated[
         Path | None,
-        typer.Option("--wbcbench-labels", help="Folder of phase1_label.csv + phase2_train.csv (--target wbcbench)."),
+        typer.Option(
+            "--target-labels",
+            "--wbcbench-labels",
+            help="Label files of the target's source to recount from (wbcbench: the folder of its label CSVs).",
+        ),
     ] = None,
     solved_at: Annotated[float, typer.Option("--solved-at", help="available/target at or above: solved.")] = 1.0,
     partial_at: Annotated[float, typer.Option("--partial-at", help="available/target at or above: partial.")] = 0.5,
@@ -58,7 +66,7 @@ def gap_report(
         target,
         own=own,
         own_splits=own_split,
-        wbcbench_labels=wbcbench_labels,
+        target_labels=target_labels,
         thresholds=Thresholds(solved_at=solved_at, partial_at=partial_at),
         quota=quota,
         max_synth_factor=max_synth_factor,

@@ -1,25 +1,28 @@
 """Which member of a duplicate cluster is kept: a documented, configurable ranking.
 
 Default order of criteria (first difference decides):
-1. original over derivative: rows from a source listed in ``derivative_sources`` (re-uploads and mixes such as
-   kaggle-cancer-mix) lose to rows from the source that published the image;
+1. original over derivative: rows from a source listed in ``derivative_sources`` (re-uploads and mixes) lose to
+   rows from the source that published the image;
 2. source priority: earlier in ``source_priority`` wins (sources not listed come after, alphabetically);
 3. exact label over coarse over anything else (a kept row should carry the most precise label);
 4. larger image (width x height);
 5. smaller sample_id, so the choice is deterministic.
-A YAML file may set ``source_priority``, ``derivative_sources`` and ``order`` (a permutation of
-original, source, label, size).
+The default lists come from the source definitions (``keep_priority`` and ``role: derivative`` in
+``manifests/*.yaml``), so the core never names a source; a YAML policy file may override ``source_priority``,
+``derivative_sources`` and ``order`` (a permutation of original, source, label, size).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from wbc_data.errors import DedupError
+from wbc_data.sources.definition import SourceDefinition, load_definitions
 from wbc_data.yamlfile import read_yaml
 
 CRITERIA = ("original", "source", "label", "size")
@@ -28,12 +31,23 @@ LABEL_RANK = {"exact": 0, "coarse": 1}
 
 @dataclass
 class KeepPolicy:
-    source_priority: list[str] = field(default_factory=lambda: ["pbc", "aml-lmu", "raabin", "bccd"])
-    derivative_sources: list[str] = field(default_factory=lambda: ["kaggle-cancer-mix"])
+    """Names are source names as they appear in the manifest; an empty policy ranks sources alphabetically."""
+
+    source_priority: list[str] = field(default_factory=list)
+    derivative_sources: list[str] = field(default_factory=list)
     order: list[str] = field(default_factory=lambda: list(CRITERIA))
 
     @classmethod
-    def from_yaml(cls, path: Path) -> KeepPolicy:
+    def from_definitions(cls, definitions: Mapping[str, SourceDefinition]) -> KeepPolicy:
+        """Priorities and derivative roles declared in the source YAML, keyed by definition (= source) name;
+        equal priorities are ordered by name."""
+        ranked = sorted((d.keep_priority, name) for name, d in definitions.items() if d.keep_priority is not None)
+        derivative = sorted(name for name, d in definitions.items() if d.role == "derivative")
+        return cls(source_priority=[name for _, name in ranked], derivative_sources=derivative)
+
+    @classmethod
+    def from_yaml(cls, path: Path, base: KeepPolicy | None = None) -> KeepPolicy:
+        """``base`` (default: :func:`default_policy`) with the keys the file sets replaced."""
         data = read_yaml(path, DedupError, "the keep policy") or {}
         if not isinstance(data, dict):
             raise DedupError(f"{path}: a keep policy is a mapping (source_priority, derivative_sources, order)")
@@ -41,7 +55,7 @@ class KeepPolicy:
         if unknown:
             allowed = "source_priority, derivative_sources, order"
             raise DedupError(f"{path}: unknown key(s) {sorted(unknown)} (allowed: {allowed})")
-        policy = cls()
+        policy = replace(base or default_policy())
         for key in ("source_priority", "derivative_sources", "order"):
             if key in data:
                 value = data[key]
@@ -76,6 +90,11 @@ class KeepPolicy:
             f"order {', '.join(self.order)}; source priority {', '.join(self.source_priority) or '(none)'}; "
             f"derivative sources {', '.join(self.derivative_sources) or '(none)'}"
         )
+
+
+def default_policy(directory: Path | None = None) -> KeepPolicy:
+    """The policy the shipped (or ``directory``'s) source definitions declare."""
+    return KeepPolicy.from_definitions(load_definitions(directory))
 
 
 def choose_keepers(frame: pd.DataFrame, cluster: np.ndarray, policy: KeepPolicy) -> np.ndarray:

@@ -16,7 +16,7 @@ from wbc_data.dedup.cluster import clusters
 from wbc_data.dedup.dihedral import dihedral_phashes, thumbs_from_bytes
 from wbc_data.dedup.leakage import leak_matches, load_against
 from wbc_data.dedup.pairs import PAIR_COLUMNS, exact_pairs, member_distance, near_pairs
-from wbc_data.dedup.policy import KeepPolicy, choose_keepers
+from wbc_data.dedup.policy import KeepPolicy, choose_keepers, default_policy
 from wbc_data.dedup.verify import normalise
 from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
 from wbc_data.errors import DedupError
@@ -47,7 +47,7 @@ class DedupOptions:
     threshold: int = DEFAULT_THRESHOLD
     crop_threshold: int | None = DEFAULT_CROP_THRESHOLD  # None: no crop search
     min_correlation: float = DEFAULT_MIN_CORRELATION
-    policy: KeepPolicy = field(default_factory=KeepPolicy)
+    policy: KeepPolicy = field(default_factory=default_policy)
     against: Path | None = None
     exclude_leaks: bool = False
     workers: int = 0

@@ -58,11 +58,11 @@ def plan_frame(plan: SynthPlan) -> pd.DataFrame:
 
 def run_gap_report(
     workspace: Workspace,
-    target: str = "wbcbench",
+    target: str,
     *,
     own: Sequence[str] | None = None,
     own_splits: Sequence[str] | None = None,
-    wbcbench_labels: Path | None = None,
+    target_labels: Path | None = None,
     thresholds: Thresholds | None = None,
     quota: Path | None = None,
     max_synth_factor: float = DEFAULT_MAX_SYNTH_FACTOR,
@@ -73,9 +73,7 @@ def run_gap_report(
     if not path.is_file():
         raise GapError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
     frame, stale = read_manifest(workspace, path)
-    gap = gap_table(
-        frame, target, own=own, own_splits=own_splits, thresholds=thresholds, wbcbench_labels=wbcbench_labels
-    )
+    gap = gap_table(frame, target, own=own, own_splits=own_splits, thresholds=thresholds, target_labels=target_labels)
     gap.notes.extend(stale)
     plan = None
     if quota is not None:

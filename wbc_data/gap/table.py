@@ -13,15 +13,16 @@ Counting rules (documented in the report too):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from wbc_data.gap.errors import GapError
 from wbc_data.gap.licence import YES, terms
+from wbc_data.gap.own import default_own
 from wbc_data.gap.status import Thresholds, classify, coverage
-from wbc_data.gap.targets import WBCBENCH_SOURCE, WBCBENCH_TRAIN_SPLITS, Target, parse_target
+from wbc_data.gap.targets import Target, floor_target, parse_target
 from wbc_data.summary import candidates_per_class, per_class
 from wbc_data.taxonomy import CLASSES, FULL_NAMES, LabelStatus
 
@@ -63,11 +64,6 @@ class GapTable:
     own_sources: list[str]
     external_sources: list[str]
     notes: list[str] = field(default_factory=list)
-
-
-def default_own(frame: pd.DataFrame) -> list[str]:
-    """The user's own data when --own is not given: the wbcbench source if it was ingested, else none."""
-    return [WBCBENCH_SOURCE] if (frame["source"] == WBCBENCH_SOURCE).any() else []
 
 
 def split_rows(frame: pd.DataFrame, own: Sequence[str], own_splits: Iterable[str] | None = None) -> Rows:
@@ -231,29 +227,28 @@ def gap_table(
     own: Sequence[str] | None = None,
     own_splits: Iterable[str] | None = None,
     thresholds: Thresholds | None = None,
-    wbcbench_labels: Path | None = None,
+    target_labels: Path | None = None,
+    targets: Path | None = None,
 ) -> GapTable:
     """Everything the gap report shows, from the unified manifest and a target (resolved here when given as a
-    ``--target`` string, because ``min:N`` needs the own counts)."""
+    ``--target`` string; ``targets`` is the folder of named targets, default the shipped one)."""
     thresholds = thresholds or Thresholds()
-    own_list = list(own) if own else default_own(frame)
-    split_note = None
-    if not own and own_splits is None and own_list == [WBCBENCH_SOURCE]:
-        train = frame["source_split"].isin(WBCBENCH_TRAIN_SPLITS) & (frame["source"] == WBCBENCH_SOURCE)
-        if train.any():  # held-out eval/test images are not training data: keep them out of "own" by default
-            own_splits = list(WBCBENCH_TRAIN_SPLITS)
-            split_note = (
-                f"own data = wbcbench {' + '.join(WBCBENCH_TRAIN_SPLITS)} (eval/test held out; --own-split to change)"
-            )
-    rows = split_rows(frame, own_list, own_splits)
     if isinstance(target, str):
-        target = parse_target(target, frame, wbcbench_labels=wbcbench_labels, own_counts=own_counts(rows).to_dict())
-    classes = class_table(rows, target, thresholds)
+        target = parse_target(target, frame, labels=target_labels, targets=targets)
     notes = list(target.notes)
-    if split_note:
-        notes.append(split_note)
-    if not own_list:
-        notes.append("no own data (no --own given and no 'wbcbench' source ingested): gain is not defined")
+    own_list = list(own or [])
+    if not own:
+        chosen = default_own(frame, target, targets)
+        own_list = chosen.sources
+        if not own_list:
+            notes.append(f"{chosen.note}: gain is not defined")
+        elif own_splits is None:
+            own_splits = chosen.splits
+            notes.append(chosen.note)
+    rows = split_rows(frame, own_list, own_splits)
+    if target.floor is not None:  # min:N keeps the own data above N, so it is resolved on the own rows
+        target = replace(target, counts=floor_target(target.spec, target.floor, own_counts(rows).to_dict()).counts)
+    classes = class_table(rows, target, thresholds)
     if rows.excluded_own:
         notes.append(f"{rows.excluded_own:,} own row(s) outside --own-split were not counted")
     if not rows.has_dedup:

@@ -1,8 +1,9 @@
-"""Targets: how many images each class should have. Parsed from ``--target`` (wbcbench, uniform:N,
-min:N or a YAML file) into one per-class mapping, so the status and the quota never care where it came from.
+"""Targets: how many images each class should have. Parsed from ``--target`` (a named target, uniform:N, min:N
+or a YAML file) into one per-class mapping, so the status and the quota never care where it came from.
 
-``wbcbench`` is the real class distribution of WBCBench 2026 training data (phase 1 + phase 2 train), read
-from the challenge's label CSVs or, failing that, from an ingested ``wbcbench`` source in the manifest.
+Named targets are YAML files in ``manifests/targets`` (see :mod:`wbc_data.gap.target_files`). One that names a
+source is recounted, in this order, from that source's label files (``--target-labels``, read by its adapter), from
+the source's ingested rows in its training splits, or else taken from the counts written in the file.
 """
 
 from __future__ import annotations
@@ -15,14 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from wbc_data.gap.errors import GapError
-from wbc_data.resources import manifests_dir
-from wbc_data.taxonomy import CLASSES, LabelStatus
-from wbc_data.yamlfile import read_yaml
-
-WBCBENCH_SOURCE = "wbcbench"
-WBCBENCH_TRAIN_FILES = ("phase1_label.csv", "phase2_train.csv")
-"""The label tables whose labels make up the training distribution (phase2_eval is held out, phase2_test unlabelled)."""
-WBCBENCH_TRAIN_SPLITS = ("phase1_train", "phase2_train")
+from wbc_data.gap.source_counts import counts_from_labels, counts_from_manifest
+from wbc_data.gap.target_files import TargetFile, load_targets, read_target_file
+from wbc_data.taxonomy import CLASSES
 
 
 @dataclass(frozen=True)
@@ -33,138 +29,108 @@ class Target:
     description: str
     counts: dict[str, int | None]
     notes: list[str] = field(default_factory=list)
+    source: str | None = None  # the source whose training distribution this is (its own data by default)
+    train_splits: tuple[str, ...] | None = None
+    floor: int | None = None  # min:N: counts depend on the own data, see floor_target
 
     def get(self, cls: str) -> int | None:
         return self.counts.get(cls)
-
-
-def read_wbcbench_labels(directory: Path) -> pd.Series:
-    """Count labels in phase1_label.csv + phase2_train.csv (trailing empty columns tolerated)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise GapError(f"{directory}: not a folder of WBCBench label CSVs")
-    counts = pd.Series(0, index=list(CLASSES), dtype="int64")
-    for name in WBCBENCH_TRAIN_FILES:
-        path = directory / name
-        if not path.is_file():
-            raise GapError(f"{path}: missing (expected {', '.join(WBCBENCH_TRAIN_FILES)} in {directory})")
-        try:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (OSError, ValueError, pd.errors.ParserError) as exc:
-            raise GapError(f"{path}: not a readable CSV ({exc})") from None
-        if "labels" not in table.columns:
-            raise GapError(f"{path}: no 'labels' column (columns: {', '.join(map(str, table.columns))})")
-        labels = table["labels"].str.strip()
-        empty = labels == ""
-        if empty.any():
-            raise GapError(
-                f"{path}: {int(empty.sum())} row(s) with an empty label, first at data row "
-                f"{int(empty.to_numpy().argmax()) + 2}"
-            )
-        unknown = labels[~labels.isin(CLASSES)]
-        if len(unknown):
-            raise GapError(
-                f"{path}: label {unknown.iloc[0]!r} at line {int(unknown.index[0]) + 2} is not one of the 13 classes"
-            )
-        counts = counts.add(labels.value_counts(), fill_value=0).astype("int64")
-    return counts
-
-
-def wbcbench_from_manifest(frame: pd.DataFrame) -> pd.Series | None:
-    """The same distribution from an ingested wbcbench source (training splits, exact labels), if present."""
-    rows = frame[
-        (frame["source"] == WBCBENCH_SOURCE)
-        & (frame["status"] == "ok")
-        & (frame["label_status"] == LabelStatus.EXACT.value)
-        & frame["source_split"].isin(WBCBENCH_TRAIN_SPLITS)
-    ]
-    if "is_synthetic" in rows.columns:
-        rows = rows[~rows["is_synthetic"].fillna(False).astype(bool)]
-    if rows.empty:
-        return None
-    return rows["label"].value_counts().reindex(list(CLASSES), fill_value=0).astype("int64")
 
 
 _COUNT = re.compile(r"^(uniform|min):(\d[\d_,]*)$")
 
 
 def parse_target(
-    spec: str, frame: pd.DataFrame, *, wbcbench_labels: Path | None = None, own_counts: Mapping[str, int] | None = None
+    spec: str,
+    frame: pd.DataFrame,
+    *,
+    labels: Path | None = None,
+    own_counts: Mapping[str, int] | None = None,
+    targets: Path | None = None,
 ) -> Target:
     """Resolve a ``--target`` value.
 
-    - ``wbcbench``: the WBCBench 2026 training distribution (CSV folder, else an ingested wbcbench source).
-    - ``uniform:N``: N images for every class (a balanced set).
+    - a name from ``targets`` (default: the shipped ``manifests/targets``), e.g. the challenge's training
+      distribution; ``labels`` is a folder of the target source's label files to recount from;
+    - ``uniform:N``: N images for every class (a balanced set);
     - ``min:N``: a floor: every class needs at least N, and a class whose own data already exceeds N keeps
-      its own count as target (nothing is asked to shrink).
-    - a path to a YAML mapping ``CLASS: count`` (optionally under a top-level ``classes:`` key); classes left
-      out have no target.
+      its own count as target (nothing is asked to shrink);
+    - a path to a YAML mapping ``CLASS: count`` (optionally under a top-level ``classes:`` key, with the keys of
+      a named target); classes left out have no target.
     """
     text = spec.strip()
-    if text.lower() == "wbcbench":
-        return _wbcbench_target(frame, wbcbench_labels)
     match = _COUNT.match(text.lower())
     if match:
         kind, number = match.group(1), int(match.group(2).replace("_", "").replace(",", ""))
         if number <= 0:
             raise GapError(f"--target {spec}: N must be a positive number of images")
         if kind == "uniform":
-            return Target(text, f"uniform: {number:,} images per class", dict.fromkeys(CLASSES, number))
-        own = dict(own_counts or {})
-        counts = {c: max(number, int(own.get(c, 0))) for c in CLASSES}
-        return Target(text, f"min: at least {number:,} images per class (own data above that is kept)", counts)
-    if text.lower().startswith(("uniform", "min")):
+            target = Target(text, f"uniform: {number:,} images per class", dict.fromkeys(CLASSES, number))
+        else:
+            target = floor_target(text, number, own_counts or {})
+    elif text.lower().startswith(("uniform", "min")):
         raise GapError(f"--target {spec}: expected uniform:N or min:N with N a positive whole number")
+    else:
+        target = _file_target(_find(spec, targets), frame, labels)
+    if labels is not None and target.source is None:
+        target.notes.append(f"--target-labels {labels} not read: target {text} names no source")
+    return target
+
+
+def floor_target(spec: str, number: int, own_counts: Mapping[str, int]) -> Target:
+    """``min:N`` against the own counts: N, or the own count where that is higher."""
+    counts: dict[str, int | None] = {c: max(number, int(own_counts.get(c, 0))) for c in CLASSES}
+    description = f"min: at least {number:,} images per class (own data above that is kept)"
+    return Target(spec, description, counts, floor=number)
+
+
+def _find(spec: str, directory: Path | None) -> TargetFile:
+    named = load_targets(directory)
+    text = spec.strip()
+    if text.casefold() in named:
+        return named[text.casefold()]
     path = Path(text).expanduser()
     if path.suffix.lower() in {".yaml", ".yml"} or path.exists():
-        return _yaml_target(path)
+        return read_target_file(path)
+    names = ", ".join(sorted(str(t.name) for t in named.values()))
     raise GapError(
-        f"--target {spec}: unknown target (use wbcbench, uniform:N, min:N or a YAML file of per-class counts)"
+        f"--target {spec}: unknown target (use {names + ', ' if names else ''}uniform:N, min:N or a YAML file of "
+        "per-class counts)"
     )
 
 
-def shipped_wbcbench_counts() -> Path:
-    """The WBCBench 2026 training distribution shipped in manifests/targets (re-counted from the CSVs in tests)."""
-    return manifests_dir() / "targets" / "wbcbench-2026-train.yaml"
-
-
-def _wbcbench_target(frame: pd.DataFrame, labels_dir: Path | None) -> Target:
-    if labels_dir is not None:
-        counts = read_wbcbench_labels(labels_dir)
-        origin = f"label CSVs in {labels_dir}"
-    else:
-        found = wbcbench_from_manifest(frame)
-        if found is not None:
-            counts = found
-            origin = f"the ingested {WBCBENCH_SOURCE} source ({', '.join(WBCBENCH_TRAIN_SPLITS)})"
-        else:
-            shipped = _yaml_target(shipped_wbcbench_counts())
-            counts = pd.Series({c: int(shipped.counts[c] or 0) for c in CLASSES})
-            origin = "the published counts shipped with wbc-data (pass --wbcbench-labels to recount from the CSVs)"
-    total = int(counts.sum())
+def _file_target(target: TargetFile, frame: pd.DataFrame, labels: Path | None) -> Target:
+    spec = target.name or str(target.path)
+    if target.source is None:
+        missing = [c for c in CLASSES if target.counts[c] is None]
+        notes = [f"no target for {', '.join(missing)} (not in {target.path.name})"] if missing else []
+        return Target(spec, target.description or f"per-class counts from {target.path}", target.counts, notes)
+    counts, origin = _source_counts(target, frame, labels)
+    described = target.description or f"the {target.source} training distribution"
+    total = sum(v for v in counts.values() if v is not None)
     return Target(
-        "wbcbench",
-        f"WBCBench 2026 training distribution (phase 1 + phase 2 train, {total:,} images; from {origin})",
-        {c: int(counts[c]) for c in CLASSES},
+        spec,
+        f"{described} ({total:,} images; from {origin})",
+        counts,
+        source=target.source,
+        train_splits=target.train_splits,
     )
 
 
-def _yaml_target(path: Path) -> Target:
-    if not path.is_file():
-        raise GapError(f"{path}: target file not found")
-    data = read_yaml(path, GapError, "target YAML")
-    if isinstance(data, dict) and isinstance(data.get("classes"), dict):
-        data = data["classes"]
-    if not isinstance(data, dict) or not data:
-        raise GapError(f"{path}: a target file must map classes to counts, e.g. 'PLY: 500'")
-    counts: dict[str, int | None] = dict.fromkeys(CLASSES)
-    for key, value in data.items():
-        code = str(key).strip().upper()
-        if code not in CLASSES:
-            raise GapError(f"{path}: unknown class {key!r} (known: {', '.join(CLASSES)})")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise GapError(f"{path}: {key}: count must be a whole number >= 0, got {value!r}")
-        counts[code] = int(value)
-    missing = [c for c in CLASSES if counts[c] is None]
-    notes = [f"no target for {', '.join(missing)} (not in {path.name})"] if missing else []
-    return Target(str(path), f"per-class counts from {path}", counts, notes)
+def _source_counts(target: TargetFile, frame: pd.DataFrame, labels: Path | None) -> tuple[dict[str, int | None], str]:
+    source, splits = str(target.source), target.train_splits
+    if labels is not None:
+        return _as_dict(counts_from_labels(source, labels, splits)), f"the {source} labels in {labels}"
+    found = counts_from_manifest(frame, source, splits)
+    if found is not None:
+        where = f" ({', '.join(splits)})" if splits else ""
+        return _as_dict(found), f"the ingested {source} source{where}"
+    if target.shipped:
+        origin = "the published counts shipped with wbc-data (pass --target-labels to recount from the label files)"
+    else:
+        origin = f"the counts in {target.path}"
+    return target.counts, origin
+
+
+def _as_dict(counts: pd.Series) -> dict[str, int | None]:
+    return {c: int(counts[c]) for c in CLASSES}

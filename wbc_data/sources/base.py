@@ -6,7 +6,7 @@ this is each one's raw label and metadata" (plus which files are annotations and
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,6 +89,15 @@ class SourceAdapter:
         hashed. Adapters whose samples are not plain files (Hub rows, parquet rows) override this."""
         base = Path(root)
         return lambda rel: (base / rel).read_bytes()
+
+    def label_counts(self, path: Path, splits: Sequence[str] | None, ctx: PlanContext) -> dict[str, int]:
+        """Raw label -> rows in ``splits`` (None: every split), read from the annotation files at ``path`` alone.
+
+        Optional: lets a target be recounted from a source's published label tables without its images. Labels
+        the definition's label map does not know raise a one-line :class:`SourceError` naming file and line."""
+        raise SourceError(
+            f"{path}: source {ctx.definition.name} cannot count labels without images (ingest it and use the manifest)"
+        )
 
 
 def load_adapter(definition: SourceDefinition) -> SourceAdapter:

@@ -1,5 +1,6 @@
 """Source definitions: the declarative YAML in ``manifests/`` (citation, licence, download address,
-expected layout, label map). Adding a dataset = one adapter module + one YAML file, no core change."""
+expected layout, label map, and how dedup ranks the source). Adding a dataset = one adapter module + one YAML
+file, no core change."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ class SourceError(UserError):
     """Unknown source, bad definition file, or a folder that does not match the expected layout."""
 
 
+ROLES = ("original", "derivative")
+"""``derivative``: a re-upload or mix of other sources' images, so dedup keeps the original's copy instead."""
+
+
 @dataclass(frozen=True)
 class SourceDefinition:
     name: str
@@ -31,6 +36,8 @@ class SourceDefinition:
     confirmed: str = ""
     notes: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    keep_priority: int | None = None  # dedup keeps a lower number first; unranked sources come after
+    role: str = "original"
     path: Path | None = None
 
     @classmethod
@@ -58,8 +65,24 @@ class SourceDefinition:
             confirmed=str(data.get("confirmed", "")).strip(),
             notes=str(data.get("notes", "")).strip(),
             options=dict(data.get("options") or {}),
+            keep_priority=_keep_priority(path, data.get("keep_priority")),
+            role=_role(path, data.get("role", "original")),
             path=Path(path),
         )
+
+
+def _keep_priority(path: Path, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SourceError(f"{path}: keep_priority must be a whole number >= 1 (1 is kept first), got {value!r}")
+    return value
+
+
+def _role(path: Path, value: object) -> str:
+    if value not in ROLES:
+        raise SourceError(f"{path}: role must be one of {', '.join(ROLES)}, got {value!r}")
+    return str(value)
 
 
 def load_definitions(directory: Path | None = None) -> dict[str, SourceDefinition]:

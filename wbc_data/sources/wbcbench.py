@@ -17,7 +17,8 @@ import bisect
 import csv
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,23 @@ class WbcbenchAdapter(SourceAdapter):
         if duplicates:
             plan.notes.append(f"{rel}: {duplicates} row(s) repeat an image_id and are rejected")
 
+    # ------------------------------------------------------------------ labels without images
+
+    def label_counts(self, path: Path, splits: Sequence[str] | None, ctx: PlanContext) -> dict[str, int]:
+        """Labels of the tables of ``splits`` in a folder of label CSVs (every labelled row, repeats included)."""
+        if not path.is_dir():
+            raise SourceError(f"{path}: not a folder of WBCBench label CSVs")
+        wanted = set(splits) if splits is not None else {split for _, split in TABLES.values()}
+        names = [name for name, (_, split) in TABLES.items() if split in wanted]
+        unknown = sorted(wanted - {split for _, split in TABLES.values()})
+        if unknown:
+            known = ", ".join(split for _, split in TABLES.values())
+            raise SourceError(f"{path}: no WBCBench label table for split(s) {', '.join(unknown)} (known: {known})")
+        counts: Counter[str] = Counter()
+        for name in names:
+            counts.update(_table_labels(path / name, wanted, ctx, f"expected {', '.join(names)} in {path}"))
+        return dict(counts)
+
     # ------------------------------------------------------------------ bytes of parquet rows
 
     def open_reader(self, root: str, options: Mapping[str, Any]) -> Callable[[str], bytes]:
@@ -305,6 +323,27 @@ class ParquetRows:
             cells = self.file.read_row_group(group, columns=["image"]).column("image").to_pylist()
             self._group = (group, cells)
         return image_cell_bytes(self._group[1][row - self.starts[group]], self.path)
+
+
+def _table_labels(path: Path, splits: set[str], ctx: PlanContext, expected: str) -> list[str]:
+    """The labels of one table's rows in ``splits``; an empty label or one outside the label map is an error."""
+    if not path.is_file():
+        raise SourceError(f"{path}: missing ({expected})")
+    table = read_table(path)
+    if table.problems:
+        raise SourceError(f"{path}: {len(table.problems)} malformed row(s), first: {table.problems[0]}")
+    default_split = TABLES[path.name][1]
+    rows = sorted((r for rows in table.rows.values() for r in rows), key=lambda r: r.line)
+    rows = [r for r in rows if (r.split or default_split) in splits]
+    empty = [r.line for r in rows if not r.label]
+    if empty:
+        raise SourceError(f"{path}: {len(empty)} row(s) with an empty label, first at line {empty[0]}")
+    for r in rows:
+        if r.label not in ctx.label_map:
+            raise SourceError(
+                f"{path}: label {r.label!r} at line {r.line} is not in the label map ({ctx.label_map.origin})"
+            )
+    return [r.label for r in rows if r.label]
 
 
 def class_names(schema: Any) -> list[str] | None:
