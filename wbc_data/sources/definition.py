@@ -38,6 +38,7 @@ class SourceDefinition:
     options: dict[str, Any] = field(default_factory=dict)
     keep_priority: int | None = None  # dedup keeps a lower number first; unranked sources come after
     role: str = "original"
+    splits: dict[str, str] = field(default_factory=dict)  # source_split value -> train/val/test (--keep-source-splits)
     path: Path | None = None
 
     @classmethod
@@ -67,6 +68,7 @@ class SourceDefinition:
             options=dict(data.get("options") or {}),
             keep_priority=_keep_priority(path, data.get("keep_priority")),
             role=_role(path, data.get("role", "original")),
+            splits=_splits(path, data.get("splits")),
             path=Path(path),
         )
 
@@ -83,6 +85,18 @@ def _role(path: Path, value: object) -> str:
     if value not in ROLES:
         raise SourceError(f"{path}: role must be one of {', '.join(ROLES)}, got {value!r}")
     return str(value)
+
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _splits(path: Path, value: object) -> dict[str, str]:
+    """``splits:`` maps the source's own split names to train/val/test (what ``--keep-source-splits`` keeps)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(v in SPLIT_NAMES for v in value.values()):
+        raise SourceError(f"{path}: splits must map the source's split names to one of {', '.join(SPLIT_NAMES)}")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def load_definitions(directory: Path | None = None) -> dict[str, SourceDefinition]:

@@ -23,16 +23,23 @@ import numpy as np
 
 
 def apportion_units(
-    counts: np.ndarray, shares: np.ndarray, seed: int = 0, fixed: Mapping[int, int] | None = None
+    counts: np.ndarray,
+    shares: np.ndarray,
+    seed: int = 0,
+    fixed: Mapping[int, int] | None = None,
+    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Bin per unit (``-1`` for units without eligible images and not fixed).
 
     ``counts``: (units, classes) eligible images; ``shares``: (bins,) summing to 1; ``fixed``: unit -> bin for
-    units that must go to a bin (their images count towards it first)."""
+    units that must go to a bin (their images count towards it first); ``allowed``: (units, bins) booleans for
+    units that may only go to some bins (e.g. a source's official training rows: train or val, never test)."""
     counts = np.asarray(counts, dtype=np.int64)
     shares = np.asarray(shares, dtype=np.float64)
     n_units, n_classes = counts.shape
     n_bins = len(shares)
+    if allowed is None:
+        allowed = np.ones((n_units, n_bins), dtype=bool)
     totals = counts.sum(axis=0)
     target = shares[:, None] * totals[None, :]  # (bins, classes)
     placed = np.zeros((n_bins, n_classes), dtype=np.float64)
@@ -56,19 +63,29 @@ def apportion_units(
             present = counts[unit]
             nonzero = np.flatnonzero(present)
             need = ((target[:, nonzero] - placed[:, nonzero]) * (weight[nonzero] * present[nonzero])).sum(axis=1)
-            best = bin_order[np.argmax(np.round(need[bin_order], 12))]
+            need = np.where(allowed[unit], np.round(need, 12), -np.inf)
+            best = bin_order[np.argmax(need[bin_order])]
             out[unit] = best
             placed[best] += present
 
     single = np.flatnonzero(free & (sizes == 1))
     if len(single):
         single_class = counts[single].argmax(axis=1)
+        patterns, pattern_of = np.unique(allowed[single], axis=0, return_inverse=True)
+        restriction = np.argsort(patterns.sum(axis=1), kind="stable")  # most restricted units placed first
         for c in np.unique(single_class):
-            members = single[single_class == c]
-            members = members[np.argsort(tiebreak[members], kind="stable")]
-            per_bin = fill_slots(target[:, c] - placed[:, c], len(members), bin_order)
-            out[members] = np.repeat(np.arange(n_bins), per_bin)[np.argsort(rng.permutation(len(members)))]
-            placed[:, c] += per_bin
+            for p in restriction:
+                members = single[(single_class == c) & (pattern_of.ravel() == p)]
+                if not len(members):
+                    continue
+                members = members[np.argsort(tiebreak[members], kind="stable")]
+                bins = np.flatnonzero(patterns[p])
+                sub_order = np.array([b for b in bin_order if patterns[p][b]])
+                local = np.searchsorted(bins, sub_order)
+                per_bin = fill_slots(target[bins, c] - placed[bins, c], len(members), local)
+                assigned = np.repeat(bins, per_bin)[np.argsort(rng.permutation(len(members)))]
+                out[members] = assigned
+                placed[bins, c] += per_bin
     return out
 
 

@@ -47,14 +47,22 @@ def assign_units(
     seed: int = 0,
     fixed: np.ndarray | None = None,
 ) -> Assignment:
-    """``fractions`` maps val and test to their share (train takes the rest); ``fixed`` gives a split per row
-    (or None) that the row's unit must take (a source's official split)."""
+    """``fractions`` maps val and test to their share (train takes the rest). ``fixed`` gives a row's official
+    split (or None): a unit with an official test or val row takes that split; a unit of official training rows
+    goes to train or val, never test; other units are free."""
     eligible = eligible_rows(frame)
     counts = unit_class_counts(frame, units, eligible)
     shares = np.array([1.0 - sum(fractions.values()), fractions.get("val", 0.0), fractions.get("test", 0.0)])
     notes: list[str] = []
-    fixed_bins = {u: SPLITS.index(s) for u, s in _fixed_units(units, fixed, notes).items()} if fixed is not None else {}
-    bins = apportion_units(counts, shares, seed, fixed_bins)
+    fixed_bins: dict[int, int] = {}
+    allowed = None
+    if fixed is not None:
+        official = _fixed_units(units, fixed, notes)
+        fixed_bins = {u: SPLITS.index(s) for u, s in official.items() if s != "train"}
+        allowed = np.ones((counts.shape[0], len(SPLITS)), dtype=bool)
+        train_only = [u for u, s in official.items() if s == "train"]
+        allowed[train_only, SPLITS.index("test")] = False  # official training rows may give validation, not test
+    bins = apportion_units(counts, shares, seed, fixed_bins, allowed)
     unit_split = np.where(bins >= 0, np.array(SPLITS, dtype=object)[np.maximum(bins, 0)], "train")
 
     split = unit_split[units].astype(object)

@@ -59,10 +59,13 @@ def split_png(table: pd.DataFrame, path: Path) -> Path:
                 ax.text(li + si / 2, yi, f"{n:,}", ha="center", va="center", fontsize=7, color="white")
         left += share
     ax.set_yticks(y, [f"{c} ({int(t) if t == t else 0:,})" for c, t in zip(table.index, totals, strict=True)])
+    for yi, t in zip(y, totals, strict=True):
+        if t != t:  # no eligible image of this class at all
+            ax.text(0.01, yi, "no images", va="center", fontsize=7, color="#888")
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the class's eligible images (count on the bar)")
     ax.set_title("Split per class (real, exact-label, kept images)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     return save_png(fig, path)
 

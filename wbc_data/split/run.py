@@ -148,5 +148,5 @@ def source_split_maps(workspace: Workspace) -> dict[str, dict[str, str]]:
             definition = get_definition(info.definition)
         except SourceError:
             continue
-        maps[name] = dict(getattr(definition, "splits", None) or {})
+        maps[name] = dict(definition.splits)
     return maps

@@ -1,0 +1,89 @@
+"""Manifest rows as a Hugging Face ``datasets.Dataset``: an ``Image`` feature, a 13-name ``ClassLabel`` and the
+provenance columns, written to Arrow on disk as it goes (memory stays flat).
+
+Whole-image rows keep their original encoded bytes (a JPEG stays that JPEG, bit for bit); a crop is encoded once as
+lossless PNG of exactly the pixels ingest hashed.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import xxhash
+
+from wbc_data.pixels import PixelLoader, RowRef, row_refs
+from wbc_data.selection import label_indices
+from wbc_data.taxonomy import CLASSES
+
+TEXT_COLUMNS = ["sample_id", "source", "source_path", "source_label", "source_split", "label_status", "group_id",
+                "patient_id", "parent_id", "licence", "citation", "split"]  # fmt: skip
+"""Provenance columns carried over (those present in the frame). Never absolute paths, never thumbnails."""
+
+
+def features(columns: Sequence[str]) -> Any:
+    import datasets
+
+    spec = {"image": datasets.Image(), "label": datasets.ClassLabel(names=list(CLASSES))}
+    spec.update({c: datasets.Value("string") for c in columns})
+    spec["label_candidates"] = datasets.Sequence(datasets.Value("string"))
+    spec["is_synthetic"] = datasets.Value("bool")
+    return datasets.Features(spec)
+
+
+def image_cell(loader: PixelLoader, ref: RowRef) -> dict[str, Any]:
+    """``{"bytes", "path"}`` for the ``Image`` feature: the original file for whole images, PNG for crops."""
+    if ref.crop_box is None:
+        return {"bytes": loader.encoded(ref), "path": Path(ref.rel).name}
+    buffer = io.BytesIO()
+    loader.open(ref).save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": f"{Path(ref.rel).stem}_crop.png"}
+
+
+def iter_examples(frame: pd.DataFrame, loader: PixelLoader, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    refs = row_refs(frame)
+    labels = label_indices(frame["label"]).tolist()
+    text = {c: frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in columns}
+    candidates = frame["label_candidates"].tolist() if "label_candidates" in frame.columns else [None] * len(frame)
+    synthetic = (
+        frame["is_synthetic"].fillna(False).astype(bool).tolist()
+        if "is_synthetic" in frame.columns
+        else [False] * len(frame)
+    )
+    for i, ref in enumerate(refs):
+        example = {"image": image_cell(loader, ref), "label": labels[i]}
+        example.update({c: text[c][i] for c in columns})
+        example["label_candidates"] = list(candidates[i]) if candidates[i] is not None else []
+        example["is_synthetic"] = synthetic[i]
+        yield example
+
+
+def to_hf_dataset(frame: pd.DataFrame, loader: PixelLoader, cache_dir: Path | None = None) -> Any:
+    """A ``datasets.Dataset`` of ``frame``'s rows (see the module docstring)."""
+    import datasets
+
+    columns = [c for c in TEXT_COLUMNS if c in frame.columns]
+    digest = xxhash.xxh3_64()
+    for column in ("sample_id", "pixel_hash", "label"):
+        digest.update("\x1f".join(map(str, frame[column].tolist())).encode())
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # the calling command shows its own progress
+    try:
+        return datasets.Dataset.from_generator(
+            _generate,
+            features=features(columns),
+            # no list values here: datasets would read a list as shards and run the generator once per item
+            gen_kwargs={"frame": frame, "loader": loader, "columns": tuple(columns)},
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            fingerprint=digest.hexdigest(),
+        )
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
+
+
+def _generate(frame: pd.DataFrame, loader: PixelLoader, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    yield from iter_examples(frame, loader, columns)
