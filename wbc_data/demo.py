@@ -1,6 +1,6 @@
 """The main job on the built-in real sample: the whole data road in seconds, with no download.
 
-ingest PBC and a Kaggle re-upload that copies some of it -> merge -> dedup (finds the copies) ->
+ingest PBC and a Kaggle re-upload that copies some of it -> merge -> dedup (finds the copies) -> split ->
 gap-report against the WBCBench 2026 training distribution, with a synth plan.
 """
 
@@ -17,6 +17,7 @@ from wbc_data.ingest.engine import IngestOptions, IngestResult, ProgressFn, inge
 from wbc_data.merge import merge
 from wbc_data.report.manifest_report import build
 from wbc_data.resources import sample_dir
+from wbc_data.split import SplitOptions, SplitResult, run_split
 from wbc_data.workspace import Workspace
 
 
@@ -27,6 +28,7 @@ class DemoResult:
     manifest: pd.DataFrame | None = None
     report_path: Path | None = None
     dedup: DedupResult | None = None
+    split: SplitResult | None = None
     gap: GapResult | None = None
 
 
@@ -40,5 +42,6 @@ def run_demo(workspace: Workspace, workers: int = 0, progress: ProgressFn | None
     result.manifest_path, result.manifest = merged.path, merged.frame
     _, result.report_path = build(result.manifest, workspace.reports_dir)
     result.dedup = dedup(workspace, DedupOptions(workers=workers))
+    result.split = run_split(workspace, SplitOptions(val=0.2, test=0.2, seed=0))
     result.gap = run_gap_report(workspace, "wbcbench", quota=workspace.reports_dir / "synth-plan.yaml")
     return result

@@ -6,7 +6,8 @@ up, in this order:
 1. ``--root NAME=PATH`` given to a command (saved into ``roots.yaml`` by ``wbc-data manifest --root``);
 2. ``<workspace>/roots.yaml``, a plain ``name: path`` mapping the user may edit (relative paths are relative to the
    workspace folder, so a workspace shipped together with its data stays portable);
-3. the path ingest read, recorded in the manifest's metadata with the adapter and its options.
+3. the path ingest read, recorded in the manifest's metadata with the adapter and its options (a path relative to the
+   workspace, as stages that write images into the workspace record, moves with it).
 
 So a workspace curated on a laptop opens on a GPU server after one ``wbc-data manifest --root pbc=/data/PBC``.
 """
@@ -173,7 +174,7 @@ class Roots:
             return self._absolute(self.overrides[name])
         info = self.infos.get(name)
         if info is not None and info.root:
-            return info.root
+            return self._absolute(info.root)  # a stage that writes inside the workspace records a relative root
         if name and os.path.isabs(name):
             return name
         known = ", ".join(sorted(set(self.infos) | set(self.overrides))) or "none"

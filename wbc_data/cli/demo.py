@@ -16,7 +16,7 @@ from wbc_data.workspace import Workspace
 @app.command()
 @friendly_errors
 def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("--workers", "-j")] = 0) -> None:
-    """Run the main job on the real sample shipped with the tool: ingest, merge, dedup, gap report."""
+    """Run the main job on the real sample shipped with the tool: ingest, merge, dedup, split, gap report."""
     from wbc_data.demo import run_demo
 
     ws = Workspace.at(workspace)
@@ -31,8 +31,9 @@ def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("-
     )
     console.print(f"unified manifest: {result.manifest_path} ({len(result.manifest):,} rows)", highlight=False)
     console.print(frame_table(result.dedup.summary(), title="Duplicates (the Kaggle copies of PBC files)"))
+    console.print(frame_table(result.split.table.reset_index(), title="Split: eligible images per class"))
     render_gap_table(result.gap.gap)
     console.print(f"synth plan: {result.gap.plan_path}", highlight=False)
-    for path in (result.report_path, *result.dedup.report_paths, result.gap.files.html):
+    for path in (result.report_path, *result.dedup.report_paths, *result.split.report_paths, result.gap.files.html):
         if str(path).endswith(".html"):
             console.print(f"report: {path}", highlight=False)
