@@ -79,7 +79,9 @@ class Fault:
     path_pattern: str  # regex on the path
     status: int
     times: int = 1
+    skip: int = 0  # let this many matching requests through first
     drop: bool = False  # close the connection without answering
+    echo_auth: bool = False  # a careless server that quotes the Authorization header in its error
 
 
 class FakeHub:
@@ -110,8 +112,9 @@ class FakeHub:
         self.server.shutdown()
         self.server.server_close()
 
-    def fail(self, method: str, path_pattern: str, status: int = 500, times: int = 1, drop: bool = False) -> None:
-        self.faults.append(Fault(method, path_pattern, status, times, drop))
+    def fail(self, method: str, path_pattern: str, status: int = 500, **how: Any) -> None:
+        """Make matching requests fail (``times``, after ``skip``; ``drop`` the connection; ``echo_auth``)."""
+        self.faults.append(Fault(method, path_pattern, status, **how))
 
     def calls(self, method: str, pattern: str) -> list[Request]:
         return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
@@ -203,9 +206,13 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 hub.bodies.append(body)
                 fault = next((f for f in hub.faults if f.method == method and f.times > 0
                               and re.search(f.path_pattern, path)), None)  # fmt: skip
+                if fault is not None and fault.skip > 0:
+                    fault.skip -= 1
+                    fault = None
                 if fault is not None:
                     fault.times -= 1
-                    status, payload = fault.status, {"error": "injected failure"}
+                    echoed = f" (you sent {auth})" if fault.echo_auth else ""
+                    status, payload = fault.status, {"error": f"injected failure{echoed}"}
                 else:
                     status, payload = self._route(method, path, query, body, authorized)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import xxhash
 
+from wbc_data.paths import display_name
 from wbc_data.pixels import PixelLoader, RowRef, row_refs
 from wbc_data.selection import label_indices
 from wbc_data.taxonomy import CLASSES
@@ -50,11 +51,12 @@ def features(columns: Sequence[str]) -> Any:
 
 def image_cell(loader: PixelLoader, ref: RowRef) -> dict[str, Any]:
     """``{"bytes", "path"}`` for the ``Image`` feature: the original file for whole images, PNG for crops."""
+    name = Path(display_name(ref.rel))  # a non-UTF-8 file name cannot go into an Arrow string
     if ref.crop_box is None:
-        return {"bytes": loader.encoded(ref), "path": Path(ref.rel).name}
+        return {"bytes": loader.encoded(ref), "path": name.name}
     buffer = io.BytesIO()
     loader.open(ref).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": f"{Path(ref.rel).stem}_crop.png"}
+    return {"bytes": buffer.getvalue(), "path": f"{name.stem}_crop.png"}
 
 
 def iter_examples(frame: pd.DataFrame, loader: PixelLoader, columns: Sequence[str]) -> Iterator[dict[str, Any]]:

@@ -104,9 +104,10 @@ def write_split(
     directory: Path,
     split: str,
     advance: Callable[[int], None] | None = None,
-    max_shard_bytes: int = MAX_SHARD_BYTES,
+    max_shard_bytes: int | None = None,
 ) -> SplitShards:
     """Write ``rows`` as the shards of ``split`` under ``directory``; files are named ``-of-N`` once N is known."""
+    max_shard_bytes = max_shard_bytes or MAX_SHARD_BYTES
     directory.mkdir(parents=True, exist_ok=True)
     options = parquet_options(features)
     result = SplitShards(split)
