@@ -70,9 +70,9 @@ def test_folder_loads_back_with_every_row_pixel_identical(ws, built):
         assert dd[split].features["label"].names == list(CLASSES)
         assert dd[split]["label"] == [CLASSES.index(c) for c in want["label"]]
     train = dd["train"]
-    for column in ("source", "source_label", "label_status", "label_candidates", "group_id", "patient_id",
-                   "is_synthetic", "licence", "citation", "source_path", "crop_box", "parent_id", "pixel_hash"):  # fmt: skip
-        assert column in train.column_names, column
+    provenance = ["source", "source_label", "label_status", "label_candidates", "group_id", "patient_id",
+                  "is_synthetic", "licence", "citation", "source_path", "crop_box", "parent_id"]  # fmt: skip
+    assert set(provenance) <= set(train.column_names)
     assert not {"source_root", "thumb", "extra", "split"} & set(train.column_names)  # no paths, no thumbnails
     frame = view.frame.set_index("sample_id")
     loader = PixelLoader.for_workspace(ws)
@@ -90,7 +90,8 @@ def test_folder_loads_back_with_every_row_pixel_identical(ws, built):
                 assert hashlib.sha256(data).hexdigest() == manifest_row["sha256"]  # the very bytes of the source
                 kinds.add(f"file:{Image.open(io.BytesIO(data)).format}:{Image.open(io.BytesIO(data)).mode}")
             else:
-                assert Image.open(io.BytesIO(data)).format == "PNG" and row["crop_box"] == list(manifest_row["crop_box"])
+                assert Image.open(io.BytesIO(data)).format == "PNG"
+                assert row["crop_box"] == list(manifest_row["crop_box"])
                 kinds.add("crop")
             expected_pixels = np.asarray(loader.open(row_ref(manifest_row.to_dict() | {"sample_id": row["sample_id"]})))
             decoded = dd[split][i]["image"]
@@ -251,8 +252,9 @@ def test_synthetic_rows_inherit_the_terms_of_the_training_data(mixed_ws, tmp_pat
     # synth-a has no licence line: its generator learnt from the train split, which holds wbcbench rows
     options = PublishOptions("lab/mix", dry_run=True, out=tmp_path / "a", include_synthetic=True,
                              exclude_sources=("wbcbench",))  # fmt: skip
-    with pytest.raises(LicenceRefused, match=r"synth-a: synthetic rows derived from nc-lab, pbc, wbcbench: "
-                                             r"redistribution forbidden.*--exclude-source synth-a.*--include-synthetic"):  # fmt: skip
+    refusal = (r"synth-a: synthetic rows derived from nc-lab, pbc, wbcbench: redistribution forbidden"
+               r".*--exclude-source synth-a.*--include-synthetic")  # fmt: skip
+    with pytest.raises(LicenceRefused, match=refusal):
         plan_publish(mixed_ws, options)
     # synth-b's licence line says what it is: published, in train only, marked
     options.exclude_sources = ("wbcbench", "synth-a")
@@ -329,7 +331,7 @@ def test_licences_that_cannot_be_combined_are_refused():
         _licences([("a", "CC BY-SA 4.0"), ("b", "CC BY-NC-SA 4.0")]).check()
     with pytest.raises(LicenceRefused, match=r"a \(cc-by-sa-4.0\) must stay share-alike.*--exclude-source a"):
         _licences([("a", "CC BY-SA 4.0"), ("b", "CC BY-NC 4.0")]).check()
-    with pytest.raises(LicenceRefused, match="no-derivatives licence cc-by-nd-4.0"):
+    with pytest.raises(LicenceRefused, match=r"no-derivatives licence cc-by-nd-4\.0"):
         _licences([("a", "CC BY-ND 4.0")]).check()
     with pytest.raises(LicenceRefused, match="licence not confirmed"):
         _licences([("a", "")]).check()
@@ -357,7 +359,7 @@ def test_licence_terms_in_a_source_yaml_are_checked(tmp_path):
     base = "name: x\ntitle: X\ncitation: c\nlicence: l\ndownload: d\nlayout: l\n"
     for terms, message in [
         ("licence_terms: yes\n", "must be a mapping"),
-        ("licence_terms:\n  id: mit\n  redistribution: maybe\n  commercial: allowed\n", "redistribution must be one of"),
+        ("licence_terms:\n  id: mit\n  redistribution: maybe\n  commercial: allowed\n", "redistribution must be"),
         ("licence_terms:\n  redistribution: allowed\n  commercial: allowed\n", "id must be"),
         ("licence_terms:\n  id: mit\n  redistribution: allowed\n  commercial: allowed\n  sa: true\n", "unknown key"),
     ]:

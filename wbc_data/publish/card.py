@@ -44,7 +44,7 @@ COLUMN_NOTES = {
     "crop_box": "for a crop: [left, top, right, bottom] in the parent image's pixels",
     "width": "image width in pixels",
     "height": "image height in pixels",
-    "sha256": "sha256 of the source file (for a crop: of its field image)",
+    "sha256": "sha256 of the source file (empty for a crop: its field image is `parent_id`)",
     "pixel_hash": "hash of the decoded RGB pixels (what dedup compares)",
     "licence": "the source's licence, as its definition states it",
     "citation": "how to cite the source",
@@ -211,12 +211,11 @@ def _synthetic_section(inputs: CardInputs) -> Section:
     return Section(
         "Synthetic rows",
         "Some training images are generated, not photographed: `is_synthetic` is true for them, and `generator_id`, "
-        "`seed` and `guidance` say how each was made (a class-conditional diffusion model trained by "
-        "`wbc-data synth train` on the real training split, sampled with `wbc-data synth`, its memorisation and "
-        "diversity guards on: samples too close to a real training image were rejected and replaced). They sit in "
-        "train only; validation and test hold real images only. Filter them out with "
-        '`ds["train"].filter(lambda r: not r["is_synthetic"])`. The guards\' figures are in the synth report of '
-        "the workspace that made them.",
+        "`seed` and `guidance` say how each was made (a class-conditional diffusion model that `wbc-data synth train` "
+        "trained on the real training split, sampled with `wbc-data synth`, whose memorisation and diversity guards "
+        "reject samples too close to a real training image; their figures are in the synth report of the workspace "
+        "that made each generator below). They sit in train only: validation and test hold real images only. "
+        'Leave them out with `ds["train"].filter(lambda r: not r["is_synthetic"])`.',
         tables=[("Synthetic images per generator", table)],
     )
 

@@ -8,8 +8,9 @@ compared (``parent_commit``), so a repo that moved meanwhile makes the commit fa
 The Hub applies a commit whole or not at all: a failure before it leaves the repo as it was, and uploaded LFS/Xet
 content stays on the Hub, so a re-run sends only what is still missing and then commits.
 
-The token comes from ``huggingface_hub`` itself (``HF_TOKEN`` or the saved login); this module never reads,
-prints, logs or stores it, and scrubs it from any error text as a last guard.
+The token comes from ``huggingface_hub`` itself (``HF_TOKEN`` or the saved login) and goes only into its request
+headers: this module never prints, logs or stores it, and looks at it only to scrub it from error text (a server
+that quotes a request back), as a last guard.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ from wbc_data.publish.rows import PublishError
 OWNED_PREFIXES = ("data/", "images/")
 """Folders of the repo that publish writes: files there that the new build lacks are deleted."""
 
-PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, AssertionError, KeyError, IndexError)
+TRANSPORT_MODULES = {"httpx", "httpx2", "httpcore", "httpcore2"}
+"""Where huggingface_hub's HTTP stack raises connection, timeout and protocol errors from."""
+
+PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, AssertionError)
+"""Raised as they are: a bug should show its traceback; anything else from the Hub stage is one line."""
 
 
 @dataclass
@@ -167,8 +172,8 @@ def _reason(exc: BaseException, endpoint: str) -> str:
         message = " ".join((cause.server_message or "").split()) or cause.response.reason_phrase
         return f"the Hub answered {status} ({message}) to {cause.response.request.method} {_path(cause, endpoint)}"
     inner = cause if cause is not None else exc
-    text = " ".join(str(inner).split()) or type(inner).__name__
-    if type(inner).__module__.startswith("httpx"):
+    text = " ".join(str(inner).split()).rstrip(".") or type(inner).__name__
+    if type(inner).__module__.split(".")[0] in TRANSPORT_MODULES or isinstance(inner, ConnectionError):
         return f"cannot reach the Hub at {endpoint} ({type(inner).__name__}: {text})"
     return f"{type(inner).__name__}: {text}"
 
