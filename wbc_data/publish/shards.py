@@ -12,7 +12,7 @@ row group to show a few rows, and refuses groups of about 300 MB).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,9 @@ MAX_SHARD_BYTES = 500 * 2**20
 """``datasets``' own defaults (``config.MAX_ROW_GROUP_SIZE``, ``config.MAX_SHARD_SIZE``): uncompressed bytes."""
 
 DATA_DIR = "data"
+
+CHUNK_ROWS = 1_000
+"""Manifest rows turned into Python values at a time (their metadata; images are read one by one)."""
 
 
 @dataclass
@@ -122,7 +125,7 @@ def write_split(
     parts: list[Path] = []
     current: _ShardWriter | None = None
     try:
-        for example in iter_examples(rows, loader, columns):
+        for example in _examples(rows, loader, columns):
             if current is None:
                 current = _ShardWriter(directory / f".{split}-{len(parts):05d}.partial", features, options)
                 parts.append(current.path)
@@ -143,6 +146,12 @@ def write_split(
         part.replace(final)
         result.paths.append(final)
     return result
+
+
+def _examples(rows: pd.DataFrame, loader: PixelLoader, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """The rows' examples, a chunk of rows at a time: Python values exist for one chunk, not the whole split."""
+    for start in range(0, len(rows), CHUNK_ROWS):
+        yield from iter_examples(rows.iloc[start : start + CHUNK_ROWS], loader, columns)
 
 
 def _finish(writer: _ShardWriter, result: SplitShards) -> None:
