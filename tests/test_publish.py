@@ -269,6 +269,9 @@ def test_synthetic_rows_inherit_the_terms_of_the_training_data(mixed_ws, tmp_pat
     assert all(not any(dd[s]["is_synthetic"]) for s in ("validation", "test"))
     card = (options.out / "README.md").read_text(encoding="utf-8")
     assert "| synth-b-gen | 4 | PLY 4 | 3 | 0-3 |" in card and "Synthetic rows of synth-b" in card
+    from huggingface_hub import DatasetCard
+
+    assert DatasetCard(card).data.source_datasets == ["extended|nc-lab", "extended|pbc", "original"]
 
 
 # --------------------------------------------------------------------------- the rules, one by one

@@ -23,6 +23,7 @@ from wbc_data.workspace import Workspace
 
 TOKEN = "hf_wbcDataTestSecret0123456789abcdefXYZ"
 runner = CliRunner()
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")  # inside huggingface_hub
 
 
 @pytest.fixture(scope="module")

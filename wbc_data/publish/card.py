@@ -82,16 +82,15 @@ def front_matter(inputs: CardInputs) -> str:
     from huggingface_hub import DatasetCardData
 
     rows = inputs.rows
-    sources = sorted(rows.frame["source"].unique())
-    synthetic = (
-        bool(rows.frame["is_synthetic"].fillna(False).astype(bool).any()) if "is_synthetic" in rows.frame else False
-    )
+    synthetic = rows.frame["is_synthetic"].fillna(False).astype(bool) if "is_synthetic" in rows.frame else None
+    real = rows.frame if synthetic is None else rows.frame[~synthetic]
+    sources = sorted(real["source"].unique())  # generated rows extend no dataset: they are "original"
     data = DatasetCardData(
         license=inputs.decision.licence_id,
         pretty_name=inputs.repo_id.split("/")[-1],
         task_categories=["image-classification"],
         size_categories=[facts.size_category(len(rows.frame))],
-        source_datasets=[f"extended|{s}" for s in sources] + (["original"] if synthetic else []),
+        source_datasets=[f"extended|{s}" for s in sources] + (["original"] if len(real) < len(rows.frame) else []),
         tags=list(TAGS),
     )
     if inputs.decision.licence_id == "other":

@@ -130,8 +130,9 @@ def strictest(parts: Sequence[Terms], note: str = "") -> Terms:
     )
 
 
-def _attribution_only(licence_id: str) -> bool:
-    return licence_id in PERMISSIVE_IDS or re.fullmatch(r"cc-by(-nc)?(-sa)?-\d\.\d", licence_id) is not None
+def _attribution_family(licence_id: str) -> bool:
+    """Asks for attribution (and perhaps non-commercial use), nothing else: fits in a CC BY(-NC) collection."""
+    return licence_id in PERMISSIVE_IDS or re.fullmatch(r"cc-by(-nc)?-\d\.\d", licence_id) is not None
 
 
 def combined_id(parts: Sequence[Terms]) -> str:
@@ -145,7 +146,7 @@ def combined_id(parts: Sequence[Terms]) -> str:
         return shared[0] if len(shared) == 1 else "other"
     if len(ids) == 1 and (not non_commercial or "-nc" in ids[0] or ids[0] == "other"):
         return ids[0]
-    if ids and all(_attribution_only(i) for i in ids):
+    if ids and all(_attribution_family(i) for i in ids):
         return "cc-by-nc-4.0" if non_commercial else "cc-by-4.0"
     return "other"
 
