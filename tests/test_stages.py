@@ -106,6 +106,11 @@ def test_synthetic_rows_need_no_rerun(staged, tmp_path):
     assert view.status("dedup").fresh and view.status("split").new == 0
     synth = view.frame[view.frame["source"] == "synth-ply"]
     assert (synth["split"] == "train").all() and synth["dup_keep"].all()
+    # dedup re-run on a manifest holding synthetic rows: they are skipped, and keep the rule's values
+    result = dedup(ws, DedupOptions(workers=1, reports=False))
+    assert not result.frame["sample_id"].str.startswith("synth-ply:").any()
+    synth = load_view(ws).frame.query("source == 'synth-ply'")
+    assert synth["dup_keep"].all() and synth["dup_decision"].str.startswith("keep: synthetic").all()
 
 
 def test_corrupt_or_foreign_files_are_one_line(staged, tmp_path):

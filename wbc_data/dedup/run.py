@@ -124,7 +124,7 @@ def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepF
     if not path.is_file():
         raise DedupError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
     full = manifest.to_frame(manifest.read(path))
-    usable = (full["status"] == "ok").to_numpy()
+    usable = (full["status"] == "ok").to_numpy().copy()  # pandas may hand out a read-only view
     if "is_synthetic" in full.columns:  # synthetic rows are checked by the synth guards, not deduplicated
         usable &= ~full["is_synthetic"].fillna(False).astype(bool).to_numpy()
     frame = full.iloc[np.flatnonzero(usable)].reset_index(drop=True)
