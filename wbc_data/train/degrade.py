@@ -8,11 +8,13 @@ epoch is reproducible (resume gives the same images).
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from wbc_data.train.recipe import DegradeSpec
@@ -63,7 +65,7 @@ def poisson_noise(image: torch.Tensor, severity: int) -> torch.Tensor:
 
 
 def motion_blur(image: torch.Tensor, severity: int) -> torch.Tensor:
-    length = round(_scaled(MOTION_LENGTH[severity - 1], image)) | 1
+    length = max(3, round(_scaled(MOTION_LENGTH[severity - 1], image)) | 1)  # never a no-op on small images
     angle = _uniform(0.0, math.pi)
     size = length
     kernel = torch.zeros(size, size)
@@ -84,7 +86,12 @@ def defocus_blur(image: torch.Tensor, severity: int) -> torch.Tensor:
 
 
 def jpeg(image: torch.Tensor, severity: int) -> torch.Tensor:
-    return TF.jpeg(image, JPEG_QUALITY[severity - 1])
+    """Encode and decode with PIL's JPEG at a low quality: block and ringing artefacts."""
+    buffer = io.BytesIO()
+    TF.to_pil_image(image).save(buffer, "JPEG", quality=JPEG_QUALITY[severity - 1])
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return TF.pil_to_tensor(decoded.convert("RGB"))
 
 
 def illumination(image: torch.Tensor, severity: int) -> torch.Tensor:

@@ -28,6 +28,7 @@ from wbc_data.train.run import read_roles, read_run
 from wbc_data.workspace import Workspace
 
 SPLITS = ("train", "val", "test")
+VERBS = {"train": "trained", "val": "validated"}
 
 
 class EvaluateError(UserError):
@@ -75,7 +76,8 @@ def model_workspace(model: Path, workspace: Path | None) -> Workspace:
 
 
 def evaluation_rows(frame: pd.DataFrame, model: Path, split: str) -> tuple[pd.DataFrame, list[str]]:
-    """Real, exact, kept rows of ``split`` (+ the model's held-out rows for test), minus any it trained on."""
+    """Real, exact, kept rows of ``split`` (+ the model's held-out rows for test), minus any it trained on (and,
+    for test, validated on)."""
     if split not in SPLITS:
         raise EvaluateError(f"--split {split}: use one of {', '.join(SPLITS)}")
     notes = []
@@ -88,13 +90,12 @@ def evaluation_rows(frame: pd.DataFrame, model: Path, split: str) -> tuple[pd.Da
         if len(extra):
             notes.append(f"{len(extra):,} row(s) the run held out (hold_rare) scored with the test split")
             rows = pd.concat([rows, extra], ignore_index=True).drop_duplicates("sample_id")
-    seen = set(roles.loc[roles["role"].isin(["train", "val"]), "sample_id"]) if split != "train" else set()
+    excluded_roles = {"train": [], "val": ["train"], "test": ["train", "val"]}[split]
+    seen = set(roles.loc[roles["role"].isin(excluded_roles), "sample_id"])
     used = rows["sample_id"].isin(seen).to_numpy()
     if used.any():
-        notes.append(
-            f"{int(used.sum()):,} {split} row(s) left out: the model trained or validated on them "
-            "(the split was re-run after training)"
-        )
+        verbs = " or ".join(VERBS[r] for r in excluded_roles)
+        notes.append(f"{int(used.sum()):,} {split} row(s) left out: the model {verbs} on them (split re-run since)")
         rows = rows[~used]
     if split == "train":
         notes.append("scored on training rows: these figures say how well it fits, not how well it generalises")

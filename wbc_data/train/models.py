@@ -8,6 +8,7 @@ any timm architecture.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,12 @@ def create_model(member: MemberSpec, num_classes: int = len(CLASSES)) -> Any:
     kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": member.drop_rate}
     if not member.pretrained:
         return timm.create_model(member.model, pretrained=False, **kwargs)
+    from safetensors import SafetensorError
+
     weights = local_weights(member)
     try:
         return timm.create_model(member.model, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}, **kwargs)
-    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+    except (RuntimeError, OSError, ValueError, KeyError, SafetensorError, pickle.UnpicklingError) as exc:
         reason = " ".join(str(exc).split())[:200]
         raise WeightsError(f"{weights}: cannot load as {member.model} weights ({reason})") from None
 

@@ -49,9 +49,10 @@ class FolderImages(Dataset):
     """Image files decoded like ingest does; a file that is not an image yields its reason instead of a tensor
     (raised by the caller as one line: worker processes would wrap it in a traceback)."""
 
-    def __init__(self, paths: list[Path], transform: Callable[[Any], Any]) -> None:
+    def __init__(self, paths: list[Path], transform: Callable[[Any], Any], size: int) -> None:
         self.paths = paths
         self.transform = transform
+        self.size = size  # a placeholder of the right shape stands in for a file that failed
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -62,7 +63,8 @@ class FolderImages(Dataset):
         try:
             image = decode_rgb(self.paths[index].read_bytes()).rgb
         except (ImageRejected, OSError) as exc:
-            return torch.zeros(0), f"{self.paths[index]}: {getattr(exc, 'strerror', None) or exc}"
+            reason = getattr(exc, "strerror", None) or exc
+            return torch.zeros(3, self.size, self.size), f"{self.paths[index]}: {reason}"
         return self.transform(image), ""
 
 
@@ -141,7 +143,7 @@ def predict(
             raise PredictError(f"{source}: --split applies to a workspace or manifest, not a folder of images")
         paths = folder_images(source)
         frame = None
-        dataset = FolderImages(paths, classifier.transform)
+        dataset = FolderImages(paths, classifier.transform, classifier.image.size)
         ids = [p.relative_to(source).as_posix() for p in paths]
     if not ids:
         raise PredictError(f"{source}: no images to predict ({', '.join(sorted(IMAGE_EXTENSIONS))})")

@@ -85,8 +85,13 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainResult:
     """Train the recipe on the workspace's splits; Ctrl-C leaves a checkpoint that ``resume=True`` continues."""
+    from wbc_data.train.models import local_weights
+
     options = options or TrainOptions()
     progress = progress or SilentProgress()
+    for member in recipe.members:  # a missing weights file fails now, not after an hour of the first member
+        if member.pretrained:
+            local_weights(member)
     view = load_view(workspace)
     split = view.require("split", "wbc-data train")
     hold = options.hold_rare if options.hold_rare is not None else recipe.data.hold_rare
