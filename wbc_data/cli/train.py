@@ -120,6 +120,8 @@ def train_cmd(
     except TrainingInterrupted as exc:
         err_console.print(f"[yellow]interrupted:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
+    if not result.main_process:
+        return
     console.print(frame_table(result.data.counts().reset_index(), title="Images per class"))
     members = pd.DataFrame(result.members)
     console.print(frame_table(members, title="Members (best validation macro-F1)"))

@@ -215,7 +215,7 @@ def _run_stage(
         start = time.perf_counter()
         runner.train()
         with one_line_worker_errors():
-            loss_sum, seen = _train_epoch(
+            loss_sum, seen = train_epoch(
                 accelerator, recipe, runner, optimizer, train_loader, cutmix, progress, should_stop
             )
             train_seconds = time.perf_counter() - start
@@ -257,7 +257,7 @@ def _run_stage(
     return best_state
 
 
-def _train_epoch(
+def train_epoch(
     accelerator: Any,
     recipe: Recipe,
     runner: Any,

@@ -60,6 +60,7 @@ class TrainResult:
     val: Metrics
     card: Path
     notes: list[str] = field(default_factory=list)
+    main_process: bool = True  # False in the other processes of a multi-GPU run (they print nothing)
 
 
 def default_out(workspace: Workspace, recipe: Recipe) -> Path:
@@ -113,13 +114,15 @@ def train(
         "split_run": split.run_id,
         "data": _fingerprint(data),
     }
-    for note in data.notes:
-        progress.note(note)
-    _prepare_out(out, run, options.resume, progress)
-
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
+    if not accelerator.is_main_process:  # one voice under `accelerate launch`
+        progress = SilentProgress()
+    for note in data.notes:
+        progress.note(note)
+    _prepare_out(out, run, options.resume, progress)
+    accelerator.wait_for_everyone()  # every process has checked the folder before the main one writes to it
     if accelerator.is_main_process:
         atomic_write_text(out / RUN_FILE, json.dumps({**run, "workspace": str(workspace.root)}, indent=2) + "\n")
         atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
@@ -332,7 +335,7 @@ def _finish(
             extra={"recipe": recipe.name, "val": val.summary()},
         )
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    return TrainResult(out, data, members, weights, val, card, data.notes)
+    return TrainResult(out, data, members, weights, val, card, data.notes, accelerator.is_main_process)
 
 
 def read_roles(model_folder: Path) -> pd.DataFrame:
