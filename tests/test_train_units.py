@@ -3,6 +3,7 @@ fitted weights, degradations, recipes, staged unfreezing, local weight files, cl
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -160,6 +161,21 @@ def test_recipe_errors_and_overrides(tmp_path):
             load_recipe(bad)
     with pytest.raises(RecipeError, match=r"--set 'image\.size'"):
         load_recipe("tiny-cpu", ["image.size"])
+    from wbc_data.train.recipe import select_members
+
+    assert [m.name for m in select_members(recipe, ["tiny-resnet"]).members] == ["tiny-resnet"]
+    with pytest.raises(RecipeError, match="--members nope: not in recipe tiny-cpu"):
+        select_members(recipe, ["nope"])
+
+
+def test_cosine_schedule_is_a_function_of_the_epoch():
+    from wbc_data.train.loop import stage_lr
+
+    recipe = load_recipe("tiny-cpu", ["train.schedule=cosine"])
+    stage = recipe.members[0].stages[0]
+    rates = [stage_lr(recipe, stage, e) for e in range(stage.epochs)]
+    assert rates[0] == stage.lr and all(a > b > 0 for a, b in itertools.pairwise(rates))
+    assert stage_lr(load_recipe("tiny-cpu"), stage, 2) == stage.lr  # constant by default
 
 
 # ------------------------------------------------------------------ models and weights

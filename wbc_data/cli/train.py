@@ -103,15 +103,20 @@ def train_cmd(
     workers: Annotated[
         int | None, typer.Option("--workers", help="DataLoader workers (default: the recipe's).")
     ] = None,
+    members: Annotated[
+        list[str] | None, typer.Option("--members", help="Train only these members of the recipe (comma-separated).")
+    ] = None,
 ) -> None:
     """Train the recipe's members on the manifest's splits and save the soft-voting ensemble with a model card.
 
     One GPU, several, or several machines: `accelerate launch -m wbc_data train --recipe ...` (same options)."""
     from wbc_data.train.errors import TrainingInterrupted
-    from wbc_data.train.recipe import load_recipe
+    from wbc_data.train.recipe import load_recipe, select_members
     from wbc_data.train.run import TrainOptions, train
 
     loaded = load_recipe(recipe, overrides or [])
+    if members:
+        loaded = select_members(loaded, _split_list(members) or [])
     options = TrainOptions(out=out, synthetic_ratio=synthetic_ratio, sources=_split_list(sources), resume=resume,
                            hold_rare=_pairs(hold_rare, "--hold-rare") or None, workers=workers)  # fmt: skip
     try:

@@ -95,6 +95,14 @@ def epoch_seed(seed: int, member_index: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, member_index, epoch + 1]).generate_state(1)[0])
 
 
+def stage_lr(recipe: Recipe, stage: StageSpec, stage_epoch: int) -> float:
+    """The stage's learning rate for one of its epochs: constant, or cosine-decayed over the stage's epochs (a
+    function of the epoch alone, so a resumed run needs no scheduler state)."""
+    if recipe.train.schedule == "constant":
+        return stage.lr
+    return stage.lr * 0.5 * (1 + math.cos(math.pi * stage_epoch / stage.epochs))
+
+
 def load_state(model: Any, state: dict[str, Any]) -> None:
     """Load weights saved with some stages' frozen batch norms into the current structure: they differ only in
     ``num_batches_tracked`` (which frozen batch norms lack); anything else is an error."""
@@ -209,6 +217,9 @@ def _run_stage(
     cutmix = v2.CutMix(alpha=recipe.augment.cutmix.alpha, num_classes=len(CLASSES))
 
     while state.stage_epoch < stage.epochs and state.bad_epochs < patience:
+        lr = stage_lr(recipe, stage, state.stage_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         set_seed(epoch_seed(recipe.seed, member_index, state.epoch))
         train_loader.set_epoch(state.epoch)
         progress.begin_epoch(member.name, stage.name, state.epoch + 1, len(train_loader))
@@ -235,7 +246,7 @@ def _run_stage(
             stage.name,
             state.epoch,
             state.stage_epoch,
-            stage.lr,
+            lr,
             loss_sum / max(seen, 1),
             val_loss,
             val_f1,

@@ -210,8 +210,11 @@ class TrainSpec:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     grad_clip: float | None = None
+    schedule: str = "constant"  # constant | cosine: each stage's lr decays to 0 over its epochs (set per epoch)
 
     def check(self, where: str) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            raise RecipeError(f"{where}: train.schedule {self.schedule!r}: constant or cosine")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise RecipeError(f"{where}: train.mixed_precision {self.mixed_precision!r}: auto, no, bf16 or fp16")
         if self.patience < 1:
@@ -294,6 +297,15 @@ def recipe_from_dict(raw: Mapping[str, Any], where: str) -> Recipe:
     recipe = _build(Recipe, raw, where)
     recipe.check(where)
     return recipe
+
+
+def select_members(recipe: Recipe, names: Sequence[str]) -> Recipe:
+    """The recipe with only the named members (e.g. one member per GPU job; the ensemble is then of those)."""
+    known = [m.name for m in recipe.members]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise RecipeError(f"--members {', '.join(unknown)}: not in recipe {recipe.name} (has {', '.join(known)})")
+    return dataclasses.replace(recipe, members=tuple(m for m in recipe.members if m.name in set(names)))
 
 
 def apply_override(raw: dict[str, Any], item: str, where: str) -> None:
