@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,9 +91,10 @@ class MemberResult:
     best_f1: float
 
 
-def epoch_seed(seed: int, member_index: int, epoch: int) -> int:
-    """A seed per (recipe seed, member, epoch); epoch -1 seeds the model initialisation."""
-    return int(np.random.SeedSequence([seed, member_index, epoch + 1]).generate_state(1)[0])
+def epoch_seed(seed: int, member: str, epoch: int) -> int:
+    """A seed per (recipe seed, member name, epoch); epoch -1 seeds the model initialisation. By name, so a member
+    trains the same alone (``--members``) as inside its ensemble."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(member.encode()), epoch + 1]).generate_state(1)[0])
 
 
 def stage_lr(recipe: Recipe, stage: StageSpec, stage_epoch: int) -> float:
@@ -120,7 +122,6 @@ def train_member(
     accelerator: Any,
     recipe: Recipe,
     member: MemberSpec,
-    member_index: int,
     data: MemberData,
     folder: Path,
     progress: TrainProgress,
@@ -129,7 +130,7 @@ def train_member(
     """Train one member through its enabled stages; ``folder`` holds its checkpoints (resumed when present)."""
     from accelerate.utils import set_seed
 
-    set_seed(epoch_seed(recipe.seed, member_index, -1))
+    set_seed(epoch_seed(recipe.seed, member.name, -1))
     model = create_model(member)
     stages = member.active_stages()
     resumed = checkpoint.load(folder)
@@ -151,7 +152,6 @@ def train_member(
             accelerator,
             recipe,
             member,
-            member_index,
             stage,
             model,
             data,
@@ -180,7 +180,6 @@ def _run_stage(
     accelerator: Any,
     recipe: Recipe,
     member: MemberSpec,
-    member_index: int,
     stage: StageSpec,
     model: Any,
     data: MemberData,
@@ -220,7 +219,7 @@ def _run_stage(
         lr = stage_lr(recipe, stage, state.stage_epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        set_seed(epoch_seed(recipe.seed, member_index, state.epoch))
+        set_seed(epoch_seed(recipe.seed, member.name, state.epoch))
         train_loader.set_epoch(state.epoch)
         progress.begin_epoch(member.name, stage.name, state.epoch + 1, len(train_loader))
         start = time.perf_counter()

@@ -412,7 +412,3 @@ def _plain(value: Any) -> Any:
 
 def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True)
-
-
-def recipe_file_name(path: Path) -> str:
-    return Path(path).stem

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,11 +137,9 @@ def train(
     loader = PixelLoader.for_workspace(workspace)
     members: list[dict[str, Any]] = []
     try:
-        for index, member in enumerate(recipe.members):
+        for member in recipe.members:
             members.append(
-                _train_one(
-                    accelerator, recipe, index, member, data, loader, out, options, progress, should_stop, device
-                )
+                _train_one(accelerator, recipe, member, data, loader, out, options, progress, should_stop, device)
             )
     except KeyboardInterrupt:
         raise TrainingInterrupted(
@@ -209,7 +207,6 @@ def rare_labels(recipe: Recipe, data: TrainingData) -> set[int]:
 def _train_one(
     accelerator: Any,
     recipe: Recipe,
-    index: int,
     member: Any,
     data: TrainingData,
     loader: Any,
@@ -257,7 +254,7 @@ def _train_one(
         default_workers() if workers == "auto" else int(workers),
     )
     result = train_member(
-        accelerator, recipe, member, index, member_data, out / "checkpoints" / member.name, progress, should_stop
+        accelerator, recipe, member, member_data, out / "checkpoints" / member.name, progress, should_stop
     )
     epochs = len(result.history)
     if accelerator.is_main_process:
@@ -338,21 +335,29 @@ def _finish(
     return TrainResult(out, data, members, weights, val, card, data.notes, accelerator.is_main_process)
 
 
+def run_folder(model_folder: Path) -> Path:
+    """The training run a model folder belongs to: itself, or for ``<run>/members/<name>`` its run."""
+    folder = Path(model_folder)
+    if (
+        not (folder / RUN_FILE).is_file()
+        and folder.parent.name == "members"
+        and (folder.parent.parent / RUN_FILE).is_file()
+    ):
+        return folder.parent.parent
+    return folder
+
+
 def read_roles(model_folder: Path) -> pd.DataFrame:
-    """The rows a trained model used (train, val) and held out, from its ``data.parquet``."""
-    path = Path(model_folder) / DATA_FILE
+    """The rows a trained model (or a member of one) used (train, val) and held out, from its run's ``data.parquet``."""
+    path = run_folder(model_folder) / DATA_FILE
     if not path.is_file():
         return pd.DataFrame(columns=["sample_id", "role", "label", "source", "is_synthetic"])
     return pd.read_parquet(path)
 
 
 def read_run(model_folder: Path) -> dict[str, Any]:
-    path = Path(model_folder) / RUN_FILE
+    path = run_folder(model_folder) / RUN_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, ValueError):
         return {}
-
-
-def member_names(values: Sequence[dict[str, Any]]) -> list[str]:
-    return [v["name"] for v in values]
