@@ -117,7 +117,7 @@ def test_compare_scores_two_models_on_the_same_rows(trained, tmp_path):
     second = pd.read_csv(tmp_path / "cmp" / "per_class-2.csv").set_index("class")
     assert table["class"].tolist() == first.index.tolist() == second.index.tolist()
     assert np.allclose(table["f1 model"], first["f1"], atol=1e-4)
-    assert np.allclose(table["f1 tiny-resnet"], second["f1"], atol=1e-4)
+    assert np.allclose(table["f1 model.tiny-resnet"], second["f1"], atol=1e-4)
     assert np.allclose(table["f1 change"], second["f1"] - first["f1"], atol=2e-4)
     assert first["support"].sum() == second["support"].sum()  # the same rows
     with Image.open(tmp_path / "cmp" / "compare.png") as image:

@@ -128,7 +128,8 @@ def train_cmd(
     if not result.main_process:
         return
     console.print(frame_table(result.data.counts().reset_index(), title="Images per class"))
-    members = pd.DataFrame(result.members)
+    members = pd.DataFrame(result.members).round(4)
+    members["pretrained"] = members["pretrained"].map({True: "yes", False: "no"})
     console.print(frame_table(members, title="Members (best validation macro-F1)"))
     console.print(
         f"ensemble on validation: macro-F1 {result.val.macro_f1:.4f}, balanced accuracy "

@@ -33,6 +33,13 @@ class CardFacts:
     created: str
 
 
+def _members_table(members: list[dict[str, Any]]) -> pd.DataFrame:
+    table = pd.DataFrame(members)
+    table["pretrained"] = table["pretrained"].map({True: "yes", False: "no"})
+    table["best_val_macro_f1"] = table["best_val_macro_f1"].map(lambda v: f"{v:.4f}")
+    return table
+
+
 def write_card(folder: Path, facts: CardFacts) -> Path:
     """``README.md`` (model card) and ``card.json`` in ``folder``."""
     counts = facts.data.counts()
@@ -100,7 +107,7 @@ def write_card(folder: Path, facts: CardFacts) -> Path:
         Section(
             "Members",
             f"Soft voting: the weighted mean of the members' probabilities (weights: {facts.recipe.ensemble.weights}).",
-            tables=[("", pd.DataFrame(facts.members))],
+            tables=[("", _members_table(facts.members))],
         )
     )
     report.add(

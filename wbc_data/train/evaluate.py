@@ -184,11 +184,17 @@ def evaluate(workspace: Workspace, model: Path, options: EvalOptions | None = No
     return result
 
 
+def model_name(folder: Path) -> str:
+    """A model's name in tables: its folder, or ``<run>.<member>`` for a member of a training run."""
+    folder = Path(folder).resolve()
+    return f"{folder.parent.parent.name}.{folder.name}" if folder.parent.name == "members" else folder.name
+
+
 def _names(model: Path, compare: Path | None) -> list[str]:
-    first = model.resolve().name
+    first = model_name(model)
     if compare is None:
         return [first]
-    second = Path(compare).resolve().name
+    second = model_name(Path(compare))
     return [first, second] if first != second else [f"{first} (1)", f"{second} (2)"]
 
 

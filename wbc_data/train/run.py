@@ -189,7 +189,8 @@ def _describe_device(accelerator: Any) -> str:
     if accelerator.device.type == "cuda":
         name = torch.cuda.get_device_name(accelerator.device)
         return f"{accelerator.num_processes} x {name}" if accelerator.num_processes > 1 else name
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def rare_labels(recipe: Recipe, data: TrainingData) -> set[int]:
