@@ -29,7 +29,6 @@ class LoopState:
     best_f1: float = -1.0  # best validation macro-F1 in this stage
     best_epoch: int = -1
     bad_epochs: int = 0  # epochs since the best, for patience
-    stage_done: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
