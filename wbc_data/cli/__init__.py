@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from wbc_data.cli import data, dedup, demo, gap, split  # noqa: F401  (importing registers the commands)
+from wbc_data.cli import data, dedup, demo, gap, split, synth  # noqa: F401  (importing registers the commands)
 from wbc_data.cli.app import app
 
 __all__ = ["app", "main"]
