@@ -171,15 +171,15 @@ def load_generator(
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" bars; ours show the work
     try:
-        pipe = WbcCellPipeline.from_pretrained(folder, local_files_only=True)
+        extra = {"dtype": dtype} if dtype is not None else {}  # half precision is chosen at load (diffusers keeps
+        pipe = WbcCellPipeline.from_pretrained(folder, local_files_only=True, **extra)  # fp32-only modules in fp32)
     except Exception as exc:  # diffusers/safetensors raise many types; the user needs the one line
         raise SynthError(
             f"{folder}: damaged generator, diffusers cannot load it ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
     pipe.set_progress_bar_config(disable=True)
-    moves = [arg for arg in (device, dtype) if arg is not None]
-    if moves:
-        pipe.to(*moves)
+    if device is not None:
+        pipe.to(device)
     return pipe, info
 
 

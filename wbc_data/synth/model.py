@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wbc_data.synth import SynthError
 from wbc_data.synth.recipe import Recipe
@@ -93,3 +93,16 @@ def unet_from_local(path: str | Path, recipe: Recipe, condition_rows: int) -> tu
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else "no detail"
+
+
+def denoising_loss(unet: UNet2DModel, scheduler: DDPMScheduler, clean: Any, conditions: Any, seed: int = 0) -> float:
+    """The training objective (epsilon MSE) on fixed noise and timesteps drawn from ``seed``: comparable between
+    two models, so "did training lower the loss" has an answer free of sampling noise."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(clean.shape, generator=gen)
+    steps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), generator=gen)
+    with torch.no_grad():
+        pred = unet(scheduler.add_noise(clean, noise, steps), steps, class_labels=conditions).sample
+    return float(torch.nn.functional.mse_loss(pred.float(), noise))

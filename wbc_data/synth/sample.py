@@ -168,14 +168,14 @@ def run_name(info: GeneratorInfo, options: SynthOptions) -> str:
 
 
 def best_device() -> tuple[str, Any]:
-    """CUDA with bf16 (fp16 where bf16 is missing), else Apple's MPS, else CPU in float32."""
+    """CUDA with bf16 (fp16 where bf16 is missing), else Apple's MPS, else CPU; ``None``: float32 as saved."""
     import torch
 
     if torch.cuda.is_available():
         return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps", torch.float32
-    return "cpu", torch.float32
+        return "mps", None
+    return "cpu", None
 
 
 def pipeline_drawer(pipe: Any, guidance: float, steps: int, scheduler: str, domain: str | None) -> Drawer:
