@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.fixtures import mini_bccd
-from tests.synth_fixtures import one_thread, split_workspace
+from tests.synth_fixtures import TinyClassifier, one_thread, split_workspace
 from wbc_data import manifest
 from wbc_data.cli import app
 from wbc_data.gap.plan import make_plan, write_plan
@@ -189,6 +189,20 @@ def test_near_copies_are_rejected_and_replaced_up_to_a_cap(trained):
     capped = run_synth(ws, folder, always, draw=lambda label, seeds: copies[: len(seeds)])
     assert (capped.outcomes[0].accepted, capped.outcomes[0].attempts) == (0, 4)  # the cap: 2 x 2 draws
     assert "Short: BA 0 of 2" in (ws.reports_dir / "synth-capped.md").read_text()
+
+
+def test_fidelity_guard_through_a_sampling_run(trained):
+    ws, folder = trained
+    judge = TinyClassifier()
+    options = SynthOptions(counts={"PMY": 3}, steps=2, name="judged", classifier=judge, reference_splits=["train"])
+    result = run_synth(ws, folder, options)
+    fid = result.outcomes[0].fidelity
+    assert fid is not None and fid.n_synthetic == 3 and fid.n_real == 2  # PMY's train rows of the shipped sample
+    assert 0.0 <= fid.agreement <= 1.0 and fid.frechet is not None and sum(fid.predicted.values()) == 3
+    assert (
+        "agreement"
+        in json.loads(manifest.read_metadata(ws.source_manifest("synth-judged"))["synth_notes"])["classes"]["PMY"]
+    )
 
 
 def _one_error_line(result) -> str:

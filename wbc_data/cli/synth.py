@@ -24,6 +24,19 @@ def _say(message: str) -> None:
     err_console.print(f"[dim]synth:[/] {message}", highlight=False, soft_wrap=True)
 
 
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", help="CPU threads for torch (default: torch's; 1 is often faster on a busy machine)."),
+]
+
+
+def _threads(count: int | None) -> None:
+    if count:
+        import torch
+
+        torch.set_num_threads(count)
+
+
 def _bar(*extra: TextColumn) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -67,6 +80,10 @@ def synth(
         Path | None,
         typer.Option("--classifier", help="A classifier from `wbc-data train`: agreement and Fréchet distance."),
     ] = None,
+    reference_split: Annotated[
+        list[str] | None,
+        typer.Option("--reference-split", help="Fidelity reference: real images of these splits only (default: any)."),
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Name of the synthetic source (default: generator + classes).")
     ] = None,
@@ -75,6 +92,7 @@ def synth(
         float, typer.Option("--max-attempts", help="At most this many draws per requested image.")
     ] = 3.0,
     device: Annotated[str | None, typer.Option("--device", help="cuda, cuda:1, cpu... (default: the best).")] = None,
+    threads: ThreadsOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Sample synthetic cells (PNGs + a synthetic source manifest + report), guarded against copies."""
@@ -91,6 +109,7 @@ def synth(
         counts = dict.fromkeys(parse_classes(cls), n)
     else:
         raise SynthError("say what to generate: --cls CLASS --n N, or --plan reports/synth-plan.yaml (see --help)")
+    _threads(threads)
     options = SynthOptions(
         counts=counts,
         guidance=guidance,
@@ -103,6 +122,7 @@ def synth(
         name=name,
         device=device,
         classifier=_classifier(classifier),
+        reference_splits=reference_split or None,
     )
     with _bar() as bar:
         task = bar.add_task("sampling", total=sum(counts.values()))
@@ -163,12 +183,15 @@ def train_cmd(
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", help="Stop (with a checkpoint) after this much wall time.")
     ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Override the recipe's batch size.")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train a class-conditional diffusion generator on the train split (Accelerate: `accelerate launch` for GPUs)."""
     from wbc_data.synth.recipe import load_recipe
     from wbc_data.synth.train import train
 
-    chosen = load_recipe(recipe).with_overrides(steps=steps)
+    chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size)
+    _threads(threads)
     columns = (TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} img/s"))
     with _bar(*columns) as bar:
         task = bar.add_task("training", total=chosen.train.steps, loss=float("nan"), rate=0.0)
@@ -187,6 +210,8 @@ def train_cmd(
         result = train(
             Workspace.at(workspace), chosen, out, resume=resume, max_minutes=max_minutes, progress=show, log=_say
         )
+    if not result.main_process:
+        return  # under `accelerate launch` the main process reports
     info = result.info
     console.print(
         f"trained {result.steps:,} of {result.total_steps:,} steps in {result.seconds / 60:.1f} min "

@@ -19,12 +19,13 @@ to its nearest *other* real image are "distinct cells". The threshold sits betwe
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from wbc_data.classifier import Classifier
 from wbc_data.dedup.dihedral import TRANSFORMS, dihedral_phashes
 from wbc_data.dedup.verify import aligned, normalise
 from wbc_data.imaging.signatures import dct_lowfreq, grey_thumbnail, pack_hashes
@@ -325,13 +326,15 @@ class Fidelity:
     predicted: dict[str, int] = field(default_factory=dict)  # what the classifier called the samples
 
 
-def _batched(fn, images: Sequence[Image.Image], size: int = 64) -> np.ndarray:
+def _batched(
+    fn: Callable[[list[Image.Image]], np.ndarray], images: Sequence[Image.Image], size: int = 64
+) -> np.ndarray:
     parts = [np.asarray(fn(list(images[i : i + size]))) for i in range(0, len(images), size)]
     return np.concatenate(parts) if parts else np.zeros((0, 0))
 
 
 def fidelity(
-    classifier, label: str, synthetic: Sequence[Image.Image], reals: Sequence[Image.Image], seed: int = 0
+    classifier: Classifier, label: str, synthetic: Sequence[Image.Image], reals: Sequence[Image.Image], seed: int = 0
 ) -> Fidelity:
     """How a classifier sees the samples: agreement with ``label`` and Fréchet distances in its embedding space."""
     from wbc_data.synth.frechet import frechet_between

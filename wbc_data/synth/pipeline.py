@@ -215,6 +215,8 @@ class WbcCellPipeline(DiffusionPipeline):
             extra["generator"] = generator
         if "eta" in accepted:
             extra["eta"] = eta
+        if "use_clipped_model_output" in accepted:  # DDIM: noise re-derived from the clipped x0, so the two agree
+            extra["use_clipped_model_output"] = True
         for t in self.progress_bar(sampler.timesteps):
             model_in = torch.cat([image, image]) if guided else image
             model_in = sampler.scale_model_input(model_in, t)

@@ -86,7 +86,7 @@ class TrainSpec:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     grid_per_class: int = 4  # samples per class in the grid written at each checkpoint
-    grid_steps: int = 25  # DPM-Solver++ steps for that grid
+    grid_steps: int = 25  # sampling steps for that grid (with the recipe's sampling scheduler)
     workers: int = 2  # processes decoding images into the pixel cache
     seed: int = 0
 

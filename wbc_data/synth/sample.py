@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wbc_data.classifier import Classifier
 from wbc_data.synth import SynthError
 from wbc_data.synth.data import derive_seed, to_resolution
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
@@ -52,8 +53,9 @@ class SynthOptions:
     max_attempts: float = 3.0  # draws per requested sample at most (rejected ones are replaced up to this)
     name: str | None = None
     device: str | None = None  # None: the best available
-    classifier: Any = None  # a wbc_data.classifier.Classifier for the fidelity guard
+    classifier: Classifier | None = None  # for the fidelity guard (agreement, Fréchet distance)
     reference_max: int = 500  # real images of a class for the fidelity reference
+    reference_splits: list[str] | None = None  # splits the fidelity reference comes from (None: any)
 
 
 @dataclass
@@ -238,12 +240,18 @@ def training_images(
 
 
 def reference_images(
-    workspace: Workspace, frame: pd.DataFrame, label: str, size: int, limit: int, seed: int
+    workspace: Workspace,
+    frame: pd.DataFrame,
+    label: str,
+    size: int,
+    limit: int,
+    seed: int,
+    splits: list[str] | None = None,
 ) -> np.ndarray:
-    """Real images of ``label`` in the workspace (real, exact, kept; any split) for the fidelity guard."""
+    """Real images of ``label`` in the workspace (real, exact, kept; of ``splits``, or any) for the fidelity guard."""
     from wbc_data.selection import select_rows
 
-    rows = select_rows(frame, None, exact_only=True, kept_only=True, synthetic=False)
+    rows = select_rows(frame, splits, exact_only=True, kept_only=True, synthetic=False)
     rows = rows[rows["label"] == label].sort_values("sample_id")
     if len(rows) > limit:
         rows = rows.iloc[np.sort(np.random.default_rng(seed).permutation(len(rows))[:limit])]
@@ -445,7 +453,9 @@ def _fidelity(
 ) -> Fidelity:
     from PIL import Image
 
-    refs = reference_images(workspace, frame, label, size, options.reference_max, options.seed)
+    refs = reference_images(
+        workspace, frame, label, size, options.reference_max, options.seed, options.reference_splits
+    )
     synthetic = [Image.fromarray(a) for a in kept]
     return fidelity(options.classifier, label, synthetic, [Image.fromarray(a) for a in refs], options.seed)
 

@@ -67,6 +67,7 @@ class TrainResult:
     images_per_second: float
     loss: float
     stopped: str | None = None  # "time" when max_minutes ran out before the last step
+    main_process: bool = True  # under `accelerate launch`, only the main process reports
     grids: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -146,6 +147,8 @@ def train(
     t = recipe.train
     precision = mixed_precision(t.mixed_precision)
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=t.gradient_accumulation_steps)
+    if not accelerator.is_main_process:
+        say = lambda _msg: None  # noqa: E731  (one voice under `accelerate launch`)
     data = training_set(workspace, recipe.domain_condition)
     counts = data.class_counts()
     cache = _cache(data, workspace, recipe, out, accelerator, progress)
@@ -317,6 +320,7 @@ def train(
         stopped,
         sampling_info.grids,
         notes,
+        accelerator.is_main_process,
     )
 
 
@@ -417,10 +421,10 @@ class _Grid:
                 [name] * t.grid_per_class,
                 guidance_scale=self.recipe.sample.guidance,
                 num_inference_steps=t.grid_steps,
-                scheduler="dpm",
+                scheduler=self.recipe.sample.scheduler,
                 generator=gens,
                 output_type="uint8",
             ).images
             samples[name] = images
-        title = f"{self.recipe.name}: step {step:,} (EMA weights, DPM-Solver++ {t.grid_steps} steps)"
+        title = f"{self.recipe.name}: step {step:,} (EMA weights, {self.recipe.sample.scheduler} {t.grid_steps} steps)"
         self.grids.append(class_grid(samples, self.out / "samples" / f"step-{step:07d}.png", title))
