@@ -46,7 +46,9 @@ def sync(device: str) -> None:
 def sampling(recipe_name: str, device: str, dtype: torch.dtype, batch: int, repeat: int, cpu_steps: int) -> list[dict]:
     recipe = load_recipe(recipe_name)
     torch.manual_seed(0)
-    unet = build_unet(recipe, condition_rows(len(CLASSES), 0)).to(device, dtype)
+    unet = build_unet(recipe, condition_rows(len(CLASSES), 0)).to(device)
+    if dtype != torch.float32:
+        unet = unet.to(dtype)  # half precision for sampling on a GPU, as `wbc-data synth` loads it
     pipe = WbcCellPipeline(unet, noise_scheduler(recipe), list(CLASSES), [])
     pipe.set_progress_bar_config(disable=True)
     labels = [CLASSES[i % 9] for i in range(batch)]
@@ -54,7 +56,8 @@ def sampling(recipe_name: str, device: str, dtype: torch.dtype, batch: int, repe
     for scheduler, steps in SCHEDULES:
         timed = steps if device != "cpu" else min(steps, cpu_steps)
         gens = [torch.Generator().manual_seed(i) for i in range(batch)]
-        pipe(labels, num_inference_steps=timed, scheduler=scheduler, generator=gens, output_type="pt")  # warm-up
+        warm = timed if device != "cpu" else 1
+        pipe(labels, num_inference_steps=warm, scheduler=scheduler, generator=gens, output_type="pt")  # warm-up
         best = float("inf")
         for _ in range(repeat):
             sync(device)
@@ -114,17 +117,17 @@ def training(recipe_name: str, device: str, precision: str, batch: int, steps: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=0, help="sampling batch (default: 128 on GPU, 4 on CPU)")
-    parser.add_argument("--train-batch", type=int, default=0, help="training batch (default: 64 on GPU, 4 on CPU)")
+    parser.add_argument("--batch", type=int, default=0, help="sampling batch (default: 128 on GPU, 2 on CPU)")
+    parser.add_argument("--train-batch", type=int, default=0, help="training batch (default: 64 on GPU, 2 on CPU)")
     parser.add_argument("--train-steps", type=int, default=0, help="timed training steps (default: 20 GPU, 2 CPU)")
     parser.add_argument("--repeat", type=int, default=0, help="timed batches per figure (default: 3 GPU, 1 CPU)")
-    parser.add_argument("--cpu-steps", type=int, default=2, help="steps timed on CPU (scaled to the schedule)")
+    parser.add_argument("--cpu-steps", type=int, default=1, help="steps timed on CPU (scaled to the schedule)")
     parser.add_argument("--n", type=int, default=500, help="images for the 'time for n' column")
     parser.add_argument("--sizes", default="64,128", help="which recipes: 64 (pbc-64), 128 (wbc-128)")
     args = parser.parse_args()
     gpu = args.device.startswith("cuda")
-    batch = args.batch or (128 if gpu else 4)
-    train_batch = args.train_batch or (64 if gpu else 4)
+    batch = args.batch or (128 if gpu else 2)
+    train_batch = args.train_batch or (64 if gpu else 2)
     train_steps = args.train_steps or (20 if gpu else 2)
     repeat = args.repeat or (3 if gpu else 1)
     if gpu:
