@@ -183,11 +183,27 @@ def test_start_from_a_diffusers_model_saved_at_a_local_path(ws, tmp_path):
         else:
             assert torch.equal(value, saved[key])
     assert any("zero at start" in note for note in notes)
-    recipe = dataclasses.replace(
-        tiny(steps=2, checkpoint_every=2, grid_per_class=0), init_from=str(tmp_path / "local-model")
-    )
-    result = train(ws, recipe, tmp_path / "run")
-    assert result.info.init_from == str(tmp_path / "local-model")
+    from typer.testing import CliRunner
+
+    from wbc_data.cli import app
+    from wbc_data.synth.generator import read_info
+
+    local = str(tmp_path / "local-model")
+    args = [
+        "synth",
+        "train",
+        "--recipe",
+        "tiny-cpu",
+        "--steps",
+        "2",
+        "--init-from",
+        local,
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    result = CliRunner().invoke(app, [*args, "-w", str(ws.root)])
+    assert result.exit_code == 0, result.output
+    assert read_info(tmp_path / "run" / "generator").init_from == local
     with pytest.raises(SynthError, match="no diffusers model folder here"):
         unet_from_local(tmp_path / "nowhere", tiny(), 14)
     (tmp_path / "empty").mkdir()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -184,6 +185,10 @@ def train_cmd(
         float | None, typer.Option("--max-minutes", help="Stop (with a checkpoint) after this much wall time.")
     ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Override the recipe's batch size.")] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option("--init-from", help="Start from a diffusers UNet or pipeline folder on disk (never downloaded)."),
+    ] = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Train a class-conditional diffusion generator on the train split (Accelerate: `accelerate launch` for GPUs)."""
@@ -191,6 +196,8 @@ def train_cmd(
     from wbc_data.synth.train import train
 
     chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size)
+    if init_from is not None:
+        chosen = dataclasses.replace(chosen, init_from=str(init_from))
     _threads(threads)
     columns = (TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} img/s"))
     with _bar(*columns) as bar:
