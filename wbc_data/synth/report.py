@@ -40,7 +40,7 @@ def outcome_table(outcomes: list[ClassOutcome]) -> pd.DataFrame:
                 ),
                 "diversity ratio": _num(d.ratio, 2) if d else "",
                 "collapse": ("yes" if d.collapsed else "no") if d else "",
-                "agreement": _num(f.agreement, 2) if f and f.agreement is not None else "",
+                "agreement": f"{f.agreement:.1%}" if f and f.agreement is not None else "",
                 "Fréchet": _num(f.frechet, 2) if f and f.frechet is not None else "",
                 "Fréchet real halves": _num(f.frechet_real_halves, 2)
                 if f and f.frechet_real_halves is not None
@@ -59,7 +59,7 @@ def calibration_table(outcomes: list[ClassOutcome]) -> pd.DataFrame:
                 "distinct pairs from": o.calibration.reference,
                 "copies: median": _num(o.calibration.copies_median, 4),
                 "copies: max": _num(o.calibration.copies_max, 4),
-                "distinct: 5th pct": _num(o.calibration.distinct_low, 4),
+                "distinct: low (5th pct; least under 20)": _num(o.calibration.distinct_low, 4),
                 "distinct: median": _num(o.calibration.distinct_median, 4),
                 "threshold": _num(o.calibration.threshold, 4),
                 "dedup rule on distinct pairs": f"{o.calibration.dedup_rule_distinct:.0%}",
