@@ -4,10 +4,11 @@ Small modules, one job each (imports of torch and diffusers stay inside them, so
 
 - :mod:`recipe` reads the YAML recipes in ``generators/``;
 - :mod:`data` picks the training rows, caches their pixels at the recipe's resolution, draws class-balanced batches;
-- :mod:`conditions` numbers the class / null-class / domain embeddings;
 - :mod:`model` builds the diffusers ``UNet2DModel`` (from a recipe or a local diffusers model);
-- :mod:`pipeline` is the ``DiffusionPipeline`` subclass saved with every generator (self-contained: torch + diffusers);
+- :mod:`pipeline` is the ``DiffusionPipeline`` subclass saved with every generator (self-contained: torch + diffusers),
+  and numbers the class / null-class / domain embedding rows;
 - :mod:`checkpoints` and :mod:`train` are the Accelerate training loop, checkpoints and resume;
+- :mod:`folders` swaps whole folders in atomically (generators, sample folders);
 - :mod:`generator` saves and loads a generator folder (pipeline + provenance);
 - :mod:`guards` and :mod:`frechet` check samples (memorisation, diversity, fidelity);
 - :mod:`sample` draws accepted samples in batches, :mod:`rows` turns them into a synthetic source manifest;
