@@ -8,7 +8,7 @@ import sys
 
 from wbc_data.cli.app import app
 
-COMMAND_MODULES = ("data", "dedup", "split", "gap", "train", "publish", "demo")
+COMMAND_MODULES = ("data", "dedup", "split", "gap", "synth", "train", "publish", "demo")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"wbc_data.cli.{_module}")
 
