@@ -198,8 +198,12 @@ def test_fidelity_guard_through_a_sampling_run(trained):
     result = run_synth(ws, folder, options)
     fid = result.outcomes[0].fidelity
     view = load_view(ws).frame
-    pmy_train = int(((view["split"] == "train") & (view["label"] == "PMY") & (view["status"] == "ok")).sum())
-    assert fid is not None and fid.n_synthetic == 3 and fid.n_real == pmy_train > 0  # the reference: PMY train rows
+    real_kept = (
+        (view["status"] == "ok") & (view["label_status"] == "exact") & view["dup_keep"].fillna(True).astype(bool)
+    )
+    pmy_train = int((real_kept & (view["split"] == "train") & (view["label"] == "PMY")).sum())
+    # the reference: real, exact-label PMY train rows that dedup kept (a duplicate would count one cell twice)
+    assert fid is not None and fid.n_synthetic == 3 and fid.n_real == pmy_train > 0
     assert 0.0 <= fid.agreement <= 1.0 and fid.frechet is not None and sum(fid.predicted.values()) == 3
     assert (
         "agreement"
