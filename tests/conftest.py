@@ -25,3 +25,17 @@ def workspace(tmp_path: Path):
     from wbc_data.workspace import Workspace
 
     return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    """`wbc-data demo --quick` run once for the session (about 1.5 minutes on 2 cores): (workspace, printed output).
+    Tests that change the workspace work on a copy."""
+    from typer.testing import CliRunner
+
+    from wbc_data.cli import app
+
+    ws = tmp_path_factory.mktemp("demo") / "ws"
+    result = CliRunner().invoke(app, ["demo", "--quick", "-w", str(ws), "-j", "1"])
+    assert result.exit_code == 0, result.output
+    return ws, result.output

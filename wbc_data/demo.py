@@ -1,47 +1,290 @@
-"""The main job on the built-in real sample: the whole data road in seconds, with no download.
+"""The whole road in one command, on the real sample shipped inside the package (``wbc_data/sample/``):
 
-ingest PBC and a Kaggle re-upload that copies some of it -> merge -> dedup (finds the copies) -> split ->
-gap-report against the WBCBench 2026 training distribution, with a synth plan.
+ingest four sources in their own layouts (one with a proposed label map) -> merge -> dedup (a real cross-source
+copy and augmented copies) -> split -> gap report and synth plan -> a tiny generator trained and sampled for the
+rare class, guarded -> a tiny classifier ensemble trained without and with the synthetic rows and compared on the
+same real test images -> a dry-run publish loaded back with ``datasets.load_dataset`` -> one HTML report.
+
+Every step is a library call whose equivalent command is recorded (and printed by the CLI) so a user can repeat it
+on real data. A step's completion is recorded in ``<workspace>/demo/state.json``: re-running reuses finished steps
+(the first step that must run again re-runs everything after it); ``fresh`` starts over.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
-
-from wbc_data.dedup.run import DedupOptions, DedupResult, dedup
-from wbc_data.gap import GapResult, run_gap_report
-from wbc_data.ingest.engine import IngestOptions, IngestResult, ProgressFn, ingest
-from wbc_data.merge import merge
-from wbc_data.report.manifest_report import build
+from wbc_data.atomic import atomic_write_text
+from wbc_data.errors import UserError
 from wbc_data.resources import sample_dir
-from wbc_data.split import SplitOptions, SplitResult, run_split
 from wbc_data.workspace import Workspace
+
+RARE = "PMY"
+"""The class the sample keeps rare (7 real images) and the demo's generator fills."""
+STATE = "demo/state.json"
+REPO_ID = "your-org/wbc-demo"
+DEMO_VERSION = 2
+"""Bumped when the steps change: state from an older demo is not reused."""
+REUPLOAD_LICENCE = "CC BY 4.0 (augmented copies of PBC images)"
+"""What the sample's README says of its augmented re-upload; an image folder has no licence unless one is given."""
+
+
+class DemoError(UserError):
+    pass
+
+
+Reporter = Callable[[str, int, "int | None"], None]
+"""Progress inside a step: (what, done, total or None); the CLI draws a bar from it."""
+
+
+def _silent(what: str, done: int, total: int | None) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo does at one size; ``quick`` is the smallest setting (the test suite's)."""
+
+    quick: bool = False
+    workers: int = 0
+
+    @property
+    def generator_recipe(self) -> str:
+        """16 px colour blobs in seconds (quick), or 32 px in a few CPU minutes: the look, not yet the cell."""
+        return "tiny-cpu" if self.quick else "cpu-32"
+
+    @property
+    def generator_steps(self) -> int:
+        return 20 if self.quick else 400
+
+    @property
+    def synthetic_images(self) -> int:
+        return 6 if self.quick else 24
+
+    @property
+    def classifier_epochs(self) -> int:
+        return 1 if self.quick else 6
+
+    def key(self) -> dict[str, Any]:
+        return {"quick": self.quick, "sample": sample_version(), "version": DEMO_VERSION}
+
+
+@dataclass
+class Step:
+    key: str
+    title: str
+    command: list[str]  # the arguments after ``wbc-data``
+    run: Callable[[], Any]
+    outputs: list[Path] = field(default_factory=list)  # must still exist for the step to be reused
+    summary: Callable[[Any], str] = lambda result: ""
+
+    @property
+    def shown(self) -> str:
+        return "wbc-data " + " ".join(_quote(a) for a in self.command)
+
+
+@dataclass
+class StepOutcome:
+    key: str
+    title: str
+    command: str
+    seconds: float
+    reused: bool
+    summary: str
+    result: Any = None
 
 
 @dataclass
 class DemoResult:
-    ingests: list[IngestResult] = field(default_factory=list)
-    manifest_path: Path | None = None
-    manifest: pd.DataFrame | None = None
-    report_path: Path | None = None
-    dedup: DedupResult | None = None
-    split: SplitResult | None = None
-    gap: GapResult | None = None
+    workspace: Workspace
+    steps: list[StepOutcome] = field(default_factory=list)
+    report: Path | None = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.steps if not s.reused)
+
+    def outcome(self, key: str) -> StepOutcome | None:
+        return next((s for s in self.steps if s.key == key), None)
 
 
-def run_demo(workspace: Workspace, workers: int = 0, progress: ProgressFn | None = None) -> DemoResult:
+def sample_version() -> str:
+    """A fingerprint of the shipped sample (file names and sizes): a changed sample makes old demo state stale."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(sample_dir().rglob("*")):
+        if path.is_file():
+            digest.update(f"{path.relative_to(sample_dir())}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _quote(arg: str) -> str:
+    return f"'{arg}'" if any(c in arg for c in " '\"$") else arg
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = _silent) -> list[Step]:
+    """Every step of the road on the sample, with the command that repeats it; ``report`` hears the long steps'
+    progress."""
+    from wbc_data import demo_steps as lib
+
     sample = sample_dir()
-    result = DemoResult()
-    options = IngestOptions(workers=workers)
-    result.ingests.append(ingest("pbc", sample / "pbc", workspace, options, progress))
-    result.ingests.append(ingest("kaggle-cancer-mix", sample / "kaggle_cancer_mix", workspace, options, progress))
-    merged = merge(workspace, [r.name for r in result.ingests])
-    result.manifest_path, result.manifest = merged.path, merged.frame
-    _, result.report_path = build(result.manifest, workspace.reports_dir)
-    result.dedup = dedup(workspace, DedupOptions(workers=workers))
-    result.split = run_split(workspace, SplitOptions(val=0.2, test=0.2, seed=0))
-    result.gap = run_gap_report(workspace, "wbcbench", quota=workspace.reports_dir / "synth-plan.yaml")
+    w = ["-w", str(ws.root)]
+    j = ["-j", str(settings.workers)] if settings.workers else []
+    reports = ws.reports_dir
+    proposal = ws.root / "label-maps" / "reupload.proposed.yaml"
+    generator_run = ws.root / "generators" / "demo"
+    generator = generator_run / "generator"  # where a run saves its pipeline
+    real_only, with_synth = ws.root / "models" / "real-only", ws.root / "models" / "with-synthetic"
+    evaluation = reports / "evaluate-compare"
+    published = ws.root / "publish" / REPO_ID.replace("/", "__")
+    recipe = "tiny-cpu"  # the classifier ensemble: two of timm's test-sized models at 32 px
+    generator_recipe, generator_steps = settings.generator_recipe, settings.generator_steps
+    epochs = [f"members.{i}.stages.{k}.epochs={settings.classifier_epochs}" for i, k in ((0, 0), (1, 1))]
+    sets = [a for e in epochs for a in ("--set", e)]
+    return [
+        Step("ingest-pbc", "Ingest PBC (its folder layout and file-name prefixes)",
+             ["ingest", "pbc", str(sample / "pbc"), *w, *j],
+             lambda: lib.ingest(ws, "pbc", sample / "pbc", settings, report=report),
+             [ws.source_manifest("pbc")], lib.ingest_summary),
+        Step("ingest-bccd", "Ingest BCCD (smear fields + VOC boxes: one crop per white cell)",
+             ["ingest", "bccd", str(sample / "bccd"), *w, *j],
+             lambda: lib.ingest(ws, "bccd", sample / "bccd", settings, report=report), [ws.source_manifest("bccd")],
+             lib.ingest_summary),
+        Step("ingest-kaggle", "Ingest a Kaggle re-upload that copies PBC files",
+             ["ingest", "kaggle-cancer-mix", str(sample / "kaggle_cancer_mix"), *w, *j],
+             lambda: lib.ingest(ws, "kaggle-cancer-mix", sample / "kaggle_cancer_mix", settings, report=report),
+             [ws.source_manifest("kaggle-cancer-mix")], lib.ingest_summary),
+        Step("propose-map", "An unknown re-upload without a label map: a map is proposed, not applied",
+             ["ingest", "imagefolder", str(sample / "augmented_reupload"), "--name", "reupload", *w, *j],
+             lambda: lib.ingest(ws, "imagefolder", sample / "augmented_reupload", settings, name="reupload"),
+             [proposal], lambda r: f"label map proposed: {r.proposal_path}"),
+        Step("ingest-reupload", "Ingest it with the reviewed map",
+             ["ingest", "imagefolder", str(sample / "augmented_reupload"), "--name", "reupload",
+              "--label-map", str(proposal), "--licence", REUPLOAD_LICENCE, *w, *j],
+             lambda: lib.ingest(ws, "imagefolder", sample / "augmented_reupload", settings, name="reupload",
+                                label_map=proposal, licence=REUPLOAD_LICENCE),
+             [ws.source_manifest("reupload")], lib.ingest_summary),
+        Step("manifest", "Merge into one 13-class manifest", ["manifest", *w], lambda: lib.merge(ws),
+             [ws.unified_manifest], lib.merge_summary),
+        Step("dedup", "Find copies across sources (exact, recompressed, rotated, cropped)", ["dedup", *w, *j],
+             lambda: lib.dedup(ws, settings), [ws.stage_path("dedup")], lib.dedup_summary),
+        Step("split", "Split so that no patient, field or copy straddles",
+             ["split", "--val", "0.2", "--test", "0.2", "--seed", "0", *w], lambda: lib.split(ws),
+             [ws.stage_path("split")], lib.split_summary),
+        Step("gap-report", "What each class lacks against WBCBench 2026, and a synth plan",
+             ["gap-report", "--target", "wbcbench", "--quota", str(reports / "synth-plan.yaml"), *w],
+             lambda: lib.gap(ws, reports / "synth-plan.yaml"), [reports / "gap-report.html"], lib.gap_summary),
+        Step("synth-train", f"Train a small class-conditional generator ({generator_recipe}, {generator_steps} steps)",
+             ["synth", "train", "--recipe", generator_recipe, "--steps", str(generator_steps),
+              "--checkpoint-every", str(generator_steps), "--out", str(generator_run), *w],
+             lambda: lib.synth_train(ws, generator_recipe, generator_steps, generator_run, report),
+             [generator / "wbc_generator.json"], lib.synth_train_summary),
+        Step("train-real", "Train the tiny classifier ensemble on real rows only",
+             ["train", "--recipe", recipe, "--out", str(real_only), "--synthetic-ratio", "0", *sets, *w],
+             lambda: lib.train(ws, recipe, epochs, real_only, 0.0, report), [real_only / "classifier.json"],
+             lib.train_summary),
+        Step("synth-sample", f"Generate {settings.synthetic_images} {RARE} cells, guarded against copies",
+             ["synth", "--cls", RARE, "--n", str(settings.synthetic_images), "--generator", str(generator),
+              "--classifier", str(real_only), "--reference-split", "train", "--name", "demo-pmy", "--seed", "0",
+              *w],
+             lambda: lib.synth_sample(ws, generator, RARE, settings.synthetic_images, real_only, "demo-pmy", report),
+             [ws.source_manifest("synth-demo-pmy")], lib.synth_summary),
+        Step("manifest-synthetic", "Merge the synthetic rows (train only; dedup and split stay valid)",
+             ["manifest", *w], lambda: lib.merge(ws), [ws.unified_manifest], lib.merge_summary),
+        Step("train-mix", "Train the same ensemble with the synthetic rows in 25% of each batch",
+             ["train", "--recipe", recipe, "--out", str(with_synth), "--synthetic-ratio", "0.25", *sets, *w],
+             lambda: lib.train(ws, recipe, epochs, with_synth, 0.25, report), [with_synth / "classifier.json"],
+             lib.train_summary),
+        Step("evaluate", "Compare both on the same real test images, per class and per source",
+             ["evaluate", "--model", str(with_synth), "--compare", str(real_only), "--by", "source",
+              "--out", str(evaluation), *w],
+             lambda: lib.evaluate(ws, with_synth, real_only, evaluation), [evaluation / "report.html"],
+             lib.evaluate_summary),
+        Step("publish", "Dry-run publish to the Hub format, loaded back with datasets.load_dataset",
+             ["publish", "--repo-id", REPO_ID, "--dry-run", "--include-synthetic", "--out", str(published), *w],
+             lambda: lib.publish(ws, REPO_ID, published), [published / "README.md"], lib.publish_summary),
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- running
+
+
+def read_state(ws: Workspace) -> dict[str, Any]:
+    path = ws.root / STATE
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def write_state(ws: Workspace, state: dict[str, Any]) -> None:
+    atomic_write_text(ws.root / STATE, json.dumps(state, indent=2) + "\n")
+
+
+def start_fresh(ws: Workspace) -> None:
+    """Remove a demo workspace; refuse to touch a folder that is not one (a user's real workspace)."""
+    root = ws.root
+    if not root.exists():
+        return
+    if not (root / STATE).is_file() and any(root.iterdir()):
+        raise DemoError(f"{root}: not a demo workspace (no {STATE}); --fresh only clears what the demo wrote")
+    shutil.rmtree(root)
+
+
+def run_demo(
+    ws: Workspace,
+    settings: DemoSettings | None = None,
+    fresh: bool = False,
+    on_start: Callable[[Step, int, int], None] | None = None,
+    on_done: Callable[[Step, StepOutcome], None] | None = None,
+    report: Reporter = _silent,
+) -> DemoResult:
+    """Run (or reuse) every step, then write the one HTML report; ``report`` hears progress inside long steps."""
+    settings = settings or DemoSettings()
+    if fresh:
+        start_fresh(ws)
+    if ws.root.exists() and not (ws.root / STATE).is_file() and any(ws.root.iterdir()):
+        raise DemoError(f"{ws.root}: holds other work (no {STATE}); give the demo its own --workspace")
+    state = read_state(ws)
+    if state.get("settings") != settings.key():
+        state = {"settings": settings.key(), "done": {}}
+    ws.root.mkdir(parents=True, exist_ok=True)
+    write_state(ws, state)
+    result = DemoResult(ws)
+    steps = plan_steps(ws, settings, report)
+    rerun = False
+    for index, step in enumerate(steps, start=1):
+        done = state["done"].get(step.key)
+        reusable = not rerun and done is not None and all(p.exists() for p in step.outputs)
+        if on_start:
+            on_start(step, index, len(steps))
+        if reusable:
+            outcome = StepOutcome(step.key, step.title, step.shown, done["seconds"], True, done["summary"])
+        else:
+            rerun = True
+            start = time.perf_counter()
+            value = step.run()
+            seconds = time.perf_counter() - start
+            outcome = StepOutcome(step.key, step.title, step.shown, seconds, False, step.summary(value), value)
+            state["done"][step.key] = {"seconds": round(seconds, 2), "summary": outcome.summary}
+            write_state(ws, state)
+        result.steps.append(outcome)
+        if on_done:
+            on_done(step, outcome)
+    from wbc_data.demo_report import write_index
+
+    result.report = write_index(result)
     return result

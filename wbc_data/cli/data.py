@@ -15,9 +15,19 @@ from wbc_data.workspace import Workspace
 
 @app.command()
 @friendly_errors
-def sources() -> None:
+def sources(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the supported-sources table as Markdown (the README's).")
+    ] = False,
+) -> None:
     """List every source the tool knows: citation, licence, download address and expected layout."""
     from wbc_data.sources.definition import load_definitions
+
+    if markdown:
+        from wbc_data.sources.catalogue import sources_markdown
+
+        print(sources_markdown())
+        return
 
     for definition in load_definitions().values():
         console.rule(f"[bold]{definition.name}[/] — {definition.title}")

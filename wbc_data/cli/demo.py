@@ -1,39 +1,54 @@
-"""`demo`: the whole road on the real sample shipped with the tool."""
+"""`demo`: the whole road on the real sample shipped with the tool, one HTML report at the end."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from wbc_data import summary
-from wbc_data.cli.app import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
-from wbc_data.cli.data import render_ingest
-from wbc_data.cli.gap import render_gap_table
+from wbc_data.cli.app import WorkspaceOpt, app, console, friendly_errors, progress_bar
 from wbc_data.workspace import Workspace
 
 
 @app.command()
 @friendly_errors
-def demo(workspace: WorkspaceOpt = None, workers: Annotated[int, typer.Option("--workers", "-j")] = 0) -> None:
-    """Run the main job on the real sample shipped with the tool: ingest, merge, dedup, split, gap report."""
-    from wbc_data.demo import run_demo
+def demo(
+    workspace: WorkspaceOpt = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (0 = every core).")] = 0,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start over (re-running otherwise reuses finished steps).")
+    ] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The smallest setting (about a minute; what the tests run).")
+    ] = False,
+) -> None:
+    """Run everything on the real sample shipped with the tool: ingest, merge, dedup, split, gap report, synth,
+    train without and with synthetic cells, compare, publish (dry run), one HTML report."""
+    from wbc_data.demo import DemoSettings, run_demo
+
+    bar = progress_bar("demo")
+    task: list[Any] = []
+
+    def started(step: Any, index: int, total: int) -> None:
+        console.rule(f"[bold]{index}/{total}[/] {step.title}", align="left")
+        console.print(f"[cyan]$ {step.shown}[/]", highlight=False, soft_wrap=True)
+        task[:] = [bar.add_task(step.key, total=None)]
+
+    def report(what: str, done: int, total: int | None) -> None:
+        if task:
+            bar.update(task[0], description=what, completed=done, total=total)
+
+    def finished(step: Any, outcome: Any) -> None:
+        if task:
+            bar.remove_task(task.pop())
+        when = "reused from the last run" if outcome.reused else f"{outcome.seconds:.1f} s"
+        console.print(f"[green]done[/] ({when}) {outcome.summary}", highlight=False, soft_wrap=True)
 
     ws = Workspace.at(workspace)
-    with progress_bar("demo") as bar:
-        task = bar.add_task("ingest sample", total=None)
-        result = run_demo(ws, workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    for ingested in result.ingests:
-        render_ingest(ingested)
-        console.print()
-    console.print(
-        frame_table(summary.class_by_source(result.manifest), title="Images per class and source", index=True)
-    )
-    console.print(f"unified manifest: {result.manifest_path} ({len(result.manifest):,} rows)", highlight=False)
-    console.print(frame_table(result.dedup.summary(), title="Duplicates (the Kaggle copies of PBC files)"))
-    console.print(frame_table(result.split.table.reset_index(), title="Split: eligible images per class"))
-    render_gap_table(result.gap.gap)
-    console.print(f"synth plan: {result.gap.plan_path}", highlight=False)
-    for path in (result.report_path, *result.dedup.report_paths, *result.split.report_paths, result.gap.files.html):
-        if str(path).endswith(".html"):
-            console.print(f"report: {path}", highlight=False)
+    with bar:
+        result = run_demo(ws, DemoSettings(quick=quick, workers=workers), fresh, started, finished, report)
+    console.rule("[bold]demo finished[/]", align="left")
+    ran = [s for s in result.steps if not s.reused]
+    console.print(f"{len(ran)} step(s) run in {result.seconds:.0f} s, {len(result.steps) - len(ran)} reused",
+                  highlight=False)  # fmt: skip
+    console.print(f"report: {result.report}", highlight=False)

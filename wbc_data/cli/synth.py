@@ -185,6 +185,10 @@ def train_cmd(
         float | None, typer.Option("--max-minutes", help="Stop (with a checkpoint) after this much wall time.")
     ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Override the recipe's batch size.")] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option("--checkpoint-every", help="Steps between checkpoints and sample grids (default: recipe's)."),
+    ] = None,
     init_from: Annotated[
         Path | None,
         typer.Option("--init-from", help="Start from a diffusers UNet or pipeline folder on disk (never downloaded)."),
@@ -195,7 +199,7 @@ def train_cmd(
     from wbc_data.synth.recipe import load_recipe
     from wbc_data.synth.train import train
 
-    chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size)
+    chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every)
     if init_from is not None:
         chosen = dataclasses.replace(chosen, init_from=str(init_from))
     _threads(threads)

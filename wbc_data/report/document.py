@@ -44,11 +44,28 @@ def to_markdown(report: Report, relative_to: Path | None = None) -> str:
         for caption, table in section.tables:
             if caption:
                 lines += [f"**{caption}**", ""]
-            lines += [table.to_markdown(index=False) if _has_tabulate() else _plain_markdown(table), ""]
+            safe = _markdown_safe(table)
+            lines += [safe.to_markdown(index=False) if _has_tabulate() else _plain_markdown(safe), ""]
         for caption, png in section.figures:
             target = png.relative_to(relative_to) if relative_to and png.is_relative_to(relative_to) else png
             lines += [f"![{caption}]({target.as_posix()})", ""]
     return "\n".join(lines)
+
+
+def _markdown_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """Text cells as Markdown shows them literally: ``<class>/<image>`` would otherwise be read as HTML tags (and
+    vanish on the Hub), and a ``|`` would split the cell."""
+    out = table.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(
+                lambda v: (
+                    v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+                    if isinstance(v, str)
+                    else v
+                )
+            )
+    return out
 
 
 def _has_tabulate() -> bool:
@@ -72,7 +89,7 @@ def _cell(value: object) -> str:
         return f"{value:,.2f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value).replace("|", "\\|")
+    return str(value)
 
 
 STYLE = """

@@ -1,4 +1,4 @@
-"""The one HTML report in a real headless browser (Debian's Chromium, driven by Playwright): the page loads, every
+"""Checks of an HTML report in a real headless browser (Debian's Chromium, driven by Playwright): the page loads, every
 image it references exists and decodes, and nothing overflows the page (wide tables scroll in their own box)."""
 
 from __future__ import annotations
@@ -7,8 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from wbc_data.report.index import build_index
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -55,16 +53,3 @@ def assert_readable(facts: dict, page_dir: Path) -> None:
     for href in facts["links"]:
         if not href.startswith(("#", "http", "data:")):
             assert (page_dir / href).is_file(), href
-
-
-def test_demo_report_in_chromium(tmp_path):
-    from typer.testing import CliRunner
-
-    from wbc_data.cli import app
-
-    ws = tmp_path / "ws"
-    assert CliRunner().invoke(app, ["demo", "-w", str(ws), "-j", "1"]).exit_code == 0
-    index = build_index(ws / "reports", intro="demo")
-    facts = check_in_browser(index, tmp_path / "index.png")
-    assert_readable(facts, index.parent)
-    assert {"manifest", "dedup", "split", "gap-report"} <= set(facts["sections"])

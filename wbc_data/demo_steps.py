@@ -1,0 +1,185 @@
+"""The demo's steps as plain library calls, each doing exactly what its recorded ``wbc-data`` command does, plus a
+one-line summary of each result (what the demo prints and the report's step table shows)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wbc_data.workspace import Workspace
+
+Reporter = Callable[[str, int, "int | None"], None]
+
+
+def _silent(what: str, done: int, total: int | None) -> None:
+    pass
+
+
+def ingest(ws: Workspace, source: str, path: Path, settings: Any, name: str | None = None,
+           label_map: Path | None = None, licence: str | None = None, report: Reporter = _silent) -> Any:  # fmt: skip
+    from wbc_data.ingest.engine import IngestOptions
+    from wbc_data.ingest.engine import ingest as run
+    from wbc_data.labelmap import LabelMap
+
+    chosen_map = LabelMap.from_yaml(label_map) if label_map else None
+    options = IngestOptions(workers=settings.workers, name=name, label_map=chosen_map, licence=licence)
+    return run(source, path, ws, options, progress=lambda done, total: report("reading files", done, total))
+
+
+def ingest_summary(result: Any) -> str:
+    frame = result.frame
+    used = int((frame["status"] == "ok").sum())
+    rejected = int((frame["status"] == "rejected").sum())
+    return f"{result.files_seen:,} files: {used:,} images used, {rejected:,} rejected with a reason"
+
+
+def merge(ws: Workspace) -> Any:
+    from wbc_data.merge import merge as run
+    from wbc_data.report.manifest_report import build
+
+    result = run(ws)
+    build(result.frame, ws.reports_dir)
+    return result
+
+
+def merge_summary(result: Any) -> str:
+    stale = [s.message() for s in result.stages if not s.fresh]
+    tail = f"; {'; '.join(stale)}" if stale else ""
+    return f"{len(result.frame):,} rows from {result.frame['source'].nunique()} sources{tail}"
+
+
+def dedup(ws: Workspace, settings: Any) -> Any:
+    from wbc_data.dedup.run import DedupOptions
+    from wbc_data.dedup.run import dedup as run
+
+    return run(ws, DedupOptions(workers=settings.workers))
+
+
+def dedup_summary(result: Any) -> str:
+    row = result.summary().iloc[0]
+    return f"{int(row['clusters'])} duplicate clusters, {int(row['dropped'])} copies dropped"
+
+
+def split(ws: Workspace) -> Any:
+    from wbc_data.split import SplitOptions, run_split
+
+    return run_split(ws, SplitOptions(val=0.2, test=0.2, seed=0))
+
+
+def split_summary(result: Any) -> str:
+    totals = result.table[["train", "val", "test"]].sum()
+    return f"train {int(totals['train'])}, val {int(totals['val'])}, test {int(totals['test'])} real images"
+
+
+def gap(ws: Workspace, quota: Path) -> Any:
+    from wbc_data.gap import run_gap_report
+
+    return run_gap_report(ws, "wbcbench", quota=quota)
+
+
+def gap_summary(result: Any) -> str:
+    plan = result.plan
+    return f"synth plan: {plan.total:,} images over {sum(1 for q in plan.classes.values() if q.generate)} classes"
+
+
+def synth_train(ws: Workspace, recipe: str, steps: int, out: Path, report: Reporter = _silent) -> Any:
+    from wbc_data.synth.recipe import load_recipe
+    from wbc_data.synth.train import train
+
+    def show(status: Any) -> None:
+        what = "decoding images" if status.phase == "cache" else f"training, loss {status.loss:.3f}"
+        report(what, status.done, status.total)
+
+    return train(ws, load_recipe(recipe).with_overrides(steps=steps, checkpoint_every=steps), out, progress=show)
+
+
+def synth_train_summary(result: Any) -> str:
+    return f"{result.steps:,} steps in {result.seconds:.0f} s, loss {result.loss:.3f}: {result.generator_dir}"
+
+
+class _EpochProgress:
+    """The trainer's progress protocol (``wbc_data.train.loop.TrainProgress``) as demo progress: one bar per epoch."""
+
+    def __init__(self, report: Reporter) -> None:
+        self.report, self.what, self.steps = report, "", 0
+
+    def begin_epoch(self, member: str, stage: str, epoch: int, steps: int) -> None:
+        self.what, self.steps = f"{member} {stage} epoch {epoch}", steps
+        self.report(self.what, 0, steps)
+
+    def step(self, loss: float, images_per_s: float, steps_done: int) -> None:
+        self.report(f"{self.what}, loss {loss:.3f}", steps_done, self.steps)
+
+    def end_epoch(self, record: Any) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+def train(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float,
+          report: Reporter = _silent) -> Any:  # fmt: skip
+    from wbc_data.train.recipe import load_recipe
+    from wbc_data.train.run import TrainOptions
+    from wbc_data.train.run import train as run
+
+    options = TrainOptions(out=out, synthetic_ratio=synthetic_ratio)
+    return run(ws, load_recipe(recipe, overrides), options, progress=_EpochProgress(report))
+
+
+def train_summary(result: Any) -> str:
+    return f"validation macro-F1 {result.val.macro_f1:.3f} ({len(result.members)} members): {result.out}"
+
+
+def synth_sample(ws: Workspace, generator: Path, cls: str, n: int, classifier: Path, name: str,
+                 report: Reporter = _silent) -> Any:  # fmt: skip
+    from wbc_data.classifier import load_classifier
+    from wbc_data.synth.sample import SynthOptions, run_synth
+
+    options = SynthOptions(counts={cls: n}, classifier=load_classifier(classifier), reference_splits=["train"],
+                           name=name, seed=0)  # fmt: skip
+    return run_synth(ws, generator, options, progress=lambda done, total: report("sampling", done, total))
+
+
+def synth_summary(result: Any) -> str:
+    parts = []
+    for o in result.outcomes:
+        agreement = f", classifier agrees on {o.fidelity.agreement:.0%}" if o.fidelity is not None else ""
+        parts.append(f"{o.label}: {o.accepted} accepted, {o.rejected} rejected as near-copies{agreement}")
+    return "; ".join(parts)
+
+
+def evaluate(ws: Workspace, model: Path, compare: Path, out: Path) -> Any:
+    from wbc_data.train.evaluate import EvalOptions
+    from wbc_data.train.evaluate import evaluate as run
+
+    return run(ws, model, EvalOptions(compare=compare, by_source=True, out=out))
+
+
+def evaluate_summary(result: Any) -> str:
+    return "; ".join(f"{s.name}: test macro-F1 {s.metrics.macro_f1:.3f}" for s in result.scores)
+
+
+def publish(ws: Workspace, repo_id: str, out: Path) -> dict[str, Any]:
+    """The dry-run publish, then the folder loaded back as any user of the dataset would."""
+    import datasets
+
+    from wbc_data.publish import PublishOptions
+    from wbc_data.publish import publish as run
+
+    result = run(ws, PublishOptions(repo_id, dry_run=True, include_synthetic=True, out=out))
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        loaded = datasets.load_dataset(str(result.built.out))
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
+    return {"result": result, "splits": {name: part.num_rows for name, part in loaded.items()},
+            "classes": loaded[next(iter(loaded))].features["label"].names}  # fmt: skip
+
+
+def publish_summary(value: dict[str, Any]) -> str:
+    splits = ", ".join(f"{k} {v}" for k, v in value["splits"].items())
+    return f"load_dataset gives {splits} with {len(value['classes'])} class names"
