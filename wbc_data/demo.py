@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wbc_data.atomic import atomic_write_text
+from wbc_data.demo_steps import Reporter, silent
 from wbc_data.errors import UserError
 from wbc_data.resources import sample_dir
 from wbc_data.workspace import Workspace
@@ -29,21 +30,13 @@ RARE = "PMY"
 """The class the sample keeps rare (7 real images) and the demo's generator fills."""
 STATE = "demo/state.json"
 REPO_ID = "your-org/wbc-demo"
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 """Bumped when the steps change: state from an older demo is not reused."""
 REUPLOAD_LICENCE = "CC BY 4.0 (augmented copies of PBC images)"
 """What the sample's README says of its augmented re-upload; an image folder has no licence unless one is given."""
 
 
 class DemoError(UserError):
-    pass
-
-
-Reporter = Callable[[str, int, "int | None"], None]
-"""Progress inside a step: (what, done, total or None); the CLI draws a bar from it."""
-
-
-def _silent(what: str, done: int, total: int | None) -> None:
     pass
 
 
@@ -61,15 +54,27 @@ class DemoSettings:
 
     @property
     def generator_steps(self) -> int:
-        return 20 if self.quick else 400
+        return 20 if self.quick else 300
+
+    @property
+    def generator_batch(self) -> int:
+        return 8  # 2,400 images seen at 300 steps: about 1.5 CPU minutes for cpu-32
 
     @property
     def synthetic_images(self) -> int:
         return 6 if self.quick else 24
 
     @property
+    def sampling_steps(self) -> int:
+        return 4 if self.quick else 50  # DDPM: half the recipe's 100, a few seconds per image on a CPU
+
+    @property
     def classifier_epochs(self) -> int:
-        return 1 if self.quick else 6
+        return 1 if self.quick else 40  # an epoch of the sample's 76 training images takes a fraction of a second
+
+    @property
+    def classifier_patience(self) -> int:
+        return 15  # the 29 validation images are noisy: stop late
 
     def key(self) -> dict[str, Any]:
         return {"quick": self.quick, "sample": sample_version(), "version": DEMO_VERSION}
@@ -132,7 +137,7 @@ def _quote(arg: str) -> str:
 # --------------------------------------------------------------------------- the steps
 
 
-def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = _silent) -> list[Step]:
+def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = silent) -> list[Step]:
     """Every step of the road on the sample, with the command that repeats it; ``report`` hears the long steps'
     progress."""
     from wbc_data import demo_steps as lib
@@ -149,7 +154,9 @@ def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = _silent
     published = ws.root / "publish" / REPO_ID.replace("/", "__")
     recipe = "tiny-cpu"  # the classifier ensemble: two of timm's test-sized models at 32 px
     generator_recipe, generator_steps = settings.generator_recipe, settings.generator_steps
+    batch = settings.generator_batch
     epochs = [f"members.{i}.stages.{k}.epochs={settings.classifier_epochs}" for i, k in ((0, 0), (1, 1))]
+    epochs.append(f"train.patience={settings.classifier_patience}")
     sets = [a for e in epochs for a in ("--set", e)]
     return [
         Step("ingest-pbc", "Ingest PBC (its folder layout and file-name prefixes)",
@@ -185,19 +192,21 @@ def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = _silent
              ["gap-report", "--target", "wbcbench", "--quota", str(reports / "synth-plan.yaml"), *w],
              lambda: lib.gap(ws, reports / "synth-plan.yaml"), [reports / "gap-report.html"], lib.gap_summary),
         Step("synth-train", f"Train a small class-conditional generator ({generator_recipe}, {generator_steps} steps)",
-             ["synth", "train", "--recipe", generator_recipe, "--steps", str(generator_steps),
-              "--checkpoint-every", str(generator_steps), "--out", str(generator_run), *w],
-             lambda: lib.synth_train(ws, generator_recipe, generator_steps, generator_run, report),
+             ["synth", "train", "--recipe", generator_recipe, "--steps", str(generator_steps), "--batch-size",
+              str(batch), "--checkpoint-every", str(generator_steps), "--out", str(generator_run), *w],
+             lambda: lib.synth_train(ws, generator_recipe, generator_steps, batch, generator_run, report),
              [generator / "wbc_generator.json"], lib.synth_train_summary),
         Step("train-real", "Train the tiny classifier ensemble on real rows only",
              ["train", "--recipe", recipe, "--out", str(real_only), "--synthetic-ratio", "0", *sets, *w],
              lambda: lib.train(ws, recipe, epochs, real_only, 0.0, report), [real_only / "classifier.json"],
              lib.train_summary),
         Step("synth-sample", f"Generate {settings.synthetic_images} {RARE} cells, guarded against copies",
-             ["synth", "--cls", RARE, "--n", str(settings.synthetic_images), "--generator", str(generator),
+             ["synth", "--cls", RARE, "--n", str(settings.synthetic_images), "--steps", str(settings.sampling_steps),
+              "--generator", str(generator),
               "--classifier", str(real_only), "--reference-split", "train", "--name", "demo-pmy", "--seed", "0",
               *w],
-             lambda: lib.synth_sample(ws, generator, RARE, settings.synthetic_images, real_only, "demo-pmy", report),
+             lambda: lib.synth_sample(ws, generator, RARE, settings.synthetic_images, settings.sampling_steps,
+                                      real_only, "demo-pmy", report),
              [ws.source_manifest("synth-demo-pmy")], lib.synth_summary),
         Step("manifest-synthetic", "Merge the synthetic rows (train only; dedup and split stay valid)",
              ["manifest", *w], lambda: lib.merge(ws), [ws.unified_manifest], lib.merge_summary),
@@ -250,7 +259,7 @@ def run_demo(
     fresh: bool = False,
     on_start: Callable[[Step, int, int], None] | None = None,
     on_done: Callable[[Step, StepOutcome], None] | None = None,
-    report: Reporter = _silent,
+    report: Reporter = silent,
 ) -> DemoResult:
     """Run (or reuse) every step, then write the one HTML report; ``report`` hears progress inside long steps."""
     settings = settings or DemoSettings()

@@ -10,14 +10,15 @@ from typing import Any
 from wbc_data.workspace import Workspace
 
 Reporter = Callable[[str, int, "int | None"], None]
+"""Progress inside a step: (what, done, total or None); the CLI draws a bar from it."""
 
 
-def _silent(what: str, done: int, total: int | None) -> None:
+def silent(what: str, done: int, total: int | None) -> None:
     pass
 
 
 def ingest(ws: Workspace, source: str, path: Path, settings: Any, name: str | None = None,
-           label_map: Path | None = None, licence: str | None = None, report: Reporter = _silent) -> Any:  # fmt: skip
+           label_map: Path | None = None, licence: str | None = None, report: Reporter = silent) -> Any:  # fmt: skip
     from wbc_data.ingest.engine import IngestOptions
     from wbc_data.ingest.engine import ingest as run
     from wbc_data.labelmap import LabelMap
@@ -83,7 +84,7 @@ def gap_summary(result: Any) -> str:
     return f"synth plan: {plan.total:,} images over {sum(1 for q in plan.classes.values() if q.generate)} classes"
 
 
-def synth_train(ws: Workspace, recipe: str, steps: int, out: Path, report: Reporter = _silent) -> Any:
+def synth_train(ws: Workspace, recipe: str, steps: int, batch_size: int, out: Path, report: Reporter = silent) -> Any:
     from wbc_data.synth.recipe import load_recipe
     from wbc_data.synth.train import train
 
@@ -91,7 +92,8 @@ def synth_train(ws: Workspace, recipe: str, steps: int, out: Path, report: Repor
         what = "decoding images" if status.phase == "cache" else f"training, loss {status.loss:.3f}"
         report(what, status.done, status.total)
 
-    return train(ws, load_recipe(recipe).with_overrides(steps=steps, checkpoint_every=steps), out, progress=show)
+    chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size, checkpoint_every=steps)
+    return train(ws, chosen, out, progress=show)
 
 
 def synth_train_summary(result: Any) -> str:
@@ -119,7 +121,7 @@ class _EpochProgress:
 
 
 def train(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float,
-          report: Reporter = _silent) -> Any:  # fmt: skip
+          report: Reporter = silent) -> Any:  # fmt: skip
     from wbc_data.train.recipe import load_recipe
     from wbc_data.train.run import TrainOptions
     from wbc_data.train.run import train as run
@@ -132,13 +134,13 @@ def train_summary(result: Any) -> str:
     return f"validation macro-F1 {result.val.macro_f1:.3f} ({len(result.members)} members): {result.out}"
 
 
-def synth_sample(ws: Workspace, generator: Path, cls: str, n: int, classifier: Path, name: str,
-                 report: Reporter = _silent) -> Any:  # fmt: skip
+def synth_sample(ws: Workspace, generator: Path, cls: str, n: int, steps: int, classifier: Path, name: str,
+                 report: Reporter = silent) -> Any:  # fmt: skip
     from wbc_data.classifier import load_classifier
     from wbc_data.synth.sample import SynthOptions, run_synth
 
-    options = SynthOptions(counts={cls: n}, classifier=load_classifier(classifier), reference_splits=["train"],
-                           name=name, seed=0)  # fmt: skip
+    options = SynthOptions(counts={cls: n}, steps=steps, classifier=load_classifier(classifier),
+                           reference_splits=["train"], name=name, seed=0)  # fmt: skip
     return run_synth(ws, generator, options, progress=lambda done, total: report("sampling", done, total))
 
 
