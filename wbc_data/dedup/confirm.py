@@ -19,8 +19,14 @@ from wbc_data.parallel import opencv_pool
 
 BATCH_PAIRS = 1024
 PREPARED_CACHE = 256
-RESULT_FIELDS = ("correlation", "overlap", "angle", "scale", "mirror", "dx", "dy")
+RESULT_FIELDS = ("correlation", "texture", "overlap", "angle", "scale", "mirror", "dx", "dy")
 """Columns of :func:`confirm`'s result, one row per pair."""
+
+
+def column(results: np.ndarray, name: str) -> np.ndarray:
+    """One named column of :func:`confirm`'s results."""
+    return results[:, RESULT_FIELDS.index(name)]
+
 
 CanvasFn = Callable[[np.ndarray], np.ndarray]
 """Given row positions, their (k, side, side) uint8 canvases."""
@@ -28,13 +34,13 @@ ProgressFn = Callable[[int, int], None]
 
 
 def as_row(match: Match) -> tuple[float, ...]:
-    return (match.correlation, match.overlap, match.angle, match.scale, float(match.mirror), *match.shift)
+    return (match.correlation, match.texture, match.overlap, match.angle, match.scale, float(match.mirror),
+            *match.shift)  # fmt: skip
 
 
 def as_match(row: np.ndarray) -> Match:
-    return Match(
-        float(row[0]), float(row[1]), float(row[2]), float(row[3]), bool(row[4]), (float(row[5]), float(row[6]))
-    )
+    values = [float(v) for v in row]
+    return Match(*values[:5], bool(row[5]), (values[6], values[7]))
 
 
 def register_batch(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:

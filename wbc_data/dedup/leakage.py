@@ -27,6 +27,7 @@ from wbc_data.dedup.relations import SignatureView
 from wbc_data.errors import DedupError
 from wbc_data.manifest import ManifestError
 from wbc_data.pixels import PixelLoader
+from wbc_data.roots import Roots, read_manifest_infos, read_roots_file, read_source_info
 
 if TYPE_CHECKING:
     from wbc_data.dedup.run import DedupOptions
@@ -44,7 +45,7 @@ def opened_against(path: Path, workers: int = 0):
             table = manifest.read(path)
         except ManifestError as exc:
             raise DedupError(f"--against {path}: {exc}") from None
-        yield table, PixelLoader.for_manifest(path)
+        yield table, loader_for_manifest(path)
     elif path.is_dir():
         from wbc_data.ingest.engine import IngestOptions, ingest
         from wbc_data.workspace import Workspace
@@ -55,6 +56,20 @@ def opened_against(path: Path, workers: int = 0):
             yield manifest.read(result.manifest_path), PixelLoader.for_workspace(ws)
     else:
         raise DedupError(f"--against {path}: no such manifest file or folder")
+
+
+def loader_for_manifest(path: Path) -> PixelLoader:
+    """Pixels of a unified or per-source manifest file, with its workspace's ``roots.yaml`` when it has one."""
+    infos = read_manifest_infos(path)
+    if not infos:
+        try:
+            info = read_source_info(path)
+            infos = {info.name: info}
+        except (OSError, ValueError, KeyError):
+            infos = {}
+    folder = path.parent
+    workspace = folder.parent if folder.name == "sources" else folder
+    return PixelLoader(Roots(infos, read_roots_file(workspace), workspace))
 
 
 def _join(train: Participants, other: Participants) -> Participants:

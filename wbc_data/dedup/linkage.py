@@ -26,6 +26,11 @@ dedup): augmented copies (any angle, fill, shift 10%, zoom 0.85-1.2, mirror, JPE
 distinct look-alikes among every cell's 4 nearest candidates <= 0.856 once PBC's own rotated duplicates are
 set apart."""
 
+MIN_TEXTURE = 0.80
+"""... and their band-pass images (fine texture) at least this much: smooth round cells (AML-LMU myeloblasts in
+the Kaggle mix) of distinct patients reach 0.93 on intensity once freely rotated and scaled, but <= 0.67 on
+texture, while augmented copies keep >= 0.92 (benchmarks/README.md, dedup)."""
+
 STRICT_CORRELATION = 0.95
 """A copy whose rows carry different exact labels must correlate this much ..."""
 
@@ -56,7 +61,7 @@ def copy_relation(results: np.ndarray, canvas: int, label_a: np.ndarray, label_b
     shift = np.hypot(results[:, col["dx"]], results[:, col["dy"]]) / canvas
     from wbc_data.dedup.register import MIN_OVERLAP
 
-    matched = (corr >= min_correlation) & (overlap >= MIN_OVERLAP)
+    matched = (corr >= min_correlation) & (results[:, col["texture"]] >= MIN_TEXTURE) & (overlap >= MIN_OVERLAP)
     conflict = (label_a != "") & (label_b != "") & (label_a != label_b)
     same_frame = (scale <= COPY_SCALE) & (scale >= 1 / COPY_SCALE)
     plain = same_frame & (shift <= COPY_MAX_SHIFT) & ~conflict

@@ -18,10 +18,11 @@ from wbc_data.dedup.index import build_index
 from wbc_data.dedup.verify import aligned, crop_correlation, normalise
 from wbc_data.dedup.zoom import CROP_GRID, CropBox, as_array, zoomed_phashes
 
-PAIR_COLUMNS = ["a", "b", "kind", "distance", "transform", "correlation"]
+PAIR_COLUMNS = ["a", "b", "kind", "distance", "transform", "correlation", "texture"]
 """a, b: row positions; kind: file (same sha256), pixels (same decoded pixels) or near. transform: how ``a`` maps
 onto ``b``, e.g. ``rot90``, or ``rot90 ~ crop l7 r1 t2 b2`` when ``a`` transformed is ``b`` cropped by those
-per cents (left, right, top, bottom) of its sides."""
+per cents (left, right, top, bottom) of its sides, or the registration (``mirror rot 37 scale 1.08 shift 3,-2``).
+correlation and texture: of the registered canvases (1.0 for exact copies)."""
 
 CROP_MIN_CORRELATION = 0.95
 """A crop match must correlate at least this much after refinement (plain matches need ``min_correlation``).

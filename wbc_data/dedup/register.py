@@ -19,7 +19,7 @@ distinct cells <= 0.81 on real PBC; fields >= 0.96 against <= 0.73).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import cv2
@@ -43,6 +43,7 @@ class Side:
 
     values: np.ndarray  # (n, n) float32 grey, invalid pixels set to the mean of the valid ones
     mask: np.ndarray  # (n, n) float32, 1 where the canvas holds image content
+    texture: np.ndarray  # (n, n) float32 band-pass of the values (difference of Gaussians)
     windowed: np.ndarray  # (n, n) float32, zero-mean content tapered to zero at the edges of the valid region
     coarse: np.ndarray  # the same at COARSE x COARSE
     polar_spectrum: np.ndarray  # DFT of the log-polar magnitude image
@@ -63,6 +64,7 @@ class Prepared:
 @dataclass(frozen=True)
 class Match:
     correlation: float  # Pearson correlation over the overlap (-1 when the overlap is too small)
+    texture: float  # the same for the band-pass images, away from the edges of the valid region
     overlap: float  # overlap / the smaller valid area
     angle: float  # degrees, counter-clockwise, applied to a (after the mirror) to land on b
     scale: float
@@ -81,7 +83,21 @@ class Match:
         return " ".join(parts)
 
 
-NO_MATCH = Match(-1.0, 0.0, 0.0, 1.0, False, (0.0, 0.0))
+NO_MATCH = Match(-1.0, -1.0, 0.0, 0.0, 1.0, False, (0.0, 0.0))
+
+TEXTURE_BAND = (1.0, 3.0)
+"""Gaussian sigmas (canvas pixels) of the band-pass the texture correlation uses: fine structure (granules,
+chromatin, the exact outline of neighbouring cells) that two distinct smooth round cells do not share even when
+their intensities align; measured on real cells in benchmarks/README.md (dedup)."""
+
+TEXTURE_MARGIN = 5
+"""The texture correlation ignores pixels this close to the edge of either valid region (the band-pass of the
+mean-filled margin is not image content)."""
+
+
+def band_pass(values: np.ndarray) -> np.ndarray:
+    low, high = TEXTURE_BAND
+    return cv2.GaussianBlur(values, (0, 0), low) - cv2.GaussianBlur(values, (0, 0), high)
 
 
 @lru_cache(maxsize=4)
@@ -178,12 +194,13 @@ def _sides(values: np.ndarray, mask: np.ndarray, mean: float) -> tuple[Side, Sid
     windowed = ((values - mean) * soft).astype(np.float32)
     coarse = cv2.resize(windowed, (COARSE, COARSE), interpolation=cv2.INTER_AREA)
     polar = _log_polar(windowed * _window(len(values)))
-    plain = Side(values, mask, windowed, coarse, _dft(polar))
+    texture = band_pass(values)
+    plain = Side(values, mask, texture, windowed, coarse, _dft(polar))
 
     def flip(image: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(image[:, ::-1])
 
-    mirrored = Side(flip(values), flip(mask), flip(windowed), flip(coarse), _dft(_mirror_rows(polar)))
+    mirrored = Side(flip(values), flip(mask), flip(texture), flip(windowed), flip(coarse), _dft(_mirror_rows(polar)))
     return plain, mirrored
 
 
@@ -248,7 +265,7 @@ def register(a: Prepared, b: Prepared) -> Match:
                 for turn in (angle, angle + 180.0):
                     peak = _shift(side.coarse, b.coarse_spectrum, turn, scale)[2]
                     hypotheses.append((peak, mirror, side, turn, scale))
-    best = NO_MATCH
+    best, best_side, best_matrix = NO_MATCH, a.plain, None
     min_pixels = int(MIN_OVERLAP * min(a.valid, b.valid))
     for _, mirror, side, turn, scale in sorted(hypotheses, key=lambda h: -h[0])[:HYPOTHESES_SCORED]:
         tx, ty, _ = _shift(side.windowed, b.spectrum, turn, scale)
@@ -260,8 +277,17 @@ def register(a: Prepared, b: Prepared) -> Match:
         score = correlation(values, mask, b.plain.values, b.plain.mask, min_pixels)
         if score > best.correlation:
             overlap = float((mask * b.plain.mask).sum()) / max(1, min(a.valid, b.valid))
-            best = Match(score, overlap, ((-turn + 180) % 360) - 180, scale, mirror, (float(tx), float(ty)))
-    return best
+            angle = ((-turn + 180) % 360) - 180
+            best = Match(score, -1.0, overlap, angle, scale, mirror, (float(tx), float(ty)))
+            best_side, best_matrix = side, (matrix, mask)
+    if best_matrix is None:
+        return best
+    matrix, mask = best_matrix
+    texture = cv2.warpAffine(best_side.texture, matrix, (n, n), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    kernel = np.ones((2 * TEXTURE_MARGIN + 1, 2 * TEXTURE_MARGIN + 1), np.uint8)
+    inner_a, inner_b = cv2.erode(mask, kernel), cv2.erode(b.plain.mask, kernel)
+    score = correlation(texture, inner_a, b.plain.texture, inner_b, min_pixels // 4)
+    return replace(best, texture=score)
 
 
 def _shift(windowed: np.ndarray, target: np.ndarray, turn: float, scale: float) -> tuple[float, float, float]:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wbc_data.dedup.confirm import confirm
+from wbc_data.dedup.confirm import RESULT_FIELDS, column, confirm
 from wbc_data.dedup.dihedral import dihedral_phashes
 from wbc_data.dedup.extract import window_key
+from wbc_data.dedup.linkage import MIN_TEXTURE
 from wbc_data.dedup.neighbours import candidate_pairs, cross_pairs, unique_pairs
 from wbc_data.dedup.pairs import hash_candidates
 from wbc_data.dedup.register import MIN_OVERLAP
@@ -166,6 +167,11 @@ class Parts:
     box: np.ndarray  # (p, 4) the window it was found in
     results: np.ndarray  # registration results (row onto window)
 
+    @classmethod
+    def empty(cls) -> Parts:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64),
+                   np.zeros((0, len(RESULT_FIELDS)), np.float32))  # fmt: skip
+
 
 def find_parts(
     view: SignatureView,
@@ -179,7 +185,7 @@ def find_parts(
 ) -> Parts:
     """Rows (``queries``) that are a part of a field: registered onto one of its windows. ``excluded(rows,
     fields)`` drops known relations (a crop and its own parent field)."""
-    empty = Parts(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros((0, 7)))
+    empty = Parts.empty()
     queries = queries[view.has_words[queries]]
     if not len(windows.keys) or not len(queries):
         return empty
@@ -200,11 +206,13 @@ def find_parts(
 
     tick = (lambda done, total: progress("field windows", done, total)) if progress else None
     results = confirm(np.stack([rows, wins + n], axis=1), canvases, workers, tick)
-    good = (results[:, 0] >= min_correlation) & (results[:, 1] >= MIN_OVERLAP)
+    corr = column(results, "correlation")
+    good = (corr >= min_correlation) & (column(results, "texture") >= MIN_TEXTURE)
+    good &= column(results, "overlap") >= MIN_OVERLAP
     rows, wins, results = rows[good], wins[good], results[good]
     # the best window per (row, field)
     field = windows.field[wins]
-    order = np.lexsort((-results[:, 0], field, rows))
+    order = np.lexsort((-column(results, "correlation"), field, rows))
     first = np.ones(len(order), bool)
     first[1:] = (rows[order][1:] != rows[order][:-1]) | (field[order][1:] != field[order][:-1])
     pick = order[first]

@@ -152,6 +152,7 @@ def build(
     pairs, out = result.pairs, frame
     csv_path = directory / "dedup_pairs.csv"
     columns = ["sample_id_a", "sample_id_b", "source_a", "source_b", "kind", "distance", "transform", "correlation"]
+    columns += [c for c in ("texture",) if c in pairs.columns]
     atomic_write_text(csv_path, pairs[columns].to_csv(index=False))
 
     in_cluster = out[out["dup_cluster"].notna()]

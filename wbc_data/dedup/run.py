@@ -20,7 +20,7 @@ import pandas as pd
 
 from wbc_data import manifest
 from wbc_data.dedup import participants as participants_mod
-from wbc_data.dedup.confirm import as_match
+from wbc_data.dedup.confirm import as_match, column
 from wbc_data.dedup.dihedral import dihedral_phashes
 from wbc_data.dedup.extract import Job, extract
 from wbc_data.dedup.linkage import COPY, MIN_CORRELATION, OVERLAP, PairTable, copy_relation, copy_sets
@@ -177,7 +177,7 @@ def _exact_pairs(parts: Participants) -> pd.DataFrame:
     sha = parts.frame["sha256"].to_numpy(object)
     same_file = pd.notna(sha[members]) & (sha[members] == sha[rep])
     return pd.DataFrame({"a": rep, "b": members, "kind": np.where(same_file, "file", "pixels"), "distance": 0,
-                         "transform": "identity", "correlation": 1.0})  # fmt: skip
+                         "transform": "identity", "correlation": 1.0, "texture": 1.0})  # fmt: skip
 
 
 def _describe(results: np.ndarray) -> np.ndarray:
@@ -194,13 +194,15 @@ def _pair_frame(parts: Participants, table: PairTable, found_parts: Parts, hashe
             a, b = pairs[pick, 0], pairs[pick, 1]
             frames.append(pd.DataFrame({"a": a, "b": b, "kind": kind, "distance": _hash_distance(hashes, a, b),
                                         "transform": _describe(table.results[pick]),
-                                        "correlation": table.results[pick, 0].astype(np.float64)}))  # fmt: skip
+                                        "correlation": column(table.results[pick], "correlation").astype(float),
+                                        "texture": column(table.results[pick], "texture").astype(float)}))  # fmt: skip
     if len(found_parts.row):
         boxes = [f" in window {list(map(int, box))}" for box in found_parts.box]
         frames.append(pd.DataFrame({"a": found_parts.row, "b": found_parts.field, "kind": "part",
                                     "distance": _hash_distance(hashes, found_parts.row, found_parts.field),
                                     "transform": _describe(found_parts.results) + np.array(boxes, dtype=object),
-                                    "correlation": found_parts.results[:, 0].astype(np.float64)}))  # fmt: skip
+                                    "correlation": column(found_parts.results, "correlation").astype(float),
+                                    "texture": column(found_parts.results, "texture").astype(float)}))  # fmt: skip
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS)
 
@@ -236,7 +238,7 @@ def find_relations(
         step("copy sets")
     order = parts.reps[view.searchable[parts.reps]]
     sets = copy_sets(order, table, lambda pairs: relate(pairs, "verify against leaders"))
-    found_parts = Parts(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.int64), np.zeros((0, 7)))
+    found_parts = Parts.empty()
     fields = parts.reps[parts.is_field[parts.reps]]
     if options.fields and len(fields):
         if step:
@@ -347,9 +349,9 @@ def dedup(
         **counts,
     }
     results = pd.DataFrame({"sample_id": ids})
-    for column in DEDUP_COLUMNS:
-        values = result_frame[column]
-        results[column] = values.to_numpy() if values.dtype == object else values.array
+    for name in DEDUP_COLUMNS:
+        values = result_frame[name]
+        results[name] = values.to_numpy() if values.dtype == object else values.array
     stage_path, _ = write_stage(
         workspace,
         STAGE,
