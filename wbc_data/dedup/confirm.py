@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from wbc_data.dedup.register import Match, Prepared, prepare, register
+from wbc_data.dedup.register import NO_MATCH, POLAR_FLOOR, Match, Prepared, polar_peak, polar_spectra, prepare, register
 from wbc_data.parallel import opencv_pool
 
-BATCH_PAIRS = 1024
+BATCH_PAIRS = 4096
 PREPARED_CACHE = 256
 RESULT_FIELDS = ("correlation", "texture", "overlap", "angle", "scale", "mirror", "dx", "dy")
 """Columns of :func:`confirm`'s result, one row per pair."""
@@ -44,7 +44,24 @@ def as_match(row: np.ndarray) -> Match:
 
 
 def register_batch(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """(p, len(RESULT_FIELDS)) float32 for ``pairs`` of positions into ``canvases``."""
+    """(p, len(RESULT_FIELDS)) float32 for ``pairs`` of positions into ``canvases``. Every pair first gets the
+    cheap log-polar test (:func:`~wbc_data.dedup.register.polar_peak`, each canvas's spectra computed once per
+    batch); only pairs above :data:`~wbc_data.dedup.register.POLAR_FLOOR` (about one in ten candidates on real
+    cells) are registered in full."""
+    out = np.tile(np.array(as_row(NO_MATCH), np.float32), (len(pairs), 1))
+    polar: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def spectra(i: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if i not in polar:
+            polar[i] = polar_spectra(canvases[i]) if canvases[i].any() else None
+        return polar[i]
+
+    survivors = []
+    for k, (a, b) in enumerate(pairs):
+        sa, sb = spectra(int(a)), spectra(int(b))
+        if sa is not None and sb is not None and polar_peak(sa, sb) >= POLAR_FLOOR:
+            survivors.append(k)
+    polar.clear()
     cache: OrderedDict[int, Prepared] = OrderedDict()
 
     def prepared(i: int) -> Prepared:
@@ -57,8 +74,8 @@ def register_batch(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
             cache.move_to_end(i)
         return found
 
-    out = np.zeros((len(pairs), len(RESULT_FIELDS)), np.float32)
-    for k, (a, b) in enumerate(pairs):
+    for k in survivors:
+        a, b = pairs[k]
         out[k] = as_row(register(prepared(int(a)), prepared(int(b))))
     return out
 

@@ -56,12 +56,12 @@ def exact_pairs(keys: pd.Series, kind: str) -> pd.DataFrame:
     )
 
 
-HASH_CAP = 16
+HASH_CAP = 64
 """Matches kept per hash query and index chunk (counted when exceeded): bounds memory on any content, e.g. many
 distinct near-black images whose hashes all agree. Exact copies are collapsed before the search, so real data
 never reaches it."""
 
-QUERY_ROWS = 1 << 18
+QUERY_ROWS = 1 << 15
 """Rows whose transformed hashes are searched at a time (their candidates are filtered before the next batch)."""
 
 PLAIN_FLOOR = 0.5

@@ -187,11 +187,43 @@ def _mirror_rows(polar: np.ndarray) -> np.ndarray:
     return polar[(ANGLES // 2 - np.arange(ANGLES)) % ANGLES]
 
 
-def _sides(values: np.ndarray, mask: np.ndarray, mean: float) -> tuple[Side, Side]:
-    """The canvas as is and mirrored (the mirror is read off the first: no second spectrum of the image)."""
+def _windowed(values: np.ndarray, mask: np.ndarray, mean: float) -> np.ndarray:
+    """Zero-mean content tapered to zero over ``TAPER`` pixels at the edges of the valid region."""
     inside = cv2.distanceTransform((mask > 0).astype(np.uint8), cv2.DIST_L2, 3)
     soft = np.clip(inside / TAPER, 0, 1).astype(np.float32)
-    windowed = ((values - mean) * soft).astype(np.float32)
+    return ((values - mean) * soft).astype(np.float32)
+
+
+def _canvas_values(canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """(values with invalid pixels at the valid mean, mask, valid pixel count, mean) of a uint8 canvas."""
+    mask = (canvas > 0).astype(np.float32)
+    valid = int(mask.sum())
+    raw = canvas.astype(np.float32)
+    mean = float(raw[mask > 0].mean()) if valid else 0.0
+    return np.where(mask > 0, raw, mean).astype(np.float32), mask, valid, mean
+
+
+def polar_image(canvas: np.ndarray) -> np.ndarray:
+    """The log-polar magnitude image :func:`register` starts from (rows: angle, columns: log radius)."""
+    values, mask, _, mean = _canvas_values(canvas)
+    return _log_polar(_windowed(values, mask, mean) * _window(len(values)))
+
+
+def polar_spectra(canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DFTs of the canvas's log-polar image and of its mirror image's: all :func:`polar_peak` needs."""
+    polar = polar_image(canvas)
+    return _dft(polar), _dft(_mirror_rows(polar))
+
+
+def polar_peak(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    """:func:`register`'s first test on its own: the highest log-polar correlation peak over both mirror states
+    of ``a`` (``polar_spectra`` of each canvas). Below :data:`POLAR_FLOOR` the pair is no copy."""
+    return max(float(_surface(a[0], b[0]).max()), float(_surface(a[1], b[0]).max()))
+
+
+def _sides(values: np.ndarray, mask: np.ndarray, mean: float) -> tuple[Side, Side]:
+    """The canvas as is and mirrored (the mirror is read off the first: no second spectrum of the image)."""
+    windowed = _windowed(values, mask, mean)
     coarse = cv2.resize(windowed, (COARSE, COARSE), interpolation=cv2.INTER_AREA)
     polar = _log_polar(windowed * _window(len(values)))
     texture = band_pass(values)
@@ -207,11 +239,7 @@ def _sides(values: np.ndarray, mask: np.ndarray, mean: float) -> tuple[Side, Sid
 def prepare(canvas: np.ndarray) -> Prepared:
     """Precompute what :func:`register` needs from one canvas (0 = no content)."""
     n = canvas.shape[0]
-    mask = (canvas > 0).astype(np.float32)
-    valid = int(mask.sum())
-    raw = canvas.astype(np.float32)
-    mean = float(raw[mask > 0].mean()) if valid else 0.0
-    values = np.where(mask > 0, raw, mean).astype(np.float32)
+    values, mask, valid, mean = _canvas_values(canvas)
     plain, mirrored = _sides(values, mask, mean)
     return Prepared(plain, mirrored, _dft(plain.windowed * _window(n)), _dft(plain.coarse * _window(COARSE)),
                     valid, mean)  # fmt: skip
@@ -252,8 +280,10 @@ def register(a: Prepared, b: Prepared) -> Match:
         return NO_MATCH
     n = len(a.plain.values)
     log_base = np.log(MAX_FREQUENCY * n / 2) / n  # log-radius per column of the log-polar image
-    peaks = [(mirror, side, phase_peaks(side.polar_spectrum, b.plain.polar_spectrum, ANGLE_PEAKS))
-             for mirror, side in ((False, a.plain), (True, a.mirrored))]  # fmt: skip
+    peaks = [
+        (mirror, side, phase_peaks(side.polar_spectrum, b.plain.polar_spectrum, ANGLE_PEAKS))
+        for mirror, side in ((False, a.plain), (True, a.mirrored))
+    ]
     if max(found[0][2] for _, _, found in peaks) < POLAR_FLOOR:
         return NO_MATCH
     hypotheses = []

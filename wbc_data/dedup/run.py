@@ -22,7 +22,7 @@ from wbc_data import manifest
 from wbc_data.dedup import participants as participants_mod
 from wbc_data.dedup.confirm import as_match, column
 from wbc_data.dedup.dihedral import dihedral_phashes
-from wbc_data.dedup.extract import Job, extract
+from wbc_data.dedup.extract import Job, extract, window_key
 from wbc_data.dedup.linkage import COPY, MIN_CORRELATION, OVERLAP, PairTable, copy_relation, copy_sets
 from wbc_data.dedup.outcome import decide
 from wbc_data.dedup.pairs import PAIR_COLUMNS, member_distance
@@ -38,6 +38,7 @@ from wbc_data.dedup.relations import (
 )
 from wbc_data.dedup.signature import CANVAS
 from wbc_data.dedup.store import SignatureStore
+from wbc_data.dedup.windows import grid_windows
 from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
 from wbc_data.errors import DedupError
 from wbc_data.pixels import PixelLoader, row_refs
@@ -59,7 +60,7 @@ DEFAULT_NEIGHBOURS = 4
 has its original among the 4 nearest of 9,387 cells in 99.6% of cases, and at least one of its sibling copies in
 100% (benchmarks/README.md, dedup)."""
 
-WINDOW_NEIGHBOURS = 4
+WINDOW_NEIGHBOURS = 3
 DEDUP_COLUMNS = ["dup_cluster", "dup_distance", "dup_transform", "dup_keep", "dup_decision", "leak_match",
                  "dup_derived_from"]  # fmt: skip
 STAGE = "dedup"
@@ -159,7 +160,19 @@ def compute_signatures(
     reps = parts.reps
     keys = parts.frame["pixel_hash"].to_numpy(object)
     index = store.index().index
-    missing = [r for r in reps if isinstance(keys[r], str) and keys[r] not in index]
+    width, height = parts.frame["width"].to_numpy(), parts.frame["height"].to_numpy()
+
+    def lacks(r: int) -> bool:
+        if not isinstance(keys[r], str):
+            return False
+        if keys[r] not in index:
+            return True
+        if not (options.fields and parts.is_field[r]):
+            return False
+        boxes = grid_windows(int(width[r]), int(height[r]))
+        return any(window_key(keys[r], tuple(int(v) for v in box)) not in index for box in boxes)
+
+    missing = [r for r in reps if lacks(r)]
     failed: dict[str, str] = {}
     if missing:
         loader = loader or PixelLoader.for_workspace(workspace)

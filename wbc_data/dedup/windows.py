@@ -1,17 +1,17 @@
 """Windows of a field image: where a crop of that field (or a copy of such a crop) can be found.
 
 A crop of a field shows a few per cent of it, so it cannot match the field's whole-image signature. Each field
-therefore also gets signatures of overlapping square windows at two sizes (about a third and a half of its shorter
-side: the size of a white-blood-cell crop in the field sources), half a window apart. A crop then lies mostly
-inside one window at a similar scale; registration finds the rest (rotation, scale, the remaining shift). The
-crops a field's own source cut are rows with their own signatures already.
+therefore also gets signatures of overlapping square windows (0.45 of its shorter side: the size of a
+white-blood-cell crop in the field sources, within the 1.5x scale a registration allows), half a window apart.
+A crop then lies mostly inside one window at a similar scale; registration finds the rest (rotation, scale, the
+remaining shift). The crops a field's own source cut are rows with their own signatures already.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-WINDOW_SIZES = (0.35, 0.55)
+WINDOW_SIZES = (0.45,)
 """Window sides as fractions of the field's shorter side."""
 
 STRIDE = 0.5
