@@ -77,7 +77,7 @@ def test_dataset_of_splits_needs_a_fresh_split(tmp_path):
         ManifestDataset.from_workspace(ws, ["train"])
     exact = {"SNE", "BNE", "LY", "MO", "EO", "BA", "MY", "MMY", "PMY"}  # PBC prefixes that name one class
     on_disk = [p for p in (sample_dir() / "pbc").rglob("*.jpg") if p.name.split("_")[0] in exact]
-    assert len(ManifestDataset.from_workspace(ws)) == len(on_disk) == 29
+    assert len(ManifestDataset.from_workspace(ws)) == len(on_disk) > 100
 
 
 def test_hf_dataset_keeps_original_bytes_and_pixels(split_ws, tmp_path):

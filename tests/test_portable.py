@@ -19,6 +19,13 @@ from wbc_data.workspace import Workspace
 runner = CliRunner()
 
 
+def usable_rows() -> int:
+    """Usable rows of _build's workspace, counted from disk: the sample's PBC cells + mini_bccd's 6 crops."""
+    from wbc_data.resources import sample_dir
+
+    return sum(1 for p in sample_dir().joinpath("pbc").rglob("*.jpg") if not p.name.startswith(".DS_")) + 6
+
+
 def _build(tmp_path):
     laptop = tmp_path / "laptop"
     pbc = sample_copy(laptop / "data" / "pbc")
@@ -42,14 +49,15 @@ def test_moved_workspace_fails_check_then_opens_after_root(tmp_path):
     assert before.exit_code == 1, before.output
     text = " ".join(before.output.split())
     assert "Rows that cannot be used here, by source" in text and "missing" in text
-    assert "48 of 48 usable rows cannot be used here: 48 missing" in text
-    assert (moved.reports_dir / "check.csv").read_text().count("\n") == 49  # header + every failing row
+    usable = usable_rows()
+    assert f"{usable} of {usable} usable rows cannot be used here: {usable} missing" in text
+    assert (moved.reports_dir / "check.csv").read_text().count("\n") == usable + 1  # header + every failing row
 
     new_pbc = server / "data" / "pbc" / "PBC_dataset_normal_DIB"
     result = runner.invoke(app, ["manifest", "-w", str(moved.root), "--root", f"pbc={new_pbc}",
                                  "--root", "bccd=../data/bccd", "--check"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "all 48 usable rows" in result.output
+    assert f"all {usable} usable rows" in result.output
     assert read_roots_file(moved.root) == {"pbc": str(new_pbc), "bccd": "../data/bccd"}  # relative to the workspace
     assert runner.invoke(app, ["manifest", "-w", str(moved.root), "--check", "--verify", "-j", "2"]).exit_code == 0
 

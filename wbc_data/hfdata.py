@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import xxhash
 
+from wbc_data.paths import display_name
 from wbc_data.pixels import PixelLoader, RowRef, row_refs
 from wbc_data.selection import label_indices
 from wbc_data.taxonomy import CLASSES
@@ -23,12 +24,26 @@ TEXT_COLUMNS = ["sample_id", "source", "source_path", "source_label", "source_sp
                 "patient_id", "parent_id", "licence", "citation", "split"]  # fmt: skip
 """Provenance columns carried over (those present in the frame). Never absolute paths, never thumbnails."""
 
+PUBLISHED_COLUMNS = ["sample_id", "source", "source_version", "source_path", "source_label", "source_split",
+                     "label_status", "annotator_labels", "group_id", "patient_id", "parent_id", "crop_box", "width",
+                     "height", "sha256", "pixel_hash", "licence", "citation", "generator_id", "seed", "guidance",
+                     "fold"]  # fmt: skip
+"""What a published dataset carries (those present in the frame): the split is the DatasetDict's key, not a column."""
+
+VALUE_TYPES = {"width": "int32", "height": "int32", "seed": "int64", "guidance": "float32", "fold": "int32"}
+LIST_TYPES = {"crop_box": "int32", "annotator_labels": "string"}
+"""Columns that are not plain strings (the manifest's own types); every other column is a string."""
+
 
 def features(columns: Sequence[str]) -> Any:
     import datasets
 
     spec = {"image": datasets.Image(), "label": datasets.ClassLabel(names=list(CLASSES))}
-    spec.update({c: datasets.Value("string") for c in columns})
+    for c in columns:
+        if c in LIST_TYPES:
+            spec[c] = datasets.Sequence(datasets.Value(LIST_TYPES[c]))
+        else:
+            spec[c] = datasets.Value(VALUE_TYPES.get(c, "string"))
     spec["label_candidates"] = datasets.Sequence(datasets.Value("string"))
     spec["is_synthetic"] = datasets.Value("bool")
     return datasets.Features(spec)
@@ -36,17 +51,18 @@ def features(columns: Sequence[str]) -> Any:
 
 def image_cell(loader: PixelLoader, ref: RowRef) -> dict[str, Any]:
     """``{"bytes", "path"}`` for the ``Image`` feature: the original file for whole images, PNG for crops."""
+    name = Path(display_name(ref.rel))  # a non-UTF-8 file name cannot go into an Arrow string
     if ref.crop_box is None:
-        return {"bytes": loader.encoded(ref), "path": Path(ref.rel).name}
+        return {"bytes": loader.encoded(ref), "path": name.name}
     buffer = io.BytesIO()
     loader.open(ref).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": f"{Path(ref.rel).stem}_crop.png"}
+    return {"bytes": buffer.getvalue(), "path": f"{name.stem}_crop.png"}
 
 
 def iter_examples(frame: pd.DataFrame, loader: PixelLoader, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
     refs = row_refs(frame)
     labels = label_indices(frame["label"]).tolist()
-    text = {c: frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in columns}
+    text = {c: _cells(frame[c], c) for c in columns}
     candidates = frame["label_candidates"].tolist() if "label_candidates" in frame.columns else [None] * len(frame)
     synthetic = (
         frame["is_synthetic"].fillna(False).astype(bool).tolist()
@@ -59,6 +75,15 @@ def iter_examples(frame: pd.DataFrame, loader: PixelLoader, columns: Sequence[st
         example["label_candidates"] = list(candidates[i]) if candidates[i] is not None else []
         example["is_synthetic"] = synthetic[i]
         yield example
+
+
+def _cells(values: pd.Series, column: str) -> list[Any]:
+    """A column as plain Python values for its feature: lists for list columns, None where the manifest has none."""
+    if column in LIST_TYPES:
+        return [None if v is None or (isinstance(v, float) and v != v) else list(v) for v in values.tolist()]
+    if column in VALUE_TYPES:
+        return [None if pd.isna(v) else v for v in values.astype(object).tolist()]
+    return values.astype(object).where(values.notna(), None).tolist()
 
 
 def to_hf_dataset(frame: pd.DataFrame, loader: PixelLoader, cache_dir: Path | None = None) -> Any:

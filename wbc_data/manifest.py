@@ -80,6 +80,13 @@ OPTIONAL_FIELDS: list[pa.Field] = [
     pa.field("generator_id", pa.string()),
     pa.field("seed", pa.int64()),
     pa.field("guidance", pa.float32()),
+    # synthesis, added by `wbc-data synth` (issue 10): how each sample was made and what the memorisation guard saw
+    pa.field("generator_hash", pa.string()),  # sha256 of the generator's weights, configs and pipeline code
+    pa.field("sampling_steps", pa.int32()),  # denoising steps
+    pa.field("scheduler", pa.string()),  # ddpm / ddim / dpm (DPM-Solver++)
+    pa.field("synth_domain", pa.string()),  # the source whose look was asked for (null: the generator's mix)
+    pa.field("synth_nearest", pa.string()),  # sample_id of the nearest real training image (any flip/rotation)
+    pa.field("synth_distance", pa.float32()),  # pixel RMSE to it at the generator's resolution
     # splits (stages/split.parquet)
     pa.field("split", pa.string()),  # train / val / test / excluded
     pa.field("fold", pa.int32()),  # cross-validation fold over train + val (null: none, or training material only)

@@ -19,6 +19,16 @@ def manifests_dir() -> Path:
     return _first_existing(_PACKAGE_DIR / "_bundled" / "manifests", _PACKAGE_DIR.parent / "manifests")
 
 
+def generators_dir() -> Path:
+    """``generators/``: the generator recipes (YAML), top-level in a checkout, bundled into the package in a wheel."""
+    return _first_existing(_PACKAGE_DIR / "_bundled" / "generators", _PACKAGE_DIR.parent / "generators")
+
+
 def sample_dir() -> Path:
     """The small attributed real sample the demo runs on (shipped inside the package)."""
     return _PACKAGE_DIR / "sample"
+
+
+def trainers_dir() -> Path:
+    """``trainers/``: the trainer recipes (top-level in a checkout, bundled into the package in a wheel)."""
+    return _first_existing(_PACKAGE_DIR / "_bundled" / "trainers", _PACKAGE_DIR.parent / "trainers")

@@ -139,6 +139,13 @@ def render_ingest(result: Any) -> None:
             + ", ".join(f"{k!r} ({v})" for k, v in labels.items()),
             highlight=False,
         )
+    if result.proposal_path is not None:
+        console.print(
+            f"[yellow]label map proposed[/] for them (review it, nothing was applied): {result.proposal_path}\n"
+            f"  then re-run this ingest with --label-map {result.proposal_path}",
+            highlight=False,
+            soft_wrap=True,
+        )
     from wbc_data.explain import rule_lines
 
     for line in rule_lines(frame):

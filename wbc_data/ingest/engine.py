@@ -62,6 +62,7 @@ class IngestResult:
     files_seen: int
     decoded: int  # files decoded in this run (the rest came from the resume cache)
     from_cache: int
+    proposal_path: Path | None = None  # a label map proposed for the unmapped labels, to review (never applied)
 
 
 def ingest(
@@ -110,7 +111,20 @@ def ingest(
         save_roots(workspace.root, {}, remove=[name])  # ingest just said where this source lives
     files_seen = len(files) + len(walked.problems if walked else {})
     frame = manifest.to_frame(table.drop_columns(["thumb"]))
-    return IngestResult(name, root, out, frame, plan.notes, files_seen, decoded, from_cache)
+    proposal = _propose_label_map(frame, workspace, definition.name, info.root, name)
+    return IngestResult(name, root, out, frame, plan.notes, files_seen, decoded, from_cache, proposal)
+
+
+def _propose_label_map(frame: pd.DataFrame, workspace: Workspace, source: str, root: str, name: str) -> Path | None:
+    """Write ``<workspace>/label-maps/<name>.proposed.yaml`` for the raw labels the map did not know."""
+    from wbc_data.labelmap_proposal import proposal_header, propose, write_proposal
+
+    unmapped = frame[(frame["status"] == "ok") & (frame["label_status"] == LabelStatus.UNMAPPED.value)]
+    raw = unmapped["source_label"].dropna().unique().tolist()
+    if not raw:
+        return None
+    path = workspace.root / "label-maps" / f"{name}.proposed.yaml"
+    return write_proposal(path, propose(raw), proposal_header(source, root, name))
 
 
 def adapter_reads_rows(adapter: SourceAdapter) -> bool:

@@ -75,16 +75,26 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|")
 
 
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+.table-wrap{overflow-x:auto;max-width:100%;margin:.5em 0 1.5em}
+table{border-collapse:collapse;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;white-space:nowrap}
+th{background:#f3f3f3} td.n{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;height:auto;border:1px solid #ddd;margin:.5em 0}
+figcaption{font-size:.85em;color:#555}
+p{overflow-wrap:anywhere}
+"""
+"""Shared by every stage page and the index: wide tables scroll inside their box, never the page."""
+
+BODY_START, BODY_END = "<!-- wbc-data:body -->", "<!-- /wbc-data:body -->"
+"""Markers around a page's content, so the index (``wbc_data.report.index``) can collect every stage page."""
+
 _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
-img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
-figcaption{font-size:.85em;color:#555}
-</style></head><body>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{{ style }}</style></head><body>
+<!-- wbc-data:body -->
 <h1>{{ title }}</h1>
 {% if intro %}<p>{{ intro }}</p>{% endif %}
 {% for s in sections %}<h2>{{ s.heading }}</h2>
@@ -93,6 +103,7 @@ figcaption{font-size:.85em;color:#555}
 {% for caption, data in s.figures %}<figure><img alt="{{ caption }}" src="data:image/png;base64,{{ data }}">
 <figcaption>{{ caption }}</figcaption></figure>{% endfor %}
 {% endfor %}
+<!-- /wbc-data:body -->
 </body></html>
 """
 
@@ -104,16 +115,22 @@ def to_html(report: Report) -> str:
         tables = [(caption, _html_table(table)) for caption, table in section.tables]
         figures = [(caption, base64.b64encode(Path(png).read_bytes()).decode()) for caption, png in section.figures]
         sections.append({"heading": section.heading, "text": section.text, "tables": tables, "figures": figures})
-    return env.from_string(_HTML).render(title=report.title, intro=report.intro, sections=sections)
+    return env.from_string(_HTML).render(title=report.title, intro=report.intro, sections=sections, style=STYLE)
 
 
 def _html_table(table: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(f"<td{_numeric(v)}>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
         for row in table.itertuples(index=False)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _numeric(value: object) -> str:
+    """Numbers are right-aligned (so magnitudes line up), text left-aligned."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return ' class="n"' if is_number or type(value).__module__ == "numpy" else ""
 
 
 def write(report: Report, directory: Path, stem: str) -> tuple[Path, Path]:

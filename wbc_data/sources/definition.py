@@ -1,6 +1,6 @@
-"""Source definitions: the declarative YAML in ``manifests/`` (citation, licence, download address,
-expected layout, label map, and how dedup ranks the source). Adding a dataset = one adapter module + one YAML
-file, no core change."""
+"""Source definitions: the declarative YAML in ``manifests/`` (citation, licence and its machine-readable terms,
+download address, expected layout, label map, and how dedup ranks the source). Adding a dataset = one adapter
+module + one YAML file, no core change."""
 
 from __future__ import annotations
 
@@ -22,6 +22,50 @@ ROLES = ("original", "derivative")
 """``derivative``: a re-upload or mix of other sources' images, so dedup keeps the original's copy instead."""
 
 
+PERMISSIONS = ("allowed", "forbidden", "unconfirmed")
+"""Values of ``licence_terms.redistribution`` and ``licence_terms.commercial``."""
+
+
+@dataclass(frozen=True)
+class LicenceTerms:
+    """``licence_terms:`` of a source YAML: what its licence allows, declared where the licence line (for people)
+    cannot say it alone (a Hub card that forbids redistribution, an unconfirmed licence). ``wbc-data publish``
+    checks these before it writes anything."""
+
+    id: str  # the Hub's licence identifier (cc-by-4.0, mit, cc-by-nc-sa-4.0...) or "other"
+    redistribution: str  # allowed / forbidden / unconfirmed
+    commercial: str  # allowed / forbidden / unconfirmed
+    share_alike: bool = False
+    url: str = ""
+    note: str = ""  # where the terms come from, shown when publish refuses or relabels
+
+    @classmethod
+    def from_yaml(cls, path: Path, value: object) -> LicenceTerms | None:
+        if value is None:
+            return None
+        where = f"{path}: licence_terms"
+        if not isinstance(value, dict):
+            raise SourceError(f"{where} must be a mapping (id, redistribution, commercial, share_alike, url, note)")
+        unknown = sorted(set(value) - {"id", "redistribution", "commercial", "share_alike", "url", "note"})
+        if unknown:
+            raise SourceError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+        for key in ("redistribution", "commercial"):
+            if value.get(key) not in PERMISSIONS:
+                raise SourceError(f"{where}.{key} must be one of {', '.join(PERMISSIONS)}, got {value.get(key)!r}")
+        if not isinstance(value.get("id"), str) or not value["id"].strip():
+            raise SourceError(f"{where}.id must be the Hub's licence identifier (e.g. cc-by-4.0) or other")
+        if not isinstance(value.get("share_alike", False), bool):
+            raise SourceError(f"{where}.share_alike must be true or false")
+        return cls(
+            id=value["id"].strip().lower(),
+            redistribution=value["redistribution"],
+            commercial=value["commercial"],
+            share_alike=value.get("share_alike", False),
+            url=str(value.get("url") or "").strip(),
+            note=" ".join(str(value.get("note") or "").split()),
+        )
+
+
 @dataclass(frozen=True)
 class SourceDefinition:
     name: str
@@ -39,6 +83,7 @@ class SourceDefinition:
     keep_priority: int | None = None  # dedup keeps a lower number first; unranked sources come after
     role: str = "original"
     splits: dict[str, str] = field(default_factory=dict)  # source_split value -> train/val/test (--keep-source-splits)
+    licence_terms: LicenceTerms | None = None  # machine-readable terms (None: read from the licence line)
     path: Path | None = None
 
     @classmethod
@@ -69,6 +114,7 @@ class SourceDefinition:
             keep_priority=_keep_priority(path, data.get("keep_priority")),
             role=_role(path, data.get("role", "original")),
             splits=_splits(path, data.get("splits")),
+            licence_terms=LicenceTerms.from_yaml(path, data.get("licence_terms")),
             path=Path(path),
         )
 

@@ -1,0 +1,217 @@
+"""Training throughput: wbc-data's Accelerate loop against a plain timm training loop on the same model, batch and
+precision in the same run, and the data loader (decode + augmentation) on the CPU alone.
+
+Run: ``uv run python benchmarks/train.py [--models tf_efficientnetv2_b0 convnext_tiny] [--size 224] [--batch 32]
+[--steps 20] [--warmup 3] [--loader-images 512] [--workers 2]``
+
+Model throughput: both loops train every parameter (the recipe's optional full stage) on the same random batches
+already on the device, so only the step is timed: wbc-data's ``train_epoch`` (Accelerate-prepared model and
+optimizer, the recipe's CutMix, channels_last and mixed precision, loss read back every few steps) against
+``model(x) -> cross-entropy -> backward -> AdamW step`` under the same autocast and memory format. Contenders
+alternate, best of ``--repeat``. Target: wbc-data >= 90% of the plain loop.
+
+Loader throughput: real PBC cells through ``ManifestDataset`` + the seed recipe's training transform (letterbox to
+224 px, rotations, zoom, shifts, crops, colour, blur, noise, degradations) in a ``DataLoader`` with ``--workers``
+workers, against the eval transform (decode + letterbox only): if the loader is slower than the model, add workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+DEFAULT_PBC = REPO.parent / "shared" / "data" / "pbc" / "PBC_dataset_normal_DIB"
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return (
+        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    )
+
+
+def batches(n: int, batch: int, size: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    return [
+        (torch.randn(batch, 3, size, size, generator=generator).to(device),
+         torch.randint(0, 13, (batch,), generator=generator).to(device))
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def plain_timm(model_name: str, data: list, precision: str, channels_last: bool, device: torch.device) -> float:
+    """The textbook loop: images/s over ``data`` (after a warm-up pass over its first batches)."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model(model_name, num_classes=13).to(device).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(enabled=precision == "fp16")
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return _timed(step, data)
+
+
+def wbc_data_loop(model_name: str, data: list, recipe, accelerator) -> float:
+    """wbc-data's own epoch function on an Accelerate-prepared model and optimizer."""
+    from timm.optim import create_optimizer_v2
+    from torchvision.transforms import v2
+
+    from wbc_data.taxonomy import CLASSES
+    from wbc_data.train.loop import SilentProgress, train_epoch
+    from wbc_data.train.models import create_model
+    from wbc_data.train.recipe import MemberSpec
+
+    torch.manual_seed(0)
+    model = create_model(MemberSpec("bench", model_name))
+    model = model.to(accelerator.device)
+    if recipe.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer_v2(model, "adamw", lr=1e-4, weight_decay=recipe.train.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    cutmix = v2.CutMix(alpha=recipe.augment.cutmix.alpha, num_classes=len(CLASSES))
+
+    def epoch(part: list) -> None:
+        train_epoch(accelerator, recipe, model, optimizer, part, cutmix, SilentProgress(), lambda: False)
+
+    return _timed(epoch, data, whole=True)
+
+
+def _timed(step, data: list, whole: bool = False, warmup: int = 3) -> float:
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    if whole:
+        step(data[:warmup])
+        sync()
+        start = time.perf_counter()
+        step(data[warmup:])
+    else:
+        for x, y in data[:warmup]:
+            step(x, y)
+        sync()
+        start = time.perf_counter()
+        for x, y in data[warmup:]:
+            step(x, y)
+    sync()
+    n = sum(x.shape[0] for x, _ in data[warmup:])
+    return n / (time.perf_counter() - start)
+
+
+def loader_rates(root: Path, limit: int, workers: int, repeat: int) -> dict[str, float]:
+    from torch.utils.data import DataLoader
+
+    from wbc_data import manifest
+    from wbc_data.ingest.engine import IngestOptions, ingest
+    from wbc_data.merge import merge
+    from wbc_data.pixels import PixelLoader
+    from wbc_data.torchdata import ManifestDataset
+    from wbc_data.train.augment import eval_transform, train_transform
+    from wbc_data.train.recipe import load_recipe
+    from wbc_data.workspace import Workspace
+
+    recipe = load_recipe("wbcbench-ensemble")
+    with tempfile.TemporaryDirectory(prefix="wbc-bench-train-") as tmp:
+        subset = Path(tmp) / "pbc" / "PBC_dataset_normal_DIB"
+        files = sorted(p for p in root.rglob("*.jpg") if not p.name.startswith("."))[:: max(1, 8487 // limit)][:limit]
+        for path in files:
+            (subset / path.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, subset / path.parent.name / path.name)
+        ws = Workspace(Path(tmp) / "ws")
+        ingest("pbc", subset.parent, ws, IngestOptions(workers=workers))
+        merge(ws)
+        frame = manifest.read_frame(ws.unified_manifest)
+        frame = frame[frame["status"] == "ok"].reset_index(drop=True)
+        loader = PixelLoader.for_workspace(ws)
+        contenders = {
+            "decode + letterbox (eval)": ManifestDataset(frame, loader, eval_transform(recipe.image)),
+            "decode + training augmentation": ManifestDataset(
+                frame, loader, train_transform(recipe.image, recipe.augment.normal, recipe.augment.degrade)
+            ),
+            "decode + rare-class augmentation": ManifestDataset(
+                frame, loader, train_transform(recipe.image, recipe.augment.rare_strength(), recipe.augment.degrade)
+            ),
+        }
+        best: dict[str, float] = {}
+        for _ in range(repeat):
+            for name, dataset in contenders.items():
+                start = time.perf_counter()
+                n = sum(len(b[0]) for b in DataLoader(dataset, batch_size=32, num_workers=workers))
+                best[name] = max(best.get(name, 0.0), n / (time.perf_counter() - start))
+        return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["tf_efficientnetv2_b0", "convnext_tiny"])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per contender (after --warmup)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--precision", default="auto", help="auto | no | bf16 | fp16")
+    parser.add_argument("--pbc", type=Path, default=DEFAULT_PBC)
+    parser.add_argument("--loader-images", type=int, default=512, help="0: skip the loader benchmark")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    from accelerate import Accelerator
+
+    from wbc_data.train.recipe import load_recipe
+    from wbc_data.train.run import resolve_mixed_precision
+
+    precision = resolve_mixed_precision(args.precision)
+    recipe = load_recipe("wbcbench-ensemble")
+    accelerator = Accelerator(mixed_precision=precision)
+    device = accelerator.device
+    print(
+        f"device: {device_name()}; torch {torch.__version__}; precision {precision}; batch {args.batch}; "
+        f"{args.size} px; channels_last {recipe.train.channels_last}; CutMix p {recipe.augment.cutmix.p}"
+    )
+    data = batches(args.warmup + args.steps, args.batch, args.size, device)
+    print("| model | plain timm loop img/s | wbc-data loop img/s | ratio |\n|---|---:|---:|---:|")
+    for name in args.models:
+        best = {"plain": 0.0, "ours": 0.0}
+        for _ in range(args.repeat):
+            best["plain"] = max(best["plain"], plain_timm(name, data, precision, recipe.train.channels_last, device))
+            best["ours"] = max(best["ours"], wbc_data_loop(name, data, recipe, accelerator))
+            accelerator.free_memory()
+        print(f"| {name} | {best['plain']:,.1f} | {best['ours']:,.1f} | {best['ours'] / best['plain']:.2f} |",
+              flush=True)  # fmt: skip
+    if args.loader_images and args.pbc.is_dir():
+        rates = loader_rates(args.pbc, args.loader_images, args.workers, args.repeat)
+        print(
+            f"\nloader: {args.loader_images} real PBC images, {args.workers} workers, batch 32, {args.size} px, "
+            "CPU only"
+        )
+        print("| pipeline | images/s |\n|---|---:|")
+        for name, rate in rates.items():
+            print(f"| {name} | {rate:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""`synth`: train a class-conditional diffusion generator (`synth train`) and sample guarded synthetic cells
+(`synth --cls PLY --n 500`, or `synth --plan reports/synth-plan.yaml`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from wbc_data.cli.app import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors
+from wbc_data.workspace import Workspace
+
+synth_app = typer.Typer(
+    help="Generate synthetic cells of rare classes with a class-conditional diffusion model, guarded against copying.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(synth_app, name="synth")
+
+
+def _say(message: str) -> None:
+    err_console.print(f"[dim]synth:[/] {message}", highlight=False, soft_wrap=True)
+
+
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", help="CPU threads for torch (default: torch's; 1 is often faster on a busy machine)."),
+]
+
+
+def _threads(count: int | None) -> None:
+    if count:
+        import torch
+
+        torch.set_num_threads(count)
+
+
+def _bar(*extra: TextColumn) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra,
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+
+
+@synth_app.callback(invoke_without_command=True)
+@friendly_errors
+def synth(
+    ctx: typer.Context,
+    cls: Annotated[
+        list[str] | None, typer.Option("--cls", help="Class to generate (repeat for several), e.g. PLY.")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="Accepted images per class.")] = 100,
+    plan: Annotated[
+        Path | None, typer.Option("--plan", help="A synth plan (gap-report --quota): every class's quota in one go.")
+    ] = None,
+    generator: Annotated[
+        Path | None,
+        typer.Option("--generator", help="Generator folder (default: the one under <workspace>/generators)."),
+    ] = None,
+    guidance: Annotated[
+        float | None, typer.Option("--guidance", help="Classifier-free guidance scale (1: none; default: recipe's).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Denoising steps (default: recipe's).")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="ddpm | ddim | dpm (DPM-Solver++; default: recipe's).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same images.")] = 0,
+    domain: Annotated[
+        str | None, typer.Option("--domain", help="Render in this source's look (domain-conditioned generators).")
+    ] = None,
+    classifier: Annotated[
+        Path | None,
+        typer.Option("--classifier", help="A classifier from `wbc-data train`: agreement and Fréchet distance."),
+    ] = None,
+    reference_split: Annotated[
+        list[str] | None,
+        typer.Option("--reference-split", help="Fidelity reference: real images of these splits only (default: any)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name of the synthetic source (default: generator + classes).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")] = None,
+    max_attempts: Annotated[
+        float, typer.Option("--max-attempts", help="At most this many draws per requested image.")
+    ] = 3.0,
+    device: Annotated[str | None, typer.Option("--device", help="cuda, cuda:1, cpu... (default: the best).")] = None,
+    threads: ThreadsOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Sample synthetic cells (PNGs + a synthetic source manifest + report), guarded against copies."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from wbc_data.synth import SynthError
+    from wbc_data.synth.sample import SynthOptions, parse_classes, plan_counts, run_synth
+
+    if plan is not None and cls:
+        raise SynthError("give --cls CLASS --n N or --plan PLAN, not both")
+    if plan is not None:
+        counts = plan_counts(plan)
+    elif cls:
+        counts = dict.fromkeys(parse_classes(cls), n)
+    else:
+        raise SynthError("say what to generate: --cls CLASS --n N, or --plan reports/synth-plan.yaml (see --help)")
+    _threads(threads)
+    options = SynthOptions(
+        counts=counts,
+        guidance=guidance,
+        steps=steps,
+        scheduler=scheduler,
+        seed=seed,
+        domain=domain,
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        name=name,
+        device=device,
+        classifier=_classifier(classifier),
+        reference_splits=reference_split or None,
+    )
+    with _bar() as bar:
+        task = bar.add_task("sampling", total=sum(counts.values()))
+        result = run_synth(
+            Workspace.at(workspace),
+            generator,
+            options,
+            log=_say,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    _print_result(result)
+
+
+def _classifier(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from wbc_data.synth import SynthError
+
+    try:
+        from wbc_data.classifier import load_classifier
+
+        return load_classifier(path)
+    except ModuleNotFoundError as exc:
+        if "wbc_data.train" not in str(exc):
+            raise
+        raise SynthError(
+            f"--classifier {path}: this installation has no classifier loader (wbc_data.train, from `wbc-data train`)"
+        ) from None
+
+
+def _print_result(result: Any) -> None:
+    from wbc_data.synth.report import outcome_table
+
+    console.print(frame_table(outcome_table(result.outcomes), title=f"Synthetic {result.source}"))
+    for o in result.outcomes:
+        if o.short:
+            console.print(f"[yellow]short:[/] {o.label}: {o.accepted:,} of {o.requested:,} accepted", highlight=False)
+        if o.diversity and o.diversity.collapsed:
+            console.print(f"[yellow]collapse:[/] {o.label}: {o.diversity.describe()}", highlight=False)
+    console.print(f"images: {result.folder}", highlight=False)
+    console.print(f"synthetic source: {result.manifest_path} (merge with `wbc-data manifest`)", highlight=False)
+    if result.grid_path:
+        console.print(f"grid: {result.grid_path}", highlight=False)
+    for path in result.report_paths:
+        console.print(f"report: {path}", highlight=False)
+
+
+@synth_app.command("train")
+@friendly_errors
+def train_cmd(
+    recipe: Annotated[str, typer.Option("--recipe", help="A recipe YAML, or a shipped recipe's name (tiny-cpu...).")],
+    workspace: WorkspaceOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run folder (default: <workspace>/generators/<recipe name>).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's latest checkpoint.")] = False,
+    steps: Annotated[int | None, typer.Option("--steps", help="Override the recipe's training steps.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", help="Stop (with a checkpoint) after this much wall time.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Override the recipe's batch size.")] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option("--init-from", help="Start from a diffusers UNet or pipeline folder on disk (never downloaded)."),
+    ] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Train a class-conditional diffusion generator on the train split (Accelerate: `accelerate launch` for GPUs)."""
+    from wbc_data.synth.recipe import load_recipe
+    from wbc_data.synth.train import train
+
+    chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size)
+    if init_from is not None:
+        chosen = dataclasses.replace(chosen, init_from=str(init_from))
+    _threads(threads)
+    columns = (TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} img/s"))
+    with _bar(*columns) as bar:
+        task = bar.add_task("training", total=chosen.train.steps, loss=float("nan"), rate=0.0)
+
+        def show(status: Any) -> None:
+            label = "decoding images" if status.phase == "cache" else "training"
+            bar.update(
+                task,
+                description=label,
+                completed=status.done,
+                total=status.total,
+                loss=status.loss,
+                rate=status.images_per_second,
+            )
+
+        result = train(
+            Workspace.at(workspace), chosen, out, resume=resume, max_minutes=max_minutes, progress=show, log=_say
+        )
+    if not result.main_process:
+        return  # under `accelerate launch` the main process reports
+    info = result.info
+    console.print(
+        f"trained {result.steps:,} of {result.total_steps:,} steps in {result.seconds / 60:.1f} min "
+        f"({result.images_per_second:.1f} images/s, {info.device}); loss {result.loss:.4f}",
+        highlight=False,
+    )
+    if result.stopped == "time":
+        console.print("[yellow]stopped:[/] time budget reached; continue with --resume", highlight=False)
+    console.print(f"generator: {result.generator_dir} ({info.id})", highlight=False)
+    if result.grids:
+        console.print(f"sample grid: {result.grids[-1]}", highlight=False)
+    if chosen.expected_h100:
+        console.print(f"expected on one H100 (estimate): {chosen.expected_h100}", highlight=False)

@@ -1,0 +1,483 @@
+"""``wbc-data synth --cls PLY --n 500``: draw samples in batches on the best device, pass each through the
+memorisation guard, replace rejected ones until ``n`` are accepted (at most ``max_attempts`` x ``n`` draws), then
+measure diversity (and fidelity, given a classifier), and write PNGs, the synthetic source manifest and a report.
+
+Every sample has its own seed (derived from ``--seed``, its class and its attempt number), so it depends on nothing
+else: the same seed gives the same image, alone or in any batch, and a manifest row says how to make it again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wbc_data.classifier import Classifier
+from wbc_data.synth import SynthError
+from wbc_data.synth.data import derive_seed, to_resolution
+from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
+from wbc_data.synth.generator import GeneratorInfo, read_info, training_rows
+from wbc_data.synth.guards import Calibration, Diversity, Fidelity, MemorisationGuard, Verdict, diversity, fidelity
+from wbc_data.synth.recipe import SCHEDULERS
+from wbc_data.synth.rows import SampleMeta, folder_rel, png_bytes, sample_row, source_name, write_source
+from wbc_data.taxonomy import CLASSES
+from wbc_data.workspace import Workspace
+
+Drawer = Callable[[str, list[int]], np.ndarray]
+"""``draw(label, seeds) -> (len(seeds), h, w, 3) uint8``: one image per seed."""
+LogFn = Callable[[str], None]
+ProgressFn = Callable[[int, int], None]
+
+STATS_LIMIT = 1000
+"""Accepted samples per class kept in memory for diversity and fidelity (the rest are on disk)."""
+POOL_SIZE = 256
+
+
+@dataclass
+class SynthOptions:
+    counts: dict[str, int]  # class -> accepted samples wanted
+    guidance: float | None = None  # None: the recipe's default
+    steps: int | None = None
+    scheduler: str | None = None
+    seed: int = 0
+    domain: str | None = None
+    batch_size: int | None = None
+    max_attempts: float = 3.0  # draws per requested sample at most (rejected ones are replaced up to this)
+    name: str | None = None
+    device: str | None = None  # None: the best available
+    classifier: Classifier | None = None  # for the fidelity guard (agreement, Fréchet distance)
+    reference_max: int = 500  # real images of a class for the fidelity reference
+    reference_splits: list[str] | None = None  # splits the fidelity reference comes from (None: any)
+
+
+@dataclass
+class ClassOutcome:
+    label: str
+    requested: int
+    accepted: int
+    rejected: int
+    attempts: int
+    calibration: Calibration
+    diversity: Diversity | None = None
+    fidelity: Fidelity | None = None
+    accepted_distances: list[float] = field(default_factory=list)
+    rejected_distances: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def short(self) -> int:
+        return self.requested - self.accepted
+
+
+@dataclass
+class SynthResult:
+    name: str
+    source: str
+    manifest_path: Path
+    folder: Path
+    generator: GeneratorInfo
+    device: str
+    seconds: float
+    settings: dict[str, Any]
+    outcomes: list[ClassOutcome]
+    report_paths: list[Path] = field(default_factory=list)
+    grid_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- what to sample
+
+
+def parse_classes(values: list[str]) -> list[str]:
+    """Class codes, case-insensitive; an unknown one is one clear line."""
+    out = []
+    for value in values:
+        code = value.strip().upper()
+        if code not in CLASSES:
+            raise SynthError(f"--cls {value}: unknown class (known: {', '.join(CLASSES)})")
+        out.append(code)
+    return list(dict.fromkeys(out))
+
+
+def plan_counts(path: Path) -> dict[str, int]:
+    from wbc_data.gap import load_plan
+
+    plan = load_plan(path)
+    counts = plan.counts()
+    if not counts:
+        raise SynthError(f"{path}: the plan asks for no synthetic image (every class is at 0)")
+    return counts
+
+
+def find_generator(workspace: Workspace) -> Path:
+    """The one generator trained in this workspace (``<workspace>/generators/*/generator``)."""
+    found = sorted(p.parent for p in (workspace.root / "generators").glob("*/generator/wbc_generator.json"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise SynthError(
+            f"{workspace.root / 'generators'}: no trained generator here; train one with `wbc-data synth train` "
+            "or pass --generator DIR"
+        )
+    names = ", ".join(str(p) for p in found)
+    raise SynthError(f"{workspace.root / 'generators'}: several generators ({names}); choose one with --generator")
+
+
+def check_request(info: GeneratorInfo, folder: Path, options: SynthOptions) -> None:
+    seen = info.trained_classes()
+    for label, n in options.counts.items():
+        if label not in CLASSES:
+            raise SynthError(f"--cls {label}: unknown class (known: {', '.join(CLASSES)})")
+        if label not in seen:
+            raise SynthError(
+                f"{folder}: generator {info.id} never saw a {label} image, so it cannot render {label} "
+                f"(it learnt: {', '.join(seen) or 'nothing'})"
+            )
+        if n < 1:
+            raise SynthError(f"--n {n}: ask for at least one image")
+    if options.domain is not None:
+        if not info.domains:
+            raise SynthError(f"--domain {options.domain}: generator {info.id} was trained without a domain condition")
+        if options.domain not in info.domains:
+            raise SynthError(
+                f"--domain {options.domain}: unknown to {info.id} (its domains: {', '.join(info.domains)})"
+            )
+    if options.scheduler is not None and options.scheduler not in SCHEDULERS:
+        raise SynthError(f"--scheduler {options.scheduler}: use one of {', '.join(SCHEDULERS)}")
+    if options.max_attempts < 1:
+        raise SynthError(f"--max-attempts {options.max_attempts}: at least 1 (one draw per requested image)")
+
+
+def run_name(info: GeneratorInfo, options: SynthOptions) -> str:
+    raw = options.name or (
+        f"{info.name}-{'-'.join(options.counts)}" if len(options.counts) <= 3 else f"{info.name}-plan"
+    )
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.")
+    if not name:
+        raise SynthError(f"--name {options.name!r}: use letters, digits, '.', '_' or '-'")
+    return name
+
+
+# --------------------------------------------------------------------------- devices and drawing
+
+
+def best_device() -> tuple[str, Any]:
+    """CUDA with bf16 (fp16 where bf16 is missing), else Apple's MPS, else CPU; ``None``: float32 as saved."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps", None
+    return "cpu", None
+
+
+def pipeline_drawer(pipe: Any, guidance: float, steps: int, scheduler: str, domain: str | None) -> Drawer:
+    import torch
+
+    def draw(label: str, seeds: list[int]) -> np.ndarray:
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]  # CPU noise: same image on any device
+        return pipe(
+            [label] * len(seeds),
+            domain=domain,
+            guidance_scale=guidance,
+            num_inference_steps=steps,
+            scheduler=scheduler,
+            generator=generators,
+            output_type="uint8",
+        ).images
+
+    return draw
+
+
+def sample_seed(seed: int, label: str, attempt: int) -> int:
+    return derive_seed(seed, CLASSES.index(label), attempt)
+
+
+# --------------------------------------------------------------------------- real images
+
+
+def _open_at(frame: pd.DataFrame, workspace: Workspace, size: int) -> np.ndarray:
+    from wbc_data.pixels import PixelLoader, row_refs
+
+    loader = PixelLoader.for_workspace(workspace)
+    images = [np.asarray(to_resolution(loader.open(ref), size)) for ref in row_refs(frame)]
+    return np.stack(images) if images else np.zeros((0, size, size, 3), dtype=np.uint8)
+
+
+def training_images(
+    workspace: Workspace,
+    folder: Path,
+    info: GeneratorInfo,
+    frame: pd.DataFrame,
+    label: str | None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[str]]:
+    """The generator's own training images (of ``label``, or any), reopened from this workspace at its resolution."""
+    rows = training_rows(folder)
+    if label is not None:
+        rows = rows[rows["label"] == label]
+    if limit is not None and len(rows) > limit:
+        rows = rows.iloc[np.sort(np.random.default_rng(seed).permutation(len(rows))[:limit])]
+    found = frame[frame["sample_id"].isin(rows["sample_id"])]
+    if len(found) < len(rows):
+        raise SynthError(
+            f"{workspace.unified_manifest}: {len(rows) - len(found):,} of the {len(rows):,} training images of "
+            f"generator {info.id}{f' ({label})' if label else ''} are not in this workspace; the memorisation guard "
+            "needs them (sample in the workspace the generator was trained on)"
+        )
+    found = found.set_index("sample_id").loc[rows["sample_id"]].reset_index()
+    return _open_at(found, workspace, info.resolution), found["sample_id"].tolist()
+
+
+def reference_images(
+    workspace: Workspace,
+    frame: pd.DataFrame,
+    label: str,
+    size: int,
+    limit: int,
+    seed: int,
+    splits: list[str] | None = None,
+) -> np.ndarray:
+    """Real images of ``label`` in the workspace (real, exact, kept; of ``splits``, or any) for the fidelity guard."""
+    from wbc_data.selection import select_rows
+
+    rows = select_rows(frame, splits, exact_only=True, kept_only=True, synthetic=False)
+    rows = rows[rows["label"] == label].sort_values("sample_id")
+    if len(rows) > limit:
+        rows = rows.iloc[np.sort(np.random.default_rng(seed).permutation(len(rows))[:limit])]
+    return _open_at(rows, workspace, size)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def sample_class(
+    label: str,
+    n: int,
+    draw: Drawer,
+    guard: MemorisationGuard,
+    options: SynthOptions,
+    batch_size: int,
+    emit: Callable[[str, int, np.ndarray, Verdict, int], None],
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int, int, list[np.ndarray]]:
+    """Draw until ``n`` samples pass the guard or ``max_attempts`` x ``n`` draws are spent; ``emit`` each sample
+    (label, attempt, image, verdict, seed). Returns (accepted, rejected, attempts, accepted images kept for stats)."""
+    cap = max(n, math.ceil(n * options.max_attempts))
+    accepted = rejected = attempt = 0
+    kept: list[np.ndarray] = []
+    while accepted < n and attempt < cap:
+        m = min(batch_size, n - accepted, cap - attempt)
+        seeds = [sample_seed(options.seed, label, attempt + k) for k in range(m)]
+        images = np.asarray(draw(label, seeds), dtype=np.uint8)
+        for k, (image, verdict) in enumerate(zip(images, guard.check(images), strict=True)):
+            emit(label, attempt + k, image, verdict, seeds[k])
+            if verdict.copy:
+                rejected += 1
+            elif accepted < n:
+                accepted += 1
+                if len(kept) < STATS_LIMIT:
+                    kept.append(image)
+        attempt += m
+        if progress:
+            progress(m)
+    return accepted, rejected, attempt, kept
+
+
+class _Writer:
+    """Writes each sample's PNG into the staging folder and its manifest row, and remembers its distance."""
+
+    def __init__(self, staged: Path, source: str, info: GeneratorInfo, settings: dict[str, Any]) -> None:
+        self.staged = staged
+        self.source = source
+        self.info = info
+        self.settings = settings
+        self.rows: list[dict[str, Any]] = []
+        self.distances: dict[tuple[str, bool], list[float]] = {}
+
+    def __call__(self, label: str, attempt: int, image: np.ndarray, verdict: Verdict, seed: int) -> None:
+        rel = f"{'rejected/' if verdict.copy else ''}{label}/{label}_{attempt:06d}.png"
+        data = png_bytes(image)
+        path = self.staged / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        s = self.settings
+        meta = SampleMeta(label, seed, s["guidance"], s["steps"], s["scheduler"], s["domain"])
+        self.rows.append(sample_row(self.source, rel, image, data, meta, verdict, self.info))
+        self.distances.setdefault((label, verdict.copy), []).append(verdict.distance)
+
+
+class _Ticker:
+    """Counts drawn samples for the progress bar; on CPU, estimates the remaining time after the first batch."""
+
+    def __init__(self, total: int, on_cpu: bool, say: LogFn, progress: ProgressFn | None) -> None:
+        self.total = total
+        self.on_cpu = on_cpu
+        self.say = say
+        self.progress = progress
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, m: int) -> None:
+        first = self.done == 0
+        self.done += m
+        if first and self.on_cpu:
+            per = (time.perf_counter() - self.started) / max(m, 1)
+            left = max(self.total - self.done, 0)
+            self.say(
+                f"CPU: {per:.2f} s per image; about {left * per / 60:.1f} min for the remaining {left:,} "
+                "(more if samples are rejected); a GPU takes seconds"
+            )
+        if self.progress:
+            self.progress(min(self.done, self.total), self.total)
+
+
+def run_synth(
+    workspace: Workspace,
+    generator_dir: Path | None,
+    options: SynthOptions,
+    log: LogFn | None = None,
+    progress: ProgressFn | None = None,
+    draw: Drawer | None = None,
+) -> SynthResult:
+    """Sample, guard, write; ``draw`` replaces the generator's pipeline (tests plant copies with it)."""
+    from wbc_data.stages import load_view
+
+    say = log or (lambda _m: None)
+    folder = Path(generator_dir).expanduser() if generator_dir else find_generator(workspace)
+    info = read_info(folder)
+    check_request(info, folder, options)
+    defaults = info.recipe.get("sample", {})
+    settings = {
+        "guidance": options.guidance if options.guidance is not None else float(defaults.get("guidance", 3.0)),
+        "steps": options.steps or int(defaults.get("steps", 25)),
+        "scheduler": options.scheduler or str(defaults.get("scheduler", "dpm")),
+        "seed": options.seed,
+        "domain": options.domain,
+        "batch_size": options.batch_size or int(defaults.get("batch_size", 64)),
+        "max_attempts": options.max_attempts,
+    }
+    if settings["steps"] < 1 or settings["batch_size"] < 1:
+        raise SynthError("--steps and --batch-size must be at least 1")
+    device_name = "test drawer"
+    if draw is None:
+        from wbc_data.synth.generator import load_generator
+
+        device, dtype = (options.device, None) if options.device else best_device()
+        pipe, info = load_generator(folder, device=device, dtype=dtype)
+        draw = pipeline_drawer(pipe, settings["guidance"], settings["steps"], settings["scheduler"], options.domain)
+        device_name = f"{device} ({str(dtype).replace('torch.', '') if dtype else 'float32'})"
+        if device == "cpu":
+            say(
+                f"sampling on CPU (no GPU found): slow; a time estimate follows the first batch "
+                f"({sum(options.counts.values()):,} images, {settings['steps']} {settings['scheduler']} steps, "
+                f"{info.resolution} px)"
+            )
+    name = run_name(info, options)
+    source = source_name(name)
+    final = workspace.root / folder_rel(name)
+    frame = load_view(workspace).frame
+
+    remove_stale(final.parent, final.name)
+    staged = staging_dir(final)
+    writer = _Writer(staged, source, info, settings)
+    ticker = _Ticker(sum(options.counts.values()), device_name.startswith("cpu"), say, progress)
+    outcomes: list[ClassOutcome] = []
+    real_grid: dict[str, np.ndarray] = {}
+    synth_grid: dict[str, np.ndarray] = {}
+    pool: np.ndarray | None = None
+    try:
+        for label, n in options.counts.items():
+            t0 = time.perf_counter()
+            reals, ids = training_images(workspace, folder, info, frame, label)
+            if len(reals) < 5 and pool is None:
+                pool, _ = training_images(workspace, folder, info, frame, None, POOL_SIZE, options.seed)
+            guard, calibration = MemorisationGuard.calibrated(reals, ids, pool, options.seed)
+            say(f"{label}: {len(reals):,} training images; near-copy when {calibration.describe()}")
+            accepted, rejected, attempts, kept = sample_class(
+                label, n, draw, guard, options, settings["batch_size"], writer, ticker
+            )
+            outcome = ClassOutcome(
+                label,
+                n,
+                accepted,
+                rejected,
+                attempts,
+                calibration,
+                accepted_distances=writer.distances.get((label, False), []),
+                rejected_distances=writer.distances.get((label, True), []),
+            )
+            if kept:
+                outcome.diversity = diversity(np.stack(kept), reals, guard.threshold, seed=options.seed)
+                if options.classifier is not None:
+                    outcome.fidelity = _fidelity(options, workspace, frame, label, info.resolution, kept)
+                order = np.random.default_rng(options.seed).permutation(len(reals))[:8]
+                real_grid[label] = reals[np.sort(order)]
+                synth_grid[label] = np.stack(kept[:8])
+            outcome.seconds = time.perf_counter() - t0
+            outcomes.append(outcome)
+            if accepted < n:
+                say(
+                    f"{label}: only {accepted:,} of {n:,} samples passed the guards after {attempts:,} draws "
+                    f"({rejected:,} near-copies rejected); raise --max-attempts or train longer"
+                )
+        tmp_manifest = staged / ".manifest.parquet"
+        write_source(workspace, name, writer.rows, info, notes_for(outcomes, info, settings), path=tmp_manifest)
+        manifest_path = workspace.source_manifest(source)
+        manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        replace_dir(staged, final)
+        (final / ".manifest.parquet").replace(manifest_path)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    seconds = time.perf_counter() - ticker.started
+    result = SynthResult(name, source, manifest_path, final, info, device_name, seconds, settings, outcomes)
+    from wbc_data.synth.report import write_report
+
+    write_report(result, workspace, real_grid, synth_grid)
+    return result
+
+
+def _fidelity(
+    options: SynthOptions, workspace: Workspace, frame: pd.DataFrame, label: str, size: int, kept: list[np.ndarray]
+) -> Fidelity:
+    from PIL import Image
+
+    refs = reference_images(
+        workspace, frame, label, size, options.reference_max, options.seed, options.reference_splits
+    )
+    synthetic = [Image.fromarray(a) for a in kept]
+    return fidelity(options.classifier, label, synthetic, [Image.fromarray(a) for a in refs], options.seed)
+
+
+def notes_for(outcomes: list[ClassOutcome], info: GeneratorInfo, settings: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest's metadata records about the run: per class requested/accepted/rejected and the guards."""
+    per_class = {}
+    for o in outcomes:
+        entry: dict[str, Any] = {
+            "requested": o.requested,
+            "accepted": o.accepted,
+            "rejected_near_copies": o.rejected,
+            "attempts": o.attempts,
+            "threshold": round(o.calibration.threshold, 5),
+            "calibration": o.calibration.describe(),
+        }
+        if o.diversity:
+            entry["diversity"] = o.diversity.describe()
+            entry["collapsed"] = o.diversity.collapsed
+        if o.fidelity:
+            entry["agreement"] = o.fidelity.agreement
+            entry["frechet"] = o.fidelity.frechet
+        per_class[o.label] = entry
+    rule = "every licence of the generator's training data (all classes: the model learnt from all of them)"
+    return {"generator": info.id, "settings": settings, "classes": per_class, "licence_rule": rule}

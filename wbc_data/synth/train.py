@@ -1,0 +1,430 @@
+"""``wbc-data synth train``: one readable Accelerate loop (after diffusers' ``train_unconditional.py``), so
+``accelerate launch`` runs it on one GPU, several, or several machines unchanged, with mixed precision.
+
+Per step: a class-balanced batch drawn from ``(seed, step)``, the 8 flips/rotations, labels dropped to the null class
+(and domains to "no domain") ~10% of the time, DDPM noise at a random timestep, MSE on the recipe's target, AdamW,
+EMA. Every ``checkpoint_every`` steps: a checkpoint (full state, resumable), the generator exported with the EMA
+weights, and a per-class sample grid. Ctrl-C (or ``max_minutes``) stops at the end of the current step with a
+checkpoint; a second Ctrl-C stops at once (the previous checkpoint stays). Noise, timesteps, augmentation and label
+dropout come from a generator seeded by ``(seed, step, process)``, so a resumed run continues exactly as the
+uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbc_data.synth import SynthError, TrainInterrupted
+from wbc_data.synth import checkpoints as ckpt
+from wbc_data.synth.data import (
+    NULL_CLASS,
+    BalancedBatches,
+    TrainingSet,
+    cache_folder,
+    derive_seed,
+    dihedral,
+    drop_labels,
+    pixel_cache,
+    training_set,
+)
+from wbc_data.synth.generator import INFO_FILE, GeneratorInfo, read_info, save_generator
+from wbc_data.synth.recipe import Recipe
+from wbc_data.taxonomy import CLASSES
+from wbc_data.workspace import Workspace
+
+
+@dataclass
+class TrainStatus:
+    """What the progress display shows: ``phase`` is "cache" (decoding images once) or "train"."""
+
+    phase: str
+    done: int
+    total: int
+    loss: float = float("nan")
+    images_per_second: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    generator_dir: Path
+    info: GeneratorInfo
+    steps: int
+    total_steps: int
+    seconds: float  # training wall time, all sessions of this run
+    images_per_second: float
+    loss: float
+    stopped: str | None = None  # "time" when max_minutes ran out before the last step
+    main_process: bool = True  # under `accelerate launch`, only the main process reports
+    grids: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+ProgressFn = Callable[[TrainStatus], None]
+LogFn = Callable[[str], None]
+
+
+def default_out(workspace: Workspace, recipe: Recipe) -> Path:
+    return workspace.root / "generators" / recipe.name
+
+
+def mixed_precision(choice: str) -> str:
+    """``auto``: bf16 on a GPU that has it, else fp16 on a GPU, none on CPU."""
+    import torch
+
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+class _Stop:
+    """Ctrl-C once: finish the step, checkpoint, stop. Twice: stop now (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Stop:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def train(
+    workspace: Workspace,
+    recipe: Recipe,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    progress: ProgressFn | None = None,
+    log: LogFn | None = None,
+) -> TrainResult:
+    """Train ``recipe`` on the workspace's train split; see the module docstring."""
+    import torch
+    import torch.nn.functional as F
+    from accelerate import Accelerator
+    from diffusers import UNet2DModel
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    from wbc_data.synth.model import build_unet, noise_scheduler, unet_from_local
+    from wbc_data.synth.pipeline import condition_rows, sum_condition_embeddings
+
+    say = log or (lambda _msg: None)
+    out = Path(out_dir) if out_dir else default_out(workspace, recipe)
+    found = ckpt.latest(out / "checkpoints")
+    if found and not resume:
+        raise SynthError(
+            f"{out}: holds checkpoints of an earlier run (step {found[0]:,}): pass --resume to continue it, "
+            "or --out for a new run"
+        )
+    if resume and not found:
+        raise SynthError(f"{out}: no checkpoint to resume from (train without --resume to start)")
+
+    t = recipe.train
+    precision = mixed_precision(t.mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=t.gradient_accumulation_steps)
+    if not accelerator.is_main_process:
+        say = lambda _msg: None  # noqa: E731  (one voice under `accelerate launch`)
+    data = training_set(workspace, recipe.domain_condition)
+    counts = data.class_counts()
+    cache = _cache(data, workspace, recipe, out, accelerator, progress)
+    say(f"{len(data):,} training images: " + ", ".join(f"{c} {n:,}" for c, n in counts.items() if n))
+
+    rows = condition_rows(len(CLASSES), len(data.domain_names))
+    torch.manual_seed(t.seed)
+    notes: list[str] = []
+    if recipe.init_from:
+        model, notes = unet_from_local(recipe.init_from, recipe, rows)
+    else:
+        model = build_unet(recipe, rows)
+    if data.domain_names:
+        sum_condition_embeddings(model)
+    scheduler = noise_scheduler(recipe)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=t.learning_rate,
+        betas=(t.adam_beta1, t.adam_beta2),
+        weight_decay=t.adam_weight_decay,
+        eps=t.adam_epsilon,
+    )
+    lr_schedule = get_scheduler(
+        t.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=t.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=t.steps * accelerator.num_processes,
+    )
+    model, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
+    ema = EMAModel(
+        accelerator.unwrap_model(model).parameters(),
+        decay=t.ema_decay,
+        use_ema_warmup=True,
+        inv_gamma=t.ema_inv_gamma,
+        power=t.ema_power,
+        model_cls=UNet2DModel,
+        model_config=accelerator.unwrap_model(model).config,
+    )
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema)
+
+    state = {"recipe": recipe.fingerprint(), "data": data.fingerprint(), "seconds": 0.0, "images": 0, "loss": None}
+    start = 0
+    if found:
+        saved = ckpt.read_state(found[1])
+        for key, what in (("recipe", "recipe"), ("data", "training rows")):
+            if saved.get(key) != state[key]:
+                raise SynthError(
+                    f"{found[1]}: was trained with another {what}; resume needs the same (or use --out for a new run)"
+                )
+        accelerator.load_state(str(found[1]))
+        ema.to(accelerator.device)
+        start = int(saved["step"])
+        state.update(
+            seconds=float(saved.get("seconds", 0.0)), images=int(saved.get("images", 0)), loss=saved.get("loss")
+        )
+        say(f"resumed from {found[1]} (step {start:,} of {t.steps:,})")
+    if start >= t.steps:
+        say(f"already trained {start:,} of {t.steps:,} steps")
+
+    batches = BalancedBatches(data.labels, t.class_balance, t.batch_size, t.seed, accelerator.num_processes)
+    offset = len(CLASSES) + 1
+    labels_all = torch.from_numpy(data.labels)
+    domains_all = torch.from_numpy(data.domains)
+    device = accelerator.device
+    per_step = t.batch_size * accelerator.num_processes * t.gradient_accumulation_steps
+    sampling_info = _Grid(recipe, data, out, accelerator)
+
+    def step_once(step: int) -> float:
+        total = 0.0
+        for micro in range(t.gradient_accumulation_steps):
+            gen = torch.Generator(device=device).manual_seed(
+                derive_seed(t.seed, step, micro, accelerator.process_index)
+            )
+            idx = batches.indices(step, accelerator.process_index, micro)
+            pixels = torch.from_numpy(np.ascontiguousarray(cache[idx])).to(device)
+            clean = pixels.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+            if t.dihedral:
+                clean = dihedral(clean, gen)
+            classes = drop_labels(labels_all[idx].to(device), t.label_dropout, NULL_CLASS, gen)
+            if data.domain_names:
+                null_domain = offset + len(data.domain_names)
+                doms = drop_labels(domains_all[idx].to(device) + offset, t.label_dropout, null_domain, gen)
+                cond = torch.stack([classes, doms], dim=1)
+            else:
+                cond = classes
+            noise = torch.randn(clean.shape, generator=gen, device=device)
+            steps_t = torch.randint(
+                0, scheduler.config.num_train_timesteps, (clean.shape[0],), generator=gen, device=device
+            )
+            noisy = scheduler.add_noise(clean, noise, steps_t)
+            target = _target(recipe.schedule.prediction_type, scheduler, clean, noise, steps_t)
+            with accelerator.accumulate(model):
+                pred = model(noisy, steps_t, class_labels=cond).sample
+                loss = F.mse_loss(pred.float(), target.float())
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                optimizer.step()
+                lr_schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            total += float(loss.detach())
+        ema.step(accelerator.unwrap_model(model).parameters())
+        return total / t.gradient_accumulation_steps
+
+    def save_all(step: int) -> None:
+        ckpt.save(accelerator, out / "checkpoints", step, state, t.keep_checkpoints)
+        unwrapped = accelerator.unwrap_model(model)
+        with _ema_weights(unwrapped, ema):
+            if accelerator.is_main_process:
+                sampling_info.export(unwrapped, scheduler, step, state, notes)
+                sampling_info.grid(unwrapped, scheduler, step)
+        accelerator.wait_for_everyone()
+        _append_log(out, accelerator, {"step": step, **{k: state[k] for k in ("seconds", "images", "loss")}})
+        say(f"step {step:,}: checkpoint, generator and sample grid saved")
+
+    budget = max_minutes * 60.0 if max_minutes else math.inf
+    began = time.perf_counter()
+    session_images = 0
+    session_train = 0.0
+    smoothed = float("nan")
+    stopped = None
+    steps_done = start
+    with _Stop() as stop:
+        for step in range(start, t.steps):
+            tick = time.perf_counter()
+            loss = step_once(step)
+            spent = time.perf_counter() - tick
+            session_train += spent
+            session_images += per_step
+            state["seconds"] = float(state["seconds"]) + spent
+            state["images"] = int(state["images"]) + per_step
+            smoothed = loss if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * loss
+            state["loss"] = smoothed
+            done = steps_done = step + 1
+            try:
+                if progress and accelerator.is_main_process:
+                    progress(TrainStatus("train", done, t.steps, smoothed, session_images / max(session_train, 1e-9)))
+            except KeyboardInterrupt:
+                stop.requested = True
+            over_time = time.perf_counter() - began > budget
+            if done % t.checkpoint_every == 0 or done == t.steps or stop.requested or over_time:
+                save_all(done)
+            if stop.requested:
+                raise TrainInterrupted(
+                    f"interrupted at step {done:,} of {t.steps:,}: checkpoint saved in {out / 'checkpoints'}; "
+                    "re-run with --resume to continue"
+                )
+            if over_time and done < t.steps:
+                stopped = "time"
+                say(f"time budget of {max_minutes:g} min reached at step {done:,} of {t.steps:,}")
+                break
+    if sampling_info.last_info is None and not (out / "generator" / INFO_FILE).is_file():
+        with _ema_weights(accelerator.unwrap_model(model), ema):  # nothing trained here: export what was resumed
+            if accelerator.is_main_process:
+                sampling_info.export(accelerator.unwrap_model(model), scheduler, start, state, notes)
+    accelerator.wait_for_everyone()
+    info = sampling_info.last_info or read_info(out / "generator")
+    rate = state["images"] / state["seconds"] if state["seconds"] else 0.0
+    return TrainResult(
+        out,
+        out / "generator",
+        info,
+        steps_done,
+        t.steps,
+        float(state["seconds"]),
+        rate,
+        float(state["loss"]) if state["loss"] is not None else float("nan"),
+        stopped,
+        sampling_info.grids,
+        notes,
+        accelerator.is_main_process,
+    )
+
+
+def _target(kind: str, scheduler: Any, clean: Any, noise: Any, steps: Any) -> Any:
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(clean, noise, steps)
+    return clean
+
+
+def _cache(
+    data: TrainingSet, workspace: Workspace, recipe: Recipe, out: Path, accelerator: Any, progress: ProgressFn | None
+) -> np.ndarray:
+    """Decode the training images once (main process), the others wait and map the same file."""
+    from wbc_data.pixels import PixelLoader
+
+    folder = cache_folder(out)
+
+    def tick(done: int, total: int) -> None:
+        if progress:
+            progress(TrainStatus("cache", done, total))
+
+    args = (data.frame, PixelLoader.for_workspace(workspace), recipe.resolution, folder, data.fingerprint())
+    if accelerator.is_main_process:
+        cache = pixel_cache(*args, workers=recipe.train.workers, progress=tick)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        cache = pixel_cache(*args, workers=0)
+    return cache
+
+
+@contextmanager
+def _ema_weights(model: Any, ema: Any) -> Iterator[None]:
+    """The model with its EMA weights inside the block, its training weights again after."""
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    try:
+        yield
+    finally:
+        ema.restore(model.parameters())
+
+
+def _append_log(out: Path, accelerator: Any, entry: dict[str, Any]) -> None:
+    if accelerator.is_main_process:
+        with open(out / "train_log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+
+class _Grid:
+    """Exports the generator and draws the per-class grid at each checkpoint (main process)."""
+
+    def __init__(self, recipe: Recipe, data: TrainingSet, out: Path, accelerator: Any) -> None:
+        self.recipe = recipe
+        self.data = data
+        self.out = out
+        self.accelerator = accelerator
+        self.grids: list[Path] = []
+        self.last_info: GeneratorInfo | None = None
+
+    def export(self, model: Any, scheduler: Any, step: int, state: dict[str, Any], notes: list[str]) -> None:
+        seconds = float(state["seconds"])
+        info = GeneratorInfo(
+            name=self.recipe.name,
+            resolution=self.recipe.resolution,
+            class_counts=self.data.class_counts(),
+            domains=list(self.data.domain_names),
+            sources=self.data.sources(),
+            recipe=self.recipe.to_dict(),
+            trained_steps=step,
+            planned_steps=self.recipe.train.steps,
+            training_seconds=round(seconds, 2),
+            images_per_second=round(state["images"] / seconds, 2) if seconds else 0.0,
+            device=f"{self.accelerator.device} x{self.accelerator.num_processes}, "
+            f"mixed precision {self.accelerator.mixed_precision}",
+            init_from=self.recipe.init_from,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        self.last_info = save_generator(self.out / "generator", model, scheduler, info, self.data.frame)
+
+    def grid(self, model: Any, scheduler: Any, step: int) -> None:
+        import torch
+
+        from wbc_data.synth.grids import class_grid
+        from wbc_data.synth.pipeline import WbcCellPipeline
+
+        t = self.recipe.train
+        if t.grid_per_class <= 0:
+            return
+        pipe = WbcCellPipeline(model, scheduler, list(CLASSES), list(self.data.domain_names))
+        pipe.set_progress_bar_config(disable=True)
+        samples = {}
+        for index, name in enumerate(CLASSES):
+            if not self.data.class_counts()[name]:
+                continue
+            gens = [torch.Generator().manual_seed(derive_seed(t.seed, index, k)) for k in range(t.grid_per_class)]
+            images = pipe(
+                [name] * t.grid_per_class,
+                guidance_scale=self.recipe.sample.guidance,
+                num_inference_steps=t.grid_steps,
+                scheduler=self.recipe.sample.scheduler,
+                generator=gens,
+                output_type="uint8",
+            ).images
+            samples[name] = images
+        title = f"{self.recipe.name}: step {step:,} (EMA weights, {self.recipe.sample.scheduler} {t.grid_steps} steps)"
+        self.grids.append(class_grid(samples, self.out / "samples" / f"step-{step:07d}.png", title))

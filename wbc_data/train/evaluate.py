@@ -1,0 +1,295 @@
+"""``wbc-data evaluate``: a trained classifier on real images it never saw, with scikit-learn's metrics.
+
+The rows are the split's real, exact-label, deduplicated rows (``test`` by default), plus, for ``test``, the rows the
+model's run held out to keep a class rare. Rows the model trained or validated on are never scored (they could be,
+if the split was re-run since training: they are dropped and counted). ``--by source`` repeats every figure per
+source (train on some, test on another: the domain-shift table); ``--compare`` scores a second model on exactly the
+same rows and puts the two side by side, class by class.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wbc_data.atomic import atomic_write, atomic_write_text
+from wbc_data.errors import UserError
+from wbc_data.report.document import Report, Section, write
+from wbc_data.selection import label_indices, select_rows
+from wbc_data.stages import load_view
+from wbc_data.taxonomy import CLASSES
+from wbc_data.train.metrics import Metrics, classification_metrics
+from wbc_data.train.run import read_roles, read_run
+from wbc_data.workspace import Workspace
+
+SPLITS = ("train", "val", "test")
+VERBS = {"train": "trained", "val": "validated"}
+
+
+class EvaluateError(UserError):
+    pass
+
+
+@dataclass
+class EvalOptions:
+    split: str = "test"
+    by_source: bool = False
+    compare: Path | None = None
+    out: Path | None = None
+    tta: bool = False
+    batch_size: int = 64
+    workers: int | None = None
+
+
+@dataclass
+class ModelScore:
+    name: str
+    folder: Path
+    metrics: Metrics
+    by_source: pd.DataFrame | None = None  # source, n, correct, macro_f1, balanced_accuracy, accuracy
+    by_source_classes: pd.DataFrame | None = None  # source, class, support, precision, recall, f1, accuracy
+
+
+@dataclass
+class EvalResult:
+    rows: pd.DataFrame  # sample_id, source, label, predicted (+ predicted_other with --compare)
+    scores: list[ModelScore]
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    comparison: pd.DataFrame | None = None
+
+
+def model_workspace(model: Path, workspace: Path | None) -> Workspace:
+    """The workspace given, else the one the model was trained on (if it is still there), else the default."""
+    if workspace is not None:
+        return Workspace.at(workspace)
+    recorded = read_run(model).get("workspace")
+    if recorded and Path(recorded).is_dir():
+        return Workspace(Path(recorded))
+    return Workspace.at(None)
+
+
+def evaluation_rows(frame: pd.DataFrame, model: Path, split: str) -> tuple[pd.DataFrame, list[str]]:
+    """Real, exact, kept rows of ``split`` (+ the model's held-out rows for test), minus any it trained on (and,
+    for test, validated on)."""
+    if split not in SPLITS:
+        raise EvaluateError(f"--split {split}: use one of {', '.join(SPLITS)}")
+    notes = []
+    rows = select_rows(frame, [split], synthetic=False)
+    roles = read_roles(model)
+    if split == "test":
+        held = roles.loc[roles["role"] == "heldout", "sample_id"]
+        extra = select_rows(frame, None, synthetic=False)
+        extra = extra[extra["sample_id"].isin(set(held))]
+        if len(extra):
+            notes.append(f"{len(extra):,} row(s) the run held out (hold_rare) scored with the test split")
+            rows = pd.concat([rows, extra], ignore_index=True).drop_duplicates("sample_id")
+    excluded_roles = {"train": [], "val": ["train"], "test": ["train", "val"]}[split]
+    seen = set(roles.loc[roles["role"].isin(excluded_roles), "sample_id"])
+    used = rows["sample_id"].isin(seen).to_numpy()
+    if used.any():
+        verbs = " or ".join(VERBS[r] for r in excluded_roles)
+        notes.append(f"{int(used.sum()):,} {split} row(s) left out: the model {verbs} on them (split re-run since)")
+        rows = rows[~used]
+    if split == "train":
+        notes.append("scored on training rows: these figures say how well it fits, not how well it generalises")
+    return rows.reset_index(drop=True), notes
+
+
+def score(rows: pd.DataFrame, probabilities: np.ndarray, name: str, folder: Path, by_source: bool) -> ModelScore:
+    truth = label_indices(rows["label"])
+    predicted = probabilities.argmax(1)
+    result = ModelScore(name, folder, classification_metrics(truth, predicted))
+    if by_source:
+        result.by_source, result.by_source_classes = per_source(rows, truth, predicted)
+    return result
+
+
+def per_source(rows: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every figure per source, plus an ``all`` row: the counts of the source rows add up to it."""
+    summary, classes = [], []
+    sources = rows["source"].astype(str).to_numpy()
+    for source in [*sorted(set(sources)), "all"]:
+        mask = np.ones(len(rows), dtype=bool) if source == "all" else sources == source
+        m = classification_metrics(truth[mask], predicted[mask])
+        summary.append(
+            {
+                "source": source,
+                "n": m.n,
+                "correct": int((truth[mask] == predicted[mask]).sum()),
+                "classes": len(m.per_class),
+                "macro_f1": m.macro_f1,
+                "balanced_accuracy": m.balanced_accuracy,
+                "accuracy": m.accuracy,
+            }
+        )
+        classes.append(m.per_class.assign(source=source))
+    per_class = pd.concat(classes, ignore_index=True)
+    return pd.DataFrame(summary), per_class[["source", *[c for c in per_class.columns if c != "source"]]]
+
+
+def compare_table(first: ModelScore, second: ModelScore) -> pd.DataFrame:
+    """Per-class support, precision, recall and F1 of both models on the same rows, and the change in F1."""
+    a = first.metrics.per_class.set_index("class")
+    b = second.metrics.per_class.set_index("class")
+    table = pd.DataFrame({"class": a.index, "support": a["support"].to_numpy()})
+    for metric in ("precision", "recall", "f1"):
+        table[f"{metric} {first.name}"] = a[metric].to_numpy()
+        table[f"{metric} {second.name}"] = b[metric].reindex(a.index).to_numpy()
+    table["f1 change"] = table[f"f1 {second.name}"] - table[f"f1 {first.name}"]
+    return table
+
+
+def evaluate(workspace: Workspace, model: Path, options: EvalOptions | None = None, progress: Any = None) -> EvalResult:
+    """Score ``model`` (and ``options.compare``) on the rows of ``options.split``; write the report files."""
+    from wbc_data.classifier import load_classifier
+
+    options = options or EvalOptions()
+    model = Path(model)
+    classifier = load_classifier(model)
+    view = load_view(workspace)
+    view.require("split", "wbc-data evaluate")
+    rows, notes = evaluation_rows(view.frame, model, options.split)
+    other = None
+    if options.compare is not None:
+        other = load_classifier(options.compare)
+        other_rows, other_notes = evaluation_rows(view.frame, Path(options.compare), options.split)
+        common = set(rows["sample_id"]) & set(other_rows["sample_id"])
+        if len(common) < max(len(rows), len(other_rows)):
+            notes.append(
+                f"compared on the {len(common):,} row(s) both models never trained on "
+                f"({len(rows):,} and {len(other_rows):,} eligible apart)"
+            )
+        rows = rows[rows["sample_id"].isin(common)].reset_index(drop=True)
+        notes += [n for n in other_notes if n not in notes]
+    if rows.empty:
+        raise EvaluateError(f"{view.path}: no real, exact-label rows in the {options.split} split to evaluate on")
+    names = _names(model, options.compare)
+    probabilities = [_predict(classifier, rows, workspace, options, progress, names[0])]
+    if other is not None:
+        probabilities.append(_predict(other, rows, workspace, options, progress, names[1]))
+    folders = [model] + ([Path(options.compare)] if options.compare is not None else [])
+    scores = [score(rows, p, n, f, options.by_source) for p, n, f in zip(probabilities, names, folders, strict=True)]
+    out = Path(options.out) if options.out else _default_out(model, options, names)
+    result = EvalResult(_prediction_rows(rows, probabilities, names), scores, out, notes=notes)
+    if other is not None:
+        result.comparison = compare_table(scores[0], scores[1])
+    result.files = _write(result, options)
+    return result
+
+
+def model_name(folder: Path) -> str:
+    """A model's name in tables: its folder, or ``<run>.<member>`` for a member of a training run."""
+    folder = Path(folder).resolve()
+    return f"{folder.parent.parent.name}.{folder.name}" if folder.parent.name == "members" else folder.name
+
+
+def _names(model: Path, compare: Path | None) -> list[str]:
+    first = model_name(model)
+    if compare is None:
+        return [first]
+    second = model_name(Path(compare))
+    return [first, second] if first != second else [f"{first} (1)", f"{second} (2)"]
+
+
+def _default_out(model: Path, options: EvalOptions, names: list[str]) -> Path:
+    folder = options.split + ("-by-source" if options.by_source else "") + ("-tta" if options.tta else "")
+    if len(names) > 1:
+        folder += f"-vs-{names[1]}"
+    return model / "evaluation" / folder
+
+
+def _predict(
+    classifier: Any, rows: pd.DataFrame, workspace: Workspace, options: EvalOptions, progress: Any, name: str
+) -> np.ndarray:
+    from wbc_data.pixels import PixelLoader
+    from wbc_data.torchdata import ManifestDataset
+    from wbc_data.train.inference import predict_dataset
+
+    dataset = ManifestDataset(rows, PixelLoader.for_workspace(workspace), classifier.transform)
+    step = progress(name, len(rows)) if progress else None
+    return predict_dataset(classifier, dataset, options.tta, options.batch_size, options.workers, step)
+
+
+def _prediction_rows(rows: pd.DataFrame, probabilities: list[np.ndarray], names: list[str]) -> pd.DataFrame:
+    out = rows[["sample_id", "source", "label"]].copy().reset_index(drop=True)
+    for i, (p, name) in enumerate(zip(probabilities, names, strict=True)):
+        suffix = "" if i == 0 else f" {name}"
+        out[f"predicted{suffix}"] = [CLASSES[k] for k in p.argmax(1)]
+        out[f"confidence{suffix}"] = p.max(1)
+    return out
+
+
+def _csv(path: Path, frame: pd.DataFrame) -> Path:
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.4f"))
+    return path
+
+
+def _write(result: EvalResult, options: EvalOptions) -> list[Path]:
+    from wbc_data.train.plots import compare_png, confusion_png
+
+    out = result.out
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    report = Report(
+        f"Evaluation on {options.split}: {' vs '.join(s.name for s in result.scores)}",
+        f"{len(result.rows):,} real images (exact labels, deduplicated, never trained on); metrics from "
+        "scikit-learn, averaged over the classes present. " + " ".join(result.notes),
+    )
+    summary = pd.DataFrame([{"model": s.name, **s.metrics.summary()} for s in result.scores])
+    report.add(Section("Summary", "macro-F1 is the WBCBench 2026 metric.", tables=[("", summary)]))
+    metrics_json: dict[str, Any] = {"split": options.split, "tta": options.tta, "notes": result.notes, "models": {}}
+    for index, s in enumerate(result.scores):
+        tag = "" if index == 0 else f"-{index + 1}"
+        files.append(_csv(out / f"per_class{tag}.csv", s.metrics.per_class))
+        files.append(_csv(out / f"confusion{tag}.csv", s.metrics.confusion.reset_index()))
+        png = confusion_png(s.metrics.confusion, out / f"confusion{tag}.png", f"{s.name} on {options.split}")
+        files.append(png)
+        section = report.add(
+            Section(
+                f"{s.name}", tables=[("Per class", s.metrics.per_class.round(4))], figures=[("Confusion matrix", png)]
+            )
+        )
+        metrics_json["models"][s.name] = {
+            **s.metrics.summary(),
+            "folder": str(s.folder),
+            "per_class": s.metrics.per_class.to_dict(orient="records"),
+        }
+        if s.by_source is not None and s.by_source_classes is not None:
+            files.append(_csv(out / f"by_source{tag}.csv", s.by_source))
+            files.append(_csv(out / f"by_source_per_class{tag}.csv", s.by_source_classes))
+            section.tables += [
+                ("Per source (the source rows add up to all)", s.by_source.round(4)),
+                ("Per source and class", s.by_source_classes.round(4)),
+            ]
+            metrics_json["models"][s.name]["by_source"] = s.by_source.to_dict(orient="records")
+    if result.comparison is not None:
+        names = (result.scores[0].name, result.scores[1].name)
+        files.append(_csv(out / "compare.csv", result.comparison))
+        png = compare_png(
+            result.comparison,
+            names,
+            out / "compare.png",
+            f"Per-class F1 on the same {len(result.rows):,} real {options.split} images",
+        )
+        files.append(png)
+        report.sections.insert(
+            1,
+            Section(
+                "Side by side",
+                f"F1 change = {names[1]} - {names[0]}.",
+                tables=[("", result.comparison.round(4))],
+                figures=[("Per-class F1", png)],
+            ),
+        )
+        metrics_json["comparison"] = result.comparison.to_dict(orient="records")
+    atomic_write(out / "predictions.parquet", lambda tmp: result.rows.to_parquet(tmp, index=False))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics_json, indent=2, default=float) + "\n")
+    files += [out / "predictions.parquet", out / "metrics.json", *write(report, out, "report")]
+    return files

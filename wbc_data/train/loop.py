@@ -1,0 +1,342 @@
+"""The training loop of one ensemble member: staged fine-tuning under Accelerate, validation macro-F1 every epoch,
+early stopping per stage (best weights restored, carried into the next stage), a checkpoint after every epoch.
+
+The same code runs on a CPU, one GPU, or many GPUs and machines under ``accelerate launch``: Accelerate places the
+model, shards the batches, wraps the forward pass in bf16/fp16 autocast and scales the loss. Each epoch reseeds every
+RNG from (recipe seed, member, epoch), so a run resumed from its last checkpoint matches the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from wbc_data.taxonomy import CLASSES
+from wbc_data.train import checkpoint
+from wbc_data.train.checkpoint import LoopState
+from wbc_data.train.errors import one_line_worker_errors
+from wbc_data.train.metrics import macro_f1
+from wbc_data.train.models import apply_stage, create_model, restore_all
+from wbc_data.train.recipe import MemberSpec, Recipe, StageSpec
+
+REPORT_EVERY = 5  # steps between progress updates (each one reads the loss back from the GPU)
+
+
+@dataclass
+class EpochRecord:
+    member: str
+    stage: str
+    epoch: int  # over all stages, from 1
+    stage_epoch: int
+    lr: float
+    train_loss: float
+    val_loss: float
+    val_macro_f1: float
+    val_accuracy: float
+    images_per_s: float
+    seconds: float
+    improved: bool
+
+
+class TrainProgress(Protocol):
+    """What the loop reports (the CLI draws rich progress bars from it; the library default ignores it)."""
+
+    def begin_epoch(self, member: str, stage: str, epoch: int, steps: int) -> None: ...
+    def step(self, loss: float, images_per_s: float, steps_done: int) -> None: ...
+    def end_epoch(self, record: EpochRecord) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class SilentProgress:
+    def begin_epoch(self, member: str, stage: str, epoch: int, steps: int) -> None:
+        pass
+
+    def step(self, loss: float, images_per_s: float, steps_done: int) -> None:
+        pass
+
+    def end_epoch(self, record: EpochRecord) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class MemberData:
+    """What one member trains and validates on, already wrapped as datasets."""
+
+    train: torch.utils.data.Dataset
+    val: torch.utils.data.Dataset
+    train_labels: np.ndarray
+    train_synthetic: np.ndarray
+    val_labels: np.ndarray
+    synthetic_ratio: float
+    workers: int
+
+
+@dataclass
+class MemberResult:
+    model: Any  # the plain (unfrozen, unwrapped) model holding the best weights, on the CPU
+    history: list[dict[str, Any]]
+    best_f1: float
+
+
+def epoch_seed(seed: int, member: str, epoch: int) -> int:
+    """A seed per (recipe seed, member name, epoch); epoch -1 seeds the model initialisation. By name, so a member
+    trains the same alone (``--members``) as inside its ensemble."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(member.encode()), epoch + 1]).generate_state(1)[0])
+
+
+def stage_lr(recipe: Recipe, stage: StageSpec, stage_epoch: int) -> float:
+    """The stage's learning rate for one of its epochs: constant, or cosine-decayed over the stage's epochs (a
+    function of the epoch alone, so a resumed run needs no scheduler state)."""
+    if recipe.train.schedule == "constant":
+        return stage.lr
+    return stage.lr * 0.5 * (1 + math.cos(math.pi * stage_epoch / stage.epochs))
+
+
+def load_state(model: Any, state: dict[str, Any]) -> None:
+    """Load weights saved with some stages' frozen batch norms into the current structure: they differ only in
+    ``num_batches_tracked`` (which frozen batch norms lack); anything else is an error."""
+    result = model.load_state_dict(state, strict=True)
+    bad = [k for k in [*result.missing_keys, *result.unexpected_keys] if not k.endswith("num_batches_tracked")]
+    if bad:
+        raise RuntimeError(f"checkpoint does not fit the model: {bad[:3]}")
+
+
+def _cpu_state(model: Any) -> dict[str, Any]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def train_member(
+    accelerator: Any,
+    recipe: Recipe,
+    member: MemberSpec,
+    data: MemberData,
+    folder: Path,
+    progress: TrainProgress,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> MemberResult:
+    """Train one member through its enabled stages; ``folder`` holds its checkpoints (resumed when present)."""
+    from accelerate.utils import set_seed
+
+    set_seed(epoch_seed(recipe.seed, member.name, -1))
+    model = create_model(member)
+    stages = member.active_stages()
+    resumed = checkpoint.load(folder)
+    state, optimizer_state = LoopState(), {}
+    if resumed is not None:
+        state, model_state, optimizer_state = resumed
+        apply_stage(model, stages[min(state.stage, len(stages) - 1)])
+        load_state(model, model_state)
+        progress.note(f"{member.name}: resumed after epoch {state.epoch} (stage {state.stage + 1}/{len(stages)})")
+    best_state = checkpoint.load_best(folder) if state.best_epoch >= 0 else None
+
+    while state.stage < len(stages):
+        stage = stages[state.stage]
+        trainable = apply_stage(model, stage)
+        progress.note(
+            f"{member.name}: stage {stage.name} ({stage.train}, lr {stage.lr:g}): {trainable:,} trainable parameters"
+        )
+        best_state = _run_stage(
+            accelerator,
+            recipe,
+            member,
+            stage,
+            model,
+            data,
+            folder,
+            state,
+            optimizer_state,
+            best_state,
+            progress,
+            should_stop,
+        )
+        optimizer_state = {}
+        if best_state is not None:
+            load_state(model, best_state)
+        state.stage += 1
+        state.stage_epoch = 0
+        state.bad_epochs = 0
+        if accelerator.is_main_process:
+            checkpoint.save(folder, state, _cpu_state(model), {})
+        accelerator.wait_for_everyone()
+    restore_all(model)
+    accelerator.free_memory()
+    return MemberResult(model.cpu().eval(), state.history, state.best_f1)
+
+
+def _run_stage(
+    accelerator: Any,
+    recipe: Recipe,
+    member: MemberSpec,
+    stage: StageSpec,
+    model: Any,
+    data: MemberData,
+    folder: Path,
+    state: LoopState,
+    optimizer_state: dict[str, Any],
+    best_state: dict[str, Any] | None,
+    progress: TrainProgress,
+    should_stop: Callable[[], bool],
+) -> dict[str, Any] | None:
+    from accelerate.utils import set_seed
+    from timm.optim import create_optimizer_v2
+    from torchvision.transforms import v2
+
+    patience = stage.patience or recipe.train.patience
+    if state.stage_epoch >= stage.epochs or state.bad_epochs >= patience:
+        return best_state
+    accelerator.free_memory()
+    runner = model.to(accelerator.device)
+    if recipe.train.channels_last:
+        runner = runner.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer_v2(runner, "adamw", lr=stage.lr, weight_decay=recipe.train.weight_decay)
+    if optimizer_state:
+        optimizer.load_state_dict(optimizer_state)
+    if recipe.train.compile:
+        runner = torch.compile(runner)
+    batch_size = recipe.data.batch_size
+    sampler = _batch_sampler(recipe, data)
+    train_loader = DataLoader(
+        data.train, batch_sampler=sampler, num_workers=data.workers, pin_memory=accelerator.device.type == "cuda"
+    )
+    val_loader = DataLoader(data.val, batch_size=batch_size * 2, shuffle=False, num_workers=data.workers)
+    runner, optimizer, train_loader, val_loader = accelerator.prepare(runner, optimizer, train_loader, val_loader)
+    cutmix = v2.CutMix(alpha=recipe.augment.cutmix.alpha, num_classes=len(CLASSES))
+
+    while state.stage_epoch < stage.epochs and state.bad_epochs < patience:
+        lr = stage_lr(recipe, stage, state.stage_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        set_seed(epoch_seed(recipe.seed, member.name, state.epoch))
+        train_loader.set_epoch(state.epoch)
+        progress.begin_epoch(member.name, stage.name, state.epoch + 1, len(train_loader))
+        start = time.perf_counter()
+        runner.train()
+        with one_line_worker_errors():
+            loss_sum, seen = train_epoch(
+                accelerator, recipe, runner, optimizer, train_loader, cutmix, progress, should_stop
+            )
+            train_seconds = time.perf_counter() - start
+            val_loss, val_f1, val_acc = _validate(accelerator, runner, val_loader)
+        state.epoch += 1
+        state.stage_epoch += 1
+        improved = val_f1 > state.best_f1
+        if improved:
+            state.best_f1, state.best_epoch, state.bad_epochs = val_f1, state.epoch, 0
+            best_state = _cpu_state(model)
+            if accelerator.is_main_process:
+                checkpoint.save_best(folder, best_state)
+        else:
+            state.bad_epochs += 1
+        record = EpochRecord(
+            member.name,
+            stage.name,
+            state.epoch,
+            state.stage_epoch,
+            lr,
+            loss_sum / max(seen, 1),
+            val_loss,
+            val_f1,
+            val_acc,
+            seen / max(train_seconds, 1e-9),
+            time.perf_counter() - start,
+            improved,
+        )
+        state.history.append(asdict(record))
+        if accelerator.is_main_process:
+            checkpoint.save(folder, state, _cpu_state(model), optimizer.state_dict())
+        accelerator.wait_for_everyone()
+        progress.end_epoch(record)
+    if state.bad_epochs >= patience:
+        progress.note(
+            f"{member.name}: stage {stage.name} stopped early (no better validation macro-F1 for "
+            f"{patience} epochs; best {state.best_f1:.4f} at epoch {state.best_epoch})"
+        )
+    return best_state
+
+
+def train_epoch(
+    accelerator: Any,
+    recipe: Recipe,
+    runner: Any,
+    optimizer: Any,
+    loader: Any,
+    cutmix: Any,
+    progress: TrainProgress,
+    should_stop: Callable[[], bool],
+) -> tuple[float, int]:
+    """One pass over the epoch's batches; the summed loss (per image) and the images seen, all processes.
+    The loss is read back from the device only every ``REPORT_EVERY`` steps, so the GPU never waits on the bar."""
+    loss_sum = torch.zeros((), device=accelerator.device)
+    seen = 0
+    start = time.perf_counter()
+    for step, (images, labels) in enumerate(loader, 1):
+        if recipe.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets: torch.Tensor = labels
+        if recipe.augment.cutmix.p and float(torch.rand(())) < recipe.augment.cutmix.p:
+            images, targets = cutmix(images, labels)
+        with accelerator.autocast():
+            logits = runner(images)
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=recipe.train.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        if recipe.train.grad_clip:
+            accelerator.clip_grad_norm_(runner.parameters(), recipe.train.grad_clip)
+        optimizer.step()
+        n = images.shape[0] * accelerator.num_processes
+        loss_sum += loss.detach() * n
+        seen += n
+        if step % REPORT_EVERY == 0 or step == len(loader):
+            progress.step(float(loss_sum) / seen, seen / max(time.perf_counter() - start, 1e-9), step)
+        if should_stop():
+            raise KeyboardInterrupt
+    return float(loss_sum), seen
+
+
+def _batch_sampler(recipe: Recipe, data: MemberData) -> Any:
+    from wbc_data.train.sampling import MixedBatchSampler
+
+    real = int((~data.train_synthetic).sum())
+    size = real if recipe.data.epoch_size == "auto" else int(recipe.data.epoch_size)
+    batches = max(1, math.ceil(size / recipe.data.batch_size))
+    return MixedBatchSampler(
+        data.train_labels,
+        data.train_synthetic,
+        recipe.data.batch_size,
+        batches,
+        data.synthetic_ratio,
+        recipe.data.sampling,
+        recipe.seed,
+    )
+
+
+@torch.no_grad()
+def _validate(accelerator: Any, runner: Any, loader: Any) -> tuple[float, float, float]:
+    """Validation loss, macro-F1 and accuracy over every process's share, duplicates from padding dropped."""
+    runner.eval()
+    logits_all, labels_all = [], []
+    for images, labels in loader:
+        with accelerator.autocast():
+            logits = runner(images)
+        logits, labels = accelerator.gather_for_metrics((logits.float(), labels))
+        logits_all.append(logits.cpu())
+        labels_all.append(labels.cpu())
+    logits = torch.cat(logits_all)
+    labels = torch.cat(labels_all)
+    loss = float(F.cross_entropy(logits, labels))
+    predicted = logits.argmax(1).numpy()
+    truth = labels.numpy()
+    return loss, macro_f1(truth, predicted), float((predicted == truth).mean())

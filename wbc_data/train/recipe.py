@@ -1,0 +1,414 @@
+"""Trainer recipes: plain YAML a user can copy and edit (``trainers/*.yaml``), read into frozen dataclasses.
+
+Every key is declared here, so a typo is one clear line (``recipe.yaml: unknown key 'augment.rotat'``) instead of a
+silently ignored setting. ``--set key.path=value`` overrides apply to the YAML before it is checked, and the resolved
+recipe is saved beside the trained model, so a run can always be repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wbc_data.resources import trainers_dir
+from wbc_data.taxonomy import CLASSES
+from wbc_data.train.errors import RecipeError
+from wbc_data.yamlfile import read_yaml
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEGRADATIONS = (
+    "gaussian_noise",
+    "poisson_noise",
+    "motion_blur",
+    "defocus_blur",
+    "jpeg",
+    "illumination",
+    "colour_shift",
+)
+SAMPLING = ("balanced", "sqrt", "natural")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    size: int = 224  # the longer side is resized to this, then padded to a square (aspect kept)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    pad_fill: str | tuple[int, int, int] = "mean"  # "mean": the normalisation mean (zero after Normalize)
+
+    def fill(self) -> tuple[int, int, int]:
+        if isinstance(self.pad_fill, str):
+            return tuple(round(255 * m) for m in self.mean)  # type: ignore[return-value]
+        return tuple(int(v) for v in self.pad_fill)  # type: ignore[return-value]
+
+    def check(self, where: str) -> None:
+        if not 8 <= self.size <= 2048:
+            raise RecipeError(f"{where}: image.size {self.size}: use 8 to 2048 pixels")
+        if isinstance(self.pad_fill, str) and self.pad_fill != "mean":
+            raise RecipeError(f"{where}: image.pad_fill {self.pad_fill!r}: use 'mean' or [R, G, B]")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise RecipeError(f"{where}: image.mean and image.std need 3 values (std > 0)")
+
+
+@dataclass(frozen=True)
+class Strength:
+    """One augmentation strength (``augment.normal``; ``augment.rare`` overrides keys of it for rare classes)."""
+
+    rotate: float = 0.0  # degrees either way
+    flip: bool = False  # horizontal and vertical flips
+    zoom: tuple[float, float] = (1.0, 1.0)  # scale range
+    shift: float = 0.0  # translation, share of the side
+    crop: tuple[float, float] = (1.0, 1.0)  # random resized crop, share of the area
+    perspective: float = 0.0  # distortion scale
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    blur: float = 0.0  # probability of a Gaussian blur
+    noise: float = 0.0  # probability of Gaussian noise
+
+    def check(self, where: str) -> None:
+        for name in ("blur", "noise"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise RecipeError(f"{where}: {name} {getattr(self, name)}: a probability between 0 and 1")
+        if not (0 < self.crop[0] <= self.crop[1] <= 1.0):
+            raise RecipeError(f"{where}: crop {list(self.crop)}: an area range within (0, 1]")
+        if not (0 < self.zoom[0] <= self.zoom[1]):
+            raise RecipeError(f"{where}: zoom {list(self.zoom)}: a scale range [low, high] above 0")
+        if not 0.0 <= self.hue <= 0.5:
+            raise RecipeError(f"{where}: hue {self.hue}: between 0 and 0.5")
+
+
+@dataclass(frozen=True)
+class CutMixSpec:
+    p: float = 0.0  # share of batches mixed
+    alpha: float = 1.0
+
+
+@dataclass(frozen=True)
+class DegradeSpec:
+    """WBCBench-like corruptions (noise, blur, JPEG, illumination, colour) applied to a share of training images."""
+
+    p: float = 0.0
+    severity: tuple[int, int] = (1, 3)  # 1 (mild) .. 5 (severe), drawn uniformly per image
+    kinds: tuple[str, ...] = DEGRADATIONS
+
+    def check(self, where: str) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise RecipeError(f"{where}: augment.degrade.p {self.p}: a probability between 0 and 1")
+        if not 1 <= self.severity[0] <= self.severity[1] <= 5:
+            raise RecipeError(f"{where}: augment.degrade.severity {list(self.severity)}: a range within 1..5")
+        unknown = [k for k in self.kinds if k not in DEGRADATIONS]
+        if unknown or not self.kinds:
+            raise RecipeError(
+                f"{where}: augment.degrade.kinds {unknown or '[]'}: use some of {', '.join(DEGRADATIONS)}"
+            )
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    normal: Strength = field(default_factory=Strength)
+    rare: dict[str, Any] = field(default_factory=dict)  # keys of Strength overriding ``normal`` for rare classes
+    rare_classes: str | tuple[str, ...] = "auto"  # auto: classes whose real training count is below rare_below x max
+    rare_below: float = 0.15
+    cutmix: CutMixSpec = field(default_factory=CutMixSpec)
+    degrade: DegradeSpec = field(default_factory=DegradeSpec)
+
+    def rare_strength(self) -> Strength:
+        return _build(Strength, {**dataclasses.asdict(self.normal), **self.rare}, "augment.rare")
+
+    def check(self, where: str) -> None:
+        self.normal.check(f"{where}: augment.normal")
+        self.rare_strength().check(f"{where}: augment.rare")
+        self.degrade.check(where)
+        if isinstance(self.rare_classes, str) and self.rare_classes != "auto":
+            raise RecipeError(f"{where}: augment.rare_classes {self.rare_classes!r}: use 'auto' or a list of classes")
+        if not isinstance(self.rare_classes, str):
+            _check_classes(self.rare_classes, f"{where}: augment.rare_classes")
+        if not 0.0 <= self.cutmix.p <= 1.0 or self.cutmix.alpha <= 0:
+            raise RecipeError(f"{where}: augment.cutmix: p between 0 and 1, alpha above 0")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    batch_size: int = 32
+    workers: int | str = "auto"  # DataLoader workers; auto: the CPU cores this process may use, at most 8
+    sampling: str = "balanced"  # balanced: each class equally often; sqrt: by the square root of its count; natural
+    epoch_size: int | str = "auto"  # images drawn per epoch; auto: as many as real training images
+    max_per_class: int | None = None  # cap real training images per class (quick runs), chosen by the seed
+    hold_rare: dict[str, int] = field(
+        default_factory=dict
+    )  # {PMY: 13}: keep that many real train images, test the rest
+
+    def check(self, where: str) -> None:
+        if self.batch_size < 1:
+            raise RecipeError(f"{where}: data.batch_size {self.batch_size}: at least 1")
+        if self.sampling not in SAMPLING:
+            raise RecipeError(f"{where}: data.sampling {self.sampling!r}: use one of {', '.join(SAMPLING)}")
+        if (isinstance(self.workers, str) and self.workers != "auto") or (
+            isinstance(self.workers, int) and self.workers < 0
+        ):
+            raise RecipeError(f"{where}: data.workers {self.workers!r}: 'auto' or a number >= 0")
+        if isinstance(self.epoch_size, str) and self.epoch_size != "auto":
+            raise RecipeError(f"{where}: data.epoch_size {self.epoch_size!r}: 'auto' or a number of images")
+        if self.max_per_class is not None and self.max_per_class < 1:
+            raise RecipeError(f"{where}: data.max_per_class {self.max_per_class}: at least 1 (or null)")
+        _check_classes(self.hold_rare, f"{where}: data.hold_rare")
+        for cls, n in self.hold_rare.items():
+            if not isinstance(n, int) or n < 1:
+                raise RecipeError(f"{where}: data.hold_rare {cls}: {n!r}: keep at least 1 real training image")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One phase of staged fine-tuning: which part trains, at which learning rate, for at most how many epochs."""
+
+    name: str
+    train: str = "all"  # head | top<N> (head + the N top block groups of timm's group_matcher) | all
+    lr: float = 1e-3
+    epochs: int = 1
+    patience: int | None = None  # early stopping on validation macro-F1 (None: the recipe's train.patience)
+    enabled: bool = True
+
+    def top_groups(self) -> int | None:
+        """Block groups trained besides the head: 0 for head, N for topN, None for all."""
+        if self.train == "all":
+            return None
+        if self.train == "head":
+            return 0
+        if self.train.startswith("top") and self.train[3:].isdigit():
+            return int(self.train[3:])
+        raise RecipeError(f"stage {self.name}: train {self.train!r}: use head, top<N> (e.g. top2) or all")
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    name: str
+    model: str  # a timm model name
+    pretrained: bool = False
+    weights: str | None = None  # local weights file; None with pretrained: timm's local Hugging Face cache
+    drop_rate: float = 0.0
+    stages: tuple[StageSpec, ...] = ()
+
+    def active_stages(self) -> tuple[StageSpec, ...]:
+        return tuple(s for s in self.stages if s.enabled)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    mixed_precision: str = "auto"  # auto: bf16 on GPUs that have it, else fp16 on GPU; none on CPU | no | bf16 | fp16
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model (GPU; slow start, faster steps)
+    patience: int = 5
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    schedule: str = "constant"  # constant | cosine: each stage's lr decays to 0 over its epochs (set per epoch)
+
+    def check(self, where: str) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            raise RecipeError(f"{where}: train.schedule {self.schedule!r}: constant or cosine")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise RecipeError(f"{where}: train.mixed_precision {self.mixed_precision!r}: auto, no, bf16 or fp16")
+        if self.patience < 1:
+            raise RecipeError(f"{where}: train.patience {self.patience}: at least 1")
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    weights: str = "uniform"  # uniform | fit (fitted on validation by log-loss)
+
+    def check(self, where: str) -> None:
+        if self.weights not in ("uniform", "fit"):
+            raise RecipeError(f"{where}: ensemble.weights {self.weights!r}: uniform or fit")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    members: tuple[MemberSpec, ...]
+    description: str = ""
+    seed: int = 0
+    image: ImageSpec = field(default_factory=ImageSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    ensemble: EnsembleSpec = field(default_factory=EnsembleSpec)
+
+    def check(self, where: str) -> None:
+        self.image.check(where)
+        self.data.check(where)
+        self.augment.check(where)
+        self.train.check(where)
+        self.ensemble.check(where)
+        if not self.members:
+            raise RecipeError(f"{where}: members: at least one model")
+        names = [m.name for m in self.members]
+        if len(set(names)) != len(names):
+            raise RecipeError(f"{where}: members: names must differ ({', '.join(names)})")
+        for member in self.members:
+            if not member.active_stages():
+                raise RecipeError(f"{where}: member {member.name}: no enabled stage")
+            for stage in member.stages:
+                stage.top_groups()
+                if stage.epochs < 1 or stage.lr <= 0:
+                    raise RecipeError(f"{where}: member {member.name} stage {stage.name}: epochs >= 1 and lr > 0")
+            if not member.pretrained and member.weights:
+                raise RecipeError(f"{where}: member {member.name}: weights given but pretrained is false")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def resolve_recipe_path(name_or_path: str | Path) -> Path:
+    """A recipe file: an existing path, else a recipe shipped with the tool by name (``tiny-cpu``)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    shipped = trainers_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in trainers_dir().glob("*.yaml")))
+    raise RecipeError(f"{path}: no such recipe file (shipped recipes: {known})")
+
+
+def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read, override (``key.path=value``, YAML values) and check a recipe; one clear line when it cannot be used."""
+    path = resolve_recipe_path(name_or_path)
+    raw = read_yaml(path, RecipeError, "recipe")
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping (name, members, ...)")
+    for item in overrides:
+        apply_override(raw, item, str(path))
+    return recipe_from_dict(raw, str(path))
+
+
+def recipe_from_dict(raw: Mapping[str, Any], where: str) -> Recipe:
+    recipe = _build(Recipe, raw, where)
+    recipe.check(where)
+    return recipe
+
+
+def select_members(recipe: Recipe, names: Sequence[str]) -> Recipe:
+    """The recipe with only the named members (e.g. one member per GPU job; the ensemble is then of those)."""
+    known = [m.name for m in recipe.members]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise RecipeError(f"--members {', '.join(unknown)}: not in recipe {recipe.name} (has {', '.join(known)})")
+    return dataclasses.replace(recipe, members=tuple(m for m in recipe.members if m.name in set(names)))
+
+
+def apply_override(raw: dict[str, Any], item: str, where: str) -> None:
+    """``members.0.model=resnet18`` sets one value (parsed as YAML) in the raw recipe."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise RecipeError(f"--set {item!r}: use key.path=value (e.g. image.size=64)")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise RecipeError(f"--set {item!r}: the value is not valid YAML") from None
+    node: Any = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise RecipeError(f"{where}: --set {key}: no {part!r} there")
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise RecipeError(f"{where}: --set {key}: no {last!r} there")
+
+
+def _check_classes(classes: Any, where: str) -> None:
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown:
+        raise RecipeError(f"{where}: unknown class(es) {', '.join(map(str, unknown))} (known: {', '.join(CLASSES)})")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    """A dataclass from a YAML mapping: unknown keys and wrong types are one clear line."""
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        raise RecipeError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(fields)})")
+    values = {}
+    for name, f in fields.items():
+        if name in raw:
+            values[name] = _convert(hints[name], raw[name], f"{where}: {name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise RecipeError(f"{where}: missing key {name!r}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, where)
+            except RecipeError as exc:
+                errors.append(str(exc))
+        raise RecipeError(errors[0] if errors else f"{where}: {value!r} not allowed")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, where) for v in value)
+        if len(value) != len(args):
+            raise RecipeError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, where) for a, v in zip(args, value, strict=True))
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    raise RecipeError(f"{where}: {value!r} is not a {getattr(hint, '__name__', hint)}")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, for YAML and JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True)
