@@ -122,6 +122,22 @@ def test_a_chain_of_copies_does_not_merge_its_ends():
     assert sets.leader.tolist() == [0, 0, 2]
 
 
+def test_copies_reach_their_original_through_sibling_copies():
+    """Many copies of one image: a copy's verified candidates may be other copies only (0 is the original; 1-2,
+    2-3 and 3-0 were verified). Copy 1 still finds 0 through them, and is registered against 0 itself."""
+    pairs = np.array([[1, 2], [2, 3], [0, 3]])
+    table = PairTable.build(4, pairs, np.full(3, COPY), np.concatenate([_results(0.95)] * 3))
+    asked = []
+
+    def register(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        asked.extend(map(tuple, p.tolist()))
+        return np.full(len(p), COPY, np.int8), np.concatenate([_results(0.96)] * len(p))
+
+    sets = copy_sets(np.array([0, 1, 2, 3]), table, register)
+    assert sets.leader.tolist() == [0, 0, 0, 0]
+    assert {(0, 1), (0, 2)} <= set(asked)
+
+
 def test_different_exact_labels_need_a_strict_copy():
     """A match good enough for unlabelled rows is only an overlap when the exact labels differ, unless it is a
     strict copy (correlation >= 0.95, nearly unshifted)."""

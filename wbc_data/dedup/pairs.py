@@ -64,6 +64,10 @@ never reaches it."""
 QUERY_ROWS = 1 << 15
 """Rows whose transformed hashes are searched at a time (their candidates are filtered before the next batch)."""
 
+CORRELATION_BATCH = 1 << 13
+"""Candidate pairs whose thumbnails are correlated at a time: two (batch, 32, 32) float32 arrays, 64 MB (at 1 << 16
+they were 512 MB, most of the hash search's peak memory on a dense case)."""
+
 PLAIN_FLOOR = 0.5
 """Hash candidates whose aligned thumbnails correlate less than this are dropped before registration (distinct
 cells within radius 8 reach 0.84, copies start above 0.9: the floor only trims work)."""
@@ -86,8 +90,8 @@ def _plain_candidates(
     keep = a != b
     a, b, t, d = a[keep], b[keep], t[keep], found.distance[keep].astype(np.int32)
     corr = np.zeros(len(a), np.float32)
-    for start in range(0, len(a), 1 << 16):
-        part = slice(start, start + (1 << 16))
+    for start in range(0, len(a), CORRELATION_BATCH):
+        part = slice(start, start + CORRELATION_BATCH)
         corr[part] = np.einsum("ijk,ijk->i", _unit(thumbs, a[part], t[part]), _unit(thumbs, b[part]))
     frame = pd.DataFrame({"a": a, "b": b, "t": t, "distance": d, "correlation": corr, "box": None})
     return frame[frame["correlation"] >= PLAIN_FLOOR], found.dropped
@@ -110,8 +114,8 @@ def _crop_candidates(
     boxes = as_array(grid)[frame["z"].to_numpy()]
     ai, bi, ti = (frame[c].to_numpy(np.int64) for c in ("a", "b", "t"))
     corr = np.zeros(len(frame), np.float32)
-    for start in range(0, len(frame), 1 << 16):
-        part = slice(start, start + (1 << 16))
+    for start in range(0, len(frame), CORRELATION_BATCH):
+        part = slice(start, start + CORRELATION_BATCH)
         corr[part] = crop_correlation(_unit(thumbs, ai[part], ti[part]), thumbs[bi[part]], boxes[part])
     frame["correlation"] = corr
     frame["box"] = [grid[z].describe() for z in frame["z"].to_numpy()]

@@ -290,7 +290,7 @@ def register(a: Prepared, b: Prepared) -> Match:
     for mirror, side, found in peaks:
         for dx, dy, _ in found:
             angle = dy * 360.0 / ANGLES
-            scale = float(np.exp(-dx * log_base))
+            scale = float(np.exp(np.clip(-dx * log_base, -30.0, 30.0)))  # a wild peak must not overflow
             if 0.25 <= scale <= 4.0:
                 for turn in (angle, angle + 180.0):
                     peak = _shift(side.coarse, b.coarse_spectrum, turn, scale)[2]
