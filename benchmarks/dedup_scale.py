@@ -232,10 +232,13 @@ def run_million(n: int, neighbours: int, seed: int, crops: bool) -> dict:
     source = rng.integers(0, n, len(copies))
     keep = ~np.isin(source, copies) & (source != copies)
     copies, source = copies[keep], source[keep]
-    noise = rng.integers(-6, 7, (len(copies), 32, 32))
-    thumbs[copies] = np.clip(thumbs[source].astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    w = words[source] + 0.05 * rng.standard_normal((len(copies), 2, 128), dtype=np.float32)
-    words[copies] = w / np.linalg.norm(w, axis=-1, keepdims=True)
+    for start in range(0, len(copies), 65_536):  # in chunks: the generator must not set the peak
+        c, src = copies[start : start + 65_536], source[start : start + 65_536]
+        noise = rng.integers(-6, 7, (len(c), 32, 32), dtype=np.int16)
+        thumbs[c] = np.clip(thumbs[src].astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        w = words[src] + 0.05 * rng.standard_normal((len(c), 2, 128), dtype=np.float32)
+        words[c] = w / np.linalg.norm(w, axis=-1, keepdims=True)
+    rss_inputs = peak_mb()
     made = time.perf_counter() - t0
     view = SignatureView(None, np.full(n, "", object), np.ones(n, bool), words, thumbs, np.zeros(n, bool),
                          np.zeros(n, np.float32))  # type: ignore[arg-type]  # fmt: skip
@@ -263,6 +266,7 @@ def run_million(n: int, neighbours: int, seed: int, crops: bool) -> dict:
     marks = [*steps, ("end", t1 + search_s)]
     phases = {name: marks[k + 1][1] - t for k, (name, t) in enumerate(marks[:-1])}
     return {"rows": n, "made": made, "search_s": search_s, "phases": phases, "link_s": link_s, "peak_mb": peak_mb(),
+            "inputs_mb": rss_inputs,
             "candidates": len(candidates.pairs), "hash": candidates.hash_pairs, "word": candidates.word_pairs,
             "capped": candidates.capped, "planted": len(planted), "planted_found": found_planted,
             "sets": int((sets.leader == np.arange(n)).sum()), "rounds": sets.rounds,
@@ -272,10 +276,11 @@ def run_million(n: int, neighbours: int, seed: int, crops: bool) -> dict:
 def million(args: argparse.Namespace) -> None:
     print(f"million case: {args.rows:,} rows of synthetic signatures (no pixels), {args.neighbours} word neighbours, "
           f"crop hashes {'on' if args.crops else 'off (--crops to include them)'}")  # fmt: skip
-    for n in sorted({max(10_000, args.rows // 10), args.rows}):
+    for n in sorted({max(10_000, args.rows // 10), args.rows} if args.tenth else {args.rows}):
         r = in_child(run_million, n, args.neighbours, args.seed, args.crops)
         print(f"{n:>10,} rows: generate {r['made']:.1f} s, candidate search {r['search_s']:.1f} s, linkage "
-              f"{r['link_s']:.1f} s, peak RSS {r['peak_mb']:,.0f} MB; {r['candidates']:,} candidate pairs "
+              f"{r['link_s']:.1f} s, peak RSS {r['peak_mb']:,.0f} MB (inputs made: {r['inputs_mb']:,.0f} MB); "
+              f"{r['candidates']:,} candidate pairs "
               f"({r['hash']:,} hash, {r['word']:,} words, {r['capped']:,} capped); planted copies among candidates "
               f"{r['planted_found']:,}/{r['planted']:,}; {r['sets']:,} copy sets in {r['rounds']} round(s), "
               f"{r['on_demand']:,} pairs registered on demand")  # fmt: skip
@@ -296,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--neighbours", type=int, default=4)
     parser.add_argument("--crops", action="store_true", help="million: also the crop-hash search (radius 10)")
+    parser.add_argument("--tenth", action="store_true", help="million: also run at a tenth of --rows first")
     parser.add_argument("--pairs-per-s", type=float, default=0.0, help="registration speed from a dense run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
