@@ -1,6 +1,8 @@
 """Near-duplicate search speed: this tool's index vs imagededup (BK-tree, Cython brute force) and numpy brute force.
 
 Run: uv run --group bench python benchmarks/dedup.py [--bktree-sample N] [--skip-bktree] [--million N]
+Issue 9's whole-dedup cases (peak RSS, time, accuracy against the single-link pHash path):
+``--case dense [--cells 500 --copies 30]`` and ``--case million [--rows 1000000]`` (see benchmarks/dedup_scale.py).
 Hashes: the PBC folder's real pHashes (computed from the images, as imagededup would), then real + random up to 1M.
 This tool searches all 8 dihedral transforms; imagededup searches identity only (its baseline, as shipped).
 Each 1M search runs in a fresh process so its peak RSS is its own. Contenders that would take hours at 1M are run on
@@ -117,13 +119,27 @@ def cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--case",
+        choices=("hashes", "dense", "million"),
+        default="hashes",
+        help="hashes: issue 4's hash search; dense / million: issue 9's whole dedup (dedup_scale.py)",
+    )
     parser.add_argument("--radius", type=int, default=8)
     parser.add_argument("--bktree-sample", type=int, default=0, help="BK-tree on this many hashes (0 = all)")
     parser.add_argument("--skip-bktree", action="store_true")
     parser.add_argument("--million", type=int, default=1_000_000)
     parser.add_argument("--sample-queries", type=int, default=20_000, help="numpy brute force queries at 1M")
     parser.add_argument("--cython-sample", type=int, default=40, help="imagededup Cython queries at 1M (0 = skip)")
-    args = parser.parse_args()
+    args, rest = parser.parse_known_args()
+    if args.case != "hashes":
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import dedup_scale
+
+        dedup_scale.main([args.case, *rest])
+        return
     r = args.radius
     compile_s = warm_up()
     h8 = real_hashes()

@@ -92,7 +92,8 @@ def test_manifest_report_written(demo_run):
 
 
 def test_dedup_finds_a_cropped_copy_only_with_crop_search(tmp_path):
-    """A real sample cell and an 8%-cropped, rotated copy of it: found with crop search, missed without."""
+    """A real sample cell and an 8%-cropped, rotated copy of it: found by the crop hashes, and (issue 9) by the
+    any-angle search too when crop hashes are off; the manifest names the crop either way."""
     from PIL import Image
 
     from wbc_data.stages import load_view
@@ -115,9 +116,9 @@ def test_dedup_finds_a_cropped_copy_only_with_crop_search(tmp_path):
         frame = load_view(Workspace(ws), ["source_path"]).frame
         return frame[frame.dup_keep.eq(False).fillna(False)]
 
-    assert len(dropped("--no-crops")) == 0
-    found = dropped()
-    assert len(found) == 1 and "crop" in found.dup_transform.iloc[0]
+    for flags in ((), ("--no-crops",)):
+        found = dropped(*flags)
+        assert len(found) == 1 and "crop" in found.dup_transform.iloc[0], flags
 
 
 def test_readme_sources_table_is_the_definitions_table():

@@ -72,6 +72,9 @@ OPTIONAL_FIELDS: list[pa.Field] = [
     pa.field("dup_keep", pa.bool_()),
     pa.field("dup_decision", pa.string()),
     pa.field("leak_match", pa.string()),
+    # dedup, issue 9: the field image (sample_id) a row was cut from, is a part of, or is an augmented copy of,
+    # when dedup linked that field to other rows (set on crops, parts and copies; fields take part in dedup)
+    pa.field("dup_derived_from", pa.string()),
     # synthesis
     pa.field("is_synthetic", pa.bool_()),
     pa.field("generator_id", pa.string()),

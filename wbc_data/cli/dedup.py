@@ -1,4 +1,4 @@
-"""`dedup`: exact and near duplicates across sources, keep one, audit leakage."""
+"""`dedup`: exact and near duplicates across sources (any angle, fill borders ignored), keep one, audit leakage."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from wbc_data.workspace import Workspace
 def dedup_cmd(
     workspace: WorkspaceOpt = None,
     threshold: Annotated[
-        int | None, typer.Option("--threshold", "-t", help="Hamming radius on 64-bit pHashes (default 8).")
+        int | None, typer.Option("--threshold", "-t", help="Hamming radius of the pHash candidates (default 8).")
     ] = None,
     against: Annotated[
         Path | None, typer.Option("--against", help="Evaluation set to audit for leakage: a manifest or a folder.")
@@ -28,14 +28,29 @@ def dedup_cmd(
         Path | None, typer.Option("--policy", help="YAML keep policy (default: the source YAML's keep_priority/role).")
     ] = None,
     crop_threshold: Annotated[
-        int, typer.Option("--crop-threshold", help="Hamming radius for cropped copies (default 10).")
+        int, typer.Option("--crop-threshold", help="Hamming radius of the crop-hash candidates (default 10).")
     ] = 10,
-    crops: Annotated[bool, typer.Option("--crops/--no-crops", help="Also search cropped copies (up to ~10%).")] = True,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes for --against folders.")] = 0,
+    crops: Annotated[
+        bool, typer.Option("--crops/--no-crops", help="Also take candidates from the crop hashes (up to ~10%).")
+    ] = True,
+    min_correlation: Annotated[
+        float | None,
+        typer.Option("--min-correlation", help="Correlation a registered copy needs (default 0.90)."),
+    ] = None,
+    neighbours: Annotated[
+        int | None,
+        typer.Option("--neighbours", help="Bag-of-words candidates registered per image and mirror image (default 4)."),
+    ] = None,
+    fields: Annotated[
+        bool,
+        typer.Option("--fields/--no-fields", help="Search rows inside field images (crops of a field, at any angle)."),
+    ] = True,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (default: every core).")] = 0,
 ) -> None:
-    """Find exact and near duplicates (any flip/rotation, small crops) across sources, keep one, audit leakage."""
+    """Find exact and near duplicates (any angle, shift, scale, mirror; fill borders ignored; crops of field
+    images) across sources, keep one per set of copies, audit leakage."""
     from wbc_data.dedup.policy import KeepPolicy, default_policy
-    from wbc_data.dedup.run import DEFAULT_THRESHOLD, DedupOptions, dedup
+    from wbc_data.dedup.run import DEFAULT_MIN_CORRELATION, DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD, DedupOptions, dedup
 
     ws = Workspace.at(workspace)
     options = DedupOptions(
@@ -45,11 +60,23 @@ def dedup_cmd(
         exclude_leaks=exclude_leaks,
         workers=workers,
         crop_threshold=crop_threshold if crops else None,
+        min_correlation=DEFAULT_MIN_CORRELATION if min_correlation is None else min_correlation,
+        neighbours=DEFAULT_NEIGHBOURS if neighbours is None else neighbours,
+        fields=fields,
     )
     with progress_bar("dedup") as bar:
         task = bar.add_task("dedup", total=None)
-        result = dedup(ws, options, step=lambda name: bar.update(task, description=f"dedup: {name}"))
+
+        def step(name: str) -> None:
+            bar.update(task, description=f"dedup: {name}", total=None, completed=0)
+
+        def progress(name: str, done: int, total: int) -> None:
+            bar.update(task, description=f"dedup: {name}", total=total, completed=done)
+
+        result = dedup(ws, options, step=step, progress=progress)
     console.print(frame_table(result.summary(), title="Duplicates"))
+    for note in result.notes():
+        console.print(f"note: {note}", highlight=False)
     if against is not None:
         console.print(f"leakage: {len(result.leaks):,} training row(s) have a copy in {against}", highlight=False)
     console.print(f"dedup results: {result.stage_path} (joined when the manifest is read)", highlight=False)

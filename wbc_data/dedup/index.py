@@ -30,6 +30,7 @@ class Matches:
     query: np.ndarray
     item: np.ndarray
     distance: np.ndarray
+    dropped: int = 0  # matches left out by a per-query cap
 
     @classmethod
     def empty(cls) -> Matches:
@@ -37,16 +38,18 @@ class Matches:
 
     @classmethod
     def concat(cls, parts: list[Matches]) -> Matches:
+        dropped = sum(p.dropped for p in parts)
         parts = [p for p in parts if len(p.query)] or [cls.empty()]
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("query", "item", "distance")))
+        fields = (np.concatenate([getattr(p, f) for p in parts]) for f in ("query", "item", "distance"))
+        return cls(*fields, dropped=dropped)
 
     def sorted(self) -> Matches:
         order = np.lexsort((self.item, self.query))
-        return Matches(self.query[order], self.item[order], self.distance[order])
+        return Matches(self.query[order], self.item[order], self.distance[order], self.dropped)
 
 
 class HammingIndex(Protocol):
-    def search(self, queries: np.ndarray, radius: int) -> Matches: ...
+    def search(self, queries: np.ndarray, radius: int, cap: int = 0) -> Matches: ...
 
 
 def popcount(x: np.ndarray) -> np.ndarray:
@@ -60,7 +63,8 @@ class BruteForceIndex:
         self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
         self.block = max(1, block_bytes // max(1, 8 * len(self.hashes)))
 
-    def search(self, queries: np.ndarray, radius: int) -> Matches:
+    def search(self, queries: np.ndarray, radius: int, cap: int = 0) -> Matches:
+        """``cap`` is accepted for the common interface; this reference keeps every match."""
         queries = np.asarray(queries, dtype=np.uint64)
         parts = []
         for start in range(0, len(queries), self.block):
@@ -114,7 +118,7 @@ class MultiIndexHash:
             np.cumsum(np.bincount(keys, minlength=1 << width), out=starts[1:])
             self.tables.append((order, starts))
 
-    def search(self, queries: np.ndarray, radius: int, batch_probes: int = 1 << 22) -> Matches:
+    def search(self, queries: np.ndarray, radius: int, cap: int = 0, batch_probes: int = 1 << 22) -> Matches:
         queries = np.asarray(queries, dtype=np.uint64)
         s = radius // self.m
         parts = []
@@ -188,8 +192,9 @@ class NumbaBruteForceIndex:
     def __init__(self, hashes: np.ndarray) -> None:
         self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
 
-    def search(self, queries: np.ndarray, radius: int) -> Matches:
-        return Matches(*kernels.brute_search(queries, self.hashes, radius))
+    def search(self, queries: np.ndarray, radius: int, cap: int = 0) -> Matches:
+        query, item, dist, dropped = kernels.brute_search(queries, self.hashes, radius, cap)
+        return Matches(query, item, dist, dropped)
 
 
 class NumbaMultiIndexHash:
@@ -210,23 +215,26 @@ class NumbaMultiIndexHash:
         self.tables = kernels.MIHTables(self.hashes, _chunk_bounds(self.m))
 
     @staticmethod
-    def _run(tables: kernels.MIHTables, queries: np.ndarray, radius: int, count_only: bool = False):
+    def _run(tables: kernels.MIHTables, queries: np.ndarray, radius: int, count_only: bool = False, cap: int = 0):
         m = len(tables.bounds)
         radii = chunk_radii(radius, m)
         bounds = tables.bounds
         probes = [_masks(w, s) if s >= 0 else np.zeros(0, np.uint64) for (_, w), s in zip(bounds, radii, strict=True)]
         if count_only:
             return tables.count(queries, BITS, radii, probes)
-        return tables.search(queries, radius, radii, probes)
+        return tables.search(queries, radius, radii, probes, cap)
 
-    def search(self, queries: np.ndarray, radius: int) -> Matches:
+    def search(self, queries: np.ndarray, radius: int, cap: int = 0) -> Matches:
+        """With ``cap`` > 0 each probing hash keeps at most ``cap`` matches per chunk (the swapped search probes
+        with the indexed hashes, so the cap then applies per indexed hash): bounded output on any content."""
         queries = np.ascontiguousarray(queries, dtype=np.uint64)
         if self.swap and len(queries) > self.SWAP_RATIO * len(self.hashes) and len(self.hashes):
             m = _best_m(len(queries), len(self.hashes), radius)[0]
-            item, query, dist = self._run(kernels.MIHTables(queries, _chunk_bounds(m)), self.hashes, radius)
+            tables = kernels.MIHTables(queries, _chunk_bounds(m))
+            item, query, dist, dropped = self._run(tables, self.hashes, radius, cap=cap)
         else:
-            query, item, dist = self._run(self.tables, queries, radius)
-        return Matches(query, item, dist).sorted()
+            query, item, dist, dropped = self._run(self.tables, queries, radius, cap=cap)
+        return Matches(query, item, dist, dropped).sorted()
 
     def candidates(self, queries: np.ndarray, radius: int) -> int:
         """Distinct candidates checked on all 64 bits for ``radius`` without swapping (a diagnostic for the bench)."""

@@ -95,17 +95,25 @@ def _gather(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return starts, query, np.empty(total, np.int64), np.empty(total, np.int8)
 
 
-def brute_search(queries: np.ndarray, hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (query, item, distance) with distance <= radius, ordered by query then item."""
+def brute_search(
+    queries: np.ndarray, hashes: np.ndarray, radius: int, cap: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """All (query, item, distance) with distance <= radius, ordered by query then item, and how many matches were
+    left out: with ``cap`` > 0 each query keeps its first ``cap`` matches (in item order), so the output is bounded
+    by ``cap`` per query whatever the data."""
     queries = np.ascontiguousarray(queries, dtype=np.uint64)
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     empty = np.zeros(0, np.int64)
     if len(queries) == 0 or len(hashes) == 0 or radius < 0:
-        return empty, empty.copy(), np.zeros(0, np.int8)
+        return empty, empty.copy(), np.zeros(0, np.int8), 0
     counts = _brute_count(queries, hashes, radius)
+    dropped = 0
+    if cap > 0:
+        dropped = int(np.maximum(counts - cap, 0).sum())
+        counts = np.minimum(counts, cap)
     starts, query, item, dist = _gather(counts)
     _brute_fill(queries, hashes, radius, counts, starts, item, dist)
-    return query, item, dist
+    return query, item, dist, dropped
 
 
 @nb.njit(cache=True)
@@ -361,28 +369,39 @@ class MIHTables:
         )
 
     def search(
-        self, queries: np.ndarray, radius: int, chunk_radius: list[int], probes: list[np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(query, item, distance) for every pair within ``radius``; pigeonhole over ``chunk_radius`` makes it exact."""
+        self, queries: np.ndarray, radius: int, chunk_radius: list[int], probes: list[np.ndarray], cap: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(query, item, distance) for every pair within ``radius``; pigeonhole over ``chunk_radius`` makes it exact.
+        With ``cap`` > 0 a query keeps at most ``cap`` matches per chunk (the first found); the last value is how
+        many were left out."""
         queries = np.ascontiguousarray(queries, dtype=np.uint64)
         empty = np.zeros(0, np.int64)
         if len(queries) == 0 or len(self.hashes) == 0 or radius < 0:
-            return empty, empty.copy(), np.zeros(0, np.int8)
+            return empty, empty.copy(), np.zeros(0, np.int8), 0
         parts = []
-        cap = SLOTS
+        slots_per_query = SLOTS
+        dropped = 0
         for args in self._passes(queries, radius, chunk_radius, probes):
-            # one pass with ``cap`` slots per query (most queries match 0-2 items); the rare queries with more
-            # matches are run again with exact slots, instead of running every query twice (count, then fill)
+            # one pass with ``SLOTS`` slots per query (most queries match 0-2 items); the rare queries with more
+            # matches are run again with exact slots (at most ``cap``), instead of running every query twice
             n = len(args[1])
-            slots = (np.empty(n * cap, np.int64), np.empty(n * cap, np.int64), np.empty(n * cap, np.int8))
-            counts = _mih_chunk_pass(*args, np.arange(n, dtype=np.int64) * cap, *slots, cap)
-            keep = ((np.arange(cap)[None, :] < counts[:, None]) & (counts <= cap)[:, None]).ravel()
+            slots = (np.empty(n * slots_per_query, np.int64), np.empty(n * slots_per_query, np.int64),
+                     np.empty(n * slots_per_query, np.int8))  # fmt: skip
+            counts = _mih_chunk_pass(*args, np.arange(n, dtype=np.int64) * slots_per_query, *slots, slots_per_query)
+            keep = (
+                (np.arange(slots_per_query)[None, :] < counts[:, None]) & (counts <= slots_per_query)[:, None]
+            ).ravel()
             parts.append(tuple(a[keep] for a in slots))
-            over = counts > cap
+            over = counts > slots_per_query
             if over.any():
-                starts, *exact = _gather(counts[over])
-                _mih_chunk_pass(args[0], args[1][over], *args[2:], starts, *exact, np.iinfo(np.int64).max)
+                wanted = counts[over]
+                if cap > 0:
+                    dropped += int(np.maximum(wanted - cap, 0).sum())
+                    wanted = np.minimum(wanted, cap)
+                starts, *exact = _gather(wanted)
+                limit = cap if cap > 0 else np.iinfo(np.int64).max
+                _mih_chunk_pass(args[0], args[1][over], *args[2:], starts, *exact, limit)
                 parts.append(tuple(exact))
         if not parts:
-            return empty, empty.copy(), np.zeros(0, np.int8)
-        return tuple(np.concatenate(f) for f in zip(*parts, strict=True))  # type: ignore[return-value]
+            return empty, empty.copy(), np.zeros(0, np.int8), dropped
+        return (*(np.concatenate(f) for f in zip(*parts, strict=True)), dropped)  # type: ignore[return-value]

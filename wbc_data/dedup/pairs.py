@@ -15,13 +15,14 @@ import pandas as pd
 
 from wbc_data.dedup.dihedral import TRANSFORMS
 from wbc_data.dedup.index import build_index
-from wbc_data.dedup.verify import aligned, aligned_correlation, crop_correlation, refine_crop
+from wbc_data.dedup.verify import aligned, crop_correlation, normalise
 from wbc_data.dedup.zoom import CROP_GRID, CropBox, as_array, zoomed_phashes
 
-PAIR_COLUMNS = ["a", "b", "kind", "distance", "transform", "correlation"]
+PAIR_COLUMNS = ["a", "b", "kind", "distance", "transform", "correlation", "texture"]
 """a, b: row positions; kind: file (same sha256), pixels (same decoded pixels) or near. transform: how ``a`` maps
 onto ``b``, e.g. ``rot90``, or ``rot90 ~ crop l7 r1 t2 b2`` when ``a`` transformed is ``b`` cropped by those
-per cents (left, right, top, bottom) of its sides."""
+per cents (left, right, top, bottom) of its sides, or the registration (``mirror rot 37 scale 1.08 shift 3,-2``).
+correlation and texture: of the registered canvases (1.0 for exact copies)."""
 
 CROP_MIN_CORRELATION = 0.95
 """A crop match must correlate at least this much after refinement (plain matches need ``min_correlation``).
@@ -55,80 +56,111 @@ def exact_pairs(keys: pd.Series, kind: str) -> pd.DataFrame:
     )
 
 
-def _plain_candidates(hashes: np.ndarray, unit: np.ndarray, radius: int, index_kind: str) -> pd.DataFrame:
-    n = len(hashes)
-    index = build_index(hashes[:, 0], radius, n_queries=n * len(TRANSFORMS), kind=index_kind)
-    found = index.search(hashes.reshape(-1), radius)
-    query_row = found.query // len(TRANSFORMS)
-    transform = found.query % len(TRANSFORMS)
-    keep = query_row != found.item
-    a, b, t, d = query_row[keep], found.item[keep], transform[keep], found.distance[keep].astype(np.int32)
-    corr = aligned_correlation(unit, a, b, t)
-    return pd.DataFrame({"a": a, "b": b, "t": t, "distance": d, "correlation": corr, "box": None})
+HASH_CAP = 64
+"""Matches kept per hash query and index chunk (counted when exceeded): bounds memory on any content, e.g. many
+distinct near-black images whose hashes all agree. Exact copies are collapsed before the search, so real data
+never reaches it."""
+
+QUERY_ROWS = 1 << 15
+"""Rows whose transformed hashes are searched at a time (their candidates are filtered before the next batch)."""
+
+CORRELATION_BATCH = 1 << 13
+"""Candidate pairs whose thumbnails are correlated at a time: two (batch, 32, 32) float32 arrays, 64 MB (at 1 << 16
+they were 512 MB, most of the hash search's peak memory on a dense case)."""
+
+PLAIN_FLOOR = 0.5
+"""Hash candidates whose aligned thumbnails correlate less than this are dropped before registration (distinct
+cells within radius 8 reach 0.84, copies start above 0.9: the floor only trims work)."""
+
+
+def _unit(thumbs: np.ndarray, rows: np.ndarray, transform: np.ndarray | None = None) -> np.ndarray:
+    """Normalised thumbnails of ``rows`` (transformed per row when given): only the rows a batch needs."""
+    if transform is None:
+        return normalise(thumbs[rows])
+    return normalise(aligned(thumbs, rows, transform))
+
+
+def _plain_candidates(
+    hashes: np.ndarray, thumbs: np.ndarray, radius: int, index, rows: np.ndarray
+) -> tuple[pd.DataFrame, int]:
+    t_count = len(TRANSFORMS)
+    found = index.search(hashes[rows].reshape(-1), radius, cap=HASH_CAP)
+    a = rows[found.query // t_count]
+    t, b = found.query % t_count, found.item
+    keep = a != b
+    a, b, t, d = a[keep], b[keep], t[keep], found.distance[keep].astype(np.int32)
+    corr = np.zeros(len(a), np.float32)
+    for start in range(0, len(a), CORRELATION_BATCH):
+        part = slice(start, start + CORRELATION_BATCH)
+        corr[part] = np.einsum("ijk,ijk->i", _unit(thumbs, a[part], t[part]), _unit(thumbs, b[part]))
+    frame = pd.DataFrame({"a": a, "b": b, "t": t, "distance": d, "correlation": corr, "box": None})
+    return frame[frame["correlation"] >= PLAIN_FLOOR], found.dropped
 
 
 def _crop_candidates(
-    hashes: np.ndarray, thumbs: np.ndarray, unit: np.ndarray, radius: int, min_correlation: float,
-    grid: tuple[CropBox, ...], index_kind: str,
-) -> pd.DataFrame:  # fmt: skip
-    """Pairs where a transform of ``a`` hashes near a zoomed hash of ``b`` (``a`` is a crop of ``b``) and the refined
-    crop correlates at least ``max(min_correlation, CROP_MIN_CORRELATION)``."""
-    min_correlation = max(min_correlation, CROP_MIN_CORRELATION)
-    n, k = len(hashes), len(grid)
-    zoomed = zoomed_phashes(thumbs, grid).reshape(-1)
-    index = build_index(zoomed, radius, n_queries=n * len(TRANSFORMS), kind=index_kind)
-    found = index.search(hashes.reshape(-1), radius)
-    a, t = found.query // len(TRANSFORMS), found.query % len(TRANSFORMS)
+    hashes: np.ndarray, thumbs: np.ndarray, radius: int, index, rows: np.ndarray, grid: tuple[CropBox, ...]
+) -> tuple[pd.DataFrame, int]:
+    """Pairs where a transform of ``a`` hashes near a zoomed hash of ``b`` (``a`` is a crop of ``b``) and the grid
+    box already correlates at least ``REFINE_FLOOR``; registration decides the rest."""
+    t_count, k = len(TRANSFORMS), len(grid)
+    found = index.search(hashes[rows].reshape(-1), radius, cap=HASH_CAP)
+    a, t = rows[found.query // t_count], found.query % t_count
     b, z = found.item // k, found.item % k
     keep = a != b
     frame = pd.DataFrame({"a": a[keep], "b": b[keep], "t": t[keep], "z": z[keep],
                           "distance": found.distance[keep].astype(np.int32)})  # fmt: skip
     if frame.empty:
-        return frame.assign(correlation=np.float32(0), box=None)
+        return frame.assign(correlation=np.float32(0), box=None).drop(columns=["z"]), found.dropped
     boxes = as_array(grid)[frame["z"].to_numpy()]
     ai, bi, ti = (frame[c].to_numpy(np.int64) for c in ("a", "b", "t"))
-    frame["correlation"] = crop_correlation(aligned(unit, ai, ti), thumbs[bi], boxes)
-    # refine only the best grid hit per (a, b), and only where the grid box is promising but not yet enough
-    frame["row"] = np.arange(len(frame))
-    best = frame.sort_values("correlation", ascending=False).drop_duplicates(["a", "b"])
-    todo = best[(best["correlation"] < min_correlation) & (best["correlation"] >= REFINE_FLOOR)]
-    rows = todo["row"].to_numpy(np.int64)
-    refined_boxes = boxes.copy()
-    if len(rows):
-        corr, refined = refine_crop(aligned(unit, ai[rows], ti[rows]), thumbs[bi[rows]], boxes[rows])
-        frame.loc[rows, "correlation"] = corr
-        refined_boxes[rows] = refined
-    frame["box"] = [CropBox(*box).describe() for box in refined_boxes]
-    return frame[frame["correlation"] >= min_correlation].drop(columns=["z", "row"])
+    corr = np.zeros(len(frame), np.float32)
+    for start in range(0, len(frame), CORRELATION_BATCH):
+        part = slice(start, start + CORRELATION_BATCH)
+        corr[part] = crop_correlation(_unit(thumbs, ai[part], ti[part]), thumbs[bi[part]], boxes[part])
+    frame["correlation"] = corr
+    frame["box"] = [grid[z].describe() for z in frame["z"].to_numpy()]
+    return frame[frame["correlation"] >= REFINE_FLOOR].drop(columns=["z"]), found.dropped
 
 
-def near_pairs(
+def hash_candidates(
     hashes: np.ndarray,
-    unit_thumbs: np.ndarray,
+    thumbs: np.ndarray,
     radius: int,
-    min_correlation: float,
-    index_kind: str = "auto",
-    progress: Callable[[str], None] | None = None,
-    thumbs: np.ndarray | None = None,
     crop_radius: int | None = None,
+    index_kind: str = "auto",
     grid: tuple[CropBox, ...] = CROP_GRID,
-) -> pd.DataFrame:
-    """Near pairs among rows with hashes ((n, 8) uint64 dihedral pHashes; rows of zeros are skipped by the caller).
-
-    With ``thumbs`` (the raw (n, 32, 32) thumbnails) and ``crop_radius``, cropped copies are searched too."""
+    progress: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """Candidate copies by the hash search of issue 4 ((n, 8) dihedral pHashes, (n, 32, 32) uint8 thumbnails):
+    plain matches within ``radius`` and, with ``crop_radius``, crops of up to ~10% against the zoomed hashes;
+    thumbnail correlation trims hopeless ones. Queries run in batches of ``QUERY_ROWS`` with at most ``HASH_CAP``
+    matches per query, so memory stays bounded; returns the pairs (one per unordered pair: the smallest distance)
+    and how many matches the cap left out."""
     n = len(hashes)
     if n < 2:
-        return pd.DataFrame(columns=PAIR_COLUMNS)
+        return pd.DataFrame(columns=PAIR_COLUMNS), 0
     if progress:
-        progress("search")
-    parts = [_plain_candidates(hashes, unit_thumbs, radius, index_kind)]
-    if thumbs is not None and crop_radius is not None and grid:
-        if progress:
-            progress("search crops")
-        parts.append(_crop_candidates(hashes, thumbs, unit_thumbs, crop_radius, min_correlation, grid, index_kind))
-    frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
-    frame = frame[frame["correlation"] >= min_correlation]
-    # one row per unordered pair: the smallest distance, then the highest correlation
+        progress("hash search")
+    plain_index = build_index(hashes[:, 0], radius, n_queries=n * len(TRANSFORMS), kind=index_kind)
+    crop_index = None
+    if crop_radius is not None and grid:
+        zoomed = zoomed_phashes(thumbs, grid).reshape(-1)
+        crop_index = build_index(zoomed, crop_radius, n_queries=n * len(TRANSFORMS), kind=index_kind)
+        del zoomed
+    parts, dropped = [], 0
+    for start in range(0, n, QUERY_ROWS):
+        rows = np.arange(start, min(n, start + QUERY_ROWS))
+        frame, lost = _plain_candidates(hashes, thumbs, radius, plain_index, rows)
+        parts.append(frame)
+        dropped += lost
+        if crop_index is not None:
+            frame, lost = _crop_candidates(hashes, thumbs, crop_radius, crop_index, rows, grid)  # type: ignore[arg-type]
+            parts.append(frame)
+            dropped += lost
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=PAIR_COLUMNS), dropped
+    frame = pd.concat(parts, ignore_index=True)
     swap = frame["a"] > frame["b"]
     frame = frame.assign(lo=np.where(swap, frame["b"], frame["a"]), hi=np.where(swap, frame["a"], frame["b"]))
     frame = frame.sort_values(["lo", "hi", "distance", "correlation"], ascending=[True, True, True, False])
@@ -145,7 +177,7 @@ def near_pairs(
             "transform": transform,
             "correlation": frame["correlation"].to_numpy(np.float64),
         }
-    )
+    ), dropped
 
 
 def member_distance(

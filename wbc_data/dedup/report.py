@@ -30,117 +30,186 @@ def source_pair_counts(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def label_conflicts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Clusters whose members carry different labels (exact label, else the raw label)."""
+    """Copy sets whose members carry different labels (exact label, else the raw label). Rows linked to a cluster
+    as other cells of one field (crops, parts, overlapping views) may differ: only copies are compared."""
+    set_column = "copy_set" if "copy_set" in frame.columns else "dup_cluster"
     members = frame[frame["dup_cluster"].notna()].copy()
+    if "dup_keep" in members.columns:
+        members = members[members["dup_keep"].notna()]  # field images carry no cell label
     if members.empty:
         return pd.DataFrame(columns=["cluster", "size", "labels", "members"])
     members["shown"] = members["label"].fillna(members["label_status"] + ":" + members["source_label"].fillna(""))
-    groups = members.groupby("dup_cluster")
-    rows = [
-        {"cluster": int(c), "size": len(g), "labels": ", ".join(sorted(set(g["shown"]))),
-         "members": ", ".join(g["sample_id"].head(4)) + (" ..." if len(g) > 4 else "")}
-        for c, g in groups if g["shown"].nunique() > 1
-    ]  # fmt: skip
+    rows = []
+    for _, g in members.groupby(set_column):
+        if len(g) > 1 and g["shown"].nunique() > 1:
+            rows.append({"cluster": int(g["dup_cluster"].iloc[0]), "size": len(g),
+                         "labels": ", ".join(sorted(set(g["shown"]))),
+                         "members": ", ".join(g["sample_id"].head(4)) + (" ..." if len(g) > 4 else "")})  # fmt: skip
     return pd.DataFrame(rows, columns=["cluster", "size", "labels", "members"])
 
 
-def _image(row: Any, loader: PixelLoader | None) -> np.ndarray:
+def _image(row: Any, loader: PixelLoader | None, thumb: np.ndarray | None = None) -> np.ndarray:
     """The row's pixels through the one loader (crop applied), else the stored grey thumbnail when the file is
     not reachable on this machine (the sheet is still worth drawing)."""
     if loader is not None:
         try:
             image = loader.open(row)
-            image.thumbnail((128, 128))
+            image.thumbnail((160, 160))
             return np.asarray(image)
         except UserError:
             pass
-    thumb = row.get("thumb")
-    return np.frombuffer(thumb, dtype=np.uint8).reshape(32, 32) if thumb else np.zeros((32, 32))
+    return thumb if thumb is not None else np.zeros((32, 32), np.uint8)
+
+
+def _caption(row: Any) -> str:
+    """What a tile shows: KEEP, FIELD, or how the row joined (d = Hamming distance, then the transform)."""
+    if row.get("dup_keep") is pd.NA or row.get("dup_keep") is None:
+        return "FIELD"
+    if row["dup_keep"] and str(row.get("dup_decision", "")).startswith("keep: cluster"):
+        return "KEEP"
+    how = row.get("linked_by") or ""
+    text = f"{how} d={row['dup_distance']} {row['dup_transform'] or ''}".strip()
+    return text if len(text) <= 34 else text[:33] + "~"
+
+
+def _sheet_order(group: pd.DataFrame) -> pd.DataFrame:
+    """Fields first, then the kept row, then the others by distance."""
+    keep = group["dup_keep"]
+    rank = np.where(keep.isna(), 0, np.where(keep.fillna(False).astype(bool), 1, 2))
+    return group.assign(_rank=rank).sort_values(["_rank", "dup_distance"]).drop(columns=["_rank"])
 
 
 def contact_sheet(
-    frame: pd.DataFrame, cluster_ids: list[int], path: Path, title: str, loader: PixelLoader | None = None
-) -> Path | None:
-    """One row per cluster (kept member first), up to SHEET_COLS images, captioned with source and distance."""
+    frame: pd.DataFrame, cluster_ids: list[int], path: Path, title: str, loader: PixelLoader | None = None,
+    thumbs: np.ndarray | None = None,
+) -> Path | None:  # fmt: skip
+    """One row per cluster (field and kept member first), up to SHEET_COLS images, captioned with source, label
+    and how each member joined."""
     if not cluster_ids:
         return None
-    fig, axes = plt.subplots(len(cluster_ids), SHEET_COLS, figsize=(SHEET_COLS * 1.6, len(cluster_ids) * 1.9))
+    fig, axes = plt.subplots(len(cluster_ids), SHEET_COLS, figsize=(SHEET_COLS * 1.9, len(cluster_ids) * 2.1))
     axes = np.atleast_2d(axes)
     for r, cid in enumerate(cluster_ids):
-        group = frame[frame["dup_cluster"] == cid].sort_values(["dup_keep", "dup_distance"], ascending=[False, True])
+        group = _sheet_order(frame[frame["dup_cluster"] == cid])
         for c in range(SHEET_COLS):
             ax = axes[r, c]
             ax.axis("off")
             if c >= len(group):
                 continue
             row = group.iloc[c]
-            ax.imshow(_image(row, loader), cmap="gray")
-            tag = "KEEP" if row["dup_keep"] else f"d={row['dup_distance']} {row['dup_transform']}"
-            ax.set_title(f"#{cid} {row['source']}\n{row['label'] or row['label_status']} {tag}", fontsize=6)
+            thumb = thumbs[group.index[c]] if thumbs is not None else None
+            ax.imshow(_image(row, loader, thumb), cmap="gray")
+            label = row["label"] if isinstance(row["label"], str) else row["label_status"]
+            ax.set_title(f"#{cid} {row['source']} {label}\n{_caption(row)}", fontsize=6)
+        if len(group) > SHEET_COLS:
+            axes[r, -1].set_title(axes[r, -1].get_title() + f"\n(+{len(group) - SHEET_COLS} more)", fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return save_png(fig, path, dpi=110)
 
 
+def _borderline(pairs: pd.DataFrame, out: pd.DataFrame) -> list[int]:
+    """Clusters holding the weakest accepted copies (lowest registration correlation): where to look first."""
+    near = pairs[pairs["kind"] == "near"].sort_values("correlation")
+    ids: list[int] = []
+    cluster = out["dup_cluster"]
+    for a in near["a"].to_numpy(np.int64):
+        cid = cluster.iloc[a]
+        if cid is not pd.NA and int(cid) not in ids:
+            ids.append(int(cid))
+        if len(ids) == SHEET_ROWS:
+            break
+    return ids
+
+
+def _with_fields(out: pd.DataFrame) -> list[int]:
+    """The largest clusters that hold a field image (its copies, crops and parts)."""
+    fields = out[out["dup_keep"].isna() & out["dup_cluster"].notna()]
+    if fields.empty:
+        return []
+    sizes = out[out["dup_cluster"].isin(fields["dup_cluster"])]["dup_cluster"].value_counts()
+    return [int(c) for c in sizes.index[:SHEET_ROWS]]
+
+
+METHOD = (
+    "Every distinct image gets a signature from its pixels: a 96 px grey canvas with constant fill borders "
+    "(rotation corners, padding, letterboxing) marked as no content, ORB keypoints of the image and of its mirror "
+    "image as bag-of-words vectors, and a fill-aware pHash thumbnail. Candidates are the {k} nearest word vectors "
+    "of each image and of its mirror image, plus the pHash search (radius {t}, crops radius {c}) over all 8 "
+    "flips/rotations. Each candidate pair is registered (Fourier-Mellin: rotation, scale, shift, mirror) and "
+    "accepted as a copy when the valid pixels of both correlate >= {r} with the centres within 25% of the canvas; "
+    "with different exact labels it must reach 0.95 within 10%. A row joins a copy set only when it is verified "
+    "against the set's leader (no chains); each set keeps one training row ({policy}). Field images take part: "
+    "their copies, their crops and rows found inside their windows are linked to them (dup_derived_from) and kept."
+)
+
+
 def build(
-    result: Any, frame: pd.DataFrame, directory: Path, options: Any, loader: PixelLoader | None = None
-) -> list[Path]:
+    result: Any, frame: pd.DataFrame, directory: Path, options: Any, loader: PixelLoader | None = None,
+    thumbs: np.ndarray | None = None,
+) -> list[Path]:  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     pairs, out = result.pairs, frame
     csv_path = directory / "dedup_pairs.csv"
     columns = ["sample_id_a", "sample_id_b", "source_a", "source_b", "kind", "distance", "transform", "correlation"]
+    columns += [c for c in ("texture",) if c in pairs.columns]
     atomic_write_text(csv_path, pairs[columns].to_csv(index=False))
 
     in_cluster = out[out["dup_cluster"].notna()]
     sizes = in_cluster["dup_cluster"].value_counts()
     largest = [int(c) for c in sizes.index[:SHEET_ROWS]]
-    near = pairs[pairs["kind"] == "near"].sort_values(["distance", "correlation"], ascending=[False, True])
-    border_ids = []
-    for a in near["a"].to_numpy(np.int64):
-        cid = out["dup_cluster"].iloc[a]
-        if cid is not pd.NA and int(cid) not in border_ids:
-            border_ids.append(int(cid))
-        if len(border_ids) == SHEET_ROWS:
-            break
-    sheets = [
-        contact_sheet(out, largest, directory / "dedup_largest.png", "Largest duplicate clusters", loader),
-        contact_sheet(
-            out, border_ids, directory / "dedup_borderline.png", "Borderline clusters (largest distance)", loader
-        ),
-    ]
+    sheets = {
+        "Largest clusters": contact_sheet(out, largest, directory / "dedup_largest.png",
+                                          "Largest duplicate clusters", loader, thumbs),
+        "Borderline clusters": contact_sheet(out, _borderline(pairs, out), directory / "dedup_borderline.png",
+                                             "Borderline clusters (weakest accepted copies)", loader, thumbs),
+        "Field images and what derives from them": contact_sheet(
+            out, _with_fields(out), directory / "dedup_fields.png",
+            "Field images with their copies, crops and parts", loader, thumbs),
+    }  # fmt: skip
 
     report = Report(
         "Duplicates and leakage",
-        f"Hamming radius {options.threshold} on 64-bit pHashes over all 8 flips/rotations, near pairs verified by "
-        f"aligned thumbnail correlation >= {options.min_correlation}. Keep policy: {options.policy.describe()}.",
+        METHOD.format(
+            k=options.neighbours,
+            t=options.threshold,
+            c=options.crop_threshold,
+            r=options.min_correlation,
+            policy=options.policy.describe(),
+        ),
     )
+    fields = out["dup_keep"].isna()
     summary = pd.DataFrame(
         [
-            {"what": "usable rows", "count": len(out)},
+            {"what": "usable rows", "count": int((~fields).sum())},
+            {"what": "field images (linked, never kept or dropped)", "count": int(fields.sum())},
             {"what": "rows in a duplicate cluster", "count": len(in_cluster)},
             {"what": "clusters", "count": len(sizes)},
             {"what": "largest cluster", "count": int(sizes.max()) if len(sizes) else 0},
-            {"what": "rows dropped (not kept)", "count": int((~out["dup_keep"].astype(bool)).sum())},
+            {"what": "rows dropped (not kept)", "count": int((out["dup_keep"] == False).sum())},  # noqa: E712
+            {"what": "rows derived from a linked field image", "count": int(out["dup_derived_from"].notna().sum())},
             {"what": "pairs: same file", "count": int((pairs["kind"] == "file").sum())},
             {"what": "pairs: same pixels", "count": int((pairs["kind"] == "pixels").sum())},
-            {"what": "pairs: near copies", "count": int((pairs["kind"] == "near").sum())},
+            {"what": "pairs: near copies (any angle)", "count": int((pairs["kind"] == "near").sum())},
+            {"what": "pairs: overlapping views", "count": int((pairs["kind"] == "overlap").sum())},
+            {"what": "pairs: part of a field image", "count": int((pairs["kind"] == "part").sum())},
         ]
     )
-    report.add(Section("Summary", tables=[("", summary)]))
+    report.add(Section("Summary", "\n".join(f"- {note}" for note in result.notes()), tables=[("", summary)]))
     report.add(Section("Pairs per source pair", tables=[("", source_pair_counts(pairs))]))
     conflicts = label_conflicts(out)
-    report.add(Section("Label conflicts inside clusters", f"{len(conflicts)} cluster(s) disagree on the label.",
+    report.add(Section("Label conflicts inside copy sets",
+                       f"{len(conflicts)} set(s) of copies disagree on the label (a copy with a different exact "
+                       "label was only accepted at correlation >= 0.95 with its centre within 10%).",
                        tables=[("", conflicts.head(200))]))  # fmt: skip
     if options.against is not None:
         leaks = result.leaks
         text = f"{len(leaks)} training row(s) have a copy in {options.against}" + (
             " and are marked not kept (--exclude-leaks)." if options.exclude_leaks else "."
         )
-        shown = leaks[["sample_id", "source", "eval_id", "kind", "distance", "transform"]] if len(leaks) else leaks
+        shown = leaks[["sample_id", "source", "eval_id", "kind", "transform", "correlation"]] if len(leaks) else leaks
         report.add(Section("Leakage against the evaluation set", text, tables=[("", shown.head(500))]))
-    figures = [
-        (c, p) for c, p in zip(["Largest clusters", "Borderline clusters"], sheets, strict=True) if p is not None
-    ]
+    figures = [(caption, path) for caption, path in sheets.items() if path is not None]
     report.add(Section("Contact sheets", f"All pairs: {csv_path.name}", figures=figures))
     md, html = write(report, directory, "dedup")
-    return [md, html, csv_path, *[p for p in sheets if p is not None]]
+    return [md, html, csv_path, *[p for _, p in figures]]

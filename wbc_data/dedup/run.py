@@ -1,6 +1,13 @@
 """``wbc-data dedup``: read the unified manifest, find and cluster copies, choose keepers, audit leakage, and
 write the dedup columns as this stage's own results (``stages/dedup.parquet``, joined when the manifest is read)
-plus the reports. The manifest itself is never rewritten."""
+plus the reports. The manifest itself is never rewritten; Ctrl-C at any point leaves the previous results as they
+were (signatures computed so far stay cached).
+
+Steps: participants (usable rows and field images, exact copies collapsed) -> signatures (:mod:`extract`, cached)
+-> candidates (hash search + bag-of-words neighbours) -> registration of every candidate (:mod:`confirm`) -> copy
+sets verified against their leader (:mod:`linkage`) -> parts of field images (:mod:`relations`) -> clusters, keep
+and decisions (:mod:`outcome`) -> leakage -> stage file and report.
+"""
 
 from __future__ import annotations
 
@@ -12,34 +19,54 @@ import numpy as np
 import pandas as pd
 
 from wbc_data import manifest
-from wbc_data.dedup.cluster import clusters
-from wbc_data.dedup.dihedral import dihedral_phashes, thumbs_from_bytes
-from wbc_data.dedup.leakage import leak_matches, load_against
-from wbc_data.dedup.pairs import PAIR_COLUMNS, exact_pairs, member_distance, near_pairs
-from wbc_data.dedup.policy import KeepPolicy, choose_keepers, default_policy
-from wbc_data.dedup.verify import normalise
+from wbc_data.dedup import participants as participants_mod
+from wbc_data.dedup.confirm import as_match, column
+from wbc_data.dedup.dihedral import dihedral_phashes
+from wbc_data.dedup.extract import Job, extract, window_key
+from wbc_data.dedup.linkage import COPY, MIN_CORRELATION, OVERLAP, PairTable, copy_relation, copy_sets
+from wbc_data.dedup.outcome import decide
+from wbc_data.dedup.pairs import PAIR_COLUMNS, member_distance
+from wbc_data.dedup.participants import Participants
+from wbc_data.dedup.policy import KeepPolicy, default_policy
+from wbc_data.dedup.relations import (
+    Parts,
+    SignatureView,
+    field_windows,
+    find_candidates,
+    find_parts,
+    register_pairs,
+)
+from wbc_data.dedup.signature import CANVAS
+from wbc_data.dedup.store import SignatureStore
+from wbc_data.dedup.windows import grid_windows
 from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
 from wbc_data.errors import DedupError
+from wbc_data.pixels import PixelLoader, row_refs
 from wbc_data.stages import write_stage
 from wbc_data.workspace import Workspace
 
 DEFAULT_THRESHOLD = 8
-"""Hamming radius on 64-bit pHashes. Measured on the shared real data (PBC half + Kaggle val, 9,487 images):
-recompression (q50-95), resizing (50-150%), brightness/contrast +-15% and dihedral transforms moved the pHash by at
-most 4 bits; the closest distinct pairs are 6 bits apart (20 pairs) and 8 bits (311 pairs), all with aligned
-thumbnail correlation <= 0.83, so radius 8 plus correlation >= 0.90 keeps copies and rejects look-alikes.
-See benchmarks/README.md (dedup) for how it was measured."""
+"""Hamming radius on 64-bit pHashes for the hash candidates. Measured on the shared real data (PBC half + Kaggle
+val, 9,487 images): recompression (q50-95), resizing (50-150%), brightness/contrast +-15% and dihedral transforms
+moved the pHash by at most 4 bits (see benchmarks/README.md, dedup). Registration decides, not the distance."""
 
 DEFAULT_CROP_THRESHOLD = 10
 """Hamming radius for matches against the zoomed (cropped) hashes of ``zoom.CROP_GRID``: crops removing up to 10%
-of the width and of the height land within 10 bits of the nearest grid box (see benchmarks/README.md, dedup);
-the crop-refined correlation then separates them from distinct cells."""
+of the width and of the height land within 10 bits of the nearest grid box (see benchmarks/README.md, dedup)."""
 
-DEFAULT_MIN_CORRELATION = 0.90
-DEDUP_COLUMNS = ["dup_cluster", "dup_distance", "dup_transform", "dup_keep", "dup_decision", "leak_match"]
+DEFAULT_MIN_CORRELATION = MIN_CORRELATION
+DEFAULT_NEIGHBOURS = 4
+"""Bag-of-words neighbours registered per row (image and mirror image each): an augmented copy of a real PBC cell
+has its original among the 4 nearest of 9,387 cells in 99.6% of cases, and at least one of its sibling copies in
+100% (benchmarks/README.md, dedup)."""
+
+WINDOW_NEIGHBOURS = 3
+DEDUP_COLUMNS = ["dup_cluster", "dup_distance", "dup_transform", "dup_keep", "dup_decision", "leak_match",
+                 "dup_derived_from"]  # fmt: skip
 STAGE = "dedup"
 SYNTHETIC_DECISION = "keep: synthetic (checked by the synth guards, not deduplicated)"
 StepFn = Callable[[str], None]
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -53,15 +80,27 @@ class DedupOptions:
     workers: int = 0
     index: str = "auto"
     reports: bool = True
+    neighbours: int = DEFAULT_NEIGHBOURS
+    fields: bool = True  # search crops inside field images (their windows)
+
+    def check(self) -> None:
+        for name, value in (("--threshold", self.threshold), ("--crop-threshold", self.crop_threshold)):
+            if value is not None and not 0 <= value <= 32:
+                raise DedupError(f"{name} {value}: use a Hamming distance between 0 and 32 bits")
+        if not 0.0 < self.min_correlation < 1.0:
+            raise DedupError(f"--min-correlation {self.min_correlation}: use a correlation between 0 and 1")
+        if not 1 <= self.neighbours <= 64:
+            raise DedupError(f"--neighbours {self.neighbours}: use 1 to 64 candidates per row")
 
 
 @dataclass
 class DedupResult:
     stage_path: Path  # stages/dedup.parquet: this stage's own results
-    frame: pd.DataFrame  # the usable rows with dedup columns (no thumbnails)
+    frame: pd.DataFrame  # the participating rows with dedup columns (no thumbnails)
     pairs: pd.DataFrame  # sample_id_a, sample_id_b, source_a, source_b, kind, distance, transform, correlation
     leaks: pd.DataFrame
     report_paths: list[Path] = field(default_factory=list)
+    findings: dict[str, int] = field(default_factory=dict)  # what the run saw: blank, unreadable, capped...
 
     @property
     def clusters(self) -> int:
@@ -69,140 +108,292 @@ class DedupResult:
 
     @property
     def dropped(self) -> int:
-        return int((~self.frame["dup_keep"].astype(bool)).sum())
+        return int((self.frame["dup_keep"] == False).sum())  # noqa: E712 (fields have no keep)
 
     def summary(self) -> pd.DataFrame:
         kinds = self.pairs["kind"].value_counts()
+        fields = int(self.findings.get("field images", 0))
         return pd.DataFrame(
             [
                 {
-                    "rows": len(self.frame),
+                    "rows": len(self.frame) - fields,
+                    "field images": fields,
                     "clusters": self.clusters,
                     "dropped": self.dropped,
                     "file pairs": int(kinds.get("file", 0)),
                     "pixel pairs": int(kinds.get("pixels", 0)),
                     "near pairs": int(kinds.get("near", 0)),
+                    "part / overlap": int(kinds.get("part", 0) + kinds.get("overlap", 0)),
                 }
             ]
         )
 
+    def notes(self) -> list[str]:
+        """One line per unusual finding, for the CLI and the report."""
+        f = self.findings
+        out = []
+        if f.get("blank"):
+            out.append(f"{f['blank']:,} blank image(s) (one flat colour): only exact copies were looked for")
+        if f.get("unreadable"):
+            out.append(f"{f['unreadable']:,} image(s) could not be opened here: only exact copies were looked for "
+                       "(re-point their source with `wbc-data manifest --root`)")  # fmt: skip
+        if f.get("largest exact group", 0) > 1000:
+            out.append(f"one image is repeated {f['largest exact group']:,} times (identical pixels)")
+        if f.get("capped"):
+            out.append(f"{f['capped']:,} hash match(es) beyond the per-row cap were not examined")
+        if f.get("label conflicts"):
+            out.append(f"{f['label conflicts']:,} cluster(s) hold different exact labels (see the report)")
+        return out
 
-def find_pairs(
-    frame: pd.DataFrame, options: DedupOptions, step: StepFn | None = None
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
-    """All exact and near pairs among ``frame``'s rows (positions), plus the (n, 8) dihedral hashes and the
-    (n, k) zoomed hashes (None without crop search)."""
-    for name, value in (("--threshold", options.threshold), ("--crop-threshold", options.crop_threshold)):
-        if value is not None and not 0 <= value <= 32:
-            raise DedupError(f"{name} {value}: use a Hamming distance between 0 and 32 bits")
+
+def _progress_tick(progress: ProgressFn | None, what: str) -> Callable[[int, int], None] | None:
+    return (lambda done, total: progress(what, done, total)) if progress else None
+
+
+def compute_signatures(
+    parts: Participants, workspace: Workspace, options: DedupOptions, progress: ProgressFn | None = None,
+    loader: PixelLoader | None = None, store: SignatureStore | None = None,
+) -> tuple[SignatureView, dict[str, str]]:  # fmt: skip
+    """Signatures of every representative row (computed where the cache lacks them); {key: reason} for images
+    that could not be opened."""
+    store = store or SignatureStore.for_workspace(workspace.root)
+    reps = parts.reps
+    keys = parts.frame["pixel_hash"].to_numpy(object)
+    index = store.index().index
+    width, height = parts.frame["width"].to_numpy(), parts.frame["height"].to_numpy()
+
+    def lacks(r: int) -> bool:
+        if not isinstance(keys[r], str):
+            return False
+        if keys[r] not in index:
+            return True
+        if not (options.fields and parts.is_field[r]):
+            return False
+        boxes = grid_windows(int(width[r]), int(height[r]))
+        return any(window_key(keys[r], tuple(int(v) for v in box)) not in index for box in boxes)
+
+    missing = [r for r in reps if lacks(r)]
+    failed: dict[str, str] = {}
+    if missing:
+        loader = loader or PixelLoader.for_workspace(workspace)
+        refs = row_refs(parts.frame.iloc[missing])
+        fields = parts.is_field[missing] & options.fields
+        jobs = [Job(keys[r], ref, bool(f)) for r, ref, f in zip(missing, refs, fields, strict=True)]
+        failed = extract(jobs, store, loader, options.workers, _progress_tick(progress, "signatures"))
+    return SignatureView.load(store, keys, parts.thumbs, reps), failed
+
+
+def _exact_pairs(parts: Participants) -> pd.DataFrame:
+    """Star pairs inside each exact group (representative, member): kind file when the bytes match, else pixels."""
+    members = np.flatnonzero(parts.rep != np.arange(len(parts.rep)))
+    rep = parts.rep[members]
+    sha = parts.frame["sha256"].to_numpy(object)
+    same_file = pd.notna(sha[members]) & (sha[members] == sha[rep])
+    return pd.DataFrame({"a": rep, "b": members, "kind": np.where(same_file, "file", "pixels"), "distance": 0,
+                         "transform": "identity", "correlation": 1.0, "texture": 1.0})  # fmt: skip
+
+
+def _describe(results: np.ndarray) -> np.ndarray:
+    return np.array([as_match(r).describe() for r in results], dtype=object)
+
+
+def _pair_frame(parts: Participants, table: PairTable, found_parts: Parts, hashes: np.ndarray) -> pd.DataFrame:
+    """All found pairs: exact (file/pixels), near copies, overlapping views, parts of fields."""
+    frames = [_exact_pairs(parts)]
+    pairs = table.pairs()
+    for relation, kind in ((COPY, "near"), (OVERLAP, "overlap")):
+        pick = np.flatnonzero(table.relation == relation)
+        if len(pick):
+            a, b = pairs[pick, 0], pairs[pick, 1]
+            frames.append(pd.DataFrame({"a": a, "b": b, "kind": kind, "distance": _hash_distance(hashes, a, b),
+                                        "transform": _describe(table.results[pick]),
+                                        "correlation": column(table.results[pick], "correlation").astype(float),
+                                        "texture": column(table.results[pick], "texture").astype(float)}))  # fmt: skip
+    if len(found_parts.row):
+        boxes = [f" in window {list(map(int, box))}" for box in found_parts.box]
+        frames.append(pd.DataFrame({"a": found_parts.row, "b": found_parts.field, "kind": "part",
+                                    "distance": _hash_distance(hashes, found_parts.row, found_parts.field),
+                                    "transform": _describe(found_parts.results) + np.array(boxes, dtype=object),
+                                    "correlation": column(found_parts.results, "correlation").astype(float),
+                                    "texture": column(found_parts.results, "texture").astype(float)}))  # fmt: skip
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS)
+
+
+def _hash_distance(hashes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest Hamming distance between any dihedral transform of a and b's pHash."""
+    if not len(a):
+        return np.zeros(0, np.int32)
+    return np.bitwise_count(hashes[a] ^ hashes[b, :1]).min(axis=1).astype(np.int32)
+
+
+def find_relations(
+    parts: Participants, view: SignatureView, options: DedupOptions, step: StepFn | None = None,
+    progress: ProgressFn | None = None, allowed: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[PairTable, Parts, dict[str, int], np.ndarray]:  # fmt: skip
+    """Registered candidate pairs (copy sets formed over them) and parts of fields; returns the table, the parts,
+    counts, and the copy-set leader of every representative."""
+    n = len(parts.frame)
+    labels = parts.exact_label(np.arange(n))
+    candidates = find_candidates(view, options.threshold, options.crop_threshold, options.neighbours,
+                                 options.index, step, allowed)  # fmt: skip
+
+    def relate(pairs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+        results = register_pairs(view, pairs, options.workers, progress, what)
+        relation = copy_relation(results, CANVAS, labels[pairs[:, 0]], labels[pairs[:, 1]], options.min_correlation)
+        return relation, results
+
     if step:
-        step("hash")
-    thumbs, has_thumb = thumbs_from_bytes(frame["thumb"].tolist())
-    hashes = dihedral_phashes(thumbs)
-    parts = [exact_pairs(frame["sha256"], "file"), exact_pairs(frame["pixel_hash"], "pixels")]
-    rows = np.flatnonzero(has_thumb)
-    near = near_pairs(hashes[rows], normalise(thumbs[rows]), options.threshold, options.min_correlation,
-                      options.index, step, thumbs=thumbs[rows], crop_radius=options.crop_threshold)  # fmt: skip
-    zoomed = None if options.crop_threshold is None else zoomed_phashes(thumbs)
-    if zoomed is not None:
-        zoomed[~has_thumb] = 0
-    near["a"], near["b"] = rows[near["a"].to_numpy(np.int64)], rows[near["b"].to_numpy(np.int64)]
-    parts.append(near)
-    pairs = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
-    if pairs is None:
-        return pd.DataFrame(columns=PAIR_COLUMNS), hashes, zoomed
-    # an exact pair hides the near pair of the same rows
-    lo, hi = np.minimum(pairs["a"], pairs["b"]), np.maximum(pairs["a"], pairs["b"])
-    pairs = pairs.assign(lo=lo, hi=hi, prio=pairs["kind"].map({"file": 0, "pixels": 1, "near": 2}))
-    pairs = pairs.sort_values(["lo", "hi", "prio"]).drop_duplicates(["lo", "hi"])
-    return pairs[PAIR_COLUMNS].reset_index(drop=True), hashes, zoomed
+        step("verify")
+    relation, results = relate(candidates.pairs, "verify candidates")
+    table = PairTable.build(n, candidates.pairs, relation, results)
+    if step:
+        step("copy sets")
+    order = parts.reps[view.searchable[parts.reps]]
+    sets = copy_sets(order, table, lambda pairs: relate(pairs, "verify against leaders"))
+    found_parts = Parts.empty()
+    fields = parts.reps[parts.is_field[parts.reps]]
+    if options.fields and len(fields):
+        if step:
+            step("field windows")
+        windows = field_windows(view, fields, parts.frame["width"].to_numpy(), parts.frame["height"].to_numpy())
+        queries = parts.reps[~parts.is_field[parts.reps] & view.searchable[parts.reps]]
+        ids = parts.frame["sample_id"].to_numpy(object)
+        parent = parts.frame["parent_id"].to_numpy(object)
+
+        def own_field(rows: np.ndarray, field_rows: np.ndarray) -> np.ndarray:
+            return parent[rows] == ids[field_rows]
+
+        found_parts = find_parts(view, windows, queries, WINDOW_NEIGHBOURS, options.min_correlation,
+                                 options.workers, own_field, progress)  # fmt: skip
+        if allowed is not None and len(found_parts.row):
+            keep = allowed(np.stack([found_parts.row, found_parts.field], axis=1))
+            found_parts = Parts(found_parts.row[keep], found_parts.field[keep], found_parts.box[keep],
+                                found_parts.results[keep])  # fmt: skip
+    counts = {"candidates": len(candidates.pairs), "hash candidates": candidates.hash_pairs,
+              "word candidates": candidates.word_pairs, "capped": candidates.capped, "rounds": sets.rounds,
+              "registered against leaders": sets.registered_on_demand}  # fmt: skip
+    leader = np.arange(n)
+    leader[order] = sets.leader[order]
+    return sets.table, found_parts, counts, leader
 
 
-def dedup(workspace: Workspace, options: DedupOptions | None = None, step: StepFn | None = None) -> DedupResult:
+def dedup(
+    workspace: Workspace, options: DedupOptions | None = None, step: StepFn | None = None,
+    progress: ProgressFn | None = None,
+) -> DedupResult:  # fmt: skip
     options = options or DedupOptions()
+    options.check()
     path = workspace.unified_manifest
     if not path.is_file():
         raise DedupError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
-    full = manifest.to_frame(manifest.read(path))
-    usable = (full["status"] == "ok").to_numpy().copy()  # pandas may hand out a read-only view
-    if "is_synthetic" in full.columns:  # synthetic rows are checked by the synth guards, not deduplicated
-        usable &= ~full["is_synthetic"].fillna(False).astype(bool).to_numpy()
-    frame = full.iloc[np.flatnonzero(usable)].reset_index(drop=True)
-    del full
-
-    pairs, hashes, zoomed = find_pairs(frame, options, step)
+    if step:
+        step("read")
+    parts = participants_mod.build(manifest.read(path), options.policy)
+    frame = parts.frame
+    n = len(frame)
+    if step:
+        step("signatures")
+    view, _failed = compute_signatures(parts, workspace, options, progress)
+    table, found_parts, counts, leader = find_relations(parts, view, options, step, progress)
+    blank_rows = np.flatnonzero(view.blank[parts.rep])
+    no_pixels = np.flatnonzero(~view.has[parts.rep] & frame["pixel_hash"].notna().to_numpy())
+    skipped = {"blank image (one flat colour): only exact copies were looked for": blank_rows,
+               "pixels not available here: only exact copies were looked for": no_pixels}  # fmt: skip
     if step:
         step("cluster")
-    cluster = clusters(len(frame), pairs)
-    keeper = choose_keepers(frame, cluster, options.policy)
-    members = np.flatnonzero(cluster >= 0)
-    distance = np.full(len(frame), -1, dtype=np.int64)
-    transform = np.full(len(frame), None, dtype=object)
-    distance[members], transform[members] = member_distance(hashes, members, keeper[members], zoomed, CROP_GRID)
+    out = decide(parts, leader, table, found_parts, skipped)
 
-    out = frame.copy()
-    ids = out["sample_id"].to_numpy()
-    out["dup_cluster"] = pd.array(np.where(cluster >= 0, cluster, None), dtype="Int64")
-    out["dup_distance"] = pd.array(np.where(distance >= 0, distance, None), dtype="Int32")
-    out["dup_transform"] = transform
-    keep = np.ones(len(frame), dtype=bool)
-    keep[members] = keeper[members] == members
-    decision = np.full(len(frame), "unique", dtype=object)
-    decision[members] = np.where(keep[members], "keep: cluster representative", None)
-    dropped = members[~keep[members]]
-    decision[dropped] = ["drop: duplicate of " + ids[k] for k in keeper[dropped]]
-    out["dup_keep"] = pd.array(keep, dtype="boolean")
-    out["leak_match"] = None
+    # distance and transform to the kept row (or the set's leader for a set of fields)
+    hashes = dihedral_phashes(view.thumbs)
+    members = np.flatnonzero(out.cluster >= 0)
+    anchor = np.where(out.keeper >= 0, out.keeper, out.copy_set)
+    distance = np.full(n, -1, np.int64)
+    transform = np.full(n, None, dtype=object)
+    if len(members):
+        rows = np.unique(np.concatenate([members, anchor[members]]))
+        zoomed = np.zeros((n, len(CROP_GRID)), np.uint64)
+        zoomed[rows] = zoomed_phashes(view.thumbs[rows])
+        distance[members], transform[members] = member_distance(hashes, members, anchor[members], zoomed, CROP_GRID)
+        # a copy the hashes do not explain (any angle, shift...) is described by its registration with the leader
+        registered = table.find(members, out.copy_set[members])
+        far = (distance[members] > (options.crop_threshold or options.threshold)) & (registered >= 0)
+        transform[members[far]] = _describe(table.results[registered[far]])
+    exact = parts.rep != np.arange(n)
+    transform[exact & (out.cluster >= 0)] = "identity"
+    distance[exact & (out.cluster >= 0)] = 0
 
+    ids = frame["sample_id"].to_numpy(object)
+    result_frame = frame.copy()
+    result_frame["dup_cluster"] = pd.array(np.where(out.cluster >= 0, out.cluster, None), dtype="Int64")
+    result_frame["dup_distance"] = pd.array(np.where(distance >= 0, distance, None), dtype="Int32")
+    result_frame["dup_transform"] = transform
+    result_frame["dup_keep"] = pd.array(out.keep, dtype="boolean")
+    result_frame["dup_decision"] = out.decision
+    result_frame["dup_derived_from"] = out.derived_from
+    result_frame["leak_match"] = None
+    result_frame["copy_set"] = ids[out.copy_set]  # not a stage column: the report's label conflicts use it
+    result_frame["linked_by"] = out.linked_by
+
+    pairs = _pair_frame(parts, table, found_parts, hashes)
     leaks = pd.DataFrame()
     if options.against is not None:
+        from wbc_data.dedup.leakage import audit
+
         if step:
             step("leakage")
-        against = load_against(options.against, options.workers)
-        both = pd.concat([frame[against.columns.intersection(frame.columns)], against], ignore_index=True)
-        cross_pairs, _, _ = find_pairs(both, options)
-        leaks = leak_matches(cross_pairs, len(frame), against["sample_id"])
-        train = leaks["train"].to_numpy(np.int64)
-        out.loc[train, "leak_match"] = leaks["eval_id"].to_numpy()
-        if options.exclude_leaks:
-            keep[train] = False
-            decision[train] = ["drop: leak, copy in evaluation set " + e for e in leaks["eval_id"]]
-            out["dup_keep"] = pd.array(keep, dtype="boolean")
-        leaks = leaks.assign(
-            sample_id=ids[train],
-            source=out["source"].to_numpy()[train],
-            eval_source=against["source"].to_numpy()[leaks["eval"].to_numpy(np.int64)],
-        )
-    out["dup_decision"] = decision
+        leaks = audit(parts, view, options, workspace, step, progress)
+        if len(leaks):
+            train = leaks["train"].to_numpy(np.int64)
+            result_frame.loc[train, "leak_match"] = leaks["eval_id"].to_numpy()
+            if options.exclude_leaks:
+                droppable = train[~parts.is_field[train]]
+                result_frame.loc[droppable, "dup_keep"] = False
+                eval_of = dict(zip(leaks["train"], leaks["eval_id"], strict=True))
+                result_frame.loc[droppable, "dup_decision"] = [
+                    "drop: leak, copy in evaluation set " + eval_of[t] for t in droppable
+                ]
 
-    # the stage's own results: one row per usable manifest row (others get empty dedup columns when joined)
+    findings = {
+        "field images": int(parts.is_field.sum()),
+        "blank": len(blank_rows),
+        "unreadable": len(no_pixels),
+        "largest exact group": int(np.bincount(parts.group).max()) if n else 0,
+        **counts,
+    }
     results = pd.DataFrame({"sample_id": ids})
-    for column in DEDUP_COLUMNS:
-        results[column] = out[column].to_numpy() if out[column].dtype == object else out[column].array
+    for name in DEDUP_COLUMNS:
+        values = result_frame[name]
+        results[name] = values.to_numpy() if values.dtype == object else values.array
     stage_path, _ = write_stage(
         workspace,
         STAGE,
         results,
-        frame.drop(columns=["thumb"]),
+        frame,
         command="wbc-data dedup",
         params={"threshold": options.threshold, "crop_threshold": options.crop_threshold,
-                "policy": options.policy.describe(), "against": options.against},
+                "min_correlation": options.min_correlation, "neighbours": options.neighbours,
+                "fields": options.fields, "policy": options.policy.describe(), "against": options.against},
         defaults_for_synthetic={"dup_keep": True, "dup_decision": SYNTHETIC_DECISION},
     )  # fmt: skip
 
+    sources = frame["source"].to_numpy(object)
     named = pairs.assign(
         sample_id_a=ids[pairs["a"].to_numpy(np.int64)],
         sample_id_b=ids[pairs["b"].to_numpy(np.int64)],
-        source_a=out["source"].to_numpy()[pairs["a"].to_numpy(np.int64)],
-        source_b=out["source"].to_numpy()[pairs["b"].to_numpy(np.int64)],
+        source_a=sources[pairs["a"].to_numpy(np.int64)],
+        source_b=sources[pairs["b"].to_numpy(np.int64)],
     )
-    dedup_result = DedupResult(stage_path, out.drop(columns=["thumb"]), named, leaks)
+    dedup_result = DedupResult(stage_path, result_frame, named, leaks, findings=findings)
+    from wbc_data.dedup.report import label_conflicts
+
+    dedup_result.findings["label conflicts"] = len(label_conflicts(result_frame))
     if options.reports:
         if step:
             step("report")
         from wbc_data.dedup.report import build
-        from wbc_data.pixels import PixelLoader
 
         loader = PixelLoader.for_workspace(workspace)
-        dedup_result.report_paths = build(dedup_result, out, workspace.reports_dir, options, loader)
+        dedup_result.report_paths = build(dedup_result, result_frame, workspace.reports_dir, options, loader,
+                                          parts.thumbs)  # fmt: skip
     return dedup_result

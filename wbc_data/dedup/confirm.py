@@ -1,0 +1,138 @@
+"""Register candidate pairs on every core, in bounded batches.
+
+Pairs are sorted by their first row and cut into batches of ``BATCH_PAIRS``; the main process reads the canvases
+a batch needs from the signature store and hands them to a worker, with at most two batches per worker in
+flight, so memory holds a few batches whatever the number of pairs. Each worker prepares a canvas once per batch
+(a small LRU) and registers every pair (:func:`wbc_data.dedup.register.register`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+import numpy as np
+
+from wbc_data.dedup.register import NO_MATCH, POLAR_FLOOR, Match, Prepared, polar_peak, polar_spectra, prepare, register
+from wbc_data.parallel import opencv_pool
+
+BATCH_PAIRS = 4096
+PREPARED_CACHE = 256
+RESULT_FIELDS = ("correlation", "texture", "overlap", "angle", "scale", "mirror", "dx", "dy")
+"""Columns of :func:`confirm`'s result, one row per pair."""
+
+
+def column(results: np.ndarray, name: str) -> np.ndarray:
+    """One named column of :func:`confirm`'s results."""
+    return results[:, RESULT_FIELDS.index(name)]
+
+
+CanvasFn = Callable[[np.ndarray], np.ndarray]
+"""Given row positions, their (k, side, side) uint8 canvases."""
+ProgressFn = Callable[[int, int], None]
+
+
+def as_row(match: Match) -> tuple[float, ...]:
+    return (match.correlation, match.texture, match.overlap, match.angle, match.scale, float(match.mirror),
+            *match.shift)  # fmt: skip
+
+
+def as_match(row: np.ndarray) -> Match:
+    values = [float(v) for v in row]
+    return Match(*values[:5], bool(row[5]), (values[6], values[7]))
+
+
+def register_batch(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """(p, len(RESULT_FIELDS)) float32 for ``pairs`` of positions into ``canvases``. Every pair first gets the
+    cheap log-polar test (:func:`~wbc_data.dedup.register.polar_peak`, each canvas's spectra computed once per
+    batch); only pairs above :data:`~wbc_data.dedup.register.POLAR_FLOOR` (about one in ten candidates on real
+    cells) are registered in full."""
+    out = np.tile(np.array(as_row(NO_MATCH), np.float32), (len(pairs), 1))
+    polar: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def spectra(i: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if i not in polar:
+            polar[i] = polar_spectra(canvases[i]) if canvases[i].any() else None
+        return polar[i]
+
+    survivors = []
+    for k, (a, b) in enumerate(pairs):
+        sa, sb = spectra(int(a)), spectra(int(b))
+        if sa is not None and sb is not None and polar_peak(sa, sb) >= POLAR_FLOOR:
+            survivors.append(k)
+    polar.clear()
+    cache: OrderedDict[int, Prepared] = OrderedDict()
+
+    def prepared(i: int) -> Prepared:
+        found = cache.get(i)
+        if found is None:
+            found = cache[i] = prepare(canvases[i])
+            if len(cache) > PREPARED_CACHE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(i)
+        return found
+
+    for k in survivors:
+        a, b = pairs[k]
+        out[k] = as_row(register(prepared(int(a)), prepared(int(b))))
+    return out
+
+
+def _init() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+
+
+def _task(args: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return register_batch(*args)
+
+
+def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: ProgressFn | None = None) -> np.ndarray:
+    """Register every pair of row positions; (p, len(RESULT_FIELDS)) float32 in the order of ``pairs``."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    out = np.zeros((len(pairs), len(RESULT_FIELDS)), np.float32)
+    if not len(pairs):
+        return out
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    batches = [order[s : s + BATCH_PAIRS] for s in range(0, len(order), BATCH_PAIRS)]
+
+    def payload(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows, local = np.unique(pairs[batch].reshape(-1), return_inverse=True)
+        return canvases(rows), local.reshape(-1, 2)
+
+    workers = workers or os.cpu_count() or 1
+    done = 0
+    if workers == 1 or len(batches) == 1:
+        for batch in batches:
+            out[batch] = register_batch(*payload(batch))
+            done += len(batch)
+            if progress:
+                progress(done, len(pairs))
+        return out
+    pool = opencv_pool(workers, _init)
+    try:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append((batch, pool.apply_async(_task, (payload(batch),))))
+            while len(pending) >= 2 * workers:
+                finished, result = pending.popleft()
+                out[finished] = result.get()
+                done += len(finished)
+                if progress:
+                    progress(done, len(pairs))
+        while pending:
+            finished, result = pending.popleft()
+            out[finished] = result.get()
+            done += len(finished)
+            if progress:
+                progress(done, len(pairs))
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+    return out

@@ -1,0 +1,140 @@
+"""Compute the signatures a dedup run lacks, on every core, through the one pixel loader.
+
+Each distinct image (pixel hash) is opened once with :class:`~wbc_data.pixels.PixelLoader`, exactly as ingest
+decoded it; a field image also gets its window signatures (:mod:`windows`). Results go to the
+:class:`~wbc_data.dedup.store.SignatureStore` a shard at a time, so an interrupted run resumes where it stopped.
+Rows whose pixels cannot be opened on this machine are returned with the reason: dedup then compares them by their
+stored thumbnail only and says so.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from wbc_data.dedup.signature import Signature, signature
+from wbc_data.dedup.store import SHARD_ROWS, SignatureStore
+from wbc_data.dedup.windows import boxes_as_fractions, grid_windows
+from wbc_data.errors import UserError
+from wbc_data.parallel import opencv_pool
+from wbc_data.pixels import PixelLoader, RowRef
+
+ProgressFn = Callable[[int, int], None]
+JOBS_PER_ROUND = 16_384
+"""Jobs handed to the pool at a time: the queue holds light row references only, never a million."""
+
+
+class DedupInterrupted(UserError):
+    """Ctrl-C while computing signatures: finished shards are kept, nothing else was written."""
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str  # pixel hash
+    ref: RowRef
+    windows: bool  # a field image: add its window signatures
+
+
+def window_key(key: str, box: tuple[int, int, int, int]) -> str:
+    return f"{key}#w{box[0]},{box[1]},{box[2]},{box[3]}"
+
+
+_LOADER: PixelLoader | None = None
+
+
+def _init(loader: PixelLoader) -> None:
+    import signal
+
+    if multiprocessing.current_process().name != "MainProcess":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    global _LOADER
+    _LOADER = loader
+
+
+def compute(job: Job) -> tuple[Job, list[tuple[str, Signature, np.ndarray | None]], str | None]:
+    """The job's signature (and window signatures), or the reason its pixels could not be opened."""
+    from wbc_data.dedup.words import default_embedder
+
+    assert _LOADER is not None
+    try:
+        image = _LOADER.open(job.ref)
+    except UserError as exc:
+        return job, [], str(exc)
+    embedder = default_embedder()
+    out: list[tuple[str, Signature, np.ndarray | None]] = [(job.key, signature(image, embedder), None)]
+    if job.windows:
+        boxes = grid_windows(image.width, image.height)
+        fractions = boxes_as_fractions(boxes, image.width, image.height)
+        for box, fraction in zip(boxes, fractions, strict=True):
+            box_t = tuple(int(v) for v in box)
+            out.append((window_key(job.key, box_t), signature(image.crop(box_t), embedder), fraction))  # type: ignore[arg-type]
+    return job, out, None
+
+
+def _results(jobs: list[Job], loader: PixelLoader, workers: int) -> Iterator[tuple[Job, list, str | None]]:
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) < 32:
+        _init(loader)
+        for job in jobs:
+            yield compute(job)
+        return
+    pool = opencv_pool(workers, _init, (loader,))
+    try:
+        for start in range(0, len(jobs), JOBS_PER_ROUND):
+            part = jobs[start : start + JOBS_PER_ROUND]
+            chunk = max(1, min(32, len(part) // (workers * 8)))
+            yield from pool.imap_unordered(compute, part, chunksize=chunk)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def extract(
+    jobs: list[Job], store: SignatureStore, loader: PixelLoader, workers: int = 0, progress: ProgressFn | None = None
+) -> dict[str, str]:
+    """Compute and store every job's signatures; return {key: reason} for images that could not be opened."""
+    store.clear_partial()
+    failed: dict[str, str] = {}
+    keys: list[str] = []
+    sigs: list[Signature] = []
+    boxes: list[np.ndarray] = []
+    no_box = np.full(4, np.nan, np.float32)
+
+    def flush() -> None:
+        if keys:
+            store.add(keys, sigs, np.stack(boxes))
+            keys.clear()
+            sigs.clear()
+            boxes.clear()
+
+    done = 0
+    if progress:
+        progress(0, len(jobs))
+    try:
+        for job, found, reason in _results(jobs, loader, workers):
+            if reason is not None:
+                failed[job.key] = reason
+            for key, sig, box in found:
+                keys.append(key)
+                sigs.append(sig)
+                boxes.append(no_box if box is None else box)
+            if len(keys) >= SHARD_ROWS:
+                flush()
+            done += 1
+            if progress:
+                progress(done, len(jobs))
+    except KeyboardInterrupt:
+        flush()
+        raise DedupInterrupted(
+            f"interrupted after {done:,} of {len(jobs):,} images; their signatures are cached, re-run to resume "
+            "(the previous dedup results are untouched)"
+        ) from None
+    flush()
+    return failed
