@@ -39,3 +39,22 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
     result = CliRunner().invoke(app, ["demo", "--quick", "-w", str(ws), "-j", "1"])
     assert result.exit_code == 0, result.output
     return ws, result.output
+
+
+@pytest.fixture(scope="session")
+def real_deduped(tmp_path_factory: pytest.TempPathFactory):
+    """The shared PBC half, the Kaggle re-upload and BCCD, ingested, merged and deduplicated once for the session
+    (dedup on ~9,900 real rows is the suite's costliest step). Tests may add later stages (split), never re-merge."""
+    from wbc_data.dedup.run import DedupOptions, dedup
+    from wbc_data.ingest.engine import IngestOptions, ingest
+    from wbc_data.merge import merge
+    from wbc_data.workspace import Workspace
+
+    pbc, kaggle, bccd = shared_path("pbc"), shared_path("kaggle_cancer_mix"), shared_path("bccd")
+    ws = Workspace(tmp_path_factory.mktemp("real") / "ws")
+    for source, path in (("pbc", pbc), ("kaggle-cancer-mix", kaggle), ("bccd", bccd)):
+        ingest(source, path, ws, IngestOptions(workers=2))
+    merge(ws)
+    # field windows off: what these tests check is copies of cells and leak units; copies inside real BCCD fields
+    # are tested in test_dedup_augmented.py at a size the suite can afford
+    return ws, dedup(ws, DedupOptions(workers=2, fields=False))

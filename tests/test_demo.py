@@ -73,6 +73,31 @@ def test_every_step_runs_and_the_report_holds_every_section(demo_run):
     assert "Dataset card" in index and "Citations" in index
 
 
+def test_dedup_links_the_real_copies_and_the_augmented_copies_to_their_originals(demo_run):
+    """The sample's Kaggle files copy PBC byte for byte; its re-upload holds PBC cells rotated 37 and -121 degrees
+    with filled corners, shifted, zoomed and recompressed (wbc_data/sample/README.md): all are found and dropped,
+    each in one cluster with its PBC original, which is kept."""
+    from wbc_data.stages import load_view
+    from wbc_data.workspace import Workspace
+
+    frame = load_view(Workspace(demo_run[0])).frame
+    dropped = frame[frame["dup_keep"].eq(False).fillna(False)]
+    assert (dropped["source"] == "kaggle-cancer-mix").sum() == 6
+    augmented = dropped[dropped["source"] == "reupload"].set_index("source_path")
+    assert len(augmented) == 2
+    copies = (
+        ("train/Eosinophil/aug_37_EO_100213.jpg", "eosinophil/EO_100213.jpg", 37),
+        ("train/Metamyelocyte/aug_121_MMY_100949.jpg", "ig/MMY_100949.jpg", -121),
+    )
+    for path, original_path, angle in copies:
+        copy = augmented.loc[path]
+        cluster = frame[frame["dup_cluster"] == copy["dup_cluster"]]
+        original = cluster[cluster["source"] == "pbc"]
+        assert len(cluster) == 2 and len(original) == 1 and bool(original["dup_keep"].iloc[0])
+        assert original["source_path"].iloc[0].endswith(original_path)
+        assert f"rot {angle}" in copy["dup_transform"], copy["dup_transform"]
+
+
 def test_the_rare_class_is_generated_and_compared_on_real_test_images(demo_run):
     from wbc_data import manifest
     from wbc_data.stages import load_view

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import shared_path
 from tests.fixtures import mini_bccd
 from wbc_data import manifest
 from wbc_data.cli import app
@@ -50,13 +49,8 @@ def _within_one_of_ideal(frame: pd.DataFrame, shares: dict[str, float]) -> None:
 
 
 @pytest.mark.slow
-def test_real_pbc_kaggle_bccd_split_never_leaks(tmp_path):
-    ws = Workspace(tmp_path / "ws")
-    ingest("pbc", shared_path("pbc"), ws, IngestOptions(workers=2))
-    ingest("kaggle-cancer-mix", shared_path("kaggle_cancer_mix"), ws, IngestOptions(workers=2))
-    ingest("bccd", shared_path("bccd"), ws, IngestOptions(workers=2))
-    merge(ws)
-    dedup(ws, DedupOptions(workers=2, reports=False))
+def test_real_pbc_kaggle_bccd_split_never_leaks(real_deduped):
+    ws = real_deduped[0]  # PBC half + Kaggle re-upload + BCCD, deduplicated
     result = run_split(ws, SplitOptions(val=0.15, test=0.15, seed=0))
     frame = load_view(ws).frame
     ok = frame[frame["status"] == "ok"]
