@@ -24,7 +24,7 @@ TRANSPOSES = [None, *Image.Transpose.__members__.values()][:8]
 
 @pytest.mark.slow
 def test_kaggle_pbc_copies_all_found(real_deduped):
-    workspace, result = real_deduped  # PBC half + Kaggle re-upload + BCCD, deduplicated (default options, no field windows)
+    workspace, result = real_deduped  # PBC half + Kaggle + BCCD, deduplicated (default options but field windows)
     pbc_parent, kaggle = shared_path("pbc"), shared_path("kaggle_cancer_mix")
     pbc_root = pbc_parent / "PBC_dataset_normal_DIB"
     # ground truth straight from disk: Kaggle files whose PBC namesake has the same bytes
