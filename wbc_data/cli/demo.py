@@ -19,7 +19,7 @@ def demo(
         bool, typer.Option("--fresh", help="Start over (re-running otherwise reuses finished steps).")
     ] = False,
     quick: Annotated[
-        bool, typer.Option("--quick", help="The smallest setting (about a minute; what the tests run).")
+        bool, typer.Option("--quick", help="The smallest setting (under a minute; what the tests run).")
     ] = False,
 ) -> None:
     """Run everything on the real sample shipped with the tool: ingest, merge, dedup, split, gap report, synth,
