@@ -13,7 +13,7 @@ from wbc_data.report.index import Part, build_index, markdown_part, page_part
 def steps_table(result: Any) -> str:
     rows = []
     for number, step in enumerate(result.steps, start=1):
-        when = "reused" if step.reused else f"{step.seconds:.1f} s"
+        when = f"{step.seconds:.1f} s" + (" (an earlier run; reused)" if step.reused else "")
         rows.append(
             f"<tr><td class='n'>{number}</td><td>{html.escape(step.title)}<br>"
             f"<code class='cmd'>{html.escape(step.command)}</code></td><td class='n'>{when}</td>"
@@ -21,9 +21,12 @@ def steps_table(result: Any) -> str:
         )
     return (
         "<h2>Steps</h2><p>Each step is a command you can run on your own data (replace the sample paths). Total "
-        f"time of the steps run now: {result.seconds:.0f} s.</p>"
-        "<style>code.cmd{white-space:pre-wrap;overflow-wrap:anywhere}</style>"
-        "<div class='table-wrap'><table><thead><tr><th>#</th><th>step and command</th><th>time</th>"
+        f"time of the steps: {sum(step.seconds for step in result.steps):.0f} s ({result.seconds:.0f} s of it in "
+        "this run; the rest reused from an earlier one).</p>"
+        "<style>code.cmd{white-space:pre-wrap;overflow-wrap:anywhere} table.steps{table-layout:fixed;width:100%}"
+        " table.steps td{overflow-wrap:anywhere;white-space:normal}</style>"
+        "<div class='table-wrap'><table class='steps'><colgroup><col style='width:3em'><col style='width:52%'>"
+        "<col style='width:7em'><col></colgroup><thead><tr><th>#</th><th>step and command</th><th>time</th>"
         f"<th>result</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
