@@ -13,6 +13,7 @@ on real data. A step's completion is recorded in ``<workspace>/demo/state.json``
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -91,7 +92,7 @@ class Step:
 
     @property
     def shown(self) -> str:
-        return "wbc-data " + " ".join(_quote(a) for a in self.command)
+        return shlex.join(["wbc-data", *self.command])
 
 
 @dataclass
@@ -128,10 +129,6 @@ def sample_version() -> str:
         if path.is_file():
             digest.update(f"{path.relative_to(sample_dir())}:{path.stat().st_size}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def _quote(arg: str) -> str:
-    return f"'{arg}'" if any(c in arg for c in " '\"$") else arg
 
 
 # --------------------------------------------------------------------------- the steps

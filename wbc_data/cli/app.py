@@ -70,11 +70,13 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def progress_bar(description: str) -> Progress:
+def progress_bar(description: str = "", *extra: TextColumn) -> Progress:
+    """The CLI's progress bar (on stderr, only on a terminal); ``extra`` columns go before the time left."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *extra,
         TimeRemainingColumn(),
         console=err_console,
         transient=True,

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import TextColumn
 
-from wbc_data.cli.app import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors
+from wbc_data.cli.app import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
 from wbc_data.workspace import Workspace
 
 synth_app = typer.Typer(
@@ -36,19 +36,6 @@ def _threads(count: int | None) -> None:
         import torch
 
         torch.set_num_threads(count)
-
-
-def _bar(*extra: TextColumn) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        *extra,
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    )
 
 
 @synth_app.callback(invoke_without_command=True)
@@ -125,7 +112,7 @@ def synth(
         classifier=_classifier(classifier),
         reference_splits=reference_split or None,
     )
-    with _bar() as bar:
+    with progress_bar("synth") as bar:
         task = bar.add_task("sampling", total=sum(counts.values()))
         result = run_synth(
             Workspace.at(workspace),
@@ -204,7 +191,7 @@ def train_cmd(
         chosen = dataclasses.replace(chosen, init_from=str(init_from))
     _threads(threads)
     columns = (TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} img/s"))
-    with _bar(*columns) as bar:
+    with progress_bar("synth train", *columns) as bar:
         task = bar.add_task("training", total=chosen.train.steps, loss=float("nan"), rate=0.0)
 
         def show(status: Any) -> None:

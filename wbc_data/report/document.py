@@ -52,19 +52,18 @@ def to_markdown(report: Report, relative_to: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def markdown_cell(text: str) -> str:
+    """Text as a Markdown table cell shows it literally: ``<class>/<image>`` would otherwise be read as HTML tags
+    (and vanish on the Hub), and a ``|`` would split the cell."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def _markdown_safe(table: pd.DataFrame) -> pd.DataFrame:
-    """Text cells as Markdown shows them literally: ``<class>/<image>`` would otherwise be read as HTML tags (and
-    vanish on the Hub), and a ``|`` would split the cell."""
+    """The table with every text cell through :func:`markdown_cell`."""
     out = table.copy()
     for column in out.columns:
         if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
-            out[column] = out[column].map(
-                lambda v: (
-                    v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-                    if isinstance(v, str)
-                    else v
-                )
-            )
+            out[column] = out[column].map(lambda v: markdown_cell(v) if isinstance(v, str) else v)
     return out
 
 

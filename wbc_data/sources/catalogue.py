@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from wbc_data.report.document import markdown_cell
 from wbc_data.sources.definition import SourceDefinition, load_definitions
 from wbc_data.taxonomy import CLASSES, LabelStatus
 
@@ -66,12 +67,12 @@ def sources_markdown(definitions: Iterable[SourceDefinition] | None = None) -> s
     table = sources_table(definitions)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     for row in table.itertuples(index=False):
-        cells = [_cell(str(v)) for v in row]
+        cells = [_cell(markdown_cell(str(v))) for v in row]
         cells[0] = f"`{cells[0]}`"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _cell(text: str) -> str:
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    """A Markdown cell with its web addresses as autolinks."""
     return re.sub(r"(https?://\S+)", r"<\1>", text)
