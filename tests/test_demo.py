@@ -8,6 +8,7 @@ import json
 import re
 import shlex
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +74,32 @@ def test_every_step_runs_and_the_report_holds_every_section(demo_run):
     assert "Dataset card" in index and "Citations" in index
 
 
+@dataclass(frozen=True)
+class Transform:
+    mirror: bool
+    angle: float
+    scale: float
+
+
+def parse_transform(text: str) -> Transform:
+    """``mirror rot 37 scale 1.09 shift 5,-4`` (dedup's ``dup_transform``) back into numbers."""
+    found = re.fullmatch(r"(mirror )?rot (-?\d+)(?: scale ([\d.]+))?(?: shift -?\d+,-?\d+)?", text.strip())
+    assert found, f"not a registration: {text!r}"
+    return Transform(bool(found.group(1)), float(found.group(2)), float(found.group(3) or 1.0))
+
+
+def angle_difference(a: float, b: float) -> float:
+    """Degrees between two angles, the short way round."""
+    return abs((a - b + 180) % 360 - 180)
+
+
+def test_parse_transform_and_angle_difference():
+    assert parse_transform("mirror rot 38 scale 1.09 shift 5,-4") == Transform(True, 38.0, 1.09)
+    assert parse_transform("rot -121") == Transform(False, -121.0, 1.0)
+    assert angle_difference(-121, 239) == 0 and angle_difference(38, 37) == 1 and angle_difference(179, -179) == 2
+    assert angle_difference(37, -37) == 74  # a wrong angle still fails
+
+
 def test_dedup_links_the_real_copies_and_the_augmented_copies_to_their_originals(demo_run):
     """The sample's Kaggle files copy PBC byte for byte; its re-upload holds PBC cells rotated 37 and -121 degrees
     with filled corners, shifted, zoomed and recompressed (wbc_data/sample/README.md): all are found and dropped,
@@ -85,17 +112,21 @@ def test_dedup_links_the_real_copies_and_the_augmented_copies_to_their_originals
     assert (dropped["source"] == "kaggle-cancer-mix").sum() == 6
     augmented = dropped[dropped["source"] == "reupload"].set_index("source_path")
     assert len(augmented) == 2
-    copies = (
-        ("train/Eosinophil/aug_37_EO_100213.jpg", "eosinophil/EO_100213.jpg", 37),
-        ("train/Metamyelocyte/aug_121_MMY_100949.jpg", "ig/MMY_100949.jpg", -121),
+    copies = (  # (copy, original, flipped, angle, zoom) as wbc_data/sample/README.md says they were made
+        ("train/Eosinophil/aug_37_EO_100213.jpg", "eosinophil/EO_100213.jpg", True, 37, 1.1),
+        ("train/Metamyelocyte/aug_121_MMY_100949.jpg", "ig/MMY_100949.jpg", False, -121, 0.9),
     )
-    for path, original_path, angle in copies:
+    for path, original_path, flipped, angle, zoom in copies:
         copy = augmented.loc[path]
         cluster = frame[frame["dup_cluster"] == copy["dup_cluster"]]
         original = cluster[cluster["source"] == "pbc"]
         assert len(cluster) == 2 and len(original) == 1 and bool(original["dup_keep"].iloc[0])
         assert original["source_path"].iloc[0].endswith(original_path)
-        assert f"rot {angle}" in copy["dup_transform"], copy["dup_transform"]
+        found = parse_transform(copy["dup_transform"])
+        assert found.mirror == flipped, copy["dup_transform"]
+        # the recovered angle is an FFT peak: right to a degree or two, not identical on every CPU
+        assert angle_difference(found.angle, angle) <= 3, copy["dup_transform"]
+        assert abs(found.scale - 1 / zoom) <= 0.05 or abs(found.scale - zoom) <= 0.05, copy["dup_transform"]
 
 
 def test_the_rare_class_is_generated_and_compared_on_real_test_images(demo_run):

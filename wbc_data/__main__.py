@@ -1,3 +1,3 @@
-from wbc_data.cli import app
+from wbc_data.console import main
 
-app()
+main()

@@ -7,7 +7,6 @@ no longer hash as they did at ingest, so a user fixes the roots before a long ru
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from wbc_data import manifest, paths
+from wbc_data.parallel import worker_pool
 from wbc_data.pixels import ROW_COLUMNS, PixelError, PixelLoader, PixelMismatch, PixelMissing, RowRef, row_refs
 from wbc_data.roots import RootsError
 
@@ -118,27 +118,19 @@ def _verify_all(
     chunks = [refs[i : i + 256] for i in range(0, len(refs), 256)]
     done = 0
     if workers == 1 or len(refs) < 64:
-        results: Iterator[list[Outcome]] = (_verify_chunk((loader, chunk)) for chunk in chunks)
-        pool = None
-    else:
-        context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-        pool = context.Pool(workers, initializer=_ignore_sigint)
-        results = pool.imap(_verify_chunk, [(loader, chunk) for chunk in chunks])
-    try:
-        for chunk_result in results:
+        for chunk in chunks:
+            chunk_result = _verify_chunk((loader, chunk))
             done += len(chunk_result)
             if progress:
                 progress(done, len(refs))
             yield from chunk_result
-        if pool is not None:
-            pool.close()
-    except BaseException:
-        if pool is not None:
-            pool.terminate()
-        raise
-    finally:
-        if pool is not None:
-            pool.join()
+        return
+    with worker_pool(workers) as pool:
+        for chunk_result in pool.imap(_verify_chunk, [(loader, chunk) for chunk in chunks]):
+            done += len(chunk_result)
+            if progress:
+                progress(done, len(refs))
+            yield from chunk_result
 
 
 def _verify_chunk(item: tuple[PixelLoader, list[RowRef]]) -> list[Outcome]:
@@ -157,9 +149,3 @@ def _verify_chunk(item: tuple[PixelLoader, list[RowRef]]) -> list[Outcome]:
         except PixelError as exc:
             out.append(("unreadable", ref.shown, str(exc)))
     return out
-
-
-def _ignore_sigint() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

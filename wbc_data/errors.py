@@ -13,3 +13,15 @@ class UserError(ValueError):
 
 class DedupError(UserError):
     """Bad dedup input: a policy file, an --against path or a threshold that cannot be used."""
+
+
+class Interrupted(UserError):
+    """Ctrl-C (or SIGTERM) stopped a command safely: ``str(exc)`` says what was kept and how to go on.
+
+    Every stage raises a subclass; the CLI prints it as one line and exits with 130, as shells expect."""
+
+    exit_code = 130
+
+
+class WorkspaceBusy(UserError):
+    """Another process is writing the same part of the workspace; the message names it."""

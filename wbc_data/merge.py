@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from wbc_data import manifest
 from wbc_data.errors import UserError
+from wbc_data.locks import check_workspace_folder, writer_lock
 from wbc_data.roots import INFO_KEY, infos_to_json, read_source_info
 from wbc_data.workspace import Workspace
 
@@ -33,6 +34,7 @@ def merge(workspace: Workspace, sources: list[str] | None = None) -> MergeResult
     """Concatenate per-source manifests (all, or the named ones) and write ``manifest.parquet`` atomically."""
     from wbc_data.stages import stage_statuses
 
+    check_workspace_folder(workspace.root)
     paths = workspace.source_manifests()
     if sources:
         wanted = set(sources)
@@ -42,14 +44,15 @@ def merge(workspace: Workspace, sources: list[str] | None = None) -> MergeResult
         paths = [p for p in paths if p.stem in wanted]
     if not paths:
         raise MergeError(f"{workspace.sources_dir}: nothing ingested yet (run `wbc-data ingest <source> <path>`)")
-    tables = [manifest.read(p) for p in paths]
-    table = pa.concat_tables(tables, promote_options="default")
-    infos = [read_source_info(p) for p in paths]
-    manifest.write(
-        table,
-        workspace.unified_manifest,
-        sources=",".join(p.stem for p in paths),
-        **{INFO_KEY: infos_to_json(infos)},
-    )
+    with writer_lock(workspace.root, "manifest"):
+        tables = [manifest.read(p) for p in paths]
+        table = pa.concat_tables(tables, promote_options="default")
+        infos = [read_source_info(p) for p in paths]
+        manifest.write(
+            table,
+            workspace.unified_manifest,
+            sources=",".join(p.stem for p in paths),
+            **{INFO_KEY: infos_to_json(infos)},
+        )
     frame = manifest.to_frame(table.drop_columns(["thumb"]))
     return MergeResult(workspace.unified_manifest, frame, stage_statuses(workspace, frame))

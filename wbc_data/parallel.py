@@ -1,31 +1,98 @@
-"""Worker pools for OpenCV work, safe however much OpenCV the parent process has already run.
+"""The one worker-pool helper every stage uses: workers leave Ctrl-C to the parent, end when the parent ends
+(``kill -9`` included), and OpenCV work is safe however much OpenCV the parent has already run.
 
-Dedup's workers call OpenCV. A forked child inherits the parent's memory but not its threads, and reconfiguring
-OpenCV's thread pool in such a child (``cv2.setNumThreads``) waits forever on a lock of the parent's pool (seen in
-dedup once the parent had resized images). So the parent drops to one OpenCV thread (which joins its pool threads)
-while the workers are forked, then restores its setting; the workers start with a single OpenCV thread each, one
-worker per core. ``fork`` keeps start-up instant and needs no ``if __name__ == "__main__"`` guard in a user's
-script; platforms without it use ``spawn``.
+- Ctrl-C: workers ignore SIGINT; the parent catches it, terminates the pool and says what was kept.
+- A killed parent: on Linux each worker asks the kernel for SIGKILL when its parent dies
+  (``prctl(PR_SET_PDEATHSIG)``); elsewhere a watcher thread checks the parent every half second. Without this,
+  workers blocked on the task queue live on, and busy ones keep computing for their whole batch.
+- OpenCV: a forked child inherits the parent's memory but not its threads, and reconfiguring OpenCV's thread pool
+  in such a child (``cv2.setNumThreads``) waits forever on a lock of the parent's pool (seen in dedup once the
+  parent had resized images). So the parent drops to one OpenCV thread (which joins its pool threads) while the
+  workers are forked, then restores its setting; the workers start with a single OpenCV thread each.
+
+``fork`` keeps start-up instant and needs no ``if __name__ == "__main__"`` guard in a user's script; platforms
+without it use ``spawn``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from multiprocessing.pool import Pool
 from typing import Any
 
+PR_SET_PDEATHSIG = 1
 
-def opencv_pool(workers: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()) -> Pool:
-    """A pool of ``workers`` processes whose OpenCV runs single-threaded."""
-    import cv2
 
-    if not hasattr(os, "fork"):
-        return multiprocessing.get_context("spawn").Pool(workers, initializer=initializer, initargs=initargs)
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
+@contextlib.contextmanager
+def worker_pool(
+    workers: int,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple[Any, ...] = (),
+    *,
+    opencv: bool = False,
+) -> Iterator[Pool]:
+    """A pool of ``workers`` processes, closed and joined on the way out, terminated on any exception
+    (Ctrl-C included) so that nothing keeps running behind the parent."""
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    start_args = (initializer, initargs, os.getpid(), opencv)
+    if opencv and hasattr(os, "fork"):
+        import cv2
+
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            pool = context.Pool(workers, initializer=_start_worker, initargs=start_args)
+        finally:
+            cv2.setNumThreads(threads)
+    else:
+        pool = context.Pool(workers, initializer=_start_worker, initargs=start_args)
     try:
-        return multiprocessing.get_context("fork").Pool(workers, initializer=initializer, initargs=initargs)
+        yield pool
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
     finally:
-        cv2.setNumThreads(threads)
+        pool.join()
+
+
+def _start_worker(
+    initializer: Callable[..., None] | None, initargs: tuple[Any, ...], parent: int, opencv: bool
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
+    if opencv and not hasattr(os, "fork"):
+        import cv2
+
+        cv2.setNumThreads(1)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process as soon as process ``parent`` is gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the request was made
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()

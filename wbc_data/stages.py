@@ -16,6 +16,7 @@ Rows a stage handles by rule (``defaults_for_synthetic``: e.g. synthetic rows al
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import pyarrow.parquet as pq
 
 from wbc_data import manifest
 from wbc_data.atomic import atomic_write
+from wbc_data.locks import check_workspace_folder
 from wbc_data.manifest import ManifestError
 from wbc_data.workspace import Workspace
 
@@ -152,7 +154,7 @@ def write_stage(
     arrays.append(pa.array(digests.reindex(results["sample_id"]).to_numpy(), pa.uint64()))
     table = pa.Table.from_arrays(arrays, names=["sample_id", *columns, "input_digest"])
     run_id = uuid.uuid4().hex[:12]
-    statuses = {s.stage: s for s in stage_statuses(workspace, inputs) if s.stage in upstream}
+    statuses = {s.stage: s for s in stage_statuses(workspace, inputs, only=upstream)} if upstream else {}
     meta = {
         STAGE_KEY: stage,
         "command": command,
@@ -187,30 +189,63 @@ class StageFile:
             return {}
 
 
+class DamagedStageError(ManifestError):
+    """A stage file that cannot be read; the message names the command that rebuilds it."""
+
+
+def rebuild_hint(path: Path) -> str:
+    workspace = Path(path).parent.parent
+    return f"`wbc-data {Path(path).stem} -w {workspace}` rebuilds it (the damaged file is moved aside)"
+
+
 def read_stage(path: Path) -> StageFile:
-    """One stage file, checked: a damaged or foreign file is one clear line."""
+    """One stage file, checked: a damaged or foreign file is one clear line naming the command that rebuilds it."""
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
-        raise ManifestError(f"{path}: not a readable stage result ({exc})") from None
+        raise DamagedStageError(f"{path}: not a readable stage result ({exc}); {rebuild_hint(path)}") from None
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     stage = meta.get(STAGE_KEY)
     if not stage or "sample_id" not in table.column_names or "input_digest" not in table.column_names:
-        raise ManifestError(f"{path}: not a wbc-data stage result (no stage metadata, sample_id or input_digest)")
+        raise DamagedStageError(
+            f"{path}: not a wbc-data stage result (no stage metadata, sample_id or input_digest); {rebuild_hint(path)}"
+        )
     known = {f.name: f for f in manifest.OPTIONAL_FIELDS}
     for name in table.column_names:
         if name in ("sample_id", "input_digest"):
             continue
         if name not in known:
-            raise ManifestError(f"{path}: unknown stage column {name!r}")
+            raise DamagedStageError(f"{path}: unknown stage column {name!r}; {rebuild_hint(path)}")
         actual = table.schema.field(name).type
         if not actual.equals(known[name].type) and not pa.types.is_null(actual):
-            raise ManifestError(f"{path}: column {name!r} has type {actual}, expected {known[name].type}")
+            raise DamagedStageError(
+                f"{path}: column {name!r} has type {actual}, expected {known[name].type}; {rebuild_hint(path)}"
+            )
     return StageFile(stage, Path(path), manifest.to_frame(table), meta)
 
 
-def stage_files(workspace: Workspace) -> list[StageFile]:
-    return [read_stage(p) for p in sorted(workspace.stages_dir.glob("*.parquet"))]
+def stage_files(workspace: Workspace, only: Iterable[str] | None = None) -> list[StageFile]:
+    """Every stage's file (or those of the stages in ``only``)."""
+    wanted = None if only is None else set(only)
+    paths = sorted(workspace.stages_dir.glob("*.parquet"))
+    return [read_stage(p) for p in paths if wanted is None or p.stem in wanted]
+
+
+def set_aside_if_damaged(workspace: Workspace, stage: str) -> str | None:
+    """Called by a stage before it recomputes: its own unreadable result counts as absent. The file is moved
+    aside (kept for inspection, never deleted) and the warning naming the kept copy is returned."""
+    path = workspace.stage_path(stage)
+    if not path.exists():
+        return None
+    try:
+        read_stage(path)
+        return None
+    except DamagedStageError as exc:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        aside = path.with_name(f"{path.name}.damaged-{stamp}")
+        os.replace(path, aside)
+        reason = str(exc).split(": ", 1)[1].split("; ", 1)[0]
+        return f"{path} was damaged ({reason}): moved aside to {aside.name}; recomputed from scratch"
 
 
 # --------------------------------------------------------------------------- join
@@ -267,9 +302,11 @@ def join_stages(frame: pd.DataFrame, files: Iterable[StageFile]) -> tuple[pd.Dat
     return out, statuses
 
 
-def stage_statuses(workspace: Workspace, frame: pd.DataFrame | None = None) -> list[StageStatus]:
-    """Statuses of every stage against the unified manifest (or ``frame``)."""
-    files = stage_files(workspace)
+def stage_statuses(
+    workspace: Workspace, frame: pd.DataFrame | None = None, only: Iterable[str] | None = None
+) -> list[StageStatus]:
+    """Statuses of every stage (or those in ``only``) against the unified manifest (or ``frame``)."""
+    files = stage_files(workspace, only)
     if not files:
         return []
     if frame is None:
@@ -301,10 +338,17 @@ class ManifestView:
         return found
 
 
-def _base_frame(workspace: Workspace, columns: list[str] | None) -> pd.DataFrame:
+def require_manifest(workspace: Workspace) -> Path:
+    """The unified manifest's path; one line when there is none (or the workspace is not a folder)."""
     path = workspace.unified_manifest
     if not path.is_file():
+        check_workspace_folder(workspace.root)
         raise ManifestError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
+    return path
+
+
+def _base_frame(workspace: Workspace, columns: list[str] | None) -> pd.DataFrame:
+    path = require_manifest(workspace)
     table = manifest.read(path)
     names = table.column_names
     if columns is not None:

@@ -18,18 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from wbc_data.errors import UserError
-
-
-def _ingest_interrupted() -> type[Exception]:
-    from wbc_data.ingest.engine import IngestInterrupted
-
-    return IngestInterrupted
-
+from wbc_data.console import INTERRUPTED_EXIT
+from wbc_data.errors import Interrupted, UserError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     UserError,
-    _ingest_interrupted(),
     FileNotFoundError,
     NotADirectoryError,
     PermissionError,
@@ -60,12 +53,15 @@ def friendly_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except Interrupted as exc:  # a stage stopped safely and says what it kept
+            err_console.print(f"[yellow]interrupted:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
         except USER_ERRORS as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: nothing was overwritten; re-run to resume")
-            raise typer.Exit(130) from None
+            raise typer.Exit(INTERRUPTED_EXIT) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -110,7 +110,6 @@ def train_cmd(
     """Train the recipe's members on the manifest's splits and save the soft-voting ensemble with a model card.
 
     One GPU, several, or several machines: `accelerate launch -m wbc_data train --recipe ...` (same options)."""
-    from wbc_data.train.errors import TrainingInterrupted
     from wbc_data.train.recipe import load_recipe, select_members
     from wbc_data.train.run import TrainOptions, train
 
@@ -119,12 +118,8 @@ def train_cmd(
         loaded = select_members(loaded, _split_list(members) or [])
     options = TrainOptions(out=out, synthetic_ratio=synthetic_ratio, sources=_split_list(sources), resume=resume,
                            hold_rare=_pairs(hold_rare, "--hold-rare") or None, workers=workers)  # fmt: skip
-    try:
-        with RichTrainProgress() as progress:
-            result = train(Workspace.at(workspace), loaded, options, progress)
-    except TrainingInterrupted as exc:
-        err_console.print(f"[yellow]interrupted:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+    with RichTrainProgress() as progress:
+        result = train(Workspace.at(workspace), loaded, options, progress)
     if not result.main_process:
         return
     console.print(frame_table(result.data.counts().reset_index(), title="Images per class"))

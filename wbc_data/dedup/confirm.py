@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from wbc_data.dedup.register import NO_MATCH, POLAR_FLOOR, Match, Prepared, polar_peak, polar_spectra, prepare, register
-from wbc_data.parallel import opencv_pool
+from wbc_data.parallel import worker_pool
 
 BATCH_PAIRS = 4096
 PREPARED_CACHE = 256
@@ -80,12 +80,6 @@ def register_batch(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _init() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-
-
 def _task(args: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return register_batch(*args)
 
@@ -112,8 +106,7 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
             if progress:
                 progress(done, len(pairs))
         return out
-    pool = opencv_pool(workers, _init)
-    try:
+    with worker_pool(workers, opencv=True) as pool:
         pending: deque = deque()
         for batch in batches:
             pending.append((batch, pool.apply_async(_task, (payload(batch),))))
@@ -129,10 +122,4 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
             done += len(finished)
             if progress:
                 progress(done, len(pairs))
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
     return out

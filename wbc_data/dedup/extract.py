@@ -9,7 +9,6 @@ stored thumbnail only and says so.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ import numpy as np
 from wbc_data.dedup.signature import Signature, signature
 from wbc_data.dedup.store import SHARD_ROWS, SignatureStore
 from wbc_data.dedup.windows import boxes_as_fractions, grid_windows
-from wbc_data.errors import UserError
-from wbc_data.parallel import opencv_pool
+from wbc_data.errors import Interrupted, UserError
+from wbc_data.parallel import worker_pool
 from wbc_data.pixels import PixelLoader, RowRef
 
 ProgressFn = Callable[[int, int], None]
@@ -28,7 +27,7 @@ JOBS_PER_ROUND = 16_384
 """Jobs handed to the pool at a time: the queue holds light row references only, never a million."""
 
 
-class DedupInterrupted(UserError):
+class DedupInterrupted(Interrupted):
     """Ctrl-C while computing signatures: finished shards are kept, nothing else was written."""
 
 
@@ -47,10 +46,6 @@ _LOADER: PixelLoader | None = None
 
 
 def _init(loader: PixelLoader) -> None:
-    import signal
-
-    if multiprocessing.current_process().name != "MainProcess":
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
     global _LOADER
     _LOADER = loader
 
@@ -82,18 +77,11 @@ def _results(jobs: list[Job], loader: PixelLoader, workers: int) -> Iterator[tup
         for job in jobs:
             yield compute(job)
         return
-    pool = opencv_pool(workers, _init, (loader,))
-    try:
+    with worker_pool(workers, _init, (loader,), opencv=True) as pool:
         for start in range(0, len(jobs), JOBS_PER_ROUND):
             part = jobs[start : start + JOBS_PER_ROUND]
             chunk = max(1, min(32, len(part) // (workers * 8)))
             yield from pool.imap_unordered(compute, part, chunksize=chunk)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
 
 
 def extract(

@@ -41,8 +41,9 @@ from wbc_data.dedup.store import SignatureStore
 from wbc_data.dedup.windows import grid_windows
 from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
 from wbc_data.errors import DedupError
+from wbc_data.locks import check_workspace_folder, writer_lock
 from wbc_data.pixels import PixelLoader, row_refs
-from wbc_data.stages import write_stage
+from wbc_data.stages import set_aside_if_damaged, write_stage
 from wbc_data.workspace import Workspace
 
 DEFAULT_THRESHOLD = 8
@@ -101,6 +102,7 @@ class DedupResult:
     leaks: pd.DataFrame
     report_paths: list[Path] = field(default_factory=list)
     findings: dict[str, int] = field(default_factory=dict)  # what the run saw: blank, unreadable, capped...
+    warnings: list[str] = field(default_factory=list)  # e.g. its own damaged result, moved aside
 
     @property
     def clusters(self) -> int:
@@ -131,7 +133,7 @@ class DedupResult:
     def notes(self) -> list[str]:
         """One line per unusual finding, for the CLI and the report."""
         f = self.findings
-        out = []
+        out = list(self.warnings)
         if f.get("blank"):
             out.append(f"{f['blank']:,} blank image(s) (one flat colour): only exact copies were looked for")
         if f.get("unreadable"):
@@ -286,9 +288,19 @@ def dedup(
     options.check()
     path = workspace.unified_manifest
     if not path.is_file():
+        check_workspace_folder(workspace.root)
         raise DedupError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
+    with writer_lock(workspace.root, STAGE):
+        return _dedup(workspace, options, step, progress)
+
+
+def _dedup(
+    workspace: Workspace, options: DedupOptions, step: StepFn | None, progress: ProgressFn | None
+) -> DedupResult:
+    path = workspace.unified_manifest
     if step:
         step("read")
+    healed = set_aside_if_damaged(workspace, STAGE)
     parts = participants_mod.build(manifest.read(path), options.policy)
     frame = parts.frame
     n = len(frame)
@@ -384,7 +396,9 @@ def dedup(
         source_a=sources[pairs["a"].to_numpy(np.int64)],
         source_b=sources[pairs["b"].to_numpy(np.int64)],
     )
-    dedup_result = DedupResult(stage_path, result_frame, named, leaks, findings=findings)
+    dedup_result = DedupResult(
+        stage_path, result_frame, named, leaks, findings=findings, warnings=[healed] if healed else []
+    )
     from wbc_data.dedup.report import label_conflicts
 
     dedup_result.findings["label conflicts"] = len(label_conflicts(result_frame))

@@ -18,7 +18,8 @@ from PIL import Image, UnidentifiedImageError
 DEFAULT_MAX_PIXELS = 100_000_000
 """Images with more pixels are refused as possible decompression bombs (SegPC fields are ~5 Mpx)."""
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif"})
+"""A still GIF is read (its one frame); an animated one is refused with that reason."""
 
 
 class ImageRejected(Exception):
@@ -38,20 +39,26 @@ def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImag
     """Fully decode ``data`` (so truncation is caught) and convert it to 8-bit RGB."""
     if not data:
         raise ImageRejected("empty file (0 bytes)")
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # the limit is --max-pixels; Pillow's own must not refuse below it
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the check below is the one that counts
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageRejected(
-                    f"decompression bomb: {width}x{height} = {width * height:,} pixels exceeds limit {max_pixels:,}"
+                    f"decompression bomb: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+                    f"{max_pixels:,} (--max-pixels)"
                 )
+            frames = getattr(image, "n_frames", 1)
+            if image.format == "GIF" and frames > 1:
+                raise ImageRejected(f"animated GIF ({frames} frames): not a still image")
             image.load()
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"decompression bomb: {exc}") from None
+    except Image.DecompressionBombError:
+        raise ImageRejected(f"decompression bomb: more than {max_pixels:,} pixels, the limit (--max-pixels)") from None
     except UnidentifiedImageError:
         raise ImageRejected("not an image: no known image format recognised") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as exc:

@@ -2,17 +2,54 @@
 
 A re-run after Ctrl-C or a kill skips files whose size and mtime are unchanged, so only the work that
 was lost is redone; the manifest itself is written atomically at the end.
+
+Workspaces move between machines, so the cache is data only: each result is JSON (bytes as tagged base64), never
+pickle, and a row that does not parse as such is a cache miss that is recomputed. Caches of an older format are
+emptied on open without reading their rows.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
-import pickle
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+
+FORMAT = "json-1"
+"""The payload format; a cache written in another (the pickle of earlier versions) is emptied, never read."""
+
+BYTES_TAG = "$bytes"
+
+
+def encode(result: Any) -> bytes:
+    """A worker result (dicts, lists, str, int, float, bool, None, bytes) as JSON."""
+    return json.dumps(result, default=_tag_bytes, separators=(",", ":")).encode()
+
+
+def decode(payload: bytes) -> Any:
+    """The result :func:`encode` wrote; ``None`` (a miss) for anything else."""
+    try:
+        return json.loads(bytes(payload), object_hook=_untag_bytes)
+    except (ValueError, TypeError):
+        return None
+
+
+def _tag_bytes(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {BYTES_TAG: base64.b64encode(bytes(value)).decode("ascii")}
+    if hasattr(value, "item"):  # a NumPy scalar
+        return value.item()
+    raise TypeError(f"not cacheable: {type(value).__name__}")
+
+
+def _untag_bytes(value: dict[str, Any]) -> Any:
+    if len(value) == 1 and BYTES_TAG in value:
+        return base64.b64decode(value[BYTES_TAG])
+    return value
 
 
 class ResultCache:
@@ -26,10 +63,11 @@ class ResultCache:
             " job_key TEXT, payload BLOB)"
         )
         self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        stored_root = self.conn.execute("SELECT value FROM meta WHERE key='root'").fetchone()
-        if stored_root is None or stored_root[0] != root:
+        stored = dict(self.conn.execute("SELECT key, value FROM meta WHERE key IN ('root', 'format')").fetchall())
+        if stored.get("root") != root or stored.get("format") != FORMAT:
             self.conn.execute("DELETE FROM results")
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('root', ?)", (root,))
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (FORMAT,))
             self.conn.commit()
         self.commit_every_s = commit_every_s
         self._last_commit = time.monotonic()
@@ -48,12 +86,15 @@ class ResultCache:
         hit = cached.get(os.fsencode(rel))
         if hit is None or hit[0] != size or hit[1] != mtime_ns or hit[2] != key:
             return None
-        return pickle.loads(hit[3])
+        result = decode(hit[3])
+        if not isinstance(result, dict) or not all(isinstance(result.get(k), dict) for k in ("file", "crops")):
+            return None  # not a result this cache wrote: recompute
+        return result
 
     def put(self, rel: str, size: int, mtime_ns: int, key: str, result: Any) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
-            (os.fsencode(rel), size, mtime_ns, key, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)),
+            (os.fsencode(rel), size, mtime_ns, key, encode(result)),
         )
         if time.monotonic() - self._last_commit > self.commit_every_s:
             self.commit()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -21,13 +20,17 @@ import pandas as pd
 import xxhash
 
 from wbc_data import manifest, paths
+from wbc_data.errors import Interrupted
 from wbc_data.imaging.decode import DEFAULT_MAX_PIXELS
 from wbc_data.ingest.cache import ResultCache
-from wbc_data.ingest.worker import FileJob, ignore_sigint, process
+from wbc_data.ingest.worker import FileJob, init_worker, process
 from wbc_data.labelmap import LabelMap
+from wbc_data.locks import writer_lock
+from wbc_data.parallel import worker_pool
 from wbc_data.roots import SourceInfo, read_roots_file, save_roots
 from wbc_data.sources.base import PlanContext, SampleSpec, SourceAdapter, SourcePlan, load_adapter
 from wbc_data.sources.definition import SourceDefinition, SourceError, get_definition
+from wbc_data.sources.image_cells import OutsideRoot
 from wbc_data.taxonomy import LabelStatus, resolve
 from wbc_data.walk import FileEntry, walk
 from wbc_data.workspace import Workspace
@@ -36,7 +39,7 @@ ProgressFn = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while files are processed."""
 
 
-class IngestInterrupted(Exception):
+class IngestInterrupted(Interrupted):
     """Ctrl-C during ingest: finished work is in the resume cache; the old manifest is untouched."""
 
 
@@ -86,33 +89,35 @@ def ingest(
     label_map = options.label_map or definition.label_map
     ctx = PlanContext(definition=definition, label_map=label_map, options=dict(options.adapter_options))
 
-    walked = walk(root) if root.is_dir() and not rows_only else None
-    files = walked.files if walked else []
-    plan = adapter.plan(root, files, ctx)
-    results, decoded, from_cache = _process_files(adapter, root, name, files, plan, options, workspace, progress)
-    rows = build_rows(
-        name, definition, root, files, walked.problems if walked else {}, plan, results, label_map, options
-    )
-    rows.sort(key=lambda r: r["sample_id"])
-    table = manifest.to_table(rows)
-    out = workspace.source_manifest(name)
-    info = SourceInfo(
-        name=name,
-        definition=definition.name,
-        adapter=definition.adapter,
-        root=paths.display_name(os.fspath(root)),
-        options=dict(options.adapter_options),
-        max_pixels=options.max_pixels,
-    )
-    manifest.write(
-        table, out, **info.to_metadata(), ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds")
-    )
-    if read_roots_file(workspace.root).get(name) not in (None, info.root):
-        save_roots(workspace.root, {}, remove=[name])  # ingest just said where this source lives
-    files_seen = len(files) + len(walked.problems if walked else {})
-    frame = manifest.to_frame(table.drop_columns(["thumb"]))
-    proposal = _propose_label_map(frame, workspace, definition.name, info.root, name)
-    return IngestResult(name, root, out, frame, plan.notes, files_seen, decoded, from_cache, proposal)
+    with writer_lock(workspace.root, f"source-{name}"):
+        walked = walk(root) if root.is_dir() and not rows_only else None
+        files = walked.files if walked else []
+        plan = adapter.plan(root, files, ctx)
+        results, decoded, from_cache = _process_files(adapter, root, name, files, plan, options, workspace, progress)
+        rows = build_rows(
+            name, definition, root, files, walked.problems if walked else {}, plan, results, label_map, options
+        )
+        rows.sort(key=lambda r: r["sample_id"])
+        table = manifest.to_table(rows)
+        out = workspace.source_manifest(name)
+        info = SourceInfo(
+            name=name,
+            definition=definition.name,
+            adapter=definition.adapter,
+            root=paths.display_name(os.fspath(root)),
+            options=dict(options.adapter_options),
+            max_pixels=options.max_pixels,
+        )
+        manifest.write(
+            table, out, **info.to_metadata(), ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds")
+        )
+        with writer_lock(workspace.root, "roots", wait=True):  # roots.yaml is shared by every source
+            if read_roots_file(workspace.root).get(name) not in (None, info.root):
+                save_roots(workspace.root, {}, remove=[name])  # ingest just said where this source lives
+        files_seen = len(files) + len(walked.problems if walked else {})
+        frame = manifest.to_frame(table.drop_columns(["thumb"]))
+        proposal = _propose_label_map(frame, workspace, definition.name, info.root, name)
+        return IngestResult(name, root, out, frame, plan.notes, files_seen, decoded, from_cache, proposal)
 
 
 def _propose_label_map(frame: pd.DataFrame, workspace: Workspace, source: str, root: str, name: str) -> Path | None:
@@ -208,6 +213,10 @@ def _process_files(
             for rel in row_rels[start : start + ROW_BATCH]:
                 try:
                     data = reader(rel)  # type: ignore[misc]
+                except OutsideRoot as exc:
+                    results[rel] = {"file": {"reason": str(exc)}, "crops": {}}
+                    counts["done"] += 1
+                    continue
                 except OSError as exc:
                     results[rel] = {"file": {"reason": f"unreadable row: {exc}"}, "crops": {}}
                     counts["done"] += 1
@@ -260,9 +269,7 @@ def _run_parallel(
             for rel, job, key in batch:
                 yield rel, job, key, process(job)
         return
-    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    pool = context.Pool(workers, initializer=ignore_sigint)
-    try:
+    with worker_pool(workers, init_worker) as pool:
         for batch in batches:
             if not batch:
                 continue
@@ -271,12 +278,6 @@ def _run_parallel(
             for index, result in pool.imap_unordered(_indexed_process, enumerate(jobs), chunksize=chunksize):
                 rel, job, key = batch[index]
                 yield rel, job, key, result
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
 
 
 def _indexed_process(item: tuple[int, FileJob]) -> tuple[int, dict[str, Any]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,9 +88,8 @@ def resolve_box(spec: CropSpec, width: int, height: int, root: str) -> crops.Box
     return crops.clamp(crops.with_margin(raw, spec.margin), width, height)
 
 
-def ignore_sigint() -> None:
-    """Pool initializer: workers leave Ctrl-C to the parent, which stops the pool cleanly, and each worker keeps
-    to one thread (BLAS pinned, so the exact matrix LANCZOS thumbnail can replace PIL's slower loop)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def init_worker() -> None:
+    """Pool initializer: each worker keeps to one thread (BLAS pinned, so the exact matrix LANCZOS thumbnail can
+    replace PIL's slower loop)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     lanczos.enable_in_worker()

@@ -147,9 +147,22 @@ class HubAdapter(SourceAdapter):
             dataset = datasets_by_split[split_name]
             if int(index) >= dataset.num_rows:
                 raise FileNotFoundError(f"{root}: split {split_name!r} has {dataset.num_rows:,} rows, not row {index}")
-            return image_cell_bytes(dataset[int(index)][image_col])
+            return image_cell_bytes(dataset[int(index)][image_col], allowed, base)
 
+        allowed, base = cell_roots(root)
         return read
+
+
+def cell_roots(spec: str) -> tuple[list[Path], Path | None]:
+    """Where image cells that name a file may point: under the dataset's folder for a local dataset (relative
+    paths resolved there), under the Hugging Face caches for a repo id (where ``datasets`` put its files)."""
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        return [local.resolve()], local.resolve()
+    import datasets.config
+    from huggingface_hub import constants
+
+    return [Path(datasets.config.HF_DATASETS_CACHE), Path(constants.HF_HUB_CACHE)], None
 
 
 def _undecoded(dataset: Any, image_col: str) -> Any:

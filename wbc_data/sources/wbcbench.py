@@ -292,7 +292,7 @@ class WbcbenchAdapter(SourceAdapter):
             image_id = image_id.split("~row", 1)[0]
             if file_rel not in shards:
                 shards.clear()  # rows are read shard by shard: keep one open
-                shards[file_rel] = ParquetRows(base / file_rel)
+                shards[file_rel] = ParquetRows(base / file_rel, base)
             return shards[file_rel].image_bytes(image_id)
 
         return read
@@ -302,8 +302,9 @@ class ParquetRows:
     """Random access to the ``image`` cells of one WBCBench parquet shard by ``image_id``: the id column is read
     once, then the row group holding a row is read on demand and kept until another one is needed."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: Path) -> None:
         self.path = path
+        self.root = root  # image cells that name a file may name one under it only
         self.file = pq.ParquetFile(path)
         ids = self.file.read(columns=["image_id"]).column("image_id").to_pylist()
         self.index: dict[str, int] = {}
@@ -322,7 +323,7 @@ class ParquetRows:
         if self._group is None or self._group[0] != group:
             cells = self.file.read_row_group(group, columns=["image"]).column("image").to_pylist()
             self._group = (group, cells)
-        return image_cell_bytes(self._group[1][row - self.starts[group]], self.path)
+        return image_cell_bytes(self._group[1][row - self.starts[group]], [self.root], self.path.parent)
 
 
 def _table_labels(path: Path, splits: set[str], ctx: PlanContext, expected: str) -> list[str]:

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.errors import UserError
+from wbc_data.locks import writer_lock
 from wbc_data.split.assign import SPLITS, assign_units, eligible_rows
 from wbc_data.split.folds import assign_folds
 from wbc_data.split.official import official_splits
 from wbc_data.split.report import class_split_table, unreached, write_report
 from wbc_data.split.units import BY_CHOICES, leak_units, straddling_units
-from wbc_data.stages import load_view, write_stage
+from wbc_data.stages import load_view, require_manifest, set_aside_if_damaged, write_stage
 from wbc_data.workspace import Workspace
 
 STAGE = "split"
@@ -69,8 +70,15 @@ class SplitResult:
 def run_split(workspace: Workspace, options: SplitOptions | None = None, step: StepFn | None = None) -> SplitResult:
     options = options or SplitOptions()
     options.check()
+    require_manifest(workspace)
+    with writer_lock(workspace.root, STAGE):
+        return _run_split(workspace, options, step)
+
+
+def _run_split(workspace: Workspace, options: SplitOptions, step: StepFn | None) -> SplitResult:
     if step:
         step("read")
+    healed = set_aside_if_damaged(workspace, STAGE)
     view = load_view(workspace, COLUMNS)
     dedup = view.status("dedup")
     if dedup is None and not options.without_dedup:
@@ -93,7 +101,8 @@ def run_split(workspace: Workspace, options: SplitOptions | None = None, step: S
     assignment = assign_units(frame, units, {"val": options.val, "test": options.test}, options.seed, fixed)
     split = assignment.split
     eligible = eligible_rows(frame)
-    notes = list(assignment.notes)
+    notes = [healed] if healed else []
+    notes += assignment.notes
     fold = np.full(len(frame), -1, dtype=np.int64)
     if options.folds:
         fold = assign_folds(frame, units, eligible, np.isin(split, ["train", "val"]), options.folds, options.seed)

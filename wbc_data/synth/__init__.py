@@ -17,12 +17,12 @@ Small modules, one job each (imports of torch and diffusers stay inside them, so
 
 from __future__ import annotations
 
-from wbc_data.errors import UserError
+from wbc_data.errors import Interrupted, UserError
 
 
 class SynthError(UserError):
     """A recipe, generator folder, class or option that cannot be used: one line naming the file and the reason."""
 
 
-class TrainInterrupted(SynthError):
+class TrainInterrupted(SynthError, Interrupted):
     """Training stopped (Ctrl-C or the time budget) after saving a checkpoint to resume from."""

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.classifier import Classifier
+from wbc_data.locks import writer_lock
 from wbc_data.synth import SynthError
 from wbc_data.synth.data import derive_seed, to_resolution
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
@@ -386,66 +387,67 @@ def run_synth(
     name = run_name(info, options)
     source = source_name(name)
     final = workspace.root / folder_rel(name)
-    frame = load_view(workspace).frame
+    with writer_lock(workspace.root, f"source-{source}"):
+        frame = load_view(workspace).frame
 
-    remove_stale(final.parent, final.name)
-    staged = staging_dir(final)
-    writer = _Writer(staged, source, info, settings)
-    ticker = _Ticker(sum(options.counts.values()), device_name.startswith("cpu"), say, progress)
-    outcomes: list[ClassOutcome] = []
-    real_grid: dict[str, np.ndarray] = {}
-    synth_grid: dict[str, np.ndarray] = {}
-    pool: np.ndarray | None = None
-    try:
-        for label, n in options.counts.items():
-            t0 = time.perf_counter()
-            reals, ids = training_images(workspace, folder, info, frame, label)
-            if len(reals) < 5 and pool is None:
-                pool, _ = training_images(workspace, folder, info, frame, None, POOL_SIZE, options.seed)
-            guard, calibration = MemorisationGuard.calibrated(reals, ids, pool, options.seed)
-            say(f"{label}: {len(reals):,} training images; near-copy when {calibration.describe()}")
-            accepted, rejected, attempts, kept = sample_class(
-                label, n, draw, guard, options, settings["batch_size"], writer, ticker
-            )
-            outcome = ClassOutcome(
-                label,
-                n,
-                accepted,
-                rejected,
-                attempts,
-                calibration,
-                accepted_distances=writer.distances.get((label, False), []),
-                rejected_distances=writer.distances.get((label, True), []),
-            )
-            if kept:
-                outcome.diversity = diversity(np.stack(kept), reals, guard.threshold, seed=options.seed)
-                if options.classifier is not None:
-                    outcome.fidelity = _fidelity(options, workspace, frame, label, info.resolution, kept)
-                order = np.random.default_rng(options.seed).permutation(len(reals))[:8]
-                real_grid[label] = reals[np.sort(order)]
-                synth_grid[label] = np.stack(kept[:8])
-            outcome.seconds = time.perf_counter() - t0
-            outcomes.append(outcome)
-            if accepted < n:
-                say(
-                    f"{label}: only {accepted:,} of {n:,} samples passed the guards after {attempts:,} draws "
-                    f"({rejected:,} near-copies rejected); raise --max-attempts or train longer"
+        remove_stale(final.parent, final.name)
+        staged = staging_dir(final)
+        writer = _Writer(staged, source, info, settings)
+        ticker = _Ticker(sum(options.counts.values()), device_name.startswith("cpu"), say, progress)
+        outcomes: list[ClassOutcome] = []
+        real_grid: dict[str, np.ndarray] = {}
+        synth_grid: dict[str, np.ndarray] = {}
+        pool: np.ndarray | None = None
+        try:
+            for label, n in options.counts.items():
+                t0 = time.perf_counter()
+                reals, ids = training_images(workspace, folder, info, frame, label)
+                if len(reals) < 5 and pool is None:
+                    pool, _ = training_images(workspace, folder, info, frame, None, POOL_SIZE, options.seed)
+                guard, calibration = MemorisationGuard.calibrated(reals, ids, pool, options.seed)
+                say(f"{label}: {len(reals):,} training images; near-copy when {calibration.describe()}")
+                accepted, rejected, attempts, kept = sample_class(
+                    label, n, draw, guard, options, settings["batch_size"], writer, ticker
                 )
-        tmp_manifest = staged / ".manifest.parquet"
-        write_source(workspace, name, writer.rows, info, notes_for(outcomes, info, settings), path=tmp_manifest)
-        manifest_path = workspace.source_manifest(source)
-        manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        replace_dir(staged, final)
-        (final / ".manifest.parquet").replace(manifest_path)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    seconds = time.perf_counter() - ticker.started
-    result = SynthResult(name, source, manifest_path, final, info, device_name, seconds, settings, outcomes)
-    from wbc_data.synth.report import write_report
+                outcome = ClassOutcome(
+                    label,
+                    n,
+                    accepted,
+                    rejected,
+                    attempts,
+                    calibration,
+                    accepted_distances=writer.distances.get((label, False), []),
+                    rejected_distances=writer.distances.get((label, True), []),
+                )
+                if kept:
+                    outcome.diversity = diversity(np.stack(kept), reals, guard.threshold, seed=options.seed)
+                    if options.classifier is not None:
+                        outcome.fidelity = _fidelity(options, workspace, frame, label, info.resolution, kept)
+                    order = np.random.default_rng(options.seed).permutation(len(reals))[:8]
+                    real_grid[label] = reals[np.sort(order)]
+                    synth_grid[label] = np.stack(kept[:8])
+                outcome.seconds = time.perf_counter() - t0
+                outcomes.append(outcome)
+                if accepted < n:
+                    say(
+                        f"{label}: only {accepted:,} of {n:,} samples passed the guards after {attempts:,} draws "
+                        f"({rejected:,} near-copies rejected); raise --max-attempts or train longer"
+                    )
+            tmp_manifest = staged / ".manifest.parquet"
+            write_source(workspace, name, writer.rows, info, notes_for(outcomes, info, settings), path=tmp_manifest)
+            manifest_path = workspace.source_manifest(source)
+            manifest_path.parent.mkdir(parents=True, exist_ok=True)
+            replace_dir(staged, final)
+            (final / ".manifest.parquet").replace(manifest_path)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        seconds = time.perf_counter() - ticker.started
+        result = SynthResult(name, source, manifest_path, final, info, device_name, seconds, settings, outcomes)
+        from wbc_data.synth.report import write_report
 
-    write_report(result, workspace, real_grid, synth_grid)
-    return result
+        write_report(result, workspace, real_grid, synth_grid)
+        return result
 
 
 def _fidelity(

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from wbc_data.locks import writer_lock
 from wbc_data.synth import SynthError, TrainInterrupted
 from wbc_data.synth import checkpoints as ckpt
 from wbc_data.synth.data import (
@@ -114,6 +115,21 @@ class _Stop:
 
 
 def train(
+    workspace: Workspace,
+    recipe: Recipe,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    progress: ProgressFn | None = None,
+    log: LogFn | None = None,
+) -> TrainResult:
+    """Train ``recipe`` on the workspace's train split; see the module docstring. One writer per generator folder."""
+    out = Path(out_dir) if out_dir else default_out(workspace, recipe)
+    with writer_lock(workspace.root, f"generator-{out.name}"):
+        return _train(workspace, recipe, out, resume, max_minutes, progress, log)
+
+
+def _train(
     workspace: Workspace,
     recipe: Recipe,
     out_dir: Path | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from wbc_data.errors import UserError
+from wbc_data.errors import Interrupted, UserError
 
 
 class TrainError(UserError):
@@ -24,7 +24,7 @@ class WeightsError(TrainError):
     """Pretrained weights that were asked for and cannot be found or read here."""
 
 
-class TrainingInterrupted(TrainError):
+class TrainingInterrupted(TrainError, Interrupted):
     """Ctrl-C (or SIGTERM) during training: the last finished epoch is checkpointed; ``--resume`` continues."""
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.atomic import atomic_write, atomic_write_text
+from wbc_data.locks import writer_lock
 from wbc_data.selection import label_indices
 from wbc_data.stages import load_view
 from wbc_data.taxonomy import CLASSES
@@ -106,48 +107,49 @@ def train(
         seed=recipe.seed,
     )
     out = Path(options.out) if options.out else default_out(workspace, recipe)
-    run = {
-        "recipe": recipe.to_dict(),
-        "synthetic_ratio": options.synthetic_ratio,
-        "sources": options.sources,
-        "hold_rare": dict(hold),
-        "split_run": split.run_id,
-        "data": _fingerprint(data),
-    }
-    from accelerate import Accelerator
+    with writer_lock(workspace.root, f"model-{out.name}"):
+        run = {
+            "recipe": recipe.to_dict(),
+            "synthetic_ratio": options.synthetic_ratio,
+            "sources": options.sources,
+            "hold_rare": dict(hold),
+            "split_run": split.run_id,
+            "data": _fingerprint(data),
+        }
+        from accelerate import Accelerator
 
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
-    if not accelerator.is_main_process:  # one voice under `accelerate launch`
-        progress = SilentProgress()
-    for note in data.notes:
-        progress.note(note)
-    _prepare_out(out, run, options.resume, progress)
-    accelerator.wait_for_everyone()  # every process has checked the folder before the main one writes to it
-    if accelerator.is_main_process:
-        atomic_write_text(out / RUN_FILE, json.dumps({**run, "workspace": str(workspace.root)}, indent=2) + "\n")
-        atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
-        roles = data.roles()
-        atomic_write(out / DATA_FILE, lambda tmp: roles.to_parquet(tmp, index=False))
-    accelerator.wait_for_everyone()
-    device = _describe_device(accelerator)
-    progress.note(f"training on {device}, mixed precision {accelerator.mixed_precision}")
+        accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
+        if not accelerator.is_main_process:  # one voice under `accelerate launch`
+            progress = SilentProgress()
+        for note in data.notes:
+            progress.note(note)
+        _prepare_out(out, run, options.resume, progress)
+        accelerator.wait_for_everyone()  # every process has checked the folder before the main one writes to it
+        if accelerator.is_main_process:
+            atomic_write_text(out / RUN_FILE, json.dumps({**run, "workspace": str(workspace.root)}, indent=2) + "\n")
+            atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
+            roles = data.roles()
+            atomic_write(out / DATA_FILE, lambda tmp: roles.to_parquet(tmp, index=False))
+        accelerator.wait_for_everyone()
+        device = _describe_device(accelerator)
+        progress.note(f"training on {device}, mixed precision {accelerator.mixed_precision}")
 
-    from wbc_data.pixels import PixelLoader
+        from wbc_data.pixels import PixelLoader
 
-    loader = PixelLoader.for_workspace(workspace)
-    members: list[dict[str, Any]] = []
-    try:
-        for member in recipe.members:
-            members.append(
-                _train_one(accelerator, recipe, member, data, loader, out, options, progress, should_stop, device)
-            )
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(
-            f"{out}: training interrupted; every finished epoch is checkpointed: re-run with --resume to continue"
-        ) from None
-    result = _finish(accelerator, recipe, data, loader, out, members, run, workspace, device, progress)
-    accelerator.wait_for_everyone()
-    return result
+        loader = PixelLoader.for_workspace(workspace)
+        members: list[dict[str, Any]] = []
+        try:
+            for member in recipe.members:
+                members.append(
+                    _train_one(accelerator, recipe, member, data, loader, out, options, progress, should_stop, device)
+                )
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"{out}: training interrupted; every finished epoch is checkpointed: re-run with --resume to continue"
+            ) from None
+        result = _finish(accelerator, recipe, data, loader, out, members, run, workspace, device, progress)
+        accelerator.wait_for_everyone()
+        return result
 
 
 def _fingerprint(data: TrainingData) -> str:
