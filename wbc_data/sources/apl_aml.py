@@ -120,8 +120,10 @@ class Place:
 def place(rel: str) -> Place | str:
     """The file's place in the layout, or why it has none."""
     parts = rel.split("/")
-    if patient_key(parts[0]) is None or len(parts) < 3:
+    if patient_key(parts[0]) is None:
         return f"not in a Patient_NN folder ({LAYOUT})"
+    if len(parts) < 3:
+        return f"not part of the layout ({LAYOUT})"
     patient, rest = parts[0], parts[1:]
     session = None
     if rest[0].casefold() not in (SIGNED, UNSIGNED):
