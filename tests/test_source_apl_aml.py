@@ -273,13 +273,24 @@ def test_missing_or_malformed_master_is_one_warning(tmp_path, workspace, master)
 
 def test_publish_refuses_the_source_by_default(tmp_path):
     from tests.publish_workspaces import finish
+    from wbc_data.dedup.report import label_conflicts
     from wbc_data.publish import LicenceRefused, PublishOptions, plan_publish
     from wbc_data.resources import sample_dir
+    from wbc_data.stages import load_view
 
     ws = Workspace(tmp_path / "ws")
     ingest("pbc", sample_dir() / "pbc", ws, IngestOptions(workers=1))
-    ingest("apl-aml", copy_patients(tmp_path, "Patient_49", "Patient_97"), ws, IngestOptions(workers=1))
+    ingest("apl-aml", copy_patients(tmp_path, "Patient_49", "Patient_01"), ws, IngestOptions(workers=1))
     finish(ws, gap=False)
+    # dedup on the way: Patient_01's unsigned crops copy its signed ones; the signed copy is kept, and an unlabelled
+    # copy is no label conflict
+    frame = load_view(ws).frame
+    unsigned = frame[frame.source_path.str.startswith("Patient_01/Unsigned slides/")]
+    assert len(unsigned) and unsigned.dup_cluster.notna().all() and not unsigned.dup_keep.any()
+    kept = frame[frame.dup_cluster.isin(set(unsigned.dup_cluster)) & frame.dup_keep.fillna(False).astype(bool)]
+    assert (kept.label_status != "unlabelled").all() and set(kept.dup_cluster) == set(unsigned.dup_cluster)
+    conflicting = label_conflicts(frame)
+    assert not any("Unsigned" in str(m) for m in conflicting.get("members", []))
     out = tmp_path / "out"
     with pytest.raises(LicenceRefused) as caught:
         plan_publish(ws, PublishOptions("lab/wbc", dry_run=True, out=out))
