@@ -1,6 +1,7 @@
-"""Ingest throughput on the PBC folder, against imagededup's pHash encoder measured in the same run.
+"""Ingest throughput on the PBC folder (or the APL/AML patients), against imagededup's pHash encoder in the same run.
 
-Run: ``uv run --group bench python benchmarks/ingest.py [--root PATH] [--workers N] [--repeat R]``
+Run: ``uv run --group bench python benchmarks/ingest.py [--source pbc|apl-aml] [--root PATH] [--workers N]
+[--repeat R]``
 
 Prints images/s for
 - this tool's ingest end to end (walk, plan, decode and hash in a process pool, build rows, write the manifest),
@@ -41,7 +42,10 @@ from wbc_data.ingest import engine  # noqa: E402
 from wbc_data.ingest.worker import FileJob  # noqa: E402
 from wbc_data.workspace import Workspace  # noqa: E402
 
-DEFAULT_ROOT = REPO.parent / "shared" / "data" / "pbc" / "PBC_dataset_normal_DIB"
+DEFAULT_ROOTS = {
+    "pbc": REPO.parent / "shared" / "data" / "pbc" / "PBC_dataset_normal_DIB",
+    "apl-aml": REPO.parent / "shared" / "data" / "apl_aml",
+}
 TARGET_RATIO = 1.3
 
 
@@ -70,7 +74,7 @@ def pil_decode(path: str) -> tuple[int, int] | None:
         with Image.open(path) as image:
             image.load()
             return image.size
-    except OSError:  # the folder holds one file that is not an image (.DS_169665.jpg); skipped, not counted
+    except OSError:  # a file that is not an image (PBC's .DS_169665.jpg) or is truncated: skipped, not counted
         return None
 
 
@@ -85,19 +89,19 @@ def naive(path: str) -> tuple[str, str, str] | None:
         return None
 
 
-def run_ingest(root: Path, workers: int) -> int:
+def run_ingest(source: str, root: Path, workers: int) -> int:
     with tempfile.TemporaryDirectory(prefix="wbc-bench-") as tmp:
         options = engine.IngestOptions(workers=workers, use_cache=False)
-        result = engine.ingest("pbc", root, Workspace(Path(tmp)), options)
+        result = engine.ingest(source, root, Workspace(Path(tmp)), options)
         return int((result.frame["status"] == "ok").sum())
 
 
-def run_ingest_pil_resize(root: Path, workers: int) -> int:
+def run_ingest_pil_resize(source: str, root: Path, workers: int) -> int:
     """The same ingest with PIL doing the thumbnail resize (the workers are forked, so they inherit the switch)."""
     original = lanczos.enable_in_worker
     lanczos.enable_in_worker = lambda: False
     try:
-        return run_ingest(root, workers)
+        return run_ingest(source, root, workers)
     finally:
         lanczos.enable_in_worker = original
 
@@ -119,10 +123,12 @@ def run_imagededup(root: Path, workers: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="PBC_dataset_normal_DIB folder")
+    parser.add_argument("--source", choices=sorted(DEFAULT_ROOTS), default="pbc", help="the adapter ingest runs")
+    parser.add_argument("--root", type=Path, help="the source's folder (default: its folder in ../shared/data)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=2, help="runs per contender; the fastest counts")
     args = parser.parse_args(argv)
+    args.root = args.root or DEFAULT_ROOTS[args.source]
     if not args.root.is_dir():
         print(f"{args.root}: no such folder (pass --root)", file=sys.stderr)
         return 2
@@ -132,16 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     workers, repeat = args.workers, args.repeat
     import imagededup.methods  # noqa: F401  (pulls in torch: seconds that are no part of encoding)
 
-    print(f"{len(files):,} images under {args.root}, {workers} worker(s), best of {repeat}", flush=True)
+    source = args.source
+    print(f"{source}: {len(files):,} images under {args.root}, {workers} worker(s), best of {repeat}", flush=True)
     try:
         import threadpoolctl  # noqa: F401
     except ImportError:
         print("threadpoolctl missing: ingest workers keep PIL's thumbnail resize (both ingest rows are the same)")
 
     contenders: list[tuple[str, Callable[[], int]]] = [
-        ("wbc-data ingest (end to end)", lambda: run_ingest(args.root, workers)),
+        ("wbc-data ingest (end to end)", lambda: run_ingest(source, args.root, workers)),
         ("wbc-data ingest worker only", lambda: run_worker_only(args.root, files, workers)),
-        ("ingest, PIL thumbnail resize", lambda: run_ingest_pil_resize(args.root, workers)),
+        ("ingest, PIL thumbnail resize", lambda: run_ingest_pil_resize(source, args.root, workers)),
         ("PIL full decode alone", lambda: pooled(pil_decode, files, workers)),
         ("imagededup PHash.encode_images", lambda: run_imagededup(args.root, workers)),
         ("naive: read+sha256+decode+pHash+dHash", lambda: pooled(naive, files, workers)),

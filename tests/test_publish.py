@@ -293,7 +293,7 @@ def _line(name: str) -> str:
     return load_definitions()[name].licence
 
 
-@pytest.mark.parametrize("source", ["wbcbench", "lisc", "all-idb", "raabin", "leukemia-attri"])
+@pytest.mark.parametrize("source", ["wbcbench", "lisc", "all-idb", "apl-aml", "raabin", "leukemia-attri"])
 def test_sources_that_may_not_be_redistributed_are_refused(source):
     decision = _licences([("pbc", _line("pbc")), (source, _line(source))])
     with pytest.raises(LicenceRefused, match=rf"{source}: (redistribution forbidden|licence not confirmed).*"

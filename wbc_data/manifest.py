@@ -271,3 +271,10 @@ def extra_json(values: Mapping[str, Any] | None) -> str | None:
     if not values:
         return None
     return json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def extra_values(frame: pd.DataFrame, key: str) -> pd.Series:
+    """One key of the ``extra`` JSON as a column (null where a row lacks it), e.g. ``extra_values(frame,
+    "diagnosis")`` for the APL/AML rows: source metadata stays queryable without a schema column per source."""
+    column = frame["extra"] if "extra" in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+    return column.map(lambda text: json.loads(text).get(key) if isinstance(text, str) and text else None)

@@ -31,11 +31,13 @@ def source_pair_counts(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def label_conflicts(frame: pd.DataFrame) -> pd.DataFrame:
     """Copy sets whose members carry different labels (exact label, else the raw label). Rows linked to a cluster
-    as other cells of one field (crops, parts, overlapping views) may differ: only copies are compared."""
+    as other cells of one field (crops, parts, overlapping views) may differ: only copies are compared, and only
+    copies that carry a label."""
     set_column = "copy_set" if "copy_set" in frame.columns else "dup_cluster"
     members = frame[frame["dup_cluster"].notna()].copy()
     if "dup_keep" in members.columns:
         members = members[members["dup_keep"].notna()]  # field images carry no cell label
+    members = members[members["label_status"] != "unlabelled"]  # an unlabelled copy (e.g. unsigned) disagrees with none
     if members.empty:
         return pd.DataFrame(columns=["cluster", "size", "labels", "members"])
     members["shown"] = members["label"].fillna(members["label_status"] + ":" + members["source_label"].fillna(""))
