@@ -76,10 +76,10 @@ def _write_copies(job: tuple[Path, Path, int, int]) -> list[tuple[str, str]]:
 def build_dense(work: Path, cells: int, copies: int, seed: int = 0):
     from multiprocessing import Pool
 
+    from wbc_data.core.labelmap import LabelMap
+    from wbc_data.core.workspace import Workspace
     from wbc_data.ingest.engine import IngestOptions, ingest
-    from wbc_data.labelmap import LabelMap
-    from wbc_data.merge import merge
-    from wbc_data.workspace import Workspace
+    from wbc_data.manifest.merge import merge
 
     files = sorted(p for cls in PBC_CLASSES for p in (PBC / cls).glob("*.jpg") if not p.name.startswith("."))
     rng = np.random.default_rng(seed)
@@ -102,8 +102,8 @@ def build_dense(work: Path, cells: int, copies: int, seed: int = 0):
 
 
 def run_dedup(root: str) -> dict:
+    from wbc_data.core.workspace import Workspace
     from wbc_data.dedup.run import DedupOptions, dedup
-    from wbc_data.workspace import Workspace
 
     steps: list[tuple[str, float]] = []
     start = time.perf_counter()
@@ -124,11 +124,11 @@ def run_single_link(root: str) -> dict:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from wbc_data import manifest
+    from wbc_data.core import manifest
+    from wbc_data.core.workspace import Workspace
     from wbc_data.dedup.dihedral import dihedral_phashes
     from wbc_data.dedup.pairs import hash_candidates
     from wbc_data.dedup.participants import thumb_array
-    from wbc_data.workspace import Workspace
 
     start = time.perf_counter()
     table = manifest.read(Workspace(Path(root)).unified_manifest)

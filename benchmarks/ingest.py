@@ -36,11 +36,11 @@ sys.path.insert(0, str(REPO))
 import imagehash  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from wbc_data.core.workspace import Workspace  # noqa: E402
 from wbc_data.imaging import lanczos  # noqa: E402
 from wbc_data.imaging.decode import IMAGE_EXTENSIONS  # noqa: E402
 from wbc_data.ingest import engine  # noqa: E402
 from wbc_data.ingest.worker import FileJob  # noqa: E402
-from wbc_data.workspace import Workspace  # noqa: E402
 
 DEFAULT_ROOTS = {
     "pbc": REPO.parent / "shared" / "data" / "pbc" / "PBC_dataset_normal_DIB",

@@ -27,11 +27,11 @@ from torchvision.datasets import ImageFolder  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from wbc_data import manifest  # noqa: E402
+from wbc_data.core.workspace import Workspace  # noqa: E402
 from wbc_data.ingest.engine import IngestOptions, ingest  # noqa: E402
-from wbc_data.merge import merge  # noqa: E402
-from wbc_data.pixels import PixelLoader  # noqa: E402
-from wbc_data.torchdata import ManifestDataset  # noqa: E402
-from wbc_data.workspace import Workspace  # noqa: E402
+from wbc_data.io.pixels import PixelLoader  # noqa: E402
+from wbc_data.manifest.merge import merge  # noqa: E402
+from wbc_data.train.dataset import ManifestDataset  # noqa: E402
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "pbc" / "PBC_dataset_normal_DIB"
 TARGET = 0.9

@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from wbc_data import manifest  # noqa: E402
-from wbc_data.hfdata import PUBLISHED_COLUMNS, features, iter_examples  # noqa: E402
-from wbc_data.pixels import PixelLoader  # noqa: E402
+from wbc_data.core.workspace import Workspace  # noqa: E402
+from wbc_data.io.pixels import PixelLoader  # noqa: E402
+from wbc_data.publish.hfdata import PUBLISHED_COLUMNS, features, iter_examples  # noqa: E402
 from wbc_data.publish.shards import write_split  # noqa: E402
-from wbc_data.workspace import Workspace  # noqa: E402
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "pbc"
 
@@ -109,7 +109,7 @@ def main() -> None:
     import datasets
 
     from wbc_data.ingest.engine import IngestOptions, ingest
-    from wbc_data.merge import merge
+    from wbc_data.manifest.merge import merge
 
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="wbc-bench-publish-") as tmp:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from wbc_data.core.taxonomy import CLASSES  # noqa: E402
 from wbc_data.split.apportion import apportion_units  # noqa: E402
-from wbc_data.taxonomy import CLASSES  # noqa: E402
 
 WBCBENCH = np.array([15048, 451, 9230, 382, 13, 3195, 979, 494, 2271, 58, 513, 433, 118], dtype=float)
 
@@ -68,9 +68,9 @@ def sklearn_folds(units: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
 
 
 def stage_at_million() -> None:
-    from wbc_data import manifest
+    from wbc_data.core import manifest
+    from wbc_data.core.workspace import Workspace
     from wbc_data.split import SplitOptions, run_split
-    from wbc_data.workspace import Workspace
 
     units, classes = make_units(1_000_000, seed=1)
     with tempfile.TemporaryDirectory(prefix="wbc-bench-split-") as tmp:

@@ -24,10 +24,10 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from wbc_data.core.taxonomy import CLASSES  # noqa: E402
 from wbc_data.synth.model import build_unet, noise_scheduler  # noqa: E402
 from wbc_data.synth.pipeline import WbcCellPipeline, condition_rows  # noqa: E402
 from wbc_data.synth.recipe import load_recipe  # noqa: E402
-from wbc_data.taxonomy import CLASSES  # noqa: E402
 
 SCHEDULES = (("ddpm", 50), ("ddim", 50), ("ddim", 20), ("dpm", 20), ("dpm", 10))
 

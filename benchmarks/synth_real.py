@@ -14,7 +14,7 @@ Steps, each printed with its figures:
 2. train the recipe (``wbc_data.synth.train.train``, the code behind ``wbc-data synth train``) for ``--minutes``;
 3. train the judge: a small CNN on the train + val split at the generator's resolution (class-balanced, the 8
    flips/rotations), a stand-in for a ``wbc-data train`` model (which this branch does not have); it implements
-   ``wbc_data.classifier.Classifier``; its accuracy on the real test images of each class is printed, so its
+   ``wbc_data.train.classifier.Classifier``; its accuracy on the real test images of each class is printed, so its
    agreement on synthetic images can be read against its agreement on real ones;
 4. sample ``--n`` images of the rare class (and of ``--compare`` classes) with ``run_synth`` (the code behind
    ``wbc-data synth``), the judge as the fidelity classifier and the test split as the Fréchet reference.
@@ -35,15 +35,15 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from wbc_data.pixels import PixelLoader  # noqa: E402
-from wbc_data.selection import label_indices, select_rows  # noqa: E402
-from wbc_data.stages import load_view, read_stage, write_stage  # noqa: E402
+from wbc_data.core.rows import label_indices, select_rows  # noqa: E402
+from wbc_data.core.stages import load_view, read_stage, write_stage  # noqa: E402
+from wbc_data.core.taxonomy import CLASSES  # noqa: E402
+from wbc_data.core.workspace import Workspace  # noqa: E402
+from wbc_data.io.pixels import PixelLoader  # noqa: E402
 from wbc_data.synth.data import derive_seed, pixel_cache, to_resolution  # noqa: E402
 from wbc_data.synth.recipe import load_recipe  # noqa: E402
 from wbc_data.synth.sample import SynthOptions, run_synth  # noqa: E402
 from wbc_data.synth.train import train  # noqa: E402
-from wbc_data.taxonomy import CLASSES  # noqa: E402
-from wbc_data.workspace import Workspace  # noqa: E402
 
 
 def hold_rare(ws: Workspace, label: str, keep: int, seed: int) -> dict[str, int]:

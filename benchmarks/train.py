@@ -82,7 +82,7 @@ def wbc_data_loop(model_name: str, data: list, recipe, accelerator) -> float:
     from timm.optim import create_optimizer_v2
     from torchvision.transforms import v2
 
-    from wbc_data.taxonomy import CLASSES
+    from wbc_data.core.taxonomy import CLASSES
     from wbc_data.train.loop import SilentProgress, train_epoch
     from wbc_data.train.models import create_model
     from wbc_data.train.recipe import MemberSpec
@@ -125,14 +125,14 @@ def _timed(step, data: list, whole: bool = False, warmup: int = 3) -> float:
 def loader_rates(root: Path, limit: int, workers: int, repeat: int) -> dict[str, float]:
     from torch.utils.data import DataLoader
 
-    from wbc_data import manifest
+    from wbc_data.core import manifest
+    from wbc_data.core.workspace import Workspace
     from wbc_data.ingest.engine import IngestOptions, ingest
-    from wbc_data.merge import merge
-    from wbc_data.pixels import PixelLoader
-    from wbc_data.torchdata import ManifestDataset
+    from wbc_data.io.pixels import PixelLoader
+    from wbc_data.manifest.merge import merge
     from wbc_data.train.augment import eval_transform, train_transform
+    from wbc_data.train.dataset import ManifestDataset
     from wbc_data.train.recipe import load_recipe
-    from wbc_data.workspace import Workspace
 
     recipe = load_recipe("wbcbench-ensemble")
     with tempfile.TemporaryDirectory(prefix="wbc-bench-train-") as tmp:

@@ -22,7 +22,7 @@ def shared_path(*parts: str) -> Path:
 
 @pytest.fixture
 def workspace(tmp_path: Path):
-    from wbc_data.workspace import Workspace
+    from wbc_data.core.workspace import Workspace
 
     return Workspace(tmp_path / "ws")
 
@@ -45,10 +45,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
 def real_deduped(tmp_path_factory: pytest.TempPathFactory):
     """The shared PBC half, the Kaggle re-upload and BCCD, ingested, merged and deduplicated once for the session
     (dedup on ~9,900 real rows is the suite's costliest step). Tests may add later stages (split), never re-merge."""
+    from wbc_data.core.workspace import Workspace
     from wbc_data.dedup.run import DedupOptions, dedup
     from wbc_data.ingest.engine import IngestOptions, ingest
-    from wbc_data.merge import merge
-    from wbc_data.workspace import Workspace
+    from wbc_data.manifest.merge import merge
 
     pbc, kaggle, bccd = shared_path("pbc"), shared_path("kaggle_cancer_mix"), shared_path("bccd")
     ws = Workspace(tmp_path_factory.mktemp("real") / "ws")

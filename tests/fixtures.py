@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from wbc_data.resources import sample_dir
+from wbc_data.io.resources import sample_dir
 
 
 def noise(size: tuple[int, int], seed: int, mode: str = "RGB") -> Image.Image:

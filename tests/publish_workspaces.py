@@ -7,15 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.fixtures import hub_folder, mini_bccd, noise, odd_images
-from wbc_data import manifest
+from wbc_data.core import manifest
+from wbc_data.core.labelmap import LabelMap
+from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.gap import run_gap_report
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.labelmap import LabelMap
-from wbc_data.merge import merge
-from wbc_data.resources import sample_dir
+from wbc_data.io.resources import sample_dir
+from wbc_data.manifest.merge import merge
 from wbc_data.split import SplitOptions, run_split
-from wbc_data.workspace import Workspace
 
 
 def label_map(mapping: dict[str, str]) -> LabelMap:

@@ -1,5 +1,6 @@
 """Shared helpers of the synth tests: a split workspace of real cells (the shipped PBC sample, optionally with a
-second source for domains), tiny recipes, and a classifier double that implements ``wbc_data.classifier.Classifier``."""
+second source for domains), tiny recipes, and a classifier double that implements
+``wbc_data.train.classifier.Classifier``."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import numpy as np
 from PIL import Image
 
 from tests.fixtures import mini_bccd
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.merge import merge
-from wbc_data.resources import sample_dir
+from wbc_data.io.resources import sample_dir
+from wbc_data.manifest.merge import merge
 from wbc_data.split import SplitOptions, run_split
 from wbc_data.synth.recipe import Recipe, load_recipe
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
 
 
 def one_thread():
@@ -50,7 +51,7 @@ def tiny(**train: Any) -> Recipe:
 
 
 class TinyClassifier:
-    """A test double for ``wbc_data.classifier.Classifier``: a small random CNN (fixed seed) over 16x16 inputs."""
+    """A test double for ``wbc_data.train.classifier.Classifier``: a small random CNN (fixed seed) over 16x16 inputs."""
 
     classes = tuple(CLASSES)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from wbc_data.cli import app
-from wbc_data.resources import sample_dir
+from wbc_data.io.resources import sample_dir
 
 runner = CliRunner()
 
@@ -29,8 +29,8 @@ def test_demo_then_manifest(demo_run, tmp_path):
     import hashlib
     import shutil
 
-    from wbc_data.stages import load_view
-    from wbc_data.workspace import Workspace
+    from wbc_data.core.stages import load_view
+    from wbc_data.core.workspace import Workspace
 
     ws = tmp_path / "ws"
     shutil.copytree(demo_run[0], ws)
@@ -80,7 +80,7 @@ def test_manifest_report_written(demo_run):
     import numpy as np
     from PIL import Image
 
-    from wbc_data.taxonomy import CLASSES
+    from wbc_data.core.taxonomy import CLASSES
 
     ws = demo_run[0]
     png = ws / "reports" / "class-distribution.png"
@@ -96,8 +96,8 @@ def test_dedup_finds_a_cropped_copy_only_with_crop_search(tmp_path):
     any-angle search too when crop hashes are off; the manifest names the crop either way."""
     from PIL import Image
 
-    from wbc_data.stages import load_view
-    from wbc_data.workspace import Workspace
+    from wbc_data.core.stages import load_view
+    from wbc_data.core.workspace import Workspace
 
     src = next((sample_dir() / "pbc" / "PBC_dataset_normal_DIB" / "eosinophil").glob("EO_*.jpg"))
     root = tmp_path / "folder"

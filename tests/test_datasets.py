@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 from tests.fixtures import mini_bccd
+from wbc_data.core.rows import select_rows
+from wbc_data.core.stages import StaleStageError, load_view
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.imaging.signatures import pixel_hash
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.merge import merge
-from wbc_data.pixels import PixelLoader
-from wbc_data.resources import sample_dir
-from wbc_data.selection import select_rows
+from wbc_data.io.pixels import PixelLoader
+from wbc_data.io.resources import sample_dir
+from wbc_data.manifest.merge import merge
 from wbc_data.split import SplitOptions, run_split
-from wbc_data.stages import StaleStageError, load_view
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_torch_dataset_with_workers_and_transform(split_ws):
     from torch.utils.data import DataLoader
     from torchvision.transforms import v2
 
-    from wbc_data.torchdata import ManifestDataset
+    from wbc_data.train.dataset import ManifestDataset
 
     transform = v2.Compose([v2.PILToTensor(), v2.Resize((32, 32), antialias=True), v2.ToDtype(torch.float32)])
     dataset = ManifestDataset.from_workspace(split_ws, ["train"], transform=transform, return_meta=True)
@@ -57,7 +57,7 @@ def test_torch_dataset_with_workers_and_transform(split_ws):
 
 
 def test_torch_dataset_pixels_match_the_manifest(split_ws):
-    from wbc_data.torchdata import ManifestDataset
+    from wbc_data.train.dataset import ManifestDataset
 
     dataset = ManifestDataset.from_workspace(split_ws, ["val", "test"], exact_only=False)
     frame = select_rows(load_view(split_ws).frame, ["val", "test"], exact_only=False)
@@ -68,7 +68,7 @@ def test_torch_dataset_pixels_match_the_manifest(split_ws):
 
 
 def test_dataset_of_splits_needs_a_fresh_split(tmp_path):
-    from wbc_data.torchdata import ManifestDataset
+    from wbc_data.train.dataset import ManifestDataset
 
     ws = Workspace(tmp_path / "ws")
     ingest("pbc", sample_dir() / "pbc", ws, IngestOptions(workers=1))
@@ -83,7 +83,7 @@ def test_dataset_of_splits_needs_a_fresh_split(tmp_path):
 def test_hf_dataset_keeps_original_bytes_and_pixels(split_ws, tmp_path):
     import datasets
 
-    from wbc_data.hfdata import to_hf_dataset
+    from wbc_data.publish.hfdata import to_hf_dataset
 
     frame = load_view(split_ws).frame
     frame = frame[frame["status"] == "ok"].reset_index(drop=True)

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from wbc_data.core.errors import DedupError
 from wbc_data.dedup.cluster import clusters
 from wbc_data.dedup.dihedral import TRANSFORMS, dihedral_phashes, transform_array
 from wbc_data.dedup.index import BruteForceIndex, MultiIndexHash, build_index
 from wbc_data.dedup.pairs import exact_pairs
 from wbc_data.dedup.policy import KeepPolicy, choose_keepers, default_policy
-from wbc_data.errors import DedupError
 from wbc_data.imaging.signatures import grey_thumbnail, phash_from_thumb
-from wbc_data.resources import manifests_dir, sample_dir
+from wbc_data.io.resources import manifests_dir, sample_dir
 from wbc_data.sources.definition import SourceDefinition, SourceError
 
 PIL_OPS = {

@@ -15,14 +15,14 @@ from PIL import Image
 
 from benchmarks.augment import ACCURACY_LABEL_MAP, Augmentation, augment, augmented_set, load_rgb, pair_scores
 from tests.conftest import shared_path
+from wbc_data.core.labelmap import LabelMap
+from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.confirm import RESULT_FIELDS
 from wbc_data.dedup.linkage import COPY, NONE, OVERLAP, PairTable, copy_relation, copy_sets
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.labelmap import LabelMap
-from wbc_data.merge import merge
-from wbc_data.resources import sample_dir
-from wbc_data.workspace import Workspace
+from wbc_data.io.resources import sample_dir
+from wbc_data.manifest.merge import merge
 
 
 def run_imagefolder(root: Path, ws: Workspace, label_map: dict | None = None, **options) -> pd.DataFrame:
@@ -180,8 +180,8 @@ def test_repeated_and_blank_images_finish_and_say_so(tmp_path, workspace):
 
 
 def test_ctrl_c_during_dedup_leaves_the_previous_results(tmp_path, workspace, monkeypatch):
+    from wbc_data.core.stages import load_view
     from wbc_data.dedup import run as run_mod
-    from wbc_data.stages import load_view
 
     root = tmp_path / "cells"
     shutil.copytree(sample_dir() / "pbc" / "PBC_dataset_normal_DIB" / "eosinophil", root / "eosinophil")

@@ -17,7 +17,7 @@ from tests.conftest import shared_path
 from wbc_data.cli import app
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.merge import merge
+from wbc_data.manifest.merge import merge
 
 TRANSPOSES = [None, *Image.Transpose.__members__.values()][:8]
 
@@ -46,8 +46,8 @@ def test_kaggle_pbc_copies_all_found(real_deduped):
     assert {k for k, _ in expected} | {p for _, p in expected} <= in_file_pairs
     # every row of the unified manifest is still there, with the dedup columns (its own stage file) joined for
     # usable rows; the manifest itself was not rewritten
-    from wbc_data import manifest
-    from wbc_data.stages import load_view
+    from wbc_data.core import manifest
+    from wbc_data.core.stages import load_view
 
     assert "dup_keep" not in manifest.read(workspace.unified_manifest).column_names
     written = load_view(workspace).frame
@@ -135,7 +135,7 @@ def test_cli_dedup_against_manifest_excludes_leaks(workspace, tmp_path):
     eval_dir.mkdir(parents=True)
     Image.open(train).transpose(Image.Transpose.ROTATE_90).save(eval_dir / "x.png")
     other = tmp_path / "ws2"
-    from wbc_data.workspace import Workspace
+    from wbc_data.core.workspace import Workspace
 
     eval_ws = Workspace(other)
     result = ingest("imagefolder", tmp_path / "eval", eval_ws, IngestOptions(workers=1))
@@ -143,7 +143,7 @@ def test_cli_dedup_against_manifest_excludes_leaks(workspace, tmp_path):
     out = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(result.manifest_path),
                               "--exclude-leaks"])  # fmt: skip
     assert out.exit_code == 0, out.output
-    from wbc_data.stages import load_view
+    from wbc_data.core.stages import load_view
 
     frame = load_view(workspace).frame.set_index("source_path")
     rel = train.relative_to(sample / "pbc" / "PBC_dataset_normal_DIB").as_posix()
@@ -159,11 +159,11 @@ def test_real_distinct_cells_that_once_matched_through_a_crop_stay_apart(tmp_pat
     borderline contact sheet): an eosinophil vs a basophil, a promyelocyte vs an AML-LMU myeloblast."""
     import shutil
 
+    from wbc_data.core.labelmap import LabelMap
+    from wbc_data.core.workspace import Workspace
     from wbc_data.dedup.run import DedupOptions, dedup
     from wbc_data.ingest.engine import IngestOptions, ingest
-    from wbc_data.labelmap import LabelMap
-    from wbc_data.merge import merge
-    from wbc_data.workspace import Workspace
+    from wbc_data.manifest.merge import merge
 
     pairs = [
         (shared_path("pbc", "PBC_dataset_normal_DIB", "eosinophil", "EO_668693.jpg"),

@@ -104,8 +104,8 @@ def test_dedup_links_the_real_copies_and_the_augmented_copies_to_their_originals
     """The sample's Kaggle files copy PBC byte for byte; its re-upload holds PBC cells rotated 37 and -121 degrees
     with filled corners, shifted, zoomed and recompressed (wbc_data/sample/README.md): all are found and dropped,
     each in one cluster with its PBC original, which is kept."""
-    from wbc_data.stages import load_view
-    from wbc_data.workspace import Workspace
+    from wbc_data.core.stages import load_view
+    from wbc_data.core.workspace import Workspace
 
     frame = load_view(Workspace(demo_run[0])).frame
     dropped = frame[frame["dup_keep"].eq(False).fillna(False)]
@@ -130,9 +130,9 @@ def test_dedup_links_the_real_copies_and_the_augmented_copies_to_their_originals
 
 
 def test_the_rare_class_is_generated_and_compared_on_real_test_images(demo_run):
-    from wbc_data import manifest
-    from wbc_data.stages import load_view
-    from wbc_data.workspace import Workspace
+    from wbc_data.core import manifest
+    from wbc_data.core.stages import load_view
+    from wbc_data.core.workspace import Workspace
 
     ws = Workspace(demo_run[0])
     synthetic = manifest.read_frame(ws.source_manifest("synth-demo-pmy"))

@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from wbc_data.cli import app
-from wbc_data.explain import RULES, explain_frame, explain_source
+from wbc_data.core.manifest import ManifestError
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.manifest import ManifestError
+from wbc_data.manifest.explain import RULES, explain_frame, explain_source
 from wbc_data.sources.definition import get_definition
 
 # file -> count: 3 NGS, 2 FGC (coarse), 1 EBO (not a leukocyte), 1 ABE (excluded), 1 XYZ (unmapped),
@@ -112,7 +112,7 @@ def test_cli_option_reaches_the_adapter(tmp_path):
     runner = CliRunner()
     run = runner.invoke(app, ["ingest", "segpc", str(tmp_path), "-w", str(ws), "-o", "margin=0.5", "-j", "1"])
     assert run.exit_code == 0, run.output
-    from wbc_data.manifest import read_frame
+    from wbc_data.core.manifest import read_frame
 
     frame = read_frame(ws / "sources" / "segpc.parquet")
     assert list(frame.dropna(subset=["parent_id"])["crop_box"].iloc[0]) == [5, 5, 25, 25]

@@ -11,15 +11,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from wbc_data import manifest
 from wbc_data.cli import app
+from wbc_data.core import manifest
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.gap import GapError, PlanError, load_plan, run_gap_report
 from wbc_data.gap.licence import CHECK, NO, YES, terms
 from wbc_data.gap.plan import make_plan, write_plan
 from wbc_data.gap.status import Thresholds
 from wbc_data.gap.table import gap_table
 from wbc_data.gap.targets import parse_target
-from wbc_data.taxonomy import CLASSES
 
 _counter = iter(range(10**9))
 

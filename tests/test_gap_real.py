@@ -19,12 +19,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.conftest import shared_path
-from wbc_data import manifest
 from wbc_data.cli import app
+from wbc_data.core import manifest
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
 from wbc_data.gap import load_plan, run_gap_report
 from wbc_data.gap.targets import parse_target
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from wbc_data.core.labelmap import LabelMap
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.labelmap import LabelMap
 
 
 def _jpeg(color=(200, 100, 150), size=(40, 30), mode="RGB") -> bytes:
@@ -119,7 +119,7 @@ def test_rgba_and_16bit_pixels_are_converted_not_clipped(tmp_path, workspace):
 
 
 def test_parallel_equals_serial(messy_tree, tmp_path):
-    from wbc_data.workspace import Workspace
+    from wbc_data.core.workspace import Workspace
 
     # enough files for the pool to be used
     extra = messy_tree / "Mono" / "many"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import shared_path
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.resources import sample_dir
+from wbc_data.io.resources import sample_dir
 
 PREFIX_CLASS = {"SNE": "SNE", "BNE": "BNE", "LY": "LY", "MO": "MO", "EO": "EO", "BA": "BA", "MY": "MY", "MMY": "MMY",
                 "PMY": "PMY"}  # fmt: skip
@@ -72,7 +72,7 @@ def test_real_pbc_counts_exact(workspace):
 
 
 def test_reingest_is_idempotent(workspace, tmp_path):
-    from wbc_data import manifest
+    from wbc_data.core import manifest
 
     first = ingest("pbc", sample_dir() / "pbc", workspace, IngestOptions(workers=1))
     table1 = manifest.read(first.manifest_path)

@@ -10,9 +10,9 @@ import textwrap
 import pytest
 from PIL import Image
 
-from wbc_data import manifest
+from wbc_data.core import manifest
+from wbc_data.core.labelmap import LabelMap
 from wbc_data.ingest.engine import IngestInterrupted, IngestOptions, ingest
-from wbc_data.labelmap import LabelMap
 
 LABELS = LabelMap.from_dict({"a": "LY", "b": "MO"})
 
@@ -70,8 +70,8 @@ def test_kill_mid_run(tmp_path):
         import os, signal
         from wbc_data.ingest import cache
         from wbc_data.ingest.engine import IngestOptions, ingest
-        from wbc_data.labelmap import LabelMap
-        from wbc_data.workspace import Workspace
+        from wbc_data.core.labelmap import LabelMap
+        from wbc_data.core.workspace import Workspace
         cache.ResultCache.put_orig = cache.ResultCache.put
         def put(self, *a):
             self.put_orig(*a)
@@ -86,7 +86,7 @@ def test_kill_mid_run(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, proc.stderr
-    from wbc_data.workspace import Workspace
+    from wbc_data.core.workspace import Workspace
 
     workspace = Workspace(ws)
     assert not workspace.source_manifest("imagefolder").exists()

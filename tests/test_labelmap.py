@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from wbc_data.labelmap import LabelMap, LabelMapError
+from wbc_data.core.labelmap import LabelMap, LabelMapError
+from wbc_data.core.taxonomy import LabelStatus
 from wbc_data.sources.definition import load_definitions
-from wbc_data.taxonomy import LabelStatus
 
 
 def test_plain_yaml_case_insensitive(tmp_path):

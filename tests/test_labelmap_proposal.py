@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from tests.conftest import shared_path
 from tests.fixtures import noise
 from wbc_data.cli import app
-from wbc_data.labelmap import LabelMap
-from wbc_data.labelmap_proposal import normalise, propose, vocabulary
+from wbc_data.core.labelmap import LabelMap
+from wbc_data.ingest.labelmap_proposal import normalise, propose, vocabulary
 
 runner = CliRunner()
 
@@ -30,7 +30,7 @@ def test_proposal_written_not_applied_then_used(tmp_path):
     assert first.exit_code == 0, first.output
     proposal = ws / "label-maps" / "mine.proposed.yaml"
     assert "label map proposed" in first.output and str(proposal) in " ".join(first.output.split())
-    from wbc_data import manifest
+    from wbc_data.core import manifest
 
     rows = manifest.read_frame(ws / "sources" / "mine.parquet")
     assert (rows.loc[rows.status == "ok", "label_status"] == "unmapped").all()  # never applied silently
@@ -60,7 +60,7 @@ def test_real_kaggle_folders_are_all_recognised(tmp_path):
 
 
 def test_ambiguous_names_are_left_to_the_user(tmp_path):
-    from wbc_data.resources import manifests_dir
+    from wbc_data.io.resources import manifests_dir
 
     vocab = tmp_path / "manifests"
     shutil.copytree(manifests_dir(), vocab)

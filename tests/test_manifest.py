@@ -3,8 +3,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from wbc_data import manifest
-from wbc_data.manifest import ManifestError
+from wbc_data.core import manifest
+from wbc_data.core.manifest import ManifestError
 
 
 def _row(i: int, **kw):

@@ -10,14 +10,14 @@ from PIL import Image
 
 from tests.conftest import shared_path
 from tests.fixtures import hub_folder, mini_bccd, noise, odd_images, sample_copy, wbcbench_parquet
-from wbc_data import manifest
+from wbc_data.core import manifest
+from wbc_data.core.labelmap import LabelMap
+from wbc_data.core.roots import RootsError
+from wbc_data.core.workspace import Workspace
 from wbc_data.imaging.signatures import pixel_hash
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.labelmap import LabelMap
-from wbc_data.merge import merge
-from wbc_data.pixels import PixelLoader, PixelMismatch, PixelMissing, row_refs
-from wbc_data.roots import RootsError
-from wbc_data.workspace import Workspace
+from wbc_data.io.pixels import PixelLoader, PixelMismatch, PixelMissing, row_refs
+from wbc_data.manifest.merge import merge
 
 ODD_MAP = LabelMap.from_dict({"lymphocyte": "LY", "monocyte": "MO"})
 
@@ -65,7 +65,7 @@ def test_every_generated_row_kind_reopens_exactly(tmp_path):
 
 
 def test_sample_and_kaggle_copies_reopen(tmp_path):
-    from wbc_data.resources import sample_dir
+    from wbc_data.io.resources import sample_dir
 
     ws = Workspace(tmp_path / "ws")
     ingest("pbc", sample_dir() / "pbc", ws, IngestOptions(workers=1))
@@ -87,7 +87,7 @@ def test_real_bccd_crops_and_kaggle_reopen(tmp_path):
 
 
 def test_crops_of_one_field_decode_it_once(tmp_path, monkeypatch):
-    from wbc_data import pixels
+    from wbc_data.io import pixels
 
     ws = Workspace(tmp_path / "ws")
     ingest("bccd", mini_bccd(tmp_path / "bccd", fields=4), ws, IngestOptions(workers=1))
@@ -128,7 +128,7 @@ def test_missing_changed_and_unknown_are_one_line(tmp_path):
     with pytest.raises(PixelMissing, match="file not found") as err:
         loader.open(refs[rel])
     assert str(path) in str(err.value)
-    from wbc_data.pixels import RowRef
+    from wbc_data.io.pixels import RowRef
 
     with pytest.raises(RootsError, match="source root 'elsewhere' is unknown here"):
         loader.open(RowRef("x", "elsewhere", "a.jpg"))
@@ -149,7 +149,7 @@ def test_loader_pickles_without_open_readers(tmp_path):
 
 
 def test_manifest_alone_reopens_with_its_metadata(tmp_path):
-    from wbc_data.resources import sample_dir
+    from wbc_data.io.resources import sample_dir
 
     ws = Workspace(tmp_path / "ws")
     ingest("pbc", sample_dir() / "pbc", ws, IngestOptions(workers=1))

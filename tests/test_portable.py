@@ -9,19 +9,19 @@ from typer.testing import CliRunner
 
 from tests.fixtures import mini_bccd, noise, sample_copy
 from wbc_data.cli import app
+from wbc_data.core.roots import read_roots_file
+from wbc_data.core.stages import load_view
+from wbc_data.core.workspace import Workspace
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.merge import merge
-from wbc_data.pixels import PixelLoader, row_refs
-from wbc_data.roots import read_roots_file
-from wbc_data.stages import load_view
-from wbc_data.workspace import Workspace
+from wbc_data.io.pixels import PixelLoader, row_refs
+from wbc_data.manifest.merge import merge
 
 runner = CliRunner()
 
 
 def usable_rows() -> int:
     """Usable rows of _build's workspace, counted from disk: the sample's PBC cells + mini_bccd's 6 crops."""
-    from wbc_data.resources import sample_dir
+    from wbc_data.io.resources import sample_dir
 
     return sum(1 for p in sample_dir().joinpath("pbc").rglob("*.jpg") if not p.name.startswith(".DS_")) + 6
 

@@ -16,17 +16,17 @@ from typer.testing import CliRunner
 
 from tests.publish_workspaces import add_source, add_synthetic, finish, permissive_workspace
 from wbc_data.cli import app
+from wbc_data.core.stages import load_view
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
 from wbc_data.imaging.decode import decode_rgb
 from wbc_data.imaging.signatures import pixel_hash
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.pixels import PixelLoader, row_ref
+from wbc_data.io.pixels import PixelLoader, row_ref
+from wbc_data.io.resources import sample_dir
 from wbc_data.publish import LicenceRefused, PublishError, PublishOptions, build_folder, plan_publish, publish
 from wbc_data.publish.folder import MARKER
 from wbc_data.publish.rows import choose_rows
-from wbc_data.resources import sample_dir
-from wbc_data.stages import load_view
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
 
 runner = CliRunner()
 
@@ -119,8 +119,8 @@ def test_many_shards_and_row_groups_stream(ws, tmp_path, monkeypatch):
     """A split larger than the shard size is cut into -of-N files of small row groups, loaded back in order."""
     import datasets
 
-    from wbc_data.hfdata import PUBLISHED_COLUMNS, features
     from wbc_data.publish import shards
+    from wbc_data.publish.hfdata import PUBLISHED_COLUMNS, features
 
     monkeypatch.setattr(shards, "ROWS_PER_ROW_GROUP", 3)
     rows = choose_rows(load_view(ws), include_synthetic=False).split("train")
@@ -212,7 +212,7 @@ def mixed_ws(tmp_path_factory) -> Workspace:
     finish(ws, gap=False)
     add_synthetic(ws, tmp, "synth-a", None, seed=700)
     add_synthetic(ws, tmp, "synth-b", "CC BY-NC-SA 4.0 (generated from nc-lab and pbc)", seed=800)
-    from wbc_data.merge import merge
+    from wbc_data.manifest.merge import merge
 
     merge(ws)
     return ws
@@ -397,7 +397,7 @@ def test_bad_input_is_one_line(ws, tmp_path, monkeypatch):
 
 
 def test_publish_needs_fresh_dedup_and_split(tmp_path):
-    from wbc_data.merge import merge
+    from wbc_data.manifest.merge import merge
 
     ws = Workspace(tmp_path / "ws")
     ingest("pbc", sample_dir() / "pbc", ws, IngestOptions(workers=1))

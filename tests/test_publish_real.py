@@ -13,18 +13,18 @@ import pytest
 from PIL import Image
 
 from tests.conftest import shared_path
+from wbc_data.core.stages import load_view
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.imaging.decode import decode_rgb
 from wbc_data.imaging.signatures import pixel_hash
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.merge import merge
-from wbc_data.pixels import PixelLoader, row_ref
+from wbc_data.io.pixels import PixelLoader, row_ref
+from wbc_data.manifest.merge import merge
 from wbc_data.publish import PublishOptions, publish
 from wbc_data.publish.rows import choose_rows
 from wbc_data.split import SplitOptions, run_split
-from wbc_data.stages import load_view
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
 
 PER_FOLDER = 8  # PBC files per class folder (plus the twins of the Kaggle files taken)
 KAGGLE = {"basophil": 4, "monocyte": 4, "erythroblast": 2, "myeloblast": 6, "seg_neutrophil": 6}

@@ -16,10 +16,10 @@ from tests.fakehub import FakeHub
 from tests.fixtures import mini_bccd
 from tests.publish_workspaces import finish
 from wbc_data.cli import app
+from wbc_data.core.workspace import Workspace
 from wbc_data.ingest.engine import IngestOptions, ingest
+from wbc_data.io.resources import sample_dir
 from wbc_data.publish import PublishError, PublishOptions, build_folder, plan_publish, publish
-from wbc_data.resources import sample_dir
-from wbc_data.workspace import Workspace
 
 TOKEN = "hf_wbcDataTestSecret0123456789abcdefXYZ"
 runner = CliRunner()

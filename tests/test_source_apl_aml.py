@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import shared_path
-from wbc_data import manifest
+from wbc_data.core import manifest
+from wbc_data.core.workspace import Workspace
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.workspace import Workspace
 
 FOLDER_CLASS = {"Segmented neutrophils": "SNE", "Band neutrophils": "BNE", "Lymphocyte": "LY",
                 "Lymphocyte, variant": "VLY", "Prolymphocyte": "PLY", "Monocyte": "MO", "Eosinophils": "EO",
@@ -179,9 +179,9 @@ def test_unsigned_crops_are_unlabelled_rows(real):
 
 
 def test_patient_split_never_puts_a_patient_on_two_sides(real):
-    from wbc_data.merge import merge
+    from wbc_data.core.stages import load_view
+    from wbc_data.manifest.merge import merge
     from wbc_data.split import SplitOptions, run_split
-    from wbc_data.stages import load_view
 
     ws = real[3]
     merge(ws)
@@ -195,10 +195,10 @@ def test_patient_split_never_puts_a_patient_on_two_sides(real):
 
 
 def test_demo_sample_holds_no_apl_aml_cell(real):
-    import wbc_data.demo
+    import wbc_data.demo.run
     from wbc_data.imaging.decode import ImageRejected, decode_rgb
     from wbc_data.imaging.signatures import pixel_hash
-    from wbc_data.resources import sample_dir
+    from wbc_data.io.resources import sample_dir
 
     frame = real[2].frame
     ok = frame[frame.status == "ok"]
@@ -215,7 +215,7 @@ def test_demo_sample_holds_no_apl_aml_cell(real):
         checked += 1
     assert checked > 100
     assert not any("apl" in p.name.lower() for p in sample_dir().iterdir())
-    assert "apl" not in Path(wbc_data.demo.__file__).read_text(encoding="utf-8").lower()  # no such demo step
+    assert "apl" not in Path(wbc_data.demo.run.__file__).read_text(encoding="utf-8").lower()  # no such demo step
 
 
 # --------------------------------------------------------------------------- small copies, planted files
@@ -273,10 +273,10 @@ def test_missing_or_malformed_master_is_one_warning(tmp_path, workspace, master)
 
 def test_publish_refuses_the_source_by_default(tmp_path):
     from tests.publish_workspaces import finish
+    from wbc_data.core.stages import load_view
     from wbc_data.dedup.report import label_conflicts
+    from wbc_data.io.resources import sample_dir
     from wbc_data.publish import LicenceRefused, PublishOptions, plan_publish
-    from wbc_data.resources import sample_dir
-    from wbc_data.stages import load_view
 
     ws = Workspace(tmp_path / "ws")
     ingest("pbc", sample_dir() / "pbc", ws, IngestOptions(workers=1))

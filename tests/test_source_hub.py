@@ -12,8 +12,8 @@ import sys
 import pytest
 from PIL import Image
 
+from wbc_data.core.labelmap import LabelMap
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.labelmap import LabelMap
 from wbc_data.sources.definition import SourceError
 
 NAMES = ["neutrophil", "lymphocyte", "blast", "junk"]

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import shared_path
+from wbc_data.core.labelmap import LabelMap
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.labelmap import LabelMap
 from wbc_data.sources.definition import SourceError
 
 # ------------------------------------------------------------------ AML-LMU

@@ -11,18 +11,18 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fixtures import mini_bccd
-from wbc_data import manifest
 from wbc_data.cli import app
+from wbc_data.core import manifest
+from wbc_data.core.stages import load_view
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.merge import merge
-from wbc_data.resources import sample_dir
+from wbc_data.io.resources import sample_dir
+from wbc_data.manifest.merge import merge
 from wbc_data.split import SplitOptions, run_split
 from wbc_data.split.apportion import apportion_units, fill_slots
 from wbc_data.split.units import leak_units
-from wbc_data.stages import load_view
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
 
 runner = CliRunner()
 

@@ -11,16 +11,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.fixtures import noise, sample_copy
-from wbc_data import manifest
 from wbc_data.cli import app
+from wbc_data.core import manifest
+from wbc_data.core.manifest import ManifestError
+from wbc_data.core.stages import load_view, read_stage
+from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.manifest import ManifestError
-from wbc_data.merge import merge
-from wbc_data.resources import sample_dir
+from wbc_data.io.resources import sample_dir
+from wbc_data.manifest.merge import merge
 from wbc_data.split import SplitOptions, run_split
-from wbc_data.stages import load_view, read_stage
-from wbc_data.workspace import Workspace
 
 runner = CliRunner()
 USABLE = sum(1 for p in sample_dir().joinpath("pbc").rglob("*.jpg") if not p.name.startswith(".DS_")) + 6

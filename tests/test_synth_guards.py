@@ -1,6 +1,6 @@
 """The guards on their own: the Fréchet distance against an independent computation, the memorisation guard on
 real promyelocytes (a planted copy is rejected, distinct real cells pass), collapse detection, and fidelity with
-classifier doubles that implement ``wbc_data.classifier.Classifier``."""
+classifier doubles that implement ``wbc_data.train.classifier.Classifier``."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from PIL import Image
 
 from tests.conftest import shared_path
 from tests.synth_fixtures import RednessClassifier, TinyClassifier
-from wbc_data.classifier import Classifier
+from wbc_data.core.rows import select_rows
+from wbc_data.core.stages import load_view
+from wbc_data.core.workspace import Workspace
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.merge import merge
-from wbc_data.pixels import PixelLoader
-from wbc_data.resources import sample_dir
-from wbc_data.selection import select_rows
-from wbc_data.stages import load_view
+from wbc_data.io.pixels import PixelLoader
+from wbc_data.io.resources import sample_dir
+from wbc_data.manifest.merge import merge
 from wbc_data.synth.data import to_resolution
 from wbc_data.synth.frechet import feature_stats, frechet_between, frechet_distance
 from wbc_data.synth.guards import MemorisationGuard, diversity, fidelity, perturb
-from wbc_data.workspace import Workspace
+from wbc_data.train.classifier import Classifier
 
 
 def reference_frechet(mu1, s1, mu2, s2):

@@ -15,20 +15,20 @@ from typer.testing import CliRunner
 
 from tests.fixtures import mini_bccd
 from tests.synth_fixtures import TinyClassifier, one_thread, split_workspace
-from wbc_data import manifest
 from wbc_data.cli import app
+from wbc_data.core import manifest
+from wbc_data.core.rows import select_rows
+from wbc_data.core.stages import load_view
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
 from wbc_data.gap.plan import make_plan, write_plan
 from wbc_data.imaging.signatures import pixel_hash
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.merge import merge
-from wbc_data.pixels import PixelLoader
-from wbc_data.selection import select_rows
-from wbc_data.stages import load_view
+from wbc_data.io.pixels import PixelLoader
+from wbc_data.manifest.merge import merge
 from wbc_data.synth import SynthError
 from wbc_data.synth.generator import load_generator, read_info, training_rows
 from wbc_data.synth.sample import SynthOptions, run_synth, sample_seed
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
 
 runner = CliRunner()
 

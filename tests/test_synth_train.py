@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.synth_fixtures import one_thread, split_workspace, tiny
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.synth import SynthError, TrainInterrupted
 from wbc_data.synth.checkpoints import checkpoints
 from wbc_data.synth.data import BalancedBatches, dihedral, training_set
@@ -20,7 +21,6 @@ from wbc_data.synth.model import build_unet, denoising_loss, noise_scheduler, un
 from wbc_data.synth.pipeline import condition_rows
 from wbc_data.synth.recipe import load_recipe
 from wbc_data.synth.train import train
-from wbc_data.taxonomy import CLASSES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,7 @@ def test_training_lowers_the_loss_and_exports_a_generator(ws, tmp_path):
     torch.manual_seed(recipe.train.seed)
     start = build_unet(recipe, condition_rows(len(CLASSES), 0))  # the model training started from
     pipe, _ = load_generator(result.generator_dir)
-    from wbc_data.pixels import PixelLoader
+    from wbc_data.io.pixels import PixelLoader
     from wbc_data.synth.data import to_resolution
 
     loader = PixelLoader.for_workspace(ws)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from wbc_data.taxonomy import (
+from wbc_data.core.taxonomy import (
     CLASSES,
     FULL_NAMES,
     LabelStatus,

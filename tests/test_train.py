@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from tests.conftest import shared_path
 from tests.train_helpers import one_thread, real_workspace  # noqa: F401  (one_thread: autouse)
 from wbc_data.cli import app
-from wbc_data.pixels import PixelLoader
-from wbc_data.selection import select_rows
-from wbc_data.stages import load_view
-from wbc_data.taxonomy import CLASSES
+from wbc_data.core.rows import select_rows
+from wbc_data.core.stages import load_view
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.io.pixels import PixelLoader
 
 runner = CliRunner()
 LONGER = ["members.0.stages.0.epochs=8", "members.1.stages.1.epochs=7"]  # enough steps to learn 4 classes at 32 px
@@ -58,7 +58,7 @@ def test_loss_falls_and_macro_f1_beats_chance(trained):
 
 @pytest.mark.slow
 def test_saved_folder_is_a_classifier_and_the_ensemble_averages_its_members(trained):
-    from wbc_data.classifier import Classifier, load_classifier
+    from wbc_data.train.classifier import Classifier, load_classifier
 
     ws, out, _ = trained
     ensemble = load_classifier(out)

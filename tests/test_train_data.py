@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tests.train_helpers import one_thread, real_workspace  # noqa: F401  (one_thread: autouse)
 from wbc_data.cli import app
-from wbc_data.stages import load_view
+from wbc_data.core.stages import load_view
 from wbc_data.train.data import select_training_data
 from wbc_data.train.errors import TrainError
 from wbc_data.train.evaluate import evaluation_rows

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.train_helpers import one_thread  # noqa: F401  (autouse)
-from wbc_data.taxonomy import CLASSES
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.train.ensemble import fit_weights, soft_vote
 from wbc_data.train.errors import ModelFolderError, RecipeError, WeightsError
 from wbc_data.train.evaluate import per_source
@@ -226,7 +226,7 @@ def test_pretrained_weights_from_a_local_file_and_a_missing_one(tmp_path):
 def test_classifier_folder_round_trip_and_errors(tmp_path):
     import timm
 
-    from wbc_data.classifier import Classifier, load_classifier
+    from wbc_data.train.classifier import Classifier, load_classifier
     from wbc_data.train.model_io import save_ensemble, save_member
     from wbc_data.train.recipe import ImageSpec
 

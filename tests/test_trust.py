@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from tests.fixtures import noise, png_bytes
+from wbc_data.core.labelmap import LabelMap
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.labelmap import LabelMap
 
 LABEL_MAP = LabelMap.from_dict({"lymphocyte": "LY", "blast": "BL"})
 
@@ -97,11 +97,11 @@ def test_parquet_rows_of_a_wbcbench_folder_may_not_name_files_outside_it(tmp_pat
 def staged(tmp_path):
     """The shipped PBC sample and its Kaggle copies: ingested, merged, deduplicated, split."""
     from tests.fixtures import sample_copy
+    from wbc_data.core.workspace import Workspace
     from wbc_data.dedup.run import DedupOptions, dedup
-    from wbc_data.merge import merge
-    from wbc_data.resources import sample_dir
+    from wbc_data.io.resources import sample_dir
+    from wbc_data.manifest.merge import merge
     from wbc_data.split import SplitOptions, run_split
-    from wbc_data.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
     ingest("pbc", sample_copy(tmp_path / "pbc"), ws, IngestOptions(workers=1))
@@ -126,7 +126,7 @@ def _truncate(path):
 
 
 def test_a_truncated_stage_file_is_rebuilt_by_its_stage_and_named_by_every_other_command(staged):
-    from wbc_data.stages import load_view, read_stage
+    from wbc_data.core.stages import load_view, read_stage
 
     ws = staged
     before = load_view(ws).frame.set_index("sample_id")[["dup_cluster", "dup_keep"]]
@@ -163,7 +163,7 @@ def test_a_truncated_stage_file_is_rebuilt_by_its_stage_and_named_by_every_other
 
 HOLD_LOCK = """
 import sys, time
-from wbc_data.locks import writer_lock
+from wbc_data.io.locks import writer_lock
 with writer_lock(sys.argv[1], sys.argv[2], "wbc-data " + sys.argv[2] + " (held by the test)"):
     print("locked", flush=True)
     time.sleep(120)
@@ -202,14 +202,14 @@ def test_a_second_writer_refuses_naming_the_first_and_a_killed_holder_leaves_no_
 
 
 def _pbc_folder(ws):
-    from wbc_data.workspace import workspace_roots
+    from wbc_data.core.workspace import workspace_roots
 
     return workspace_roots(ws).location("pbc")
 
 
 def test_writers_of_different_parts_run_side_by_side(tmp_path):
-    from wbc_data.errors import WorkspaceBusy
-    from wbc_data.locks import writer_lock
+    from wbc_data.core.errors import WorkspaceBusy
+    from wbc_data.io.locks import writer_lock
 
     with (
         writer_lock(tmp_path, "source-a"),
@@ -286,8 +286,8 @@ def test_a_cache_of_the_old_pickle_format_is_emptied_unread(tmp_path):
 
 def test_ctrl_c_is_one_line_and_exit_130_in_every_stage(tmp_path, monkeypatch):
     from tests.fixtures import sample_copy
-    from wbc_data.merge import merge
-    from wbc_data.workspace import Workspace
+    from wbc_data.core.workspace import Workspace
+    from wbc_data.manifest.merge import merge
 
     data = sample_copy(tmp_path / "pbc")
     ws = Workspace(tmp_path / "ws")
@@ -309,7 +309,7 @@ def test_ctrl_c_is_one_line_and_exit_130_in_every_stage(tmp_path, monkeypatch):
     assert stopped.exit_code == 130 and "interrupted" in stopped.output, stopped.output
     assert not ws.stage_path("dedup").exists()
     with monkeypatch.context() as patch:  # any other command, at any point
-        patch.setattr("wbc_data.merge.merge", interrupt)
+        patch.setattr("wbc_data.manifest.merge.merge", interrupt)
         stopped = _cli("manifest", "-w", ws.root)
     assert stopped.exit_code == 130 and "Traceback" not in stopped.output, stopped.output
 
@@ -322,11 +322,11 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
         "import builtins\n"
         "real = builtins.__import__\n"
         "def slow_import(name, *args, **kwargs):\n"
-        "    if name == 'wbc_data.cli':\n"
+        "    if name == 'wbc_data.cli.common':\n"
         "        raise KeyboardInterrupt\n"
         "    return real(name, *args, **kwargs)\n"
         "builtins.__import__ = slow_import\n"
-        "from wbc_data.console import main\n"
+        "from wbc_data.cli import main\n"
         "main()\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -336,7 +336,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
 
 WORKERS_OF_A_KILLED_PARENT = """
 import time
-from wbc_data.parallel import worker_pool
+from wbc_data.io.parallel import worker_pool
 
 def work(_):
     time.sleep(300)
@@ -379,7 +379,7 @@ def test_workers_end_when_their_parent_is_killed():
 
 
 def test_a_file_given_as_workspace_is_named_as_such(tmp_path):
-    from wbc_data.resources import sample_dir
+    from wbc_data.io.resources import sample_dir
 
     not_a_folder = tmp_path / "ws"
     not_a_folder.write_text("x")
@@ -400,7 +400,7 @@ def test_a_read_only_workspace_is_one_line(tmp_path, monkeypatch):
     import errno
     import pathlib
 
-    from wbc_data.resources import sample_dir
+    from wbc_data.io.resources import sample_dir
 
     real_touch = pathlib.Path.touch
 

@@ -10,13 +10,13 @@ import pytest
 
 from tests.conftest import shared_path
 from tests.fixtures import noise
-from wbc_data import manifest
+from wbc_data.core import manifest
+from wbc_data.core.labelmap import LabelMap
+from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
-from wbc_data.labelmap import LabelMap
-from wbc_data.merge import merge
+from wbc_data.manifest.merge import merge
 from wbc_data.split import SplitOptions, run_split
-from wbc_data.workspace import Workspace
 
 
 @pytest.fixture(autouse=True)

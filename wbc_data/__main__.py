@@ -1,3 +1,3 @@
-from wbc_data.console import main
+from wbc_data.cli import main
 
 main()

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from wbc_data import summary
-from wbc_data.cli.app import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
-from wbc_data.workspace import Workspace
+from wbc_data.cli.common import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
+from wbc_data.core.rows import is_usable
+from wbc_data.core.workspace import Workspace
+from wbc_data.manifest import summary
 
 
 @app.command()
@@ -74,9 +75,9 @@ def ingest(
     ] = 100_000_000,
 ) -> None:
     """Read one dataset from its original layout into a per-source manifest in the workspace."""
+    from wbc_data.core.labelmap import LabelMap
     from wbc_data.ingest.engine import IngestOptions
     from wbc_data.ingest.engine import ingest as run_ingest
-    from wbc_data.labelmap import LabelMap
 
     ws = Workspace.at(workspace)
     adapter_options: dict[str, Any] = {}
@@ -141,7 +142,7 @@ def render_ingest(result: Any) -> None:
     console.print(frame_table(classes, title="Images per class (13-class space)"))
     statuses = summary.status_counts(frame)
     console.print("label status: " + ", ".join(f"{k} {v:,}" for k, v in statuses.items()), highlight=False)
-    unmapped = frame[(frame["status"] == "ok") & (frame["label_status"] == "unmapped")]
+    unmapped = frame[is_usable(frame) & (frame["label_status"] == "unmapped")]
     if len(unmapped):
         labels = unmapped["source_label"].value_counts()
         console.print(
@@ -156,7 +157,7 @@ def render_ingest(result: Any) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    from wbc_data.explain import rule_lines
+    from wbc_data.manifest.explain import rule_lines
 
     for line in rule_lines(frame):
         console.print(f"[cyan]label rule:[/] {line}", highlight=False)
@@ -192,17 +193,17 @@ def manifest_cmd(
     ] = 0,
 ) -> None:
     """Merge per-source manifests into the unified manifest; re-point source roots; check that rows open here."""
-    from wbc_data.merge import merge
-    from wbc_data.report.manifest_report import build
-    from wbc_data.roots import parse_root_options
+    from wbc_data.core.roots import parse_root_options
+    from wbc_data.manifest.merge import merge
+    from wbc_data.manifest.report import build
 
     ws = Workspace.at(workspace)
     if explain is not None:
         render_explanation(explain, ws)
         return
     if root:
-        from wbc_data.roots import save_roots
-        from wbc_data.workspace import known_source_names
+        from wbc_data.core.roots import save_roots
+        from wbc_data.core.workspace import known_source_names
 
         updates = parse_root_options(root)
         known_source_names(ws, updates)
@@ -227,9 +228,9 @@ def manifest_cmd(
 
 def run_check(ws: Workspace, verify: bool, workers: int) -> None:
     """Print the check's per-source table, the first failing rows and a one-line summary; exit 1 on problems."""
-    from wbc_data.atomic import atomic_write_text
-    from wbc_data.check import check_manifest
-    from wbc_data.pixels import PixelLoader
+    from wbc_data.io.atomic import atomic_write_text
+    from wbc_data.io.pixels import PixelLoader
+    from wbc_data.manifest.check import check_manifest
 
     loader = PixelLoader.for_workspace(ws)
     with progress_bar("check") as bar:
@@ -251,7 +252,7 @@ def run_check(ws: Workspace, verify: bool, workers: int) -> None:
 
 
 def render_explanation(name: str, ws: Workspace) -> None:
-    from wbc_data.explain import RULES, explain_source
+    from wbc_data.manifest.explain import RULES, explain_source
 
     result = explain_source(ws, name)
     console.print(frame_table(result.table, title=f"How {name}'s raw labels were mapped"))

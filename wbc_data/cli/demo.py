@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from wbc_data.cli.app import WorkspaceOpt, app, console, friendly_errors, progress_bar
-from wbc_data.workspace import Workspace
+from wbc_data.cli.common import WorkspaceOpt, app, console, friendly_errors, progress_bar
+from wbc_data.core.workspace import Workspace
 
 
 @app.command()
@@ -24,7 +24,7 @@ def demo(
 ) -> None:
     """Run everything on the real sample shipped with the tool: ingest, merge, dedup, split, gap report, synth,
     train without and with synthetic cells, compare, publish (dry run), one HTML report."""
-    from wbc_data.demo import DemoSettings, run_demo
+    from wbc_data.demo.run import DemoSettings, run_demo
 
     bar = progress_bar("demo")
     task: list[Any] = []

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from wbc_data.cli.app import WorkspaceOpt, app, console, frame_table, friendly_errors
-from wbc_data.workspace import Workspace
+from wbc_data.cli.common import WorkspaceOpt, app, console, frame_table, friendly_errors
+from wbc_data.core.workspace import Workspace
 
 
 def render_gap_table(gap: Any) -> None:

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from wbc_data.cli.app import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
-from wbc_data.workspace import Workspace
+from wbc_data.cli.common import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
+from wbc_data.core.workspace import Workspace
 
 
 def human_size(size: int) -> str:

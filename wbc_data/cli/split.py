@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from wbc_data.cli.app import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
-from wbc_data.workspace import Workspace
+from wbc_data.cli.common import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
+from wbc_data.core.workspace import Workspace
 
 
 @app.command("split")

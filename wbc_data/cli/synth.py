@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.progress import TextColumn
 
-from wbc_data.cli.app import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
-from wbc_data.workspace import Workspace
+from wbc_data.cli.common import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
+from wbc_data.core.workspace import Workspace
 
 synth_app = typer.Typer(
     help="Generate synthetic cells of rare classes with a class-conditional diffusion model, guarded against copying.",
@@ -130,7 +130,7 @@ def _classifier(path: Path | None) -> Any:
     from wbc_data.synth import SynthError
 
     try:
-        from wbc_data.classifier import load_classifier
+        from wbc_data.train.classifier import load_classifier
 
         return load_classifier(path)
     except ModuleNotFoundError as exc:

@@ -9,9 +9,9 @@ import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from wbc_data.cli.app import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
-from wbc_data.errors import UserError
-from wbc_data.workspace import Workspace
+from wbc_data.cli.common import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
+from wbc_data.core.errors import UserError
+from wbc_data.core.workspace import Workspace
 
 
 class RichTrainProgress:

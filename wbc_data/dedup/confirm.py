@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from wbc_data.dedup.register import NO_MATCH, POLAR_FLOOR, Match, Prepared, polar_peak, polar_spectra, prepare, register
-from wbc_data.parallel import worker_pool
+from wbc_data.io.parallel import worker_pool
 
 BATCH_PAIRS = 4096
 PREPARED_CACHE = 256

@@ -1,6 +1,6 @@
 """Compute the signatures a dedup run lacks, on every core, through the one pixel loader.
 
-Each distinct image (pixel hash) is opened once with :class:`~wbc_data.pixels.PixelLoader`, exactly as ingest
+Each distinct image (pixel hash) is opened once with :class:`~wbc_data.io.pixels.PixelLoader`, exactly as ingest
 decoded it; a field image also gets its window signatures (:mod:`windows`). Results go to the
 :class:`~wbc_data.dedup.store.SignatureStore` a shard at a time, so an interrupted run resumes where it stopped.
 Rows whose pixels cannot be opened on this machine are returned with the reason: dedup then compares them by their
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wbc_data.core.errors import Interrupted, UserError
 from wbc_data.dedup.signature import Signature, signature
 from wbc_data.dedup.store import SHARD_ROWS, SignatureStore
 from wbc_data.dedup.windows import boxes_as_fractions, grid_windows
-from wbc_data.errors import Interrupted, UserError
-from wbc_data.parallel import worker_pool
-from wbc_data.pixels import PixelLoader, RowRef
+from wbc_data.io.parallel import worker_pool
+from wbc_data.io.pixels import PixelLoader, RowRef
 
 ProgressFn = Callable[[int, int], None]
 JOBS_PER_ROUND = 16_384

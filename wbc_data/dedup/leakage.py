@@ -19,19 +19,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from wbc_data import manifest
+from wbc_data.core import manifest
+from wbc_data.core.errors import DedupError
+from wbc_data.core.manifest import ManifestError
+from wbc_data.core.roots import Roots, read_manifest_infos, read_roots_file, read_source_info
+from wbc_data.core.rows import is_usable
 from wbc_data.dedup import participants as participants_mod
 from wbc_data.dedup.linkage import COPY, OVERLAP
 from wbc_data.dedup.participants import Participants
 from wbc_data.dedup.relations import SignatureView
-from wbc_data.errors import DedupError
-from wbc_data.manifest import ManifestError
-from wbc_data.pixels import PixelLoader
-from wbc_data.roots import Roots, read_manifest_infos, read_roots_file, read_source_info
+from wbc_data.io.pixels import PixelLoader
 
 if TYPE_CHECKING:
+    from wbc_data.core.workspace import Workspace
     from wbc_data.dedup.run import DedupOptions
-    from wbc_data.workspace import Workspace
 
 LEAK_COLUMNS = ["train", "eval", "eval_id", "kind", "distance", "transform", "correlation"]
 
@@ -47,8 +48,8 @@ def opened_against(path: Path, workers: int = 0):
             raise DedupError(f"--against {path}: {exc}") from None
         yield table, loader_for_manifest(path)
     elif path.is_dir():
+        from wbc_data.core.workspace import Workspace
         from wbc_data.ingest.engine import IngestOptions, ingest
-        from wbc_data.workspace import Workspace
 
         with tempfile.TemporaryDirectory(prefix="wbc-against-") as tmp:
             ws = Workspace(Path(tmp))
@@ -160,4 +161,4 @@ def load_against(path: Path, workers: int = 0) -> pd.DataFrame:
     """Usable rows of an evaluation set (a manifest file or an imagefolder folder), for callers that only read."""
     with opened_against(path, workers) as (table, _):
         frame = manifest.to_frame(table.drop_columns(["thumb"]) if "thumb" in table.column_names else table)
-    return frame[frame["status"] == "ok"].reset_index(drop=True)
+    return frame[is_usable(frame)].reset_index(drop=True)

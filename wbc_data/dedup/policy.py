@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wbc_data.errors import DedupError
+from wbc_data.core.errors import DedupError
+from wbc_data.io.yamlfile import read_yaml
 from wbc_data.sources.definition import SourceDefinition, load_definitions
-from wbc_data.yamlfile import read_yaml
 
 CRITERIA = ("original", "source", "label", "size")
 LABEL_RANK = {"exact": 0, "coarse": 1}

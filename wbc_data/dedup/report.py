@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wbc_data.atomic import atomic_write_text
-from wbc_data.errors import UserError
-from wbc_data.pixels import PixelLoader
+from wbc_data.core.errors import UserError
+from wbc_data.io.atomic import atomic_write_text
+from wbc_data.io.pixels import PixelLoader
 from wbc_data.report.document import Report, Section, write
 from wbc_data.report.figures import plt, save_png
 

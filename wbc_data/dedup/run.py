@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wbc_data import manifest
+from wbc_data.core import manifest
+from wbc_data.core.errors import DedupError
+from wbc_data.core.stages import set_aside_if_damaged, write_stage
+from wbc_data.core.workspace import Workspace
 from wbc_data.dedup import participants as participants_mod
 from wbc_data.dedup.confirm import as_match, column
 from wbc_data.dedup.dihedral import dihedral_phashes
@@ -40,11 +43,8 @@ from wbc_data.dedup.signature import CANVAS
 from wbc_data.dedup.store import SignatureStore
 from wbc_data.dedup.windows import grid_windows
 from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
-from wbc_data.errors import DedupError
-from wbc_data.locks import check_workspace_folder, writer_lock
-from wbc_data.pixels import PixelLoader, row_refs
-from wbc_data.stages import set_aside_if_damaged, write_stage
-from wbc_data.workspace import Workspace
+from wbc_data.io.locks import check_workspace_folder, writer_lock
+from wbc_data.io.pixels import PixelLoader, row_refs
 
 DEFAULT_THRESHOLD = 8
 """Hamming radius on 64-bit pHashes for the hash candidates. Measured on the shared real data (PBC half + Kaggle

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from wbc_data import manifest
+from wbc_data.core import manifest
+from wbc_data.core.stages import load_view
+from wbc_data.core.workspace import Workspace
 from wbc_data.gap.errors import GapError, PlanError
 from wbc_data.gap.plan import DEFAULT_MAX_SYNTH_FACTOR, SynthPlan, load_plan, make_plan, write_plan
 from wbc_data.gap.report import ReportFiles, write_report
 from wbc_data.gap.status import Thresholds
 from wbc_data.gap.table import COLUMNS_NEEDED, OPTIONAL_COLUMNS, GapTable, gap_table
-from wbc_data.stages import load_view
-from wbc_data.workspace import Workspace
 
 __all__ = ["GapError", "GapResult", "PlanError", "SynthPlan", "load_plan", "plan_frame", "run_gap_report"]
 

@@ -8,9 +8,9 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.gap.table import GapTable
 from wbc_data.report.figures import plt, save_png
-from wbc_data.taxonomy import CLASSES
 
 STATUS_COLOURS = {"solved": "#2e7d32", "partial": "#f9a825", "critical gap": "#c62828", "no target": "#777777"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wbc_data.errors import UserError
+from wbc_data.core.errors import UserError
 
 
 class GapError(UserError):

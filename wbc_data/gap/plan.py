@@ -27,10 +27,10 @@ from typing import Any
 
 import yaml
 
-from wbc_data.atomic import atomic_write_text
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.gap.errors import GapError, PlanError
-from wbc_data.taxonomy import CLASSES
-from wbc_data.yamlfile import read_yaml
+from wbc_data.io.atomic import atomic_write_text
+from wbc_data.io.yamlfile import read_yaml
 
 PLAN_VERSION = 1
 PLAN_KIND = "wbc-data synth plan"

@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from wbc_data.atomic import atomic_write, atomic_write_text
 from wbc_data.gap.charts import class_bars_png, source_share_png
 from wbc_data.gap.table import GapTable
+from wbc_data.io.atomic import atomic_write, atomic_write_text
 from wbc_data.report.document import Report, Section, write
 
 STEM = "gap-report"

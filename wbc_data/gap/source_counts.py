@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from wbc_data.core.rows import is_exact, is_synthetic, is_usable
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.gap.errors import GapError
 from wbc_data.sources.base import PlanContext, load_adapter
 from wbc_data.sources.definition import SourceError, get_definition
-from wbc_data.taxonomy import CLASSES, LabelStatus
 
 
 def counts_from_labels(source: str, path: Path, splits: Sequence[str] | None) -> pd.Series:
@@ -36,13 +37,10 @@ def counts_from_labels(source: str, path: Path, splits: Sequence[str] | None) ->
 
 def counts_from_manifest(frame: pd.DataFrame, source: str, splits: Sequence[str] | None) -> pd.Series | None:
     """The same distribution from the ingested source (usable, exact, real rows in ``splits``), if it has any."""
-    rows = frame[
-        (frame["source"] == source) & (frame["status"] == "ok") & (frame["label_status"] == LabelStatus.EXACT.value)
-    ]
+    rows = frame[(frame["source"] == source) & is_usable(frame) & is_exact(frame)]
     if splits is not None:
         rows = rows[rows["source_split"].isin(list(splits))]
-    if "is_synthetic" in rows.columns:
-        rows = rows[~rows["is_synthetic"].fillna(False).astype(bool)]
+    rows = rows[~is_synthetic(rows)]
     if rows.empty:
         return None
     return rows["label"].value_counts().reindex(list(CLASSES), fill_value=0).astype("int64")

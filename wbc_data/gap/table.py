@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from wbc_data.core.rows import is_kept, is_synthetic, is_usable
+from wbc_data.core.taxonomy import CLASSES, FULL_NAMES, LabelStatus
 from wbc_data.gap.errors import GapError
 from wbc_data.gap.licence import YES, terms
 from wbc_data.gap.own import default_own
 from wbc_data.gap.status import Thresholds, classify, coverage
 from wbc_data.gap.targets import Target, floor_target, parse_target
-from wbc_data.summary import candidates_per_class, per_class
-from wbc_data.taxonomy import CLASSES, FULL_NAMES, LabelStatus
+from wbc_data.manifest.summary import candidates_per_class, per_class
 
 EXACT = LabelStatus.EXACT.value
 COLUMNS_NEEDED = [
@@ -78,10 +79,10 @@ def split_rows(frame: pd.DataFrame, own: Sequence[str], own_splits: Iterable[str
             f"--own {', '.join(unknown)}: no such source in the manifest (sources: "
             f"{', '.join(sorted(known)) or 'none'})"
         )
-    ok = frame[frame["status"] == "ok"].copy()
+    ok = frame[is_usable(frame)].copy()
     has_dedup, has_synth = "dup_keep" in ok.columns, "is_synthetic" in ok.columns
-    ok["_kept"] = ok["dup_keep"].fillna(True).astype(bool) if has_dedup else True
-    ok["_synthetic"] = ok["is_synthetic"].fillna(False).astype(bool) if has_synth else False
+    ok["_kept"] = is_kept(ok) if has_dedup else True
+    ok["_synthetic"] = is_synthetic(ok) if has_synth else False
     is_own = ok["source"].isin(list(own)) & ~ok["_synthetic"]
     excluded = pd.Series(False, index=ok.index)
     splits = list(own_splits or [])

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.gap.errors import GapError
-from wbc_data.resources import manifests_dir
-from wbc_data.taxonomy import CLASSES
-from wbc_data.yamlfile import read_yaml
+from wbc_data.io.resources import manifests_dir
+from wbc_data.io.yamlfile import read_yaml
 
 KEYS = ("name", "description", "source", "train_splits", "classes")
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.gap.errors import GapError
 from wbc_data.gap.source_counts import counts_from_labels, counts_from_manifest
 from wbc_data.gap.target_files import TargetFile, load_targets, read_target_file
-from wbc_data.taxonomy import CLASSES
 
 
 @dataclass(frozen=True)

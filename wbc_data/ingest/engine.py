@@ -19,21 +19,23 @@ from typing import Any
 import pandas as pd
 import xxhash
 
-from wbc_data import manifest, paths
-from wbc_data.errors import Interrupted
+from wbc_data.core import manifest
+from wbc_data.core.errors import Interrupted
+from wbc_data.core.labelmap import LabelMap
+from wbc_data.core.roots import SourceInfo, read_roots_file, save_roots
+from wbc_data.core.rows import is_usable
+from wbc_data.core.taxonomy import LabelStatus, resolve
+from wbc_data.core.workspace import Workspace
 from wbc_data.imaging.decode import DEFAULT_MAX_PIXELS
 from wbc_data.ingest.cache import ResultCache
 from wbc_data.ingest.worker import FileJob, init_worker, process
-from wbc_data.labelmap import LabelMap
-from wbc_data.locks import writer_lock
-from wbc_data.parallel import worker_pool
-from wbc_data.roots import SourceInfo, read_roots_file, save_roots
+from wbc_data.io import paths
+from wbc_data.io.locks import writer_lock
+from wbc_data.io.parallel import worker_pool
+from wbc_data.io.walk import FileEntry, walk
 from wbc_data.sources.base import PlanContext, SampleSpec, SourceAdapter, SourcePlan, load_adapter
 from wbc_data.sources.definition import SourceDefinition, SourceError, get_definition
 from wbc_data.sources.image_cells import OutsideRoot
-from wbc_data.taxonomy import LabelStatus, resolve
-from wbc_data.walk import FileEntry, walk
-from wbc_data.workspace import Workspace
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while files are processed."""
@@ -122,9 +124,9 @@ def ingest(
 
 def _propose_label_map(frame: pd.DataFrame, workspace: Workspace, source: str, root: str, name: str) -> Path | None:
     """Write ``<workspace>/label-maps/<name>.proposed.yaml`` for the raw labels the map did not know."""
-    from wbc_data.labelmap_proposal import proposal_header, propose, write_proposal
+    from wbc_data.ingest.labelmap_proposal import proposal_header, propose, write_proposal
 
-    unmapped = frame[(frame["status"] == "ok") & (frame["label_status"] == LabelStatus.UNMAPPED.value)]
+    unmapped = frame[is_usable(frame) & (frame["label_status"] == LabelStatus.UNMAPPED.value)]
     raw = unmapped["source_label"].dropna().unique().tolist()
     if not raw:
         return None

@@ -13,10 +13,10 @@ from typing import Any
 
 from PIL import Image
 
-from wbc_data import crops
 from wbc_data.imaging import lanczos
 from wbc_data.imaging.decode import DEFAULT_MAX_PIXELS, ImageRejected, decode_rgb
 from wbc_data.imaging.signatures import grey_thumbnail, phash_from_thumb, pixel_hash
+from wbc_data.ingest import crops
 from wbc_data.sources.base import CropSpec
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import pandas as pd
 
+from wbc_data.core.rows import is_synthetic
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.publish import facts
 from wbc_data.publish.licences import LicenceDecision
 from wbc_data.publish.rows import PublishRows
 from wbc_data.publish.shards import DATA_DIR, SplitShards
 from wbc_data.report.document import Report, Section, to_markdown
 from wbc_data.sources.definition import SourceDefinition
-from wbc_data.taxonomy import CLASSES
 
 TAGS = ["biology", "medical", "hematology", "white-blood-cells", "microscopy", "wbc-data"]
 
@@ -82,7 +83,7 @@ def front_matter(inputs: CardInputs) -> str:
     from huggingface_hub import DatasetCardData
 
     rows = inputs.rows
-    synthetic = rows.frame["is_synthetic"].fillna(False).astype(bool) if "is_synthetic" in rows.frame else None
+    synthetic = is_synthetic(rows.frame) if "is_synthetic" in rows.frame else None
     real = rows.frame if synthetic is None else rows.frame[~synthetic]
     sources = sorted(real["source"].unique())  # generated rows extend no dataset: they are "original"
     data = DatasetCardData(

@@ -8,10 +8,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from wbc_data.core.rows import is_kept, is_synthetic, is_usable
+from wbc_data.core.taxonomy import CLASSES, FULL_NAMES
 from wbc_data.publish.licences import LicenceDecision
 from wbc_data.publish.rows import HUB_SPLITS, PublishRows
 from wbc_data.sources.definition import SourceDefinition
-from wbc_data.taxonomy import CLASSES, FULL_NAMES
 
 
 def n(value: object) -> str:
@@ -78,15 +79,14 @@ def split_table(rows: PublishRows, files: Mapping[str, int]) -> pd.DataFrame:
 
 def dedup_facts(frame: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """What dedup found among the workspace's usable real rows: a sentence and a per-source table."""
-    usable = frame[(frame["status"] == "ok")]
-    if "is_synthetic" in usable.columns:
-        usable = usable[~usable["is_synthetic"].fillna(False).astype(bool)]
+    usable = frame[is_usable(frame)]
+    usable = usable[~is_synthetic(usable)]
     if "dup_cluster" not in usable.columns or usable.empty:
         return "Dedup has not run on this workspace.", pd.DataFrame()
     clustered = usable[usable["dup_cluster"].notna()]
-    dropped = ~usable["dup_keep"].fillna(True).astype(bool)
+    dropped = ~is_kept(usable)
     spans = clustered.groupby("dup_cluster")["source"].nunique()
-    kept_sources = clustered[clustered["dup_keep"].fillna(True).astype(bool)].groupby("dup_cluster")["source"].agg(set)
+    kept_sources = clustered[is_kept(clustered)].groupby("dup_cluster")["source"].agg(set)
     cross = np.array([
         bool(dropped.loc[i]) and s not in kept_sources.get(c, set())
         for i, s, c in zip(clustered.index, clustered["source"], clustered["dup_cluster"], strict=True)
@@ -113,7 +113,7 @@ def synthetic_facts(rows: PublishRows) -> pd.DataFrame:
     frame = rows.frame
     if "is_synthetic" not in frame.columns:
         return pd.DataFrame()
-    synth = frame[frame["is_synthetic"].fillna(False).astype(bool)]
+    synth = frame[is_synthetic(frame)]
     if synth.empty:
         return pd.DataFrame()
     generator = synth["generator_id"].fillna("(unknown)") if "generator_id" in synth.columns else "(unknown)"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from wbc_data.atomic import atomic_write_text
+from wbc_data.io.atomic import atomic_write_text
 from wbc_data.publish.rows import PublishError
 
 MARKER = ".wbc-publish.json"

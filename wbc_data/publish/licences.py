@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from wbc_data.errors import UserError
+from wbc_data.core.errors import UserError
+from wbc_data.core.rows import is_synthetic, is_usable
 from wbc_data.gap.licence import CHECK, NO, YES
 from wbc_data.gap.licence import terms as read_licence
 from wbc_data.sources.definition import LicenceTerms, SourceDefinition
@@ -200,11 +201,7 @@ def source_licences(
     (what synthetic rows derive from)."""
     if rows.empty:
         return []
-    synthetic = (
-        rows["is_synthetic"].fillna(False).astype(bool)
-        if "is_synthetic" in rows.columns
-        else pd.Series(False, index=rows.index)
-    )
+    synthetic = is_synthetic(rows)
     keys = pd.DataFrame(
         {"source": rows["source"].astype(str), "licence": rows["licence"].fillna("").astype(str), "synth": synthetic}
     )
@@ -230,8 +227,8 @@ def training_terms(frame: pd.DataFrame, definitions: Mapping[str, SourceDefiniti
     """Terms of every real source with usable rows in the workspace's train split (what a generator learns from)."""
     if "split" not in frame.columns:
         return {}
-    real = ~frame["is_synthetic"].fillna(False).astype(bool) if "is_synthetic" in frame.columns else True
-    train = frame[(frame["status"] == "ok") & (frame["split"] == "train") & real]
+    real = ~is_synthetic(frame)
+    train = frame[is_usable(frame) & (frame["split"] == "train") & real]
     out: dict[str, Terms] = {}
     for source, part in train.groupby("source", sort=True):
         parts = [source_terms(lic, definitions.get(str(source))) for lic in sorted(part["licence"].fillna("").unique())]

@@ -1,7 +1,7 @@
 """Which manifest rows a published dataset holds, in which Hub split, in a stable order.
 
 The deduplicated, split manifest's train/val/test rows with an exact 13-class label (the same rows ``wbc-data
-train`` learns from, :func:`wbc_data.selection.select_rows`), synthetic rows only when asked for, minus excluded
+train`` learns from, :func:`wbc_data.core.rows.select_rows`), synthetic rows only when asked for, minus excluded
 sources. Every usable row left out is counted with its reason so the card can say what is not there.
 The order (split, source, source path, sample id) does not depend on how the manifest was merged, so the same
 rows give the same shards, byte for byte, and re-publishing uploads only what changed.
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from wbc_data.errors import UserError
-from wbc_data.selection import select_rows
-from wbc_data.stages import ManifestView
-from wbc_data.taxonomy import LabelStatus
+from wbc_data.core.errors import UserError
+from wbc_data.core.rows import is_kept, is_synthetic, is_usable, select_rows
+from wbc_data.core.stages import ManifestView
+from wbc_data.core.taxonomy import LabelStatus
 
 HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 """Manifest split -> the split name users load (``load_dataset(...)["validation"]``)."""
@@ -72,25 +72,25 @@ def choose_rows(view: ManifestView, include_synthetic: bool, exclude_sources: Se
     return PublishRows(
         frame=chosen,
         left_out=left_out_counts(frame, include_synthetic, exclude_sources),
-        synthetic_available=int((synthetic & in_splits & (frame["status"] == "ok").to_numpy()).sum()),
+        synthetic_available=int((synthetic & in_splits & is_usable(frame)).sum()),
     )
 
 
 def _synthetic(frame: pd.DataFrame) -> np.ndarray:
     if "is_synthetic" not in frame.columns:
         return np.zeros(len(frame), dtype=bool)
-    return frame["is_synthetic"].fillna(False).astype(bool).to_numpy()
+    return is_synthetic(frame)
 
 
 def left_out_counts(frame: pd.DataFrame, include_synthetic: bool, exclude_sources: Sequence[str]) -> dict[str, int]:
     """Usable rows that are not published, each counted once under the first reason that applies."""
-    usable = (frame["status"] == "ok").to_numpy()
+    usable = is_usable(frame)
     reasons = [
         ("source excluded (--exclude-source)", frame["source"].isin(list(exclude_sources)).to_numpy()),
         ("synthetic (publish with --include-synthetic)", _synthetic(frame) & (not include_synthetic)),
         (
             "duplicate dropped by dedup",
-            ~frame["dup_keep"].fillna(True).astype(bool).to_numpy() if "dup_keep" in frame.columns else False,
+            ~is_kept(frame),
         ),
         ("no exact 13-class label (coarse, conflict, not a leukocyte...)",
          (frame["label_status"] != LabelStatus.EXACT.value).to_numpy()),

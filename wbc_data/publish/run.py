@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wbc_data.atomic import atomic_write_text
-from wbc_data.hfdata import PUBLISHED_COLUMNS, features
-from wbc_data.pixels import PixelLoader
+from wbc_data.core.stages import ManifestView, load_view, read_stage
+from wbc_data.core.workspace import Workspace, workspace_roots
+from wbc_data.io.atomic import atomic_write_text
+from wbc_data.io.pixels import PixelLoader
 from wbc_data.publish.card import CardInputs, card_text
 from wbc_data.publish.folder import LocalFile, check_output_folder, list_files, staging, write_marker
+from wbc_data.publish.hfdata import PUBLISHED_COLUMNS, features
 from wbc_data.publish.licences import LicenceDecision, decide, source_licences, training_terms
 from wbc_data.publish.rows import PublishError, PublishRows, choose_rows
 from wbc_data.publish.shards import DATA_DIR, SplitShards, write_split
 from wbc_data.publish.upload import UploadResult, require_token, upload_folder_changes
 from wbc_data.sources.definition import SourceDefinition, load_definitions
-from wbc_data.stages import ManifestView, load_view, read_stage
-from wbc_data.workspace import Workspace, workspace_roots
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 IMAGES_DIR = "images"

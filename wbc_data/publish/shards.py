@@ -1,7 +1,7 @@
 """Parquet shards in the layout ``push_to_hub`` writes (``data/<split>-NNNNN-of-NNNNN.parquet``), streamed.
 
-Rows are read one at a time through the pixel loader (:func:`wbc_data.hfdata.iter_examples`), gathered into a row
-group and written as soon as it fills, so memory holds one row group (at most
+Rows are read one at a time through the pixel loader (:func:`~wbc_data.publish.hfdata.iter_examples`), gathered
+into a row group and written as soon as it fills, so memory holds one row group (at most
 :data:`ROWS_PER_ROW_GROUP` rows and :data:`MAX_ROW_GROUP_BYTES`), never the dataset. The file options are the ones
 ``Dataset.to_parquet`` uses (``datasets``' per-column compression and encodings, content-defined chunking, page
 index), and the ``huggingface`` schema metadata carries the features, so ``load_dataset`` gets the ``Image`` and
@@ -21,8 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wbc_data.hfdata import iter_examples
-from wbc_data.pixels import PixelLoader
+from wbc_data.io.pixels import PixelLoader
+from wbc_data.publish.hfdata import iter_examples
 
 ROWS_PER_ROW_GROUP = 100
 """What ``datasets`` long used for image datasets: a viewer page of images is one small read."""
@@ -67,9 +67,9 @@ def parquet_options(features: Any) -> dict[str, Any]:
 class _ShardWriter:
     """One open shard: rows gathered column by column into a row group, written when it fills.
 
-    The examples :func:`wbc_data.hfdata.iter_examples` yields are already in the features' storage form (image as
-    ``{"bytes", "path"}``, label as its class index), so they go to Arrow as they are and Arrow checks every value
-    against the schema; a per-row ``Features.encode_example`` would only cost a third of the run."""
+    The examples :func:`~wbc_data.publish.hfdata.iter_examples` yields are already in the features' storage form
+    (image as ``{"bytes", "path"}``, label as its class index), so they go to Arrow as they are and Arrow checks
+    every value against the schema; a per-row ``Features.encode_example`` would only cost a third of the run."""
 
     def __init__(self, path: Path, features: Any, options: dict[str, Any]) -> None:
         self.path = path

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, select_autoescape
 
-from wbc_data.atomic import atomic_write_text
+from wbc_data.io.atomic import atomic_write_text
 
 
 @dataclass

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from wbc_data.atomic import atomic_write
+from wbc_data.io.atomic import atomic_write
 
 __all__ = ["plt", "save_png"]
 

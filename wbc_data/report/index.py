@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from wbc_data.atomic import atomic_write_text
+from wbc_data.io.atomic import atomic_write_text
 from wbc_data.report.document import BODY_END, BODY_START, STYLE
 
 ROAD_ORDER = ("manifest", "dedup", "split", "gap-report", "synth", "train", "evaluate", "compare", "publish", "card")

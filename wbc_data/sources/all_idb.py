@@ -16,6 +16,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     CropSpec,
     PlanContext,
@@ -27,7 +28,6 @@ from wbc_data.sources.base import (
     not_an_image_reason,
 )
 from wbc_data.sources.definition import SourceError
-from wbc_data.walk import FileEntry
 
 DEFAULT_CROP_SIZE = 257  # the side of the authors' own ALL_IDB2 crops, cut from the same ALL_IDB1 fields
 BLAST, NON_BLAST = "blast", "non-blast"

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from wbc_data.labelmap import LabelMap
+from wbc_data.core.labelmap import LabelMap
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.definition import SourceDefinition, SourceError
-from wbc_data.walk import FileEntry
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     CropSpec,
     PlanContext,
@@ -28,7 +29,6 @@ from wbc_data.sources.base import (
     not_an_image_reason,
 )
 from wbc_data.sources.definition import SourceError
-from wbc_data.walk import FileEntry
 
 LABELS_CSV = "labels.csv"
 NO_LABEL = "(no label)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     PlanContext,
     SampleSpec,
@@ -21,7 +22,6 @@ from wbc_data.sources.base import (
     not_an_image_reason,
 )
 from wbc_data.sources.definition import SourceError
-from wbc_data.walk import FileEntry
 
 ROOT_NAME = "BM_cytomorphology_data"
 _CODE = re.compile(r"^[A-Z]{3}$")

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from wbc_data.core.taxonomy import CLASSES, LabelStatus
 from wbc_data.report.document import markdown_cell
 from wbc_data.sources.definition import SourceDefinition, load_definitions
-from wbc_data.taxonomy import CLASSES, LabelStatus
 
 COLUMNS = ("source", "licence", "contributes", "where", "checked on real files")
 

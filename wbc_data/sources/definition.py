@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wbc_data.errors import UserError
-from wbc_data.labelmap import LabelMap, LabelMapError
-from wbc_data.resources import manifests_dir
-from wbc_data.yamlfile import read_yaml
+from wbc_data.core.errors import UserError
+from wbc_data.core.labelmap import LabelMap, LabelMapError
+from wbc_data.io.resources import manifests_dir
+from wbc_data.io.yamlfile import read_yaml
 
 
 class SourceError(UserError):

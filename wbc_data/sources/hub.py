@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import PlanContext, SampleSpec, SourceAdapter, SourcePlan
 from wbc_data.sources.definition import SourceError
 from wbc_data.sources.image_cells import image_cell_bytes
-from wbc_data.walk import FileEntry
 
 PATIENT_COLUMNS = ("patient_id", "patient_hash", "patient")
 SPLIT_COLUMNS = ("wbcbench_split", "split")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     PlanContext,
     SampleSpec,
@@ -19,7 +20,6 @@ from wbc_data.sources.base import (
     not_an_image_reason,
 )
 from wbc_data.sources.definition import SourceError
-from wbc_data.walk import FileEntry
 
 SPLIT_FOLDER = re.compile(r"^(train|training|val|valid|validation|test|testing|eval|dev)([_\- ].*)?$", re.IGNORECASE)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     CropSpec,
     PlanContext,
@@ -28,7 +29,6 @@ from wbc_data.sources.base import (
     is_image_name,
 )
 from wbc_data.sources.definition import SourceError
-from wbc_data.walk import FileEntry
 
 CLASS_NAMES = (
     "None", "Myeloblast", "Lymphoblast", "Neutrophil", "Atypical lymphocyte", "Promonocyte", "Monoblast",

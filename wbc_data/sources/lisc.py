@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     CropSpec,
     PlanContext,
@@ -24,7 +25,6 @@ from wbc_data.sources.base import (
     not_an_image_reason,
 )
 from wbc_data.sources.definition import SourceError
-from wbc_data.walk import FileEntry
 
 ROOT_NAME = "LISC Database"
 MAIN, TRUTH = "main dataset", "ground truth segmentation"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     PlanContext,
     SampleSpec,
@@ -19,7 +20,6 @@ from wbc_data.sources.base import (
     not_an_image_reason,
 )
 from wbc_data.sources.definition import SourceError
-from wbc_data.walk import FileEntry
 
 FOLDERS = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
 

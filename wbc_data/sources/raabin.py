@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     CropSpec,
     PlanContext,
@@ -22,7 +23,6 @@ from wbc_data.sources.base import (
     not_an_image_reason,
 )
 from wbc_data.sources.definition import SourceError
-from wbc_data.walk import FileEntry
 
 SPLITS = {"train": "Train", "testa": "TestA", "testb": "TestB"}
 

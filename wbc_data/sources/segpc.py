@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     CropSpec,
     PlanContext,
@@ -23,7 +24,6 @@ from wbc_data.sources.base import (
     not_an_image_reason,
 )
 from wbc_data.sources.definition import SourceError
-from wbc_data.walk import FileEntry
 
 ROOT_NAME = "TCIA_SegPC_dataset"
 RAW_LABEL = "plasma cell"

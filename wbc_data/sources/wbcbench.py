@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
     PlanContext,
     SampleSpec,
@@ -35,7 +36,6 @@ from wbc_data.sources.base import (
 )
 from wbc_data.sources.definition import SourceError
 from wbc_data.sources.image_cells import image_cell_bytes
-from wbc_data.walk import FileEntry
 
 TABLES: dict[str, tuple[str, str]] = {  # label table -> (image folder, default split)
     "phase1_label.csv": ("phase1", "phase1_train"),

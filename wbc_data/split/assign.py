@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from wbc_data.core.rows import is_exact, is_kept, is_synthetic, is_usable
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.split.apportion import apportion_units
-from wbc_data.taxonomy import CLASSES, LabelStatus
 
 SPLITS = ("train", "val", "test")
 EXCLUDED = "excluded"
@@ -25,11 +26,9 @@ EXCLUDED = "excluded"
 
 def eligible_rows(frame: pd.DataFrame) -> np.ndarray:
     """Rows that may be validated or tested on: usable, exact label, real, kept by dedup (where it ran)."""
-    ok = (frame["status"] == "ok").to_numpy() & (frame["label_status"] == LabelStatus.EXACT.value).to_numpy()
-    if "is_synthetic" in frame.columns:
-        ok &= ~frame["is_synthetic"].fillna(False).astype(bool).to_numpy()
-    if "dup_keep" in frame.columns:
-        ok &= frame["dup_keep"].fillna(True).astype(bool).to_numpy()
+    ok = is_usable(frame) & is_exact(frame)
+    ok &= ~is_synthetic(frame)
+    ok &= is_kept(frame)
     return ok
 
 
@@ -68,17 +67,13 @@ def assign_units(
     split = unit_split[units].astype(object)
     note = np.full(len(frame), None, dtype=object)
     in_eval = np.isin(split, ["val", "test"])
-    synthetic = (
-        frame["is_synthetic"].fillna(False).astype(bool).to_numpy()
-        if "is_synthetic" in frame.columns
-        else np.zeros(len(frame), dtype=bool)
-    )
+    synthetic = is_synthetic(frame)
     split[synthetic] = "train"
     for mask, reason in _exclusions(frame, in_eval & ~eligible & ~synthetic):
         split[mask] = EXCLUDED
         note[mask] = reason
     if "dup_keep" in frame.columns:
-        dropped = ~frame["dup_keep"].fillna(True).astype(bool).to_numpy()
+        dropped = ~is_kept(frame)
         split[dropped] = EXCLUDED
         note[dropped] = "duplicate not kept by dedup"
     return Assignment(split, note, notes)

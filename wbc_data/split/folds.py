@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wbc_data.errors import UserError
+from wbc_data.core.errors import UserError
 from wbc_data.split.apportion import apportion_units
 from wbc_data.split.assign import unit_class_counts
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wbc_data.atomic import atomic_write_text
+from wbc_data.core.rows import is_synthetic
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.io.atomic import atomic_write_text
 from wbc_data.report.document import Report, Section, write
 from wbc_data.report.figures import plt, save_png
 from wbc_data.split.assign import EXCLUDED, SPLITS
-from wbc_data.taxonomy import CLASSES
 
 COLORS = {"train": "#4c78a8", "val": "#f58518", "test": "#54a24b"}
 
@@ -23,7 +24,7 @@ def class_split_table(frame: pd.DataFrame, eligible: np.ndarray) -> pd.DataFrame
     real = labelled[labelled["_eligible"]]
     table = pd.crosstab(real["label"], real["split"]).reindex(index=list(CLASSES), columns=list(SPLITS), fill_value=0)
     if "is_synthetic" in frame.columns:
-        synthetic = frame[frame["is_synthetic"].fillna(False).astype(bool) & frame["label"].notna()]
+        synthetic = frame[is_synthetic(frame) & frame["label"].notna()]
         table["synthetic (train)"] = synthetic["label"].value_counts().reindex(table.index, fill_value=0)
     excluded = frame[(frame["split"] == EXCLUDED) & frame["label"].notna()]
     table["excluded"] = excluded["label"].value_counts().reindex(table.index, fill_value=0)

@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wbc_data.errors import UserError
-from wbc_data.locks import writer_lock
+from wbc_data.core.errors import UserError
+from wbc_data.core.rows import is_usable
+from wbc_data.core.stages import load_view, require_manifest, set_aside_if_damaged, write_stage
+from wbc_data.core.workspace import Workspace
+from wbc_data.io.locks import writer_lock
 from wbc_data.split.assign import SPLITS, assign_units, eligible_rows
 from wbc_data.split.folds import assign_folds
 from wbc_data.split.official import official_splits
 from wbc_data.split.report import class_split_table, unreached, write_report
 from wbc_data.split.units import BY_CHOICES, leak_units, straddling_units
-from wbc_data.stages import load_view, require_manifest, set_aside_if_damaged, write_stage
-from wbc_data.workspace import Workspace
 
 STAGE = "split"
 COLUMNS = ["sample_id", "source", "source_split", "status", "label", "label_status", "group_id", "patient_id",
@@ -88,7 +89,7 @@ def _run_split(workspace: Workspace, options: SplitOptions, step: StepFn | None)
         )
     if dedup is not None and not dedup.fresh:
         raise SplitError(f"{view.path}: dedup results are stale, so copies could straddle splits; {dedup.message()}")
-    frame = view.frame[view.frame["status"] == "ok"].reset_index(drop=True)
+    frame = view.frame[is_usable(view.frame)].reset_index(drop=True)
     if frame.empty:
         raise SplitError(f"{view.path}: no usable rows to split")
 
@@ -148,8 +149,8 @@ def _unit_table(frame: pd.DataFrame, units: np.ndarray, eligible: np.ndarray) ->
 
 def source_split_maps(workspace: Workspace) -> dict[str, dict[str, str]]:
     """``{ingested source: {its split value: train|val|test}}`` from each source definition's ``splits:``."""
+    from wbc_data.core.workspace import workspace_roots
     from wbc_data.sources.definition import SourceError, get_definition
-    from wbc_data.workspace import workspace_roots
 
     maps: dict[str, dict[str, str]] = {}
     for name, info in workspace_roots(workspace).infos.items():

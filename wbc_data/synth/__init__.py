@@ -17,7 +17,7 @@ Small modules, one job each (imports of torch and diffusers stay inside them, so
 
 from __future__ import annotations
 
-from wbc_data.errors import Interrupted, UserError
+from wbc_data.core.errors import Interrupted, UserError
 
 
 class SynthError(UserError):

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from wbc_data.atomic import atomic_write
-from wbc_data.errors import UserError
-from wbc_data.pixels import PixelLoader
-from wbc_data.selection import label_indices, select_rows
+from wbc_data.core.errors import UserError
+from wbc_data.core.rows import label_indices, select_rows
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
+from wbc_data.io.atomic import atomic_write
+from wbc_data.io.pixels import PixelLoader
 from wbc_data.synth import SynthError
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
 
 if TYPE_CHECKING:
     import torch
@@ -93,7 +93,7 @@ def _first(values: pd.Series) -> str | None:
 
 def training_set(workspace: Workspace, domain_condition: bool = False) -> TrainingSet:
     """The train split's real, exact-label, kept rows (a missing or stale split is one clear line)."""
-    from wbc_data.stages import load_view
+    from wbc_data.core.stages import load_view
 
     view = load_view(workspace)
     view.require("split", "synth train")
@@ -119,7 +119,7 @@ class _Resized:
     (DataLoader workers would otherwise wrap it in a multi-line traceback)."""
 
     def __init__(self, frame: pd.DataFrame, loader: PixelLoader, size: int) -> None:
-        from wbc_data.torchdata import ManifestDataset
+        from wbc_data.train.dataset import ManifestDataset
 
         self.dataset = ManifestDataset(frame, loader, transform=lambda im: np.asarray(to_resolution(im, size)))
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.synth import SynthError
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
-from wbc_data.taxonomy import CLASSES
 
 if TYPE_CHECKING:
     from diffusers import DDPMScheduler, UNet2DModel

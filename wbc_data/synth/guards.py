@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from wbc_data.classifier import Classifier
 from wbc_data.dedup.dihedral import TRANSFORMS, dihedral_phashes
 from wbc_data.dedup.verify import aligned, normalise
 from wbc_data.imaging.signatures import dct_lowfreq, grey_thumbnail, pack_hashes
+from wbc_data.train.classifier import Classifier
 
 DEDUP_RADIUS = 8  # wbc_data.dedup.run.DEFAULT_THRESHOLD (not imported: that module loads numba)
 DEDUP_CORRELATION = 0.90  # wbc_data.dedup.run.DEFAULT_MIN_CORRELATION

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wbc_data.resources import generators_dir
+from wbc_data.io.resources import generators_dir
+from wbc_data.io.yamlfile import read_yaml
 from wbc_data.synth import SynthError
-from wbc_data.yamlfile import read_yaml
 
 SCHEDULERS = ("ddpm", "ddim", "dpm")
 """Sampling schedulers: DDPM (ancestral, the training schedule), DDIM (deterministic), DPM-Solver++ (2nd order)."""

@@ -15,8 +15,8 @@ from wbc_data.report import document
 from wbc_data.report.document import Report, Section
 
 if TYPE_CHECKING:
+    from wbc_data.core.workspace import Workspace
     from wbc_data.synth.sample import ClassOutcome, SynthResult
-    from wbc_data.workspace import Workspace
 
 
 def _num(value: float | None, digits: int = 3) -> str:

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from wbc_data import manifest
+from wbc_data.core import manifest
+from wbc_data.core.roots import SourceInfo
+from wbc_data.core.taxonomy import LabelStatus
+from wbc_data.core.workspace import Workspace
 from wbc_data.ingest.worker import image_facts
-from wbc_data.roots import SourceInfo
 from wbc_data.synth.generator import GeneratorInfo
 from wbc_data.synth.guards import Verdict
-from wbc_data.taxonomy import LabelStatus
-from wbc_data.workspace import Workspace
 
 DEFINITION = "synth"
 """The ``definition`` recorded for synthetic sources: no source YAML has that name, so the pixel loader reads their

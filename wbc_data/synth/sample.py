@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wbc_data.classifier import Classifier
-from wbc_data.locks import writer_lock
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
+from wbc_data.io.locks import writer_lock
 from wbc_data.synth import SynthError
 from wbc_data.synth.data import derive_seed, to_resolution
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
@@ -29,8 +30,7 @@ from wbc_data.synth.generator import GeneratorInfo, read_info, training_rows
 from wbc_data.synth.guards import Calibration, Diversity, Fidelity, MemorisationGuard, Verdict, diversity, fidelity
 from wbc_data.synth.recipe import SCHEDULERS
 from wbc_data.synth.rows import SampleMeta, folder_rel, png_bytes, sample_row, source_name, write_source
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
+from wbc_data.train.classifier import Classifier
 
 Drawer = Callable[[str, list[int]], np.ndarray]
 """``draw(label, seeds) -> (len(seeds), h, w, 3) uint8``: one image per seed."""
@@ -207,7 +207,7 @@ def sample_seed(seed: int, label: str, attempt: int) -> int:
 
 
 def _open_at(frame: pd.DataFrame, workspace: Workspace, size: int) -> np.ndarray:
-    from wbc_data.pixels import PixelLoader, row_refs
+    from wbc_data.io.pixels import PixelLoader, row_refs
 
     loader = PixelLoader.for_workspace(workspace)
     images = [np.asarray(to_resolution(loader.open(ref), size)) for ref in row_refs(frame)]
@@ -250,7 +250,7 @@ def reference_images(
     splits: list[str] | None = None,
 ) -> np.ndarray:
     """Real images of ``label`` in the workspace (real, exact, kept; of ``splits``, or any) for the fidelity guard."""
-    from wbc_data.selection import select_rows
+    from wbc_data.core.rows import select_rows
 
     rows = select_rows(frame, splits, exact_only=True, kept_only=True, synthetic=False)
     rows = rows[rows["label"] == label].sort_values("sample_id")
@@ -352,7 +352,7 @@ def run_synth(
     draw: Drawer | None = None,
 ) -> SynthResult:
     """Sample, guard, write; ``draw`` replaces the generator's pipeline (tests plant copies with it)."""
-    from wbc_data.stages import load_view
+    from wbc_data.core.stages import load_view
 
     say = log or (lambda _m: None)
     folder = Path(generator_dir).expanduser() if generator_dir else find_generator(workspace)

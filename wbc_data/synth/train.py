@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from wbc_data.locks import writer_lock
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
+from wbc_data.io.locks import writer_lock
 from wbc_data.synth import SynthError, TrainInterrupted
 from wbc_data.synth import checkpoints as ckpt
 from wbc_data.synth.data import (
@@ -42,8 +44,6 @@ from wbc_data.synth.data import (
 )
 from wbc_data.synth.generator import INFO_FILE, GeneratorInfo, read_info, save_generator
 from wbc_data.synth.recipe import Recipe
-from wbc_data.taxonomy import CLASSES
-from wbc_data.workspace import Workspace
 
 
 @dataclass
@@ -352,7 +352,7 @@ def _cache(
     data: TrainingSet, workspace: Workspace, recipe: Recipe, out: Path, accelerator: Any, progress: ProgressFn | None
 ) -> np.ndarray:
     """Decode the training images once (main process), the others wait and map the same file."""
-    from wbc_data.pixels import PixelLoader
+    from wbc_data.io.pixels import PixelLoader
 
     folder = cache_folder(out)
 

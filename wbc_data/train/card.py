@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from wbc_data.atomic import atomic_write_text
+from wbc_data.io.atomic import atomic_write_text
 from wbc_data.report.document import Report, Section, to_markdown
 from wbc_data.train.data import TrainingData
 from wbc_data.train.metrics import Metrics
@@ -85,7 +85,7 @@ def write_card(folder: Path, facts: CardFacts) -> Path:
     usage = "\n".join(
         [
             "```python",
-            "from wbc_data.classifier import load_classifier",
+            "from wbc_data.train.classifier import load_classifier",
             'model = load_classifier("<this folder>")           # the ensemble (members/<name>: one member)',
             "probabilities = model.predict_proba(pil_images)      # (n, 13), columns in model.classes order",
             "features = model.embed(pil_images)                   # (n, d), e.g. for Fréchet distances",

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wbc_data.atomic import atomic_write
+from wbc_data.io.atomic import atomic_write
 from wbc_data.train.errors import TrainError
 
 LAST = "last.pt"

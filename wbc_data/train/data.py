@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from wbc_data.selection import select_rows
-from wbc_data.taxonomy import CLASSES, LabelStatus
+from wbc_data.core.rows import is_synthetic, is_usable, select_rows
+from wbc_data.core.taxonomy import CLASSES, LabelStatus
 from wbc_data.train.errors import TrainError
 
 ROLES = ("train", "val", "heldout")
@@ -64,7 +64,7 @@ class TrainingData:
 def _synthetic(frame: pd.DataFrame) -> np.ndarray:
     if "is_synthetic" not in frame.columns:
         return np.zeros(len(frame), dtype=bool)
-    return frame["is_synthetic"].fillna(False).astype(bool).to_numpy()
+    return is_synthetic(frame)
 
 
 def select_training_data(
@@ -138,7 +138,7 @@ def select_training_data(
 def _count_coarse_synthetic(frame: pd.DataFrame) -> int:
     if "is_synthetic" not in frame.columns:
         return 0
-    synth = frame["is_synthetic"].fillna(False).astype(bool) & (frame["status"] == "ok")
+    synth = is_synthetic(frame) & is_usable(frame)
     return int((synth & (frame["label_status"] != LabelStatus.EXACT.value)).sum())
 
 

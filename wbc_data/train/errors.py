@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from wbc_data.errors import Interrupted, UserError
+from wbc_data.core.errors import Interrupted, UserError
 
 
 class TrainError(UserError):

@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wbc_data.atomic import atomic_write, atomic_write_text
-from wbc_data.errors import UserError
+from wbc_data.core.errors import UserError
+from wbc_data.core.rows import label_indices, select_rows
+from wbc_data.core.stages import load_view
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
+from wbc_data.io.atomic import atomic_write, atomic_write_text
 from wbc_data.report.document import Report, Section, write
-from wbc_data.selection import label_indices, select_rows
-from wbc_data.stages import load_view
-from wbc_data.taxonomy import CLASSES
 from wbc_data.train.metrics import Metrics, classification_metrics
 from wbc_data.train.run import read_roles, read_run
-from wbc_data.workspace import Workspace
 
 SPLITS = ("train", "val", "test")
 VERBS = {"train": "trained", "val": "validated"}
@@ -148,7 +148,7 @@ def compare_table(first: ModelScore, second: ModelScore) -> pd.DataFrame:
 
 def evaluate(workspace: Workspace, model: Path, options: EvalOptions | None = None, progress: Any = None) -> EvalResult:
     """Score ``model`` (and ``options.compare``) on the rows of ``options.split``; write the report files."""
-    from wbc_data.classifier import load_classifier
+    from wbc_data.train.classifier import load_classifier
 
     options = options or EvalOptions()
     model = Path(model)
@@ -208,8 +208,8 @@ def _default_out(model: Path, options: EvalOptions, names: list[str]) -> Path:
 def _predict(
     classifier: Any, rows: pd.DataFrame, workspace: Workspace, options: EvalOptions, progress: Any, name: str
 ) -> np.ndarray:
-    from wbc_data.pixels import PixelLoader
-    from wbc_data.torchdata import ManifestDataset
+    from wbc_data.io.pixels import PixelLoader
+    from wbc_data.train.dataset import ManifestDataset
     from wbc_data.train.inference import predict_dataset
 
     dataset = ManifestDataset(rows, PixelLoader.for_workspace(workspace), classifier.transform)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from wbc_data.taxonomy import CLASSES
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.train import checkpoint
 from wbc_data.train.checkpoint import LoopState
 from wbc_data.train.errors import one_line_worker_errors

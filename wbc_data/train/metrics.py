@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wbc_data.taxonomy import CLASSES
+from wbc_data.core.taxonomy import CLASSES
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The classifier folder ``wbc-data train`` writes, and :func:`load_classifier`, which turns it back into an object
-satisfying :class:`wbc_data.classifier.Classifier` (``classes``, ``predict_proba``, ``embed``).
+satisfying :class:`wbc_data.train.classifier.Classifier` (``classes``, ``predict_proba``, ``embed``).
 
 A member folder holds ``classifier.json`` (``kind: member``: timm architecture, the 13 classes, the image spec) and
 ``model.safetensors``. An ensemble folder holds ``classifier.json`` (``kind: ensemble``: member sub-folders and
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from wbc_data.atomic import atomic_write, atomic_write_text
-from wbc_data.taxonomy import CLASSES
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.io.atomic import atomic_write, atomic_write_text
 from wbc_data.train.errors import ModelFolderError
 from wbc_data.train.recipe import ImageSpec
 

@@ -12,7 +12,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from wbc_data.taxonomy import CLASSES
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.train.errors import TrainError, WeightsError
 from wbc_data.train.recipe import MemberSpec, StageSpec
 

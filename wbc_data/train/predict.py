@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import Dataset
 
-from wbc_data.atomic import atomic_write
-from wbc_data.errors import UserError
+from wbc_data.core.errors import UserError
+from wbc_data.core.rows import is_usable
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.imaging.decode import IMAGE_EXTENSIONS, ImageRejected, decode_rgb
-from wbc_data.taxonomy import CLASSES
+from wbc_data.io.atomic import atomic_write
 
 
 class PredictError(UserError):
@@ -83,10 +84,10 @@ def folder_images(folder: Path) -> list[Path]:
 
 def _manifest_rows(source: Path, split: str | None) -> tuple[pd.DataFrame, Any, list[str]]:
     """Usable rows of a manifest file, or of a workspace's unified manifest (which can be narrowed to a split)."""
-    from wbc_data import manifest
-    from wbc_data.pixels import PixelLoader
-    from wbc_data.stages import load_view
-    from wbc_data.workspace import Workspace
+    from wbc_data.core import manifest
+    from wbc_data.core.stages import load_view
+    from wbc_data.core.workspace import Workspace
+    from wbc_data.io.pixels import PixelLoader
 
     notes = []
     if source.is_dir():
@@ -103,7 +104,7 @@ def _manifest_rows(source: Path, split: str | None) -> tuple[pd.DataFrame, Any, 
             if not (source.name == "manifest.parquet" and (source.parent / "stages").is_dir()):
                 raise PredictError(f"{source}: --split needs a workspace's manifest (its splits live in stages/)")
             frame = load_view(Workspace(source.parent)).frame
-    frame = frame[frame["status"] == "ok"]
+    frame = frame[is_usable(frame)]
     if split:
         frame = frame[frame["split"] == split]
         notes.append(f"rows of the {split} split only")
@@ -121,7 +122,7 @@ def predict(
     """Probabilities and a submission for ``source`` (a folder of images, a manifest file or a workspace)."""
     from torch.utils.data import DataLoader
 
-    from wbc_data.classifier import load_classifier
+    from wbc_data.train.classifier import load_classifier
     from wbc_data.train.errors import one_line_worker_errors
     from wbc_data.train.inference import default_workers
 
@@ -133,7 +134,7 @@ def predict(
     notes: list[str] = []
     is_manifest = source.suffix == ".parquet" or (source / "manifest.parquet").is_file()
     if is_manifest:
-        from wbc_data.torchdata import ManifestDataset
+        from wbc_data.train.dataset import ManifestDataset
 
         frame, loader, notes = _manifest_rows(source, options.split)
         dataset: Dataset = ManifestDataset(frame, loader, classifier.transform)

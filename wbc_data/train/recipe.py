@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from wbc_data.resources import trainers_dir
-from wbc_data.taxonomy import CLASSES
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.io.resources import trainers_dir
+from wbc_data.io.yamlfile import read_yaml
 from wbc_data.train.errors import RecipeError
-from wbc_data.yamlfile import read_yaml
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -26,17 +26,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wbc_data.atomic import atomic_write, atomic_write_text
-from wbc_data.locks import writer_lock
-from wbc_data.selection import label_indices
-from wbc_data.stages import load_view
-from wbc_data.taxonomy import CLASSES
+from wbc_data.core.rows import is_synthetic, label_indices
+from wbc_data.core.stages import load_view
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.workspace import Workspace
+from wbc_data.io.atomic import atomic_write, atomic_write_text
+from wbc_data.io.locks import writer_lock
 from wbc_data.train.data import TrainingData, select_training_data
 from wbc_data.train.errors import TrainError, TrainingInterrupted
 from wbc_data.train.loop import SilentProgress, TrainProgress
 from wbc_data.train.metrics import Metrics
 from wbc_data.train.recipe import Recipe, dump_recipe
-from wbc_data.workspace import Workspace
 
 RUN_FILE = "run.json"
 DATA_FILE = "data.parquet"
@@ -134,7 +134,7 @@ def train(
         device = _describe_device(accelerator)
         progress.note(f"training on {device}, mixed precision {accelerator.mixed_precision}")
 
-        from wbc_data.pixels import PixelLoader
+        from wbc_data.io.pixels import PixelLoader
 
         loader = PixelLoader.for_workspace(workspace)
         members: list[dict[str, Any]] = []
@@ -200,7 +200,7 @@ def rare_labels(recipe: Recipe, data: TrainingData) -> set[int]:
     training images than ``rare_below`` x the largest class."""
     if not isinstance(recipe.augment.rare_classes, str):
         return {CLASSES.index(c) for c in recipe.augment.rare_classes}
-    synthetic = data.train["is_synthetic"].fillna(False).astype(bool) if "is_synthetic" in data.train else None
+    synthetic = is_synthetic(data.train) if "is_synthetic" in data.train else None
     real = data.train if synthetic is None else data.train[~synthetic]
     counts = real["label"].value_counts()
     limit = recipe.augment.rare_below * counts.max()
@@ -219,9 +219,9 @@ def _train_one(
     should_stop: Callable[[], bool],
     device: str,
 ) -> dict[str, Any]:
-    from wbc_data.torchdata import ManifestDataset
     from wbc_data.train import model_io
     from wbc_data.train.augment import LabelAwareAugment, eval_transform, train_transform
+    from wbc_data.train.dataset import ManifestDataset
     from wbc_data.train.inference import default_workers
     from wbc_data.train.loop import MemberData, train_member
 
@@ -232,11 +232,7 @@ def _train_one(
         progress.note(f"{member.name}: already trained (best validation macro-F1 {config['best_val_macro_f1']:.4f})")
         return {**summary, "best_val_macro_f1": config["best_val_macro_f1"], "epochs": config["epochs"]}
     labels = label_indices(data.train["label"])
-    synthetic = (
-        data.train["is_synthetic"].fillna(False).astype(bool).to_numpy()
-        if "is_synthetic" in data.train
-        else np.zeros(len(data.train), dtype=bool)
-    )
+    synthetic = is_synthetic(data.train)
     augment = recipe.augment
     train_set = LabelAwareAugment(
         ManifestDataset(data.train, loader),
@@ -289,10 +285,10 @@ def _finish(
     progress: TrainProgress,
 ) -> TrainResult:
     """Soft-voting weights on validation, the ensemble config, the model card; checkpoints removed."""
-    from wbc_data.torchdata import ManifestDataset
     from wbc_data.train import model_io
     from wbc_data.train.augment import eval_transform
     from wbc_data.train.card import CardFacts, write_card
+    from wbc_data.train.dataset import ManifestDataset
     from wbc_data.train.ensemble import fit_weights, soft_vote
     from wbc_data.train.inference import predict_dataset
     from wbc_data.train.metrics import classification_metrics

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from wbc_data.errors import UserError
+from wbc_data.core.errors import UserError
 
 CLASSES: tuple[str, ...] = (
     "SNE", "BNE", "LY", "VLY", "PLY", "MO", "EO", "BA", "BL", "PC", "MY", "MMY", "PMY",

@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 import xxhash
 
-from wbc_data.paths import display_name
-from wbc_data.pixels import PixelLoader, RowRef, row_refs
-from wbc_data.selection import label_indices
-from wbc_data.taxonomy import CLASSES
+from wbc_data.core.rows import is_synthetic, label_indices
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.io.paths import display_name
+from wbc_data.io.pixels import PixelLoader, RowRef, row_refs
 
 TEXT_COLUMNS = ["sample_id", "source", "source_path", "source_label", "source_split", "label_status", "group_id",
                 "patient_id", "parent_id", "licence", "citation", "split"]  # fmt: skip
@@ -64,11 +64,7 @@ def iter_examples(frame: pd.DataFrame, loader: PixelLoader, columns: Sequence[st
     labels = label_indices(frame["label"]).tolist()
     text = {c: _cells(frame[c], c) for c in columns}
     candidates = frame["label_candidates"].tolist() if "label_candidates" in frame.columns else [None] * len(frame)
-    synthetic = (
-        frame["is_synthetic"].fillna(False).astype(bool).tolist()
-        if "is_synthetic" in frame.columns
-        else [False] * len(frame)
-    )
+    synthetic = is_synthetic(frame).tolist()
     for i, ref in enumerate(refs):
         example = {"image": image_cell(loader, ref), "label": labels[i]}
         example.update({c: text[c][i] for c in columns})

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from wbc_data.roots import Roots, read_manifest_infos, read_roots_file, read_source_info
+from wbc_data.core.roots import Roots, read_manifest_infos, read_roots_file, read_source_info
 
 DEFAULT_WORKSPACE = Path("wbc-workspace")
 
@@ -79,7 +79,7 @@ def workspace_roots(workspace: Workspace, overrides: Mapping[str, str] | None = 
 
 def known_source_names(workspace: Workspace, names: Mapping[str, str]) -> None:
     """Refuse a ``--root`` for a source this workspace never ingested (a typo would silently do nothing)."""
-    from wbc_data.roots import RootsError
+    from wbc_data.core.roots import RootsError
 
     known = set(workspace_roots(workspace).names())
     unknown = sorted(set(names) - known)

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from wbc_data.errors import UserError
-from wbc_data.taxonomy import MappedLabel, TaxonomyError, parse_map_value
-from wbc_data.yamlfile import read_yaml
+from wbc_data.core.errors import UserError
+from wbc_data.core.taxonomy import MappedLabel, TaxonomyError, parse_map_value
+from wbc_data.io.yamlfile import read_yaml
 
 
 class LabelMapError(UserError):

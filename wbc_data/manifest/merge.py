@@ -1,7 +1,7 @@
 """Merge per-source manifests into the unified manifest (the input of dedup, split and the gap report).
 
 Merging owns ``manifest.parquet`` and nothing else: the results of later stages live in their own files
-(``wbc_data.stages``) and survive a re-merge; the merge reports which of them the new rows made stale.
+(``wbc_data.core.stages``) and survive a re-merge; the merge reports which of them the new rows made stale.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from wbc_data import manifest
-from wbc_data.errors import UserError
-from wbc_data.locks import check_workspace_folder, writer_lock
-from wbc_data.roots import INFO_KEY, infos_to_json, read_source_info
-from wbc_data.workspace import Workspace
+from wbc_data.core import manifest
+from wbc_data.core.errors import UserError
+from wbc_data.core.roots import INFO_KEY, infos_to_json, read_source_info
+from wbc_data.core.workspace import Workspace
+from wbc_data.io.locks import check_workspace_folder, writer_lock
 
 
 class MergeError(UserError):
@@ -27,12 +27,12 @@ class MergeError(UserError):
 class MergeResult:
     path: Path
     frame: pd.DataFrame  # the unified manifest without thumbnails
-    stages: list = field(default_factory=list)  # wbc_data.stages.StageStatus, one per stage found
+    stages: list = field(default_factory=list)  # wbc_data.core.stages.StageStatus, one per stage found
 
 
 def merge(workspace: Workspace, sources: list[str] | None = None) -> MergeResult:
     """Concatenate per-source manifests (all, or the named ones) and write ``manifest.parquet`` atomically."""
-    from wbc_data.stages import stage_statuses
+    from wbc_data.core.stages import stage_statuses
 
     check_workspace_folder(workspace.root)
     paths = workspace.source_manifests()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from wbc_data.taxonomy import CLASSES, LabelStatus
+from wbc_data.core.rows import is_exact, is_usable
+from wbc_data.core.taxonomy import CLASSES, LabelStatus
 
 
 def reason_category(reason: str | None) -> str:
@@ -21,8 +22,8 @@ def file_counts(frame: pd.DataFrame) -> dict[str, int]:
     is_crop = frame["parent_id"].notna()
     return {
         "files seen": int((~is_crop).sum()),
-        "images used": int(((frame["status"] == "ok") & ~is_crop).sum()),
-        "crops used": int(((frame["status"] == "ok") & is_crop).sum()),
+        "images used": int((is_usable(frame) & ~is_crop).sum()),
+        "crops used": int((is_usable(frame) & is_crop).sum()),
         "auxiliary files": int((frame["status"] == "auxiliary").sum()),
         "rejected": int((frame["status"] == "rejected").sum()),
     }
@@ -51,11 +52,11 @@ def candidates_per_class(rows: pd.DataFrame, status: str) -> pd.Series:
 
 def class_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """Usable rows per class: exact labels, plus how many coarse/conflict rows list the class as a candidate."""
-    ok = frame[frame["status"] == "ok"]
+    ok = frame[is_usable(frame)]
     return pd.DataFrame(
         {
             "class": list(CLASSES),
-            "exact": per_class(ok[ok["label_status"] == LabelStatus.EXACT.value]).to_list(),
+            "exact": per_class(ok[is_exact(ok)]).to_list(),
             "coarse (candidate)": candidates_per_class(ok, LabelStatus.COARSE.value).to_list(),
             "conflict (candidate)": candidates_per_class(ok, LabelStatus.CONFLICT.value).to_list(),
         }
@@ -64,14 +65,14 @@ def class_counts(frame: pd.DataFrame) -> pd.DataFrame:
 
 def status_counts(frame: pd.DataFrame) -> pd.Series:
     """Rows per label status among usable images (exact, coarse, not-leukocyte, ...)."""
-    ok = frame[frame["status"] == "ok"]
+    ok = frame[is_usable(frame)]
     return ok["label_status"].value_counts()
 
 
 def class_by_source(frame: pd.DataFrame) -> pd.DataFrame:
     """Exact-label counts, classes x sources, with coarse rows and totals as extra rows."""
-    ok = frame[frame["status"] == "ok"]
-    exact = ok[ok["label_status"] == LabelStatus.EXACT.value]
+    ok = frame[is_usable(frame)]
+    exact = ok[is_exact(ok)]
     table = pd.crosstab(exact["label"], exact["source"]).reindex(index=list(CLASSES), fill_value=0)
     for source in sorted(frame["source"].unique()):
         if source not in table.columns:

@@ -29,11 +29,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wbc_data import manifest
-from wbc_data.atomic import atomic_write
-from wbc_data.locks import check_workspace_folder
-from wbc_data.manifest import ManifestError
-from wbc_data.workspace import Workspace
+from wbc_data.core import manifest
+from wbc_data.core.manifest import ManifestError
+from wbc_data.core.rows import is_synthetic, is_usable
+from wbc_data.core.workspace import Workspace
+from wbc_data.io.atomic import atomic_write
+from wbc_data.io.locks import check_workspace_folder
 
 DIGEST_COLUMNS = [
     "source",
@@ -257,12 +258,7 @@ def join_stages(frame: pd.DataFrame, files: Iterable[StageFile]) -> tuple[pd.Dat
     files = list(files)
     digests = row_digests(frame)
     ids = frame["sample_id"].to_numpy()
-    synthetic = (
-        frame["is_synthetic"].fillna(False).astype(bool).to_numpy()
-        if "is_synthetic" in frame.columns
-        else np.zeros(len(frame), dtype=bool)
-    )
-    usable = (frame["status"] == "ok").to_numpy() if "status" in frame.columns else np.ones(len(frame), dtype=bool)
+    synthetic, usable = is_synthetic(frame), is_usable(frame)
     run_ids = {f.stage: f.meta.get("run_id", "") for f in files}
     out = frame.copy()
     statuses = []

@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 from torch.utils.data import Dataset
 
-from wbc_data.pixels import PixelLoader, RowRef, row_refs
-from wbc_data.selection import label_indices
+from wbc_data.core.rows import label_indices
+from wbc_data.io.pixels import PixelLoader, RowRef, row_refs
 
 
 class ManifestDataset(Dataset):
@@ -59,8 +59,8 @@ class ManifestDataset(Dataset):
         **select: Any,
     ) -> ManifestDataset:
         """Rows of ``splits`` of a workspace (exact labels, kept by dedup, by default; see ``select_rows``)."""
-        from wbc_data.selection import select_rows
-        from wbc_data.stages import load_view
+        from wbc_data.core.rows import select_rows
+        from wbc_data.core.stages import load_view
 
         view = load_view(workspace)
         if splits is not None:

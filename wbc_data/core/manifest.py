@@ -17,12 +17,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wbc_data.atomic import atomic_write
-from wbc_data.errors import UserError
-from wbc_data.taxonomy import CLASSES, LabelStatus
+from wbc_data.core.errors import UserError
+from wbc_data.core.taxonomy import CLASSES, LabelStatus
+from wbc_data.io.atomic import atomic_write
 
 SCHEMA_VERSION = "2"
-"""2: ``source_root`` holds the name of a source root (see ``wbc_data.roots``), no longer an absolute path."""
+"""2: ``source_root`` holds the name of a source root (see ``wbc_data.core.roots``), no longer an absolute path."""
 
 ROW_STATUSES = ("ok", "rejected", "auxiliary")
 """ok: a decoded image (or crop); rejected: a file that could not be used, with a reason;
@@ -200,7 +200,7 @@ def validate(table: pa.Table, origin: str = "manifest") -> None:
     if len(bad):
         raise ManifestError(f"{origin}: label {bad.iloc[0]!r} is not one of the 13 classes")
     frame = table.select(["label", "label_status", "status", "reason"]).to_pandas()
-    exact = frame["label_status"] == LabelStatus.EXACT.value
+    exact = frame["label_status"] == LabelStatus.EXACT.value  # (core.rows builds on this module)
     if (exact != frame["label"].notna()).any():
         raise ManifestError(f"{origin}: 'label' must be set exactly when label_status is 'exact'")
     rejected_without_reason = (frame["status"] == "rejected") & frame["reason"].isna()

@@ -18,7 +18,7 @@ from PIL import Image
 @runtime_checkable
 class Classifier(Protocol):
     classes: tuple[str, ...]
-    """The label of each output column, in ``wbc_data.taxonomy.CLASSES`` order for wbc-data's own models."""
+    """The label of each output column, in ``wbc_data.core.taxonomy.CLASSES`` order for wbc-data's own models."""
 
     def predict_proba(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, len(classes)) class probabilities (rows sum to 1) for RGB images of any size."""

@@ -22,11 +22,11 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from wbc_data import paths
-from wbc_data.errors import UserError
+from wbc_data.core.errors import UserError
+from wbc_data.core.roots import Roots, RootsError
 from wbc_data.imaging.decode import DEFAULT_MAX_PIXELS, ImageRejected, decode_rgb
 from wbc_data.imaging.signatures import pixel_hash
-from wbc_data.roots import Roots, RootsError
+from wbc_data.io import paths
 
 ROW_COLUMNS = ["sample_id", "source_root", "source_path", "crop_box", "pixel_hash", "extra"]
 """The manifest columns a :class:`RowRef` is built from (select them to keep frames small)."""
@@ -103,14 +103,14 @@ class PixelLoader:
 
     @classmethod
     def for_workspace(cls, workspace: Any, overrides: Mapping[str, str] | None = None) -> PixelLoader:
-        from wbc_data.workspace import workspace_roots
+        from wbc_data.core.workspace import workspace_roots
 
         return cls(workspace_roots(workspace, overrides))
 
     @classmethod
     def for_manifest(cls, path: Path, overrides: Mapping[str, str] | None = None) -> PixelLoader:
         """For a unified manifest on its own (its metadata names each root); ``overrides`` re-point them."""
-        from wbc_data.roots import read_manifest_infos
+        from wbc_data.core.roots import read_manifest_infos
 
         return cls(Roots(read_manifest_infos(path), dict(overrides or {}), Path(path).parent))
 

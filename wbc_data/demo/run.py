@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wbc_data.atomic import atomic_write_text
-from wbc_data.demo_steps import Reporter, silent
-from wbc_data.errors import UserError
-from wbc_data.resources import sample_dir
-from wbc_data.workspace import Workspace
+from wbc_data.core.errors import UserError
+from wbc_data.core.workspace import Workspace
+from wbc_data.demo.steps import Reporter, silent
+from wbc_data.io.atomic import atomic_write_text
+from wbc_data.io.resources import sample_dir
 
 RARE = "PMY"
 """The class the sample keeps rare (7 real images) and the demo's generator fills."""
@@ -137,7 +137,7 @@ def sample_version() -> str:
 def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = silent) -> list[Step]:
     """Every step of the road on the sample, with the command that repeats it; ``report`` hears the long steps'
     progress."""
-    from wbc_data import demo_steps as lib
+    from wbc_data.demo import steps as lib
 
     sample = sample_dir()
     w = ["-w", str(ws.root)]
@@ -290,7 +290,7 @@ def run_demo(
         result.steps.append(outcome)
         if on_done:
             on_done(step, outcome)
-    from wbc_data.demo_report import write_index
+    from wbc_data.demo.report import write_index
 
     result.report = write_index(result)
     return result

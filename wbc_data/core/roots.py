@@ -24,9 +24,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from wbc_data.atomic import atomic_write_text
-from wbc_data.errors import UserError
-from wbc_data.yamlfile import read_yaml
+from wbc_data.core.errors import UserError
+from wbc_data.io.atomic import atomic_write_text
+from wbc_data.io.yamlfile import read_yaml
 
 ROOTS_FILE = "roots.yaml"
 INFO_KEY = "source_info"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from wbc_data.atomic import atomic_write_text
-from wbc_data.resources import manifests_dir
-from wbc_data.taxonomy import CLASSES, COARSE_GROUPS, FULL_NAMES, NOT_LEUKOCYTE, parse_map_value
-from wbc_data.yamlfile import read_yaml
+from wbc_data.core.taxonomy import CLASSES, COARSE_GROUPS, FULL_NAMES, NOT_LEUKOCYTE, parse_map_value
+from wbc_data.io.atomic import atomic_write_text
+from wbc_data.io.resources import manifests_dir
+from wbc_data.io.yamlfile import read_yaml
 
 SYNONYMS_FILE = "vocabulary/synonyms.yaml"
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from wbc_data.errors import UserError, WorkspaceBusy
+from wbc_data.core.errors import UserError, WorkspaceBusy
 
 
 class WorkspaceError(UserError):

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from wbc_data import manifest, paths
-from wbc_data.parallel import worker_pool
-from wbc_data.pixels import ROW_COLUMNS, PixelError, PixelLoader, PixelMismatch, PixelMissing, RowRef, row_refs
-from wbc_data.roots import RootsError
+from wbc_data.core import manifest
+from wbc_data.core.roots import RootsError
+from wbc_data.core.rows import is_usable
+from wbc_data.io import paths
+from wbc_data.io.parallel import worker_pool
+from wbc_data.io.pixels import ROW_COLUMNS, PixelError, PixelLoader, PixelMismatch, PixelMissing, RowRef, row_refs
 
 ProgressFn = Callable[[int, int], None]
 PROBLEM_COLUMNS = ["sample_id", "source", "file", "problem", "reason"]
@@ -58,7 +60,7 @@ def check_manifest(
 ) -> CheckResult:
     table = manifest.read(path, columns=[*ROW_COLUMNS, "source", "status"])
     frame = manifest.to_frame(table)
-    frame = frame[frame["status"] == "ok"].reset_index(drop=True)
+    frame = frame[is_usable(frame)].reset_index(drop=True)
     refs = row_refs(frame)
     sources = frame["source"].tolist()
     if verify:

@@ -1,7 +1,7 @@
 """How a source's raw labels became 13-class labels: one line per raw label (or annotator combination) with its
 status, label, candidates and row counts, read back from the per-source manifest.
 
-The statuses and their meaning come from :mod:`wbc_data.taxonomy` (``resolve`` applies one rule set to every
+The statuses and their meaning come from :mod:`wbc_data.core.taxonomy` (``resolve`` applies one rule set to every
 source), so this module only counts and explains; it never re-derives a label.
 """
 
@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from wbc_data import manifest
-from wbc_data.labelmap import LabelMap
-from wbc_data.taxonomy import CLASSES, LabelStatus, ordered
-from wbc_data.workspace import Workspace
+from wbc_data.core import manifest
+from wbc_data.core.labelmap import LabelMap
+from wbc_data.core.rows import is_usable
+from wbc_data.core.taxonomy import CLASSES, LabelStatus, ordered
+from wbc_data.core.workspace import Workspace
 
 RULES: dict[str, str] = {
     LabelStatus.EXACT.value: "one of the 13 classes; every annotator agrees",
@@ -42,7 +43,7 @@ class Explanation:
 def explain_frame(frame: pd.DataFrame, label_map: LabelMap | None = None) -> pd.DataFrame:
     """Count rows per (raw label, status, label, candidates); ``rows`` = usable (ok) rows, ``rejected`` = rows of
     that label rejected later (e.g. a crop outside its image). Label-map entries that matched nothing get 0 rows."""
-    labelled = frame[(frame["status"] != "auxiliary") & (frame["source_label"].notna() | (frame["status"] == "ok"))]
+    labelled = frame[(frame["status"] != "auxiliary") & (frame["source_label"].notna() | is_usable(frame))]
     records: dict[tuple[str, str, str, str], dict[str, object]] = {}
     for row in labelled.itertuples(index=False):
         annotators = _items(row.annotator_labels)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wbc_data.workspace import Workspace
+from wbc_data.core.rows import is_usable
+from wbc_data.core.workspace import Workspace
 
 Reporter = Callable[[str, int, "int | None"], None]
 """Progress inside a step: (what, done, total or None); the CLI draws a bar from it."""
@@ -19,9 +20,9 @@ def silent(what: str, done: int, total: int | None) -> None:
 
 def ingest(ws: Workspace, source: str, path: Path, settings: Any, name: str | None = None,
            label_map: Path | None = None, licence: str | None = None, report: Reporter = silent) -> Any:  # fmt: skip
+    from wbc_data.core.labelmap import LabelMap
     from wbc_data.ingest.engine import IngestOptions
     from wbc_data.ingest.engine import ingest as run
-    from wbc_data.labelmap import LabelMap
 
     chosen_map = LabelMap.from_yaml(label_map) if label_map else None
     options = IngestOptions(workers=settings.workers, name=name, label_map=chosen_map, licence=licence)
@@ -30,14 +31,14 @@ def ingest(ws: Workspace, source: str, path: Path, settings: Any, name: str | No
 
 def ingest_summary(result: Any) -> str:
     frame = result.frame
-    used = int((frame["status"] == "ok").sum())
+    used = int(is_usable(frame).sum())
     rejected = int((frame["status"] == "rejected").sum())
     return f"{result.files_seen:,} files: {used:,} images used, {rejected:,} rejected with a reason"
 
 
 def merge(ws: Workspace) -> Any:
-    from wbc_data.merge import merge as run
-    from wbc_data.report.manifest_report import build
+    from wbc_data.manifest.merge import merge as run
+    from wbc_data.manifest.report import build
 
     result = run(ws)
     build(result.frame, ws.reports_dir)
@@ -136,8 +137,8 @@ def train_summary(result: Any) -> str:
 
 def synth_sample(ws: Workspace, generator: Path, cls: str, n: int, steps: int, classifier: Path, name: str,
                  report: Reporter = silent) -> Any:  # fmt: skip
-    from wbc_data.classifier import load_classifier
     from wbc_data.synth.sample import SynthOptions, run_synth
+    from wbc_data.train.classifier import load_classifier
 
     options = SynthOptions(counts={cls: n}, steps=steps, classifier=load_classifier(classifier),
                            reference_splits=["train"], name=name, seed=0)  # fmt: skip

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from wbc_data.console import INTERRUPTED_EXIT
-from wbc_data.errors import Interrupted, UserError
+from wbc_data.cli import INTERRUPTED_EXIT
+from wbc_data.core.errors import Interrupted, UserError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     UserError,

@@ -9,10 +9,10 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
-from wbc_data import summary
+from wbc_data.core.taxonomy import CLASSES, FULL_NAMES
+from wbc_data.manifest import summary
 from wbc_data.report.document import Report, Section, write
 from wbc_data.report.figures import plt, save_png
-from wbc_data.taxonomy import CLASSES, FULL_NAMES
 
 
 def class_distribution_png(frame: pd.DataFrame, path: Path) -> Path:
