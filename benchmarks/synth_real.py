@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from wbc_data.core.progress import NullProgress  # noqa: E402
 from wbc_data.core.rows import label_indices, select_rows  # noqa: E402
 from wbc_data.core.stages import load_view, read_stage, write_stage  # noqa: E402
 from wbc_data.core.taxonomy import CLASSES  # noqa: E402
@@ -44,6 +45,22 @@ from wbc_data.synth.data import derive_seed, pixel_cache, to_resolution  # noqa:
 from wbc_data.synth.recipe import load_recipe  # noqa: E402
 from wbc_data.synth.sample import SynthOptions, run_synth  # noqa: E402
 from wbc_data.synth.train import train  # noqa: E402
+
+
+class PrintedProgress(NullProgress):
+    """Notes, and the position in each phase at most once a minute, printed (the benchmark runs for hours)."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def advance(self, done: int, total: int | None = None, **stats: float) -> None:
+        if time.perf_counter() - self.last > 60:
+            self.last = time.perf_counter()
+            figures = " ".join(f"{k} {v:.4g}" for k, v in stats.items())
+            print(f"  {done:,}/{total or 0:,} {figures}", flush=True)
+
+    def note(self, text: str) -> None:
+        print(text, flush=True)
 
 
 def hold_rare(ws: Workspace, label: str, keep: int, seed: int) -> dict[str, int]:
@@ -163,18 +180,7 @@ def main() -> None:
     out = ws.root / "generators" / recipe.name
     if not args.skip_train:
         shutil.rmtree(out, ignore_errors=True)
-        last = [0.0]
-
-        def show(status) -> None:
-            if status.phase == "train" and time.perf_counter() - last[0] > 60:
-                last[0] = time.perf_counter()
-                print(
-                    f"  step {status.done:,}/{status.total:,} loss {status.loss:.4f} "
-                    f"{status.images_per_second:.1f} img/s",
-                    flush=True,
-                )
-
-        result = train(ws, recipe, out, max_minutes=args.minutes, progress=show, log=print)
+        result = train(ws, recipe, out, max_minutes=args.minutes, progress=PrintedProgress())
         summary["train"] = {
             "steps": result.steps,
             "planned": result.total_steps,
@@ -230,7 +236,7 @@ def main() -> None:
         scheduler=args.scheduler,
         steps=args.sample_steps,
     )
-    result = run_synth(ws, out / "generator", options, log=print)
+    result = run_synth(ws, out / "generator", options, PrintedProgress())
     summary["sample"] = {"device": result.device, "seconds": result.seconds, "settings": result.settings}
     for o in result.outcomes:
         summary["sample"][o.label] = {

@@ -12,6 +12,7 @@ from PIL import Image
 
 from wbc_data.core import manifest
 from wbc_data.core.labelmap import LabelMap
+from wbc_data.core.progress import NullProgress
 from wbc_data.ingest.engine import IngestInterrupted, IngestOptions, ingest
 
 LABELS = LabelMap.from_dict({"a": "LY", "b": "MO"})
@@ -33,15 +34,14 @@ def test_ctrl_c_keeps_old_manifest_and_resumes(tmp_path, workspace, workers):
     first = ingest("imagefolder", root, workspace, IngestOptions(workers=workers, label_map=LABELS))
     before = first.manifest_path.read_bytes()
     _make_tree(root / "more", 80)  # the folder grows; the second run is interrupted part-way
-    calls = {"n": 0}
 
-    def interrupt(done, total):
-        calls["n"] += 1
-        if done >= 70:
-            raise KeyboardInterrupt
+    class Interrupt(NullProgress):
+        def advance(self, done, total=None, **stats):
+            if done >= 70:
+                raise KeyboardInterrupt
 
     with pytest.raises(IngestInterrupted, match="re-run to resume"):
-        ingest("imagefolder", root, workspace, IngestOptions(workers=workers, label_map=LABELS), progress=interrupt)
+        ingest("imagefolder", root, workspace, IngestOptions(workers=workers, label_map=LABELS), progress=Interrupt())
     assert first.manifest_path.read_bytes() == before, "the previous manifest must be untouched"
     resumed = ingest("imagefolder", root, workspace, IngestOptions(workers=workers, label_map=LABELS))
     assert resumed.from_cache >= 70 and resumed.decoded == 120 - resumed.from_cache
@@ -69,6 +69,7 @@ def test_kill_mid_run(tmp_path):
         f"""
         import os, signal
         from wbc_data.ingest import cache
+        from wbc_data.core.progress import NullProgress
         from wbc_data.ingest.engine import IngestOptions, ingest
         from wbc_data.core.labelmap import LabelMap
         from wbc_data.core.workspace import Workspace
@@ -77,11 +78,12 @@ def test_kill_mid_run(tmp_path):
             self.put_orig(*a)
             self.commit()
         cache.ResultCache.put = put
-        def kill(done, total):
-            if done >= 25:
-                os.kill(os.getpid(), signal.SIGKILL)
+        class Kill(NullProgress):
+            def advance(self, done, total=None, **stats):
+                if done >= 25:
+                    os.kill(os.getpid(), signal.SIGKILL)
         ingest("imagefolder", {str(root)!r}, Workspace({str(ws)!r}),
-               IngestOptions(workers=1, label_map=LabelMap.from_dict({{"a": "LY", "b": "MO"}})), progress=kill)
+               IngestOptions(workers=1, label_map=LabelMap.from_dict({{"a": "LY", "b": "MO"}})), progress=Kill())
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

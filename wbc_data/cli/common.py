@@ -15,8 +15,18 @@ from typing import Annotated, Any, TypeVar
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from wbc_data.cli import INTERRUPTED_EXIT
 from wbc_data.core.errors import Interrupted, UserError
@@ -64,6 +74,62 @@ def friendly_errors(func: F) -> F:
             raise typer.Exit(INTERRUPTED_EXIT) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class RateColumn(ProgressColumn):
+    """Items per second of the current phase (rows/s, pairs/s, images/s)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+
+class RichProgress:
+    """The CLI's implementation of :class:`wbc_data.core.progress.Progress`: one bar on stderr (drawn only on a
+    terminal) with the phase, count, rate, figures such as loss, and time left; notes as dim lines on stdout."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=not err_console.is_terminal,
+        )
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> RichProgress:
+        self.bar.__enter__()
+        self.task = self.bar.add_task(self.title, total=None, stats="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        if self.task is not None:
+            self.bar.reset(self.task, total=total, description=f"{self.title}: {name}", stats="")
+
+    def advance(self, done: int, total: int | None = None, **stats: float) -> None:
+        if self.task is None:
+            return
+        shown = "  ".join(f"{key.replace('_', ' ')} {_figure(value)}" for key, value in stats.items())
+        if total is None:
+            self.bar.update(self.task, completed=done, stats=shown)
+        else:
+            self.bar.update(self.task, completed=done, total=total, stats=shown)
+
+    def note(self, text: str) -> None:
+        console.print(f"[dim]{text}[/]", highlight=False, soft_wrap=True)
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def progress_bar(description: str = "", *extra: TextColumn) -> Progress:

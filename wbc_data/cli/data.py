@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from wbc_data.cli.common import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors
 from wbc_data.core.rows import is_usable
 from wbc_data.core.workspace import Workspace
 from wbc_data.manifest import summary
@@ -96,15 +96,8 @@ def ingest(
         citation=citation,
         adapter_options=adapter_options,
     )
-    with progress_bar("ingest") as bar:
-        task = bar.add_task(f"ingest {name or source}", total=None)
-        result = run_ingest(
-            source,
-            path,
-            ws,
-            options,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    with RichProgress(f"ingest {name or source}") as progress:
+        result = run_ingest(source, path, ws, options, progress)
     render_ingest(result)
 
 
@@ -233,11 +226,8 @@ def run_check(ws: Workspace, verify: bool, workers: int) -> None:
     from wbc_data.manifest.check import check_manifest
 
     loader = PixelLoader.for_workspace(ws)
-    with progress_bar("check") as bar:
-        task = bar.add_task("verify" if verify else "check", total=None)
-        result = check_manifest(
-            ws.unified_manifest, loader, verify, workers, lambda d, t: bar.update(task, completed=d, total=t)
-        )
+    with RichProgress("verify" if verify else "check") as progress:
+        result = check_manifest(ws.unified_manifest, loader, verify, workers, progress)
     if result.ok:
         console.print(f"[green]ok[/]: {result.summary()}", highlight=False)
         return

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wbc_data.cli.common import WorkspaceOpt, app, console, friendly_errors, progress_bar
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, friendly_errors
 from wbc_data.core.workspace import Workspace
 
 
@@ -26,27 +26,20 @@ def demo(
     train without and with synthetic cells, compare, publish (dry run), one HTML report."""
     from wbc_data.demo.run import DemoSettings, run_demo
 
-    bar = progress_bar("demo")
-    task: list[Any] = []
+    progress = RichProgress("demo")
 
     def started(step: Any, index: int, total: int) -> None:
         console.rule(f"[bold]{index}/{total}[/] {step.title}", align="left")
         console.print(f"[cyan]$ {step.shown}[/]", highlight=False, soft_wrap=True)
-        task[:] = [bar.add_task(step.key, total=None)]
-
-    def report(what: str, done: int, total: int | None) -> None:
-        if task:
-            bar.update(task[0], description=what, completed=done, total=total)
+        progress.phase(step.key)
 
     def finished(step: Any, outcome: Any) -> None:
-        if task:
-            bar.remove_task(task.pop())
         when = "reused from the last run" if outcome.reused else f"{outcome.seconds:.1f} s"
         console.print(f"[green]done[/] ({when}) {outcome.summary}", highlight=False, soft_wrap=True)
 
     ws = Workspace.at(workspace)
-    with bar:
-        result = run_demo(ws, DemoSettings(quick=quick, workers=workers), fresh, started, finished, report)
+    with progress:
+        result = run_demo(ws, DemoSettings(quick=quick, workers=workers), fresh, started, finished, progress)
     console.rule("[bold]demo finished[/]", align="left")
     ran = [s for s in result.steps if not s.reused]
     console.print(f"{len(ran)} step(s) run in {result.seconds:.0f} s, {len(result.steps) - len(ran)} reused",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from wbc_data.cli.common import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors
 from wbc_data.core.workspace import Workspace
 
 
@@ -38,9 +38,8 @@ def split_cmd(
 
     options = SplitOptions(val=val, test=test, folds=folds, seed=seed, by=by,
                            keep_source_splits=keep_source_splits, without_dedup=without_dedup)  # fmt: skip
-    with progress_bar("split") as bar:
-        task = bar.add_task("split", total=None)
-        result = run_split(Workspace.at(workspace), options, step=lambda s: bar.update(task, description=f"split: {s}"))
+    with RichProgress("split") as progress:
+        result = run_split(Workspace.at(workspace), options, progress)
     console.print(frame_table(result.table.reset_index(), title="Eligible images per class and split"))
     console.print(frame_table(result.units, title="Leak units per split"))
     for note in result.notes:

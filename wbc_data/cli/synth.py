@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import TextColumn
 
-from wbc_data.cli.common import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors
 from wbc_data.core.workspace import Workspace
 
 synth_app = typer.Typer(
@@ -19,10 +18,6 @@ synth_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(synth_app, name="synth")
-
-
-def _say(message: str) -> None:
-    err_console.print(f"[dim]synth:[/] {message}", highlight=False, soft_wrap=True)
 
 
 ThreadsOpt = Annotated[
@@ -112,15 +107,8 @@ def synth(
         classifier=_classifier(classifier),
         reference_splits=reference_split or None,
     )
-    with progress_bar("synth") as bar:
-        task = bar.add_task("sampling", total=sum(counts.values()))
-        result = run_synth(
-            Workspace.at(workspace),
-            generator,
-            options,
-            log=_say,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    with RichProgress("synth") as progress:
+        result = run_synth(Workspace.at(workspace), generator, options, progress)
     _print_result(result)
 
 
@@ -190,24 +178,8 @@ def train_cmd(
     if init_from is not None:
         chosen = dataclasses.replace(chosen, init_from=str(init_from))
     _threads(threads)
-    columns = (TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} img/s"))
-    with progress_bar("synth train", *columns) as bar:
-        task = bar.add_task("training", total=chosen.train.steps, loss=float("nan"), rate=0.0)
-
-        def show(status: Any) -> None:
-            label = "decoding images" if status.phase == "cache" else "training"
-            bar.update(
-                task,
-                description=label,
-                completed=status.done,
-                total=status.total,
-                loss=status.loss,
-                rate=status.images_per_second,
-            )
-
-        result = train(
-            Workspace.at(workspace), chosen, out, resume=resume, max_minutes=max_minutes, progress=show, log=_say
-        )
+    with RichProgress("synth train") as progress:
+        result = train(Workspace.at(workspace), chosen, out, resume=resume, max_minutes=max_minutes, progress=progress)
     if not result.main_process:
         return  # under `accelerate launch` the main process reports
     info = result.info

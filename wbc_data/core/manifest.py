@@ -1,8 +1,9 @@
-"""The manifest: one Parquet table, one row per image or crop, validated on every read and write.
+"""The manifest schema: one Parquet table, one row per image or crop, validated on every read and write.
 
-Every stage of the pipeline reads a manifest and writes a manifest, so this module is the contract
-between them. Later stages add the optional columns declared in ``OPTIONAL_FIELDS``; any other
-column is rejected so that typos do not become silent new fields.
+Ingest writes a per-source manifest and ``wbc-data manifest`` merges them into ``manifest.parquet``; no later
+stage rewrites it. Later stages (dedup, split) write their own results beside it (:mod:`wbc_data.core.stages`),
+and synthetic sources carry generator columns; every such optional column is declared in ``OPTIONAL_FIELDS`` with
+its type, and any other column is rejected so that typos do not become silent new fields.
 """
 
 from __future__ import annotations

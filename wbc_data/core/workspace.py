@@ -2,10 +2,18 @@
 
 <workspace>/sources/<name>.parquet   per-source manifests (one per ingest)
 <workspace>/manifest.parquet         the unified manifest
-<workspace>/cache/<name>.sqlite      resume caches for ingest
+<workspace>/cache/<name>.sqlite      resume caches for ingest (and dedup's signature store)
 <workspace>/stages/<stage>.parquet   each later stage's own results (dedup, split, ...), keyed by sample_id
 <workspace>/roots.yaml               where each named source root lies on this machine (optional)
 <workspace>/reports/                 Markdown / HTML / PNG reports
+<workspace>/label-maps/              label maps proposed by ingest, for review
+<workspace>/generators/<name>/       trained generators (synth train)
+<workspace>/synth/<name>/            sampled synthetic images (a source of their own)
+<workspace>/models/<name>/           trained classifiers (train)
+<workspace>/publish/<repo>/          Hub-layout folders (publish)
+<workspace>/locks/                   one writer at a time per part
+
+Every stage asks the workspace for these paths; none spells them out itself.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ class Workspace:
         return self.sources_dir / f"{name}.parquet"
 
     def cache_path(self, name: str) -> Path:
-        return self.root / "cache" / f"{name}.sqlite"
+        return self.cache_dir / f"{name}.sqlite"
 
     def source_manifests(self) -> list[Path]:
         return sorted(self.sources_dir.glob("*.parquet"))
@@ -59,6 +67,34 @@ class Workspace:
 
     def stage_path(self, stage: str) -> Path:
         return self.stages_dir / f"{stage}.parquet"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def proposed_label_map(self, name: str) -> Path:
+        return self.root / "label-maps" / f"{name}.proposed.yaml"
+
+    @property
+    def generators_dir(self) -> Path:
+        return self.root / "generators"
+
+    def generator_dir(self, name: str) -> Path:
+        return self.generators_dir / name
+
+    def synthetic_images_rel(self, name: str) -> str:
+        """The folder of a synthetic source's images, relative to the workspace (its recorded root)."""
+        return f"synth/{name}"
+
+    def model_dir(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    @property
+    def publish_dir(self) -> Path:
+        return self.root / "publish"
+
+    def publish_folder(self, repo_id: str) -> Path:
+        return self.publish_dir / repo_id.replace("/", "__")
 
 
 def workspace_roots(workspace: Workspace, overrides: Mapping[str, str] | None = None) -> Roots:

@@ -1,7 +1,9 @@
 """Duplicate and leakage detection: exact copies (file / decoded pixels) and near copies (recompressed, resized,
 colour-shifted, flipped or rotated), clustered, with one kept representative per cluster.
 
-Kept apart so a faster index can replace a slower one without touching the rest:
-``dihedral`` (hashing) -> ``index`` (Hamming search) -> ``verify`` -> ``exact`` / ``cluster`` (grouping) ->
-``policy`` (keep/drop) -> ``leakage`` (against an evaluation set) -> ``report``; ``run`` wires them.
+Kept apart so a faster index can replace a slower one without touching the rest: ``participants`` (which rows
+take part) -> ``signature`` / ``extract`` / ``store`` (per-image signatures, cached) -> ``dihedral`` / ``index`` /
+``neighbours`` / ``pairs`` / ``relations`` (candidate search) -> ``register`` / ``confirm`` / ``verify``
+(registration of candidates) -> ``linkage`` / ``cluster`` (grouping) -> ``policy`` (keep/drop) -> ``leakage``
+(against an evaluation set) -> ``report``; ``run`` wires them.
 """

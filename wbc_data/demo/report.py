@@ -38,7 +38,7 @@ def extra_parts(result: Any, directory: Path) -> list[Part]:
         part = page_part(evaluation, "evaluate-compare", directory)
         if part is not None:
             parts.append(part)
-    cards = sorted((result.workspace.root / "publish").glob("*/README.md"))
+    cards = sorted((result.workspace.publish_dir).glob("*/README.md"))
     for card in cards:
         parts.append(markdown_part(card, f"Dataset card ({card.parent.name.replace('__', '/')})", "publish-card",
                                    directory))  # fmt: skip

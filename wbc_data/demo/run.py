@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from wbc_data.core.errors import UserError
+from wbc_data.core.progress import Progress
 from wbc_data.core.workspace import Workspace
-from wbc_data.demo.steps import Reporter, silent
 from wbc_data.io.atomic import atomic_write_text
 from wbc_data.io.resources import sample_dir
 
@@ -134,8 +134,8 @@ def sample_version() -> str:
 # --------------------------------------------------------------------------- the steps
 
 
-def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = silent) -> list[Step]:
-    """Every step of the road on the sample, with the command that repeats it; ``report`` hears the long steps'
+def plan_steps(ws: Workspace, settings: DemoSettings, progress: Progress | None = None) -> list[Step]:
+    """Every step of the road on the sample, with the command that repeats it; ``progress`` hears the long steps'
     progress."""
     from wbc_data.demo import steps as lib
 
@@ -143,12 +143,12 @@ def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = silent)
     w = ["-w", str(ws.root)]
     j = ["-j", str(settings.workers)] if settings.workers else []
     reports = ws.reports_dir
-    proposal = ws.root / "label-maps" / "reupload.proposed.yaml"
-    generator_run = ws.root / "generators" / "demo"
+    proposal = ws.proposed_label_map("reupload")
+    generator_run = ws.generator_dir("demo")
     generator = generator_run / "generator"  # where a run saves its pipeline
-    real_only, with_synth = ws.root / "models" / "real-only", ws.root / "models" / "with-synthetic"
+    real_only, with_synth = ws.model_dir("real-only"), ws.model_dir("with-synthetic")
     evaluation = reports / "evaluate-compare"
-    published = ws.root / "publish" / REPO_ID.replace("/", "__")
+    published = ws.publish_folder(REPO_ID)
     recipe = "tiny-cpu"  # the classifier ensemble: two of timm's test-sized models at 32 px
     generator_recipe, generator_steps = settings.generator_recipe, settings.generator_steps
     batch = settings.generator_batch
@@ -158,15 +158,15 @@ def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = silent)
     return [
         Step("ingest-pbc", "Ingest PBC (its folder layout and file-name prefixes)",
              ["ingest", "pbc", str(sample / "pbc"), *w, *j],
-             lambda: lib.ingest(ws, "pbc", sample / "pbc", settings, report=report),
+             lambda: lib.ingest(ws, "pbc", sample / "pbc", settings, progress=progress),
              [ws.source_manifest("pbc")], lib.ingest_summary),
         Step("ingest-bccd", "Ingest BCCD (smear fields + VOC boxes: one crop per white cell)",
              ["ingest", "bccd", str(sample / "bccd"), *w, *j],
-             lambda: lib.ingest(ws, "bccd", sample / "bccd", settings, report=report), [ws.source_manifest("bccd")],
+             lambda: lib.ingest(ws, "bccd", sample / "bccd", settings, progress=progress), [ws.source_manifest("bccd")],
              lib.ingest_summary),
         Step("ingest-kaggle", "Ingest a Kaggle re-upload that copies PBC files",
              ["ingest", "kaggle-cancer-mix", str(sample / "kaggle_cancer_mix"), *w, *j],
-             lambda: lib.ingest(ws, "kaggle-cancer-mix", sample / "kaggle_cancer_mix", settings, report=report),
+             lambda: lib.ingest(ws, "kaggle-cancer-mix", sample / "kaggle_cancer_mix", settings, progress=progress),
              [ws.source_manifest("kaggle-cancer-mix")], lib.ingest_summary),
         Step("propose-map", "An unknown re-upload without a label map: a map is proposed, not applied",
              ["ingest", "imagefolder", str(sample / "augmented_reupload"), "--name", "reupload", *w, *j],
@@ -191,11 +191,11 @@ def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = silent)
         Step("synth-train", f"Train a small class-conditional generator ({generator_recipe}, {generator_steps} steps)",
              ["synth", "train", "--recipe", generator_recipe, "--steps", str(generator_steps), "--batch-size",
               str(batch), "--checkpoint-every", str(generator_steps), "--out", str(generator_run), *w],
-             lambda: lib.synth_train(ws, generator_recipe, generator_steps, batch, generator_run, report),
+             lambda: lib.synth_train(ws, generator_recipe, generator_steps, batch, generator_run, progress),
              [generator / "wbc_generator.json"], lib.synth_train_summary),
         Step("train-real", "Train the tiny classifier ensemble on real rows only",
              ["train", "--recipe", recipe, "--out", str(real_only), "--synthetic-ratio", "0", *sets, *w],
-             lambda: lib.train(ws, recipe, epochs, real_only, 0.0, report), [real_only / "classifier.json"],
+             lambda: lib.train(ws, recipe, epochs, real_only, 0.0, progress), [real_only / "classifier.json"],
              lib.train_summary),
         Step("synth-sample", f"Generate {settings.synthetic_images} {RARE} cells, guarded against copies",
              ["synth", "--cls", RARE, "--n", str(settings.synthetic_images), "--steps", str(settings.sampling_steps),
@@ -203,13 +203,13 @@ def plan_steps(ws: Workspace, settings: DemoSettings, report: Reporter = silent)
               "--classifier", str(real_only), "--reference-split", "train", "--name", "demo-pmy", "--seed", "0",
               *w],
              lambda: lib.synth_sample(ws, generator, RARE, settings.synthetic_images, settings.sampling_steps,
-                                      real_only, "demo-pmy", report),
+                                      real_only, "demo-pmy", progress),
              [ws.source_manifest("synth-demo-pmy")], lib.synth_summary),
         Step("manifest-synthetic", "Merge the synthetic rows (train only; dedup and split stay valid)",
              ["manifest", *w], lambda: lib.merge(ws), [ws.unified_manifest], lib.merge_summary),
         Step("train-mix", "Train the same ensemble with the synthetic rows in 25% of each batch",
              ["train", "--recipe", recipe, "--out", str(with_synth), "--synthetic-ratio", "0.25", *sets, *w],
-             lambda: lib.train(ws, recipe, epochs, with_synth, 0.25, report), [with_synth / "classifier.json"],
+             lambda: lib.train(ws, recipe, epochs, with_synth, 0.25, progress), [with_synth / "classifier.json"],
              lib.train_summary),
         Step("evaluate", "Compare both on the same real test images, per class and per source",
              ["evaluate", "--model", str(with_synth), "--compare", str(real_only), "--by", "source",
@@ -256,9 +256,9 @@ def run_demo(
     fresh: bool = False,
     on_start: Callable[[Step, int, int], None] | None = None,
     on_done: Callable[[Step, StepOutcome], None] | None = None,
-    report: Reporter = silent,
+    progress: Progress | None = None,
 ) -> DemoResult:
-    """Run (or reuse) every step, then write the one HTML report; ``report`` hears progress inside long steps."""
+    """Run (or reuse) every step, then write the one HTML report; ``progress`` hears progress inside long steps."""
     settings = settings or DemoSettings()
     if fresh:
         start_fresh(ws)
@@ -270,7 +270,7 @@ def run_demo(
     ws.root.mkdir(parents=True, exist_ok=True)
     write_state(ws, state)
     result = DemoResult(ws)
-    steps = plan_steps(ws, settings, report)
+    steps = plan_steps(ws, settings, progress)
     rerun = False
     for index, step in enumerate(steps, start=1):
         done = state["done"].get(step.key)

@@ -3,30 +3,25 @@ one-line summary of each result (what the demo prints and the report's step tabl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.rows import is_usable
 from wbc_data.core.workspace import Workspace
 
-Reporter = Callable[[str, int, "int | None"], None]
-"""Progress inside a step: (what, done, total or None); the CLI draws a bar from it."""
 
-
-def silent(what: str, done: int, total: int | None) -> None:
-    pass
-
-
-def ingest(ws: Workspace, source: str, path: Path, settings: Any, name: str | None = None,
-           label_map: Path | None = None, licence: str | None = None, report: Reporter = silent) -> Any:  # fmt: skip
+def ingest(
+    ws: Workspace, source: str, path: Path, settings: Any, name: str | None = None, label_map: Path | None = None,
+    licence: str | None = None, progress: Progress | None = None,
+) -> Any:  # fmt: skip
     from wbc_data.core.labelmap import LabelMap
     from wbc_data.ingest.engine import IngestOptions
     from wbc_data.ingest.engine import ingest as run
 
     chosen_map = LabelMap.from_yaml(label_map) if label_map else None
     options = IngestOptions(workers=settings.workers, name=name, label_map=chosen_map, licence=licence)
-    return run(source, path, ws, options, progress=lambda done, total: report("reading files", done, total))
+    return run(source, path, ws, options, progress)
 
 
 def ingest_summary(result: Any) -> str:
@@ -85,16 +80,14 @@ def gap_summary(result: Any) -> str:
     return f"synth plan: {plan.total:,} images over {sum(1 for q in plan.classes.values() if q.generate)} classes"
 
 
-def synth_train(ws: Workspace, recipe: str, steps: int, batch_size: int, out: Path, report: Reporter = silent) -> Any:
+def synth_train(
+    ws: Workspace, recipe: str, steps: int, batch_size: int, out: Path, progress: Progress | None = None
+) -> Any:
     from wbc_data.synth.recipe import load_recipe
     from wbc_data.synth.train import train
 
-    def show(status: Any) -> None:
-        what = "decoding images" if status.phase == "cache" else f"training, loss {status.loss:.3f}"
-        report(what, status.done, status.total)
-
     chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size, checkpoint_every=steps)
-    return train(ws, chosen, out, progress=show)
+    return train(ws, chosen, out, progress=progress)
 
 
 def synth_train_summary(result: Any) -> str:
@@ -102,17 +95,18 @@ def synth_train_summary(result: Any) -> str:
 
 
 class _EpochProgress:
-    """The trainer's progress protocol (``wbc_data.train.loop.TrainProgress``) as demo progress: one bar per epoch."""
+    """The trainer's progress protocol (``wbc_data.train.loop.TrainProgress``) as demo progress: one phase per
+    epoch."""
 
-    def __init__(self, report: Reporter) -> None:
-        self.report, self.what, self.steps = report, "", 0
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress, self.steps = or_null(progress), 0
 
     def begin_epoch(self, member: str, stage: str, epoch: int, steps: int) -> None:
-        self.what, self.steps = f"{member} {stage} epoch {epoch}", steps
-        self.report(self.what, 0, steps)
+        self.steps = steps
+        self.progress.phase(f"{member} {stage} epoch {epoch}", steps)
 
     def step(self, loss: float, images_per_s: float, steps_done: int) -> None:
-        self.report(f"{self.what}, loss {loss:.3f}", steps_done, self.steps)
+        self.progress.advance(steps_done, self.steps, loss=loss)
 
     def end_epoch(self, record: Any) -> None:
         pass
@@ -122,13 +116,13 @@ class _EpochProgress:
 
 
 def train(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float,
-          report: Reporter = silent) -> Any:  # fmt: skip
+          progress: Progress | None = None) -> Any:  # fmt: skip
     from wbc_data.train.recipe import load_recipe
     from wbc_data.train.run import TrainOptions
     from wbc_data.train.run import train as run
 
     options = TrainOptions(out=out, synthetic_ratio=synthetic_ratio)
-    return run(ws, load_recipe(recipe, overrides), options, progress=_EpochProgress(report))
+    return run(ws, load_recipe(recipe, overrides), options, progress=_EpochProgress(progress))
 
 
 def train_summary(result: Any) -> str:
@@ -136,13 +130,13 @@ def train_summary(result: Any) -> str:
 
 
 def synth_sample(ws: Workspace, generator: Path, cls: str, n: int, steps: int, classifier: Path, name: str,
-                 report: Reporter = silent) -> Any:  # fmt: skip
+                 progress: Progress | None = None) -> Any:  # fmt: skip
     from wbc_data.synth.sample import SynthOptions, run_synth
     from wbc_data.train.classifier import load_classifier
 
     options = SynthOptions(counts={cls: n}, steps=steps, classifier=load_classifier(classifier),
                            reference_splits=["train"], name=name, seed=0)  # fmt: skip
-    return run_synth(ws, generator, options, progress=lambda done, total: report("sampling", done, total))
+    return run_synth(ws, generator, options, progress)
 
 
 def synth_summary(result: Any) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +22,7 @@ import xxhash
 from wbc_data.core import manifest
 from wbc_data.core.errors import Interrupted
 from wbc_data.core.labelmap import LabelMap
+from wbc_data.core.progress import Progress
 from wbc_data.core.roots import SourceInfo, read_roots_file, save_roots
 from wbc_data.core.rows import is_usable
 from wbc_data.core.taxonomy import LabelStatus, resolve
@@ -36,9 +37,6 @@ from wbc_data.io.walk import FileEntry, walk
 from wbc_data.sources.base import PlanContext, SampleSpec, SourceAdapter, SourcePlan, load_adapter
 from wbc_data.sources.definition import SourceDefinition, SourceError, get_definition
 from wbc_data.sources.image_cells import OutsideRoot
-
-ProgressFn = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` while files are processed."""
 
 
 class IngestInterrupted(Interrupted):
@@ -75,7 +73,7 @@ def ingest(
     path: Path,
     workspace: Workspace,
     options: IngestOptions | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
 ) -> IngestResult:
     options = options or IngestOptions()
     definition = get_definition(source) if isinstance(source, str) else source
@@ -130,7 +128,7 @@ def _propose_label_map(frame: pd.DataFrame, workspace: Workspace, source: str, r
     raw = unmapped["source_label"].dropna().unique().tolist()
     if not raw:
         return None
-    path = workspace.root / "label-maps" / f"{name}.proposed.yaml"
+    path = workspace.proposed_label_map(name)
     return write_proposal(path, propose(raw), proposal_header(source, root, name))
 
 
@@ -180,7 +178,7 @@ def _process_files(
     plan: SourcePlan,
     options: IngestOptions,
     workspace: Workspace,
-    progress: ProgressFn | None,
+    progress: Progress | None,
 ) -> tuple[dict[str, dict[str, Any]], int, int]:
     jobs = _jobs(root, plan, options)
     by_rel = {f.rel: f for f in files}
@@ -205,7 +203,7 @@ def _process_files(
 
     def tick() -> None:
         if progress:
-            progress(counts["done"], total)
+            progress.advance(counts["done"], total)
 
     def row_batches() -> Iterator[Todo]:
         """Read adapter-provided rows a batch at a time; a row whose bytes are unchanged comes from the cache."""

@@ -8,20 +8,20 @@ no longer hash as they did at ingest, so a user fixes the roots before a long ru
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from wbc_data.core import manifest
+from wbc_data.core.progress import Progress
 from wbc_data.core.roots import RootsError
 from wbc_data.core.rows import is_usable
 from wbc_data.io import paths
 from wbc_data.io.parallel import worker_pool
 from wbc_data.io.pixels import ROW_COLUMNS, PixelError, PixelLoader, PixelMismatch, PixelMissing, RowRef, row_refs
 
-ProgressFn = Callable[[int, int], None]
 PROBLEM_COLUMNS = ["sample_id", "source", "file", "problem", "reason"]
 
 
@@ -56,7 +56,7 @@ def check_manifest(
     loader: PixelLoader,
     verify: bool = False,
     workers: int = 0,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
 ) -> CheckResult:
     table = manifest.read(path, columns=[*ROW_COLUMNS, "source", "status"])
     frame = manifest.to_frame(table)
@@ -79,7 +79,7 @@ def check_manifest(
 Outcome = tuple[str | None, str, str]  # (problem kind or None, file shown, reason)
 
 
-def _find_all(refs: list[RowRef], loader: PixelLoader, progress: ProgressFn | None) -> tuple[list[Outcome], int]:
+def _find_all(refs: list[RowRef], loader: PixelLoader, progress: Progress | None) -> tuple[list[Outcome], int]:
     """Each distinct file (the parent of a crop) is looked at once; its outcome holds for all its rows."""
     seen: dict[tuple[str, str], Outcome] = {}
     out = []
@@ -89,7 +89,7 @@ def _find_all(refs: list[RowRef], loader: PixelLoader, progress: ProgressFn | No
             seen[key] = _find(ref, loader)
         out.append(seen[key])
         if progress and (i % 2048 == 0 or i == len(refs) - 1):
-            progress(i + 1, len(refs))
+            progress.advance(i + 1, len(refs))
     return out, len(seen)
 
 
@@ -113,9 +113,7 @@ def _find(ref: RowRef, loader: PixelLoader) -> Outcome:
     return (None, shown, "") if data else ("unreadable", shown, "no bytes")
 
 
-def _verify_all(
-    refs: list[RowRef], loader: PixelLoader, workers: int, progress: ProgressFn | None
-) -> Iterator[Outcome]:
+def _verify_all(refs: list[RowRef], loader: PixelLoader, workers: int, progress: Progress | None) -> Iterator[Outcome]:
     workers = workers or os.cpu_count() or 1
     chunks = [refs[i : i + 256] for i in range(0, len(refs), 256)]
     done = 0
@@ -124,14 +122,14 @@ def _verify_all(
             chunk_result = _verify_chunk((loader, chunk))
             done += len(chunk_result)
             if progress:
-                progress(done, len(refs))
+                progress.advance(done, len(refs))
             yield from chunk_result
         return
     with worker_pool(workers) as pool:
         for chunk_result in pool.imap(_verify_chunk, [(loader, chunk) for chunk in chunks]):
             done += len(chunk_result)
             if progress:
-                progress(done, len(refs))
+                progress.advance(done, len(refs))
             yield from chunk_result
 
 

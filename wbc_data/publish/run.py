@@ -86,7 +86,7 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def default_out(workspace: Workspace, repo_id: str) -> Path:
-    return workspace.root / "publish" / repo_id.replace("/", "__")
+    return workspace.publish_folder(repo_id)
 
 
 def source_definitions(workspace: Workspace, sources: Sequence[str]) -> dict[str, SourceDefinition | None]:

@@ -3,7 +3,6 @@ straddles, write ``stages/split.parquet`` and the report."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.core.errors import UserError
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.rows import is_usable
 from wbc_data.core.stages import load_view, require_manifest, set_aside_if_damaged, write_stage
 from wbc_data.core.workspace import Workspace
@@ -24,7 +24,6 @@ from wbc_data.split.units import BY_CHOICES, leak_units, straddling_units
 STAGE = "split"
 COLUMNS = ["sample_id", "source", "source_split", "status", "label", "label_status", "group_id", "patient_id",
            "parent_id", "is_synthetic"]  # fmt: skip
-StepFn = Callable[[str], None]
 
 
 class SplitError(UserError):
@@ -68,17 +67,18 @@ class SplitResult:
     report_paths: list[Path] = field(default_factory=list)
 
 
-def run_split(workspace: Workspace, options: SplitOptions | None = None, step: StepFn | None = None) -> SplitResult:
+def run_split(
+    workspace: Workspace, options: SplitOptions | None = None, progress: Progress | None = None
+) -> SplitResult:
     options = options or SplitOptions()
     options.check()
     require_manifest(workspace)
     with writer_lock(workspace.root, STAGE):
-        return _run_split(workspace, options, step)
+        return _run_split(workspace, options, or_null(progress))
 
 
-def _run_split(workspace: Workspace, options: SplitOptions, step: StepFn | None) -> SplitResult:
-    if step:
-        step("read")
+def _run_split(workspace: Workspace, options: SplitOptions, progress: Progress) -> SplitResult:
+    progress.phase("read")
     healed = set_aside_if_damaged(workspace, STAGE)
     view = load_view(workspace, COLUMNS)
     dedup = view.status("dedup")
@@ -93,12 +93,10 @@ def _run_split(workspace: Workspace, options: SplitOptions, step: StepFn | None)
     if frame.empty:
         raise SplitError(f"{view.path}: no usable rows to split")
 
-    if step:
-        step("units")
+    progress.phase("units")
     units = leak_units(frame, options.by)
     fixed = official_splits(frame, source_split_maps(workspace)) if options.keep_source_splits else None
-    if step:
-        step("assign")
+    progress.phase("assign")
     assignment = assign_units(frame, units, {"val": options.val, "test": options.test}, options.seed, fixed)
     split = assignment.split
     eligible = eligible_rows(frame)
@@ -130,8 +128,7 @@ def _run_split(workspace: Workspace, options: SplitOptions, step: StepFn | None)
     notes += unreached(table)
     unit_table = _unit_table(frame, units, eligible)
     result = SplitResult(stage_path, frame, table, unit_table, notes)
-    if step:
-        step("report")
+    progress.phase("report")
     result.report_paths = write_report(table, unit_table, notes, options.describe(), workspace.reports_dir)
     return result
 

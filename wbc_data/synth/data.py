@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from wbc_data.core.errors import UserError
+from wbc_data.core.progress import Progress
 from wbc_data.core.rows import label_indices, select_rows
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 NULL_CLASS = len(CLASSES)
 """Index of the null class (13): the "any class" label that classifier-free guidance contrasts with."""
-
-ProgressFn = Callable[[int, int], None]
 
 
 def to_resolution(image: Image.Image, size: int) -> Image.Image:
@@ -144,7 +142,7 @@ def pixel_cache(
     folder: Path,
     fingerprint: str,
     workers: int = 0,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """``(n, size, size, 3)`` uint8 pixels of ``frame``'s rows, decoded once into ``folder/pixels-<size>-<fp>.npy``
     (memory-mapped: memory stays flat whatever the number of rows) and reused by later runs and resumes."""
@@ -170,7 +168,7 @@ def pixel_cache(
                 out[index] = pixels
             done += len(batch)
             if progress:
-                progress(done, len(frame))
+                progress.advance(done, len(frame))
         out.flush()
         del out
 

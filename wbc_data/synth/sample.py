@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
 from wbc_data.io.locks import writer_lock
@@ -34,8 +35,6 @@ from wbc_data.train.classifier import Classifier
 
 Drawer = Callable[[str, list[int]], np.ndarray]
 """``draw(label, seeds) -> (len(seeds), h, w, 3) uint8``: one image per seed."""
-LogFn = Callable[[str], None]
-ProgressFn = Callable[[int, int], None]
 
 STATS_LIMIT = 1000
 """Accepted samples per class kept in memory for diversity and fidelity (the rest are on disk)."""
@@ -120,16 +119,16 @@ def plan_counts(path: Path) -> dict[str, int]:
 
 def find_generator(workspace: Workspace) -> Path:
     """The one generator trained in this workspace (``<workspace>/generators/*/generator``)."""
-    found = sorted(p.parent for p in (workspace.root / "generators").glob("*/generator/wbc_generator.json"))
+    found = sorted(p.parent for p in (workspace.generators_dir).glob("*/generator/wbc_generator.json"))
     if len(found) == 1:
         return found[0]
     if not found:
         raise SynthError(
-            f"{workspace.root / 'generators'}: no trained generator here; train one with `wbc-data synth train` "
+            f"{workspace.generators_dir}: no trained generator here; train one with `wbc-data synth train` "
             "or pass --generator DIR"
         )
     names = ", ".join(str(p) for p in found)
-    raise SynthError(f"{workspace.root / 'generators'}: several generators ({names}); choose one with --generator")
+    raise SynthError(f"{workspace.generators_dir}: several generators ({names}); choose one with --generator")
 
 
 def check_request(info: GeneratorInfo, folder: Path, options: SynthOptions) -> None:
@@ -321,10 +320,9 @@ class _Writer:
 class _Ticker:
     """Counts drawn samples for the progress bar; on CPU, estimates the remaining time after the first batch."""
 
-    def __init__(self, total: int, on_cpu: bool, say: LogFn, progress: ProgressFn | None) -> None:
+    def __init__(self, total: int, on_cpu: bool, progress: Progress) -> None:
         self.total = total
         self.on_cpu = on_cpu
-        self.say = say
         self.progress = progress
         self.done = 0
         self.started = time.perf_counter()
@@ -335,26 +333,25 @@ class _Ticker:
         if first and self.on_cpu:
             per = (time.perf_counter() - self.started) / max(m, 1)
             left = max(self.total - self.done, 0)
-            self.say(
+            self.progress.note(
                 f"CPU: {per:.2f} s per image; about {left * per / 60:.1f} min for the remaining {left:,} "
                 "(more if samples are rejected); a GPU takes seconds"
             )
-        if self.progress:
-            self.progress(min(self.done, self.total), self.total)
+        self.progress.advance(min(self.done, self.total), self.total)
 
 
 def run_synth(
     workspace: Workspace,
     generator_dir: Path | None,
     options: SynthOptions,
-    log: LogFn | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     draw: Drawer | None = None,
 ) -> SynthResult:
     """Sample, guard, write; ``draw`` replaces the generator's pipeline (tests plant copies with it)."""
     from wbc_data.core.stages import load_view
 
-    say = log or (lambda _m: None)
+    progress = or_null(progress)
+    say = progress.note
     folder = Path(generator_dir).expanduser() if generator_dir else find_generator(workspace)
     info = read_info(folder)
     check_request(info, folder, options)
@@ -393,7 +390,8 @@ def run_synth(
         remove_stale(final.parent, final.name)
         staged = staging_dir(final)
         writer = _Writer(staged, source, info, settings)
-        ticker = _Ticker(sum(options.counts.values()), device_name.startswith("cpu"), say, progress)
+        progress.phase("sampling", sum(options.counts.values()))
+        ticker = _Ticker(sum(options.counts.values()), device_name.startswith("cpu"), progress)
         outcomes: list[ClassOutcome] = []
         real_grid: dict[str, np.ndarray] = {}
         synth_grid: dict[str, np.ndarray] = {}

@@ -17,7 +17,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from wbc_data.core.progress import NullProgress, Progress, or_null
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
 from wbc_data.io.locks import writer_lock
@@ -47,17 +48,6 @@ from wbc_data.synth.recipe import Recipe
 
 
 @dataclass
-class TrainStatus:
-    """What the progress display shows: ``phase`` is "cache" (decoding images once) or "train"."""
-
-    phase: str
-    done: int
-    total: int
-    loss: float = float("nan")
-    images_per_second: float = 0.0
-
-
-@dataclass
 class TrainResult:
     out_dir: Path
     generator_dir: Path
@@ -73,12 +63,12 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
 
 
-ProgressFn = Callable[[TrainStatus], None]
-LogFn = Callable[[str], None]
+CACHE_PHASE = "decoding images"
+TRAIN_PHASE = "training"
 
 
 def default_out(workspace: Workspace, recipe: Recipe) -> Path:
-    return workspace.root / "generators" / recipe.name
+    return workspace.generator_dir(recipe.name)
 
 
 def mixed_precision(choice: str) -> str:
@@ -120,23 +110,22 @@ def train(
     out_dir: Path | None = None,
     resume: bool = False,
     max_minutes: float | None = None,
-    progress: ProgressFn | None = None,
-    log: LogFn | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
-    """Train ``recipe`` on the workspace's train split; see the module docstring. One writer per generator folder."""
+    """Train ``recipe`` on the workspace's train split; see the module docstring. One writer per generator folder.
+    ``progress`` hears two phases (decoding images, training: loss and images/s) and notes."""
     out = Path(out_dir) if out_dir else default_out(workspace, recipe)
     with writer_lock(workspace.root, f"generator-{out.name}"):
-        return _train(workspace, recipe, out, resume, max_minutes, progress, log)
+        return _train(workspace, recipe, out, resume, max_minutes, or_null(progress))
 
 
 def _train(
     workspace: Workspace,
     recipe: Recipe,
-    out_dir: Path | None = None,
-    resume: bool = False,
-    max_minutes: float | None = None,
-    progress: ProgressFn | None = None,
-    log: LogFn | None = None,
+    out_dir: Path,
+    resume: bool,
+    max_minutes: float | None,
+    progress: Progress,
 ) -> TrainResult:
     """Train ``recipe`` on the workspace's train split; see the module docstring."""
     import torch
@@ -149,7 +138,7 @@ def _train(
     from wbc_data.synth.model import build_unet, noise_scheduler, unet_from_local
     from wbc_data.synth.pipeline import condition_rows, sum_condition_embeddings
 
-    say = log or (lambda _msg: None)
+    say = progress.note
     out = Path(out_dir) if out_dir else default_out(workspace, recipe)
     found = ckpt.latest(out / "checkpoints")
     if found and not resume:
@@ -164,7 +153,8 @@ def _train(
     precision = mixed_precision(t.mixed_precision)
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=t.gradient_accumulation_steps)
     if not accelerator.is_main_process:
-        say = lambda _msg: None  # noqa: E731  (one voice under `accelerate launch`)
+        progress = NullProgress()  # one voice under `accelerate launch`
+        say = progress.note
     data = training_set(workspace, recipe.domain_condition)
     counts = data.class_counts()
     cache = _cache(data, workspace, recipe, out, accelerator, progress)
@@ -288,6 +278,7 @@ def _train(
     smoothed = float("nan")
     stopped = None
     steps_done = start
+    progress.phase(TRAIN_PHASE, t.steps)
     with _Stop() as stop:
         for step in range(start, t.steps):
             tick = time.perf_counter()
@@ -301,8 +292,7 @@ def _train(
             state["loss"] = smoothed
             done = steps_done = step + 1
             try:
-                if progress and accelerator.is_main_process:
-                    progress(TrainStatus("train", done, t.steps, smoothed, session_images / max(session_train, 1e-9)))
+                progress.advance(done, t.steps, loss=smoothed, images_per_s=session_images / max(session_train, 1e-9))
             except KeyboardInterrupt:
                 stop.requested = True
             over_time = time.perf_counter() - began > budget
@@ -349,20 +339,17 @@ def _target(kind: str, scheduler: Any, clean: Any, noise: Any, steps: Any) -> An
 
 
 def _cache(
-    data: TrainingSet, workspace: Workspace, recipe: Recipe, out: Path, accelerator: Any, progress: ProgressFn | None
+    data: TrainingSet, workspace: Workspace, recipe: Recipe, out: Path, accelerator: Any, progress: Progress
 ) -> np.ndarray:
     """Decode the training images once (main process), the others wait and map the same file."""
     from wbc_data.io.pixels import PixelLoader
 
     folder = cache_folder(out)
 
-    def tick(done: int, total: int) -> None:
-        if progress:
-            progress(TrainStatus("cache", done, total))
-
     args = (data.frame, PixelLoader.for_workspace(workspace), recipe.resolution, folder, data.fingerprint())
     if accelerator.is_main_process:
-        cache = pixel_cache(*args, workers=recipe.train.workers, progress=tick)
+        progress.phase(CACHE_PHASE)
+        cache = pixel_cache(*args, workers=recipe.train.workers, progress=progress)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         cache = pixel_cache(*args, workers=0)

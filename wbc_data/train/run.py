@@ -65,7 +65,7 @@ class TrainResult:
 
 
 def default_out(workspace: Workspace, recipe: Recipe) -> Path:
-    return workspace.root / "models" / recipe.name
+    return workspace.model_dir(recipe.name)
 
 
 def resolve_mixed_precision(setting: str) -> str:
