@@ -11,7 +11,7 @@ from wbc_data.core import manifest
 from wbc_data.core.labelmap import LabelMap
 from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
-from wbc_data.gap import run_gap_report
+from wbc_data.gap import GapOptions, run_gap_report
 from wbc_data.ingest.engine import IngestOptions, ingest
 from wbc_data.io.resources import sample_dir
 from wbc_data.manifest.merge import merge
@@ -47,7 +47,7 @@ def finish(ws: Workspace, gap: bool = True) -> None:
     dedup(ws, DedupOptions(workers=1, reports=False))
     run_split(ws, SplitOptions(val=0.25, test=0.25, seed=0))
     if gap:
-        run_gap_report(ws, "wbcbench")
+        run_gap_report(ws, GapOptions(target="wbcbench"))
 
 
 def generated_folder(root: Path, folder: str, count: int, seed: int) -> Path:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from wbc_data.cli import app
 from wbc_data.core import manifest
 from wbc_data.core.taxonomy import CLASSES
-from wbc_data.gap import GapError, PlanError, load_plan, run_gap_report
+from wbc_data.gap import GapError, GapOptions, PlanError, load_plan, run_gap_report
 from wbc_data.gap.licence import CHECK, NO, YES, terms
 from wbc_data.gap.plan import make_plan, write_plan
 from wbc_data.gap.status import Thresholds
@@ -328,7 +328,7 @@ def test_licence_terms():
 
 def test_run_writes_files_and_cli_errors_are_one_line(workspace, tmp_path):
     write_ws(workspace, [row("wbcbench", "PLY", split="phase1_train", patient="p")] + [row("x", "PLY")] * 1)
-    result = run_gap_report(workspace, "uniform:5", quota=tmp_path / "plan.yaml", max_synth_factor=1)
+    result = run_gap_report(workspace, GapOptions("uniform:5", quota=tmp_path / "plan.yaml", max_synth_factor=1))
     assert result.plan is not None and result.plan.classes["PLY"].generate == 2  # cap 1 x 2 real
     for path in (result.files.markdown, result.files.html, result.files.csv, result.files.json, *result.files.charts):
         assert path.is_file() and path.stat().st_size > 200, path

@@ -23,7 +23,7 @@ from wbc_data.cli import app
 from wbc_data.core import manifest
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
-from wbc_data.gap import load_plan, run_gap_report
+from wbc_data.gap import GapOptions, load_plan, run_gap_report
 from wbc_data.gap.targets import parse_target
 
 pytestmark = pytest.mark.slow
@@ -117,9 +117,8 @@ def status_of(available, target, solved=1.0, partial=0.5):
 def test_real_table_statuses_quota_and_files(real):
     ws, n = real["ws"], 1000
     plan_path = ws.root / "plan.yaml"
-    result = run_gap_report(
-        ws, f"min:{n}", own_splits=["phase1_train", "phase2_train"], quota=plan_path, max_synth_factor=10
-    )
+    options = GapOptions(f"min:{n}", own_splits=["phase1_train", "phase2_train"], quota=plan_path, max_synth_factor=10)
+    result = run_gap_report(ws, options)
     gap, t = result.gap, result.gap.classes
     assert gap.own_sources == ["wbcbench"] and gap.external_sources == ["pbc"]
     own, pbc = real["target"], real["pbc"]

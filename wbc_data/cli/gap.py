@@ -57,13 +57,12 @@ def gap_report(
     ] = 10.0,
 ) -> None:
     """Per class: own data, each external source, after dedup, coarse and synthetic apart, gain, status vs a target."""
-    from wbc_data.gap import plan_frame, run_gap_report
+    from wbc_data.gap import GapOptions, plan_frame, run_gap_report
     from wbc_data.gap.status import Thresholds
 
     ws = Workspace.at(workspace)
-    result = run_gap_report(
-        ws,
-        target,
+    options = GapOptions(
+        target=target,
         own=own,
         own_splits=own_split,
         target_labels=target_labels,
@@ -71,6 +70,7 @@ def gap_report(
         quota=quota,
         max_synth_factor=max_synth_factor,
     )
+    result = run_gap_report(ws, options)
     gap = result.gap
     render_gap_table(gap)
     sources = gap.sources[["source", "role", "licence", "publish", "commercial", "exact images", "after dedup"]]

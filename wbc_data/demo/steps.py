@@ -70,9 +70,9 @@ def split_summary(result: Any) -> str:
 
 
 def gap(ws: Workspace, quota: Path) -> Any:
-    from wbc_data.gap import run_gap_report
+    from wbc_data.gap import GapOptions, run_gap_report
 
-    return run_gap_report(ws, "wbcbench", quota=quota)
+    return run_gap_report(ws, GapOptions(target="wbcbench", quota=quota))
 
 
 def gap_summary(result: Any) -> str:

@@ -4,7 +4,7 @@ against a target, and the synth plan that fills what real data cannot."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +18,21 @@ from wbc_data.gap.report import ReportFiles, write_report
 from wbc_data.gap.status import Thresholds
 from wbc_data.gap.table import COLUMNS_NEEDED, OPTIONAL_COLUMNS, GapTable, gap_table
 
-__all__ = ["GapError", "GapResult", "PlanError", "SynthPlan", "load_plan", "plan_frame", "run_gap_report"]
+__all__ = ["GapError", "GapOptions", "GapResult", "PlanError", "SynthPlan", "load_plan", "plan_frame", "run_gap_report"]
+
+
+@dataclass
+class GapOptions:
+    """What the gap report compares against and what it writes (the defaults live here only)."""
+
+    target: str = "wbcbench"  # wbcbench | a named target | uniform:N | min:N | a targets YAML
+    own: Sequence[str] | None = None  # sources that are the user's own data (default: the target's source)
+    own_splits: Sequence[str] | None = None  # of the own sources, only these source splits
+    target_labels: Path | None = None  # the target's label tables, when not the shipped ones
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    quota: Path | None = None  # write the synth plan here
+    max_synth_factor: float = DEFAULT_MAX_SYNTH_FACTOR
+    manifest_path: Path | None = None  # a manifest file of its own instead of the workspace's
 
 
 @dataclass(frozen=True)
@@ -56,31 +70,23 @@ def plan_frame(plan: SynthPlan) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_gap_report(
-    workspace: Workspace,
-    target: str,
-    *,
-    own: Sequence[str] | None = None,
-    own_splits: Sequence[str] | None = None,
-    target_labels: Path | None = None,
-    thresholds: Thresholds | None = None,
-    quota: Path | None = None,
-    max_synth_factor: float = DEFAULT_MAX_SYNTH_FACTOR,
-    manifest_path: Path | None = None,
-) -> GapResult:
+def run_gap_report(workspace: Workspace, options: GapOptions | None = None) -> GapResult:
     """Read the unified manifest, compute the gap table, write the report files (and the plan if asked)."""
-    path = Path(manifest_path or workspace.unified_manifest)
+    o = options or GapOptions()
+    path = Path(o.manifest_path or workspace.unified_manifest)
     if not path.is_file():
         raise GapError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
     frame, stale = read_manifest(workspace, path)
-    gap = gap_table(frame, target, own=own, own_splits=own_splits, thresholds=thresholds, target_labels=target_labels)
+    gap = gap_table(
+        frame, o.target, own=o.own, own_splits=o.own_splits, thresholds=o.thresholds, target_labels=o.target_labels
+    )
     gap.notes.extend(stale)
     plan = None
-    if quota is not None:
+    if o.quota is not None:
         t = gap.classes
         plan = make_plan(
-            t["available"].to_dict(), gap.target.counts, t["synthetic"].to_dict(), max_synth_factor, gap.target.spec
+            t["available"].to_dict(), gap.target.counts, t["synthetic"].to_dict(), o.max_synth_factor, gap.target.spec
         )
-        write_plan(plan, quota)
-    files = write_report(gap, workspace.reports_dir, quota, plan_frame(plan) if plan else None)
-    return GapResult(gap, files, plan, quota)
+        write_plan(plan, o.quota)
+    files = write_report(gap, workspace.reports_dir, o.quota, plan_frame(plan) if plan else None)
+    return GapResult(gap, files, plan, o.quota)

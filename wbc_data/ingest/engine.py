@@ -104,12 +104,16 @@ def ingest(
             name=name,
             definition=definition.name,
             adapter=definition.adapter,
-            root=paths.display_name(os.fspath(root)),
+            root=_recorded_root(root, workspace),
             options=dict(options.adapter_options),
             max_pixels=options.max_pixels,
         )
         manifest.write(
-            table, out, **info.to_metadata(), ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds")
+            table,
+            out,
+            **info.to_metadata(),
+            **plan.metadata,
+            ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         with writer_lock(workspace.root, "roots", wait=True):  # roots.yaml is shared by every source
             if read_roots_file(workspace.root).get(name) not in (None, info.root):
@@ -118,6 +122,15 @@ def ingest(
         frame = manifest.to_frame(table.drop_columns(["thumb"]))
         proposal = _propose_label_map(frame, workspace, definition.name, info.root, name)
         return IngestResult(name, root, out, frame, plan.notes, files_seen, decoded, from_cache, proposal)
+
+
+def _recorded_root(root: Path, workspace: Workspace) -> str:
+    """Where the source lies, as the manifest records it: relative to the workspace when inside it (synthetic
+    images), so that it moves with the workspace; else the absolute path."""
+    try:
+        return root.resolve().relative_to(workspace.root.resolve()).as_posix()
+    except ValueError:
+        return paths.display_name(os.fspath(root))
 
 
 def _propose_label_map(frame: pd.DataFrame, workspace: Workspace, source: str, root: str, name: str) -> Path | None:
@@ -368,6 +381,7 @@ def build_rows(
             row["sha256"] = None
             facts = {**facts, "format": facts.get("format") or parent_facts.get("format")}
         _apply_facts(row, facts)
+        row.update(spec.columns or {})
         if spec.reason:
             row.update(status="rejected", reason=spec.reason)
         elif facts.get("reason"):

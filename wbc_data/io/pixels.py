@@ -127,17 +127,12 @@ class PixelLoader:
         found = self._readers.get(root)
         if found is None:
             from wbc_data.sources.base import load_adapter
-            from wbc_data.sources.definition import SourceError, get_definition
+            from wbc_data.sources.definition import get_definition
 
             try:
                 info = self.roots.info(root)
                 location = self.roots.location(root)
-                try:
-                    adapter = load_adapter(get_definition(info.definition))
-                except SourceError:
-                    from wbc_data.sources.base import SourceAdapter
-
-                    adapter = SourceAdapter()  # an unknown definition: its rows can only be plain files
+                adapter = load_adapter(get_definition(info.definition))  # unknown: one line (a UserError)
                 found = adapter.open_reader(location, info.options)
             except RootsError:
                 raise

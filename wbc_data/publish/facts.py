@@ -84,7 +84,7 @@ def dedup_facts(frame: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     if "dup_cluster" not in usable.columns or usable.empty:
         return "Dedup has not run on this workspace.", pd.DataFrame()
     clustered = usable[usable["dup_cluster"].notna()]
-    dropped = ~is_kept(usable)
+    dropped = pd.Series(~is_kept(usable), index=usable.index)
     spans = clustered.groupby("dup_cluster")["source"].nunique()
     kept_sources = clustered[is_kept(clustered)].groupby("dup_cluster")["source"].agg(set)
     cross = np.array([

@@ -45,6 +45,8 @@ class SampleSpec:
     extra: dict[str, Any] | None = None
     reason: str | None = None  # set to reject the sample outright (e.g. a box outside the image)
     label_note: str | None = None  # why the label is what it is (e.g. "multi-label row in labels.csv")
+    columns: dict[str, Any] | None = None  # manifest columns the adapter knows (declared in the schema), e.g. a
+    # synthetic sample's generator and seed; they override what the engine would set
 
 
 @dataclass
@@ -57,6 +59,7 @@ class SourcePlan:
     auxiliary: dict[str, str] = field(default_factory=dict)  # annotation/metadata files read: rel -> what
     rejected: dict[str, str] = field(default_factory=dict)  # rel -> reason
     notes: list[str] = field(default_factory=list)  # facts to show the user (e.g. CSV rows with no image)
+    metadata: dict[str, str] = field(default_factory=dict)  # source-level facts stored in the manifest's metadata
 
 
 @dataclass

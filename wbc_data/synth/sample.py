@@ -8,6 +8,7 @@ else: the same seed gives the same image, alone or in any batch, and a manifest 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -23,14 +24,16 @@ import pandas as pd
 from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
+from wbc_data.ingest.engine import IngestOptions, ingest
 from wbc_data.io.locks import writer_lock
+from wbc_data.sources.synth import GENERATION_FILE, SAMPLES_FILE, sample_line
 from wbc_data.synth import SynthError
 from wbc_data.synth.data import derive_seed, to_resolution
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
 from wbc_data.synth.generator import GeneratorInfo, read_info, training_rows
 from wbc_data.synth.guards import Calibration, Diversity, Fidelity, MemorisationGuard, Verdict, diversity, fidelity
 from wbc_data.synth.recipe import SCHEDULERS
-from wbc_data.synth.rows import SampleMeta, folder_rel, png_bytes, sample_row, source_name, write_source
+from wbc_data.synth.rows import folder_rel, png_bytes, source_name
 from wbc_data.train.classifier import Classifier
 
 Drawer = Callable[[str, list[int]], np.ndarray]
@@ -295,26 +298,34 @@ def sample_class(
 
 
 class _Writer:
-    """Writes each sample's PNG into the staging folder and its manifest row, and remembers its distance."""
+    """Writes each sample's PNG into the staging folder and its line of ``samples.jsonl`` (how it was made, the
+    guards' verdict), and remembers its distance; :meth:`finish` adds ``generation.json``. Ingest then reads the
+    folder through the ``synth`` source adapter like any other source."""
 
-    def __init__(self, staged: Path, source: str, info: GeneratorInfo, settings: dict[str, Any]) -> None:
+    def __init__(self, staged: Path, info: GeneratorInfo, settings: dict[str, Any]) -> None:
         self.staged = staged
-        self.source = source
         self.info = info
         self.settings = settings
-        self.rows: list[dict[str, Any]] = []
+        self.lines: list[dict[str, Any]] = []
         self.distances: dict[tuple[str, bool], list[float]] = {}
 
     def __call__(self, label: str, attempt: int, image: np.ndarray, verdict: Verdict, seed: int) -> None:
         rel = f"{'rejected/' if verdict.copy else ''}{label}/{label}_{attempt:06d}.png"
-        data = png_bytes(image)
         path = self.staged / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        path.write_bytes(png_bytes(image))
         s = self.settings
-        meta = SampleMeta(label, seed, s["guidance"], s["steps"], s["scheduler"], s["domain"])
-        self.rows.append(sample_row(self.source, rel, image, data, meta, verdict, self.info))
+        judged = {"copy": verdict.copy, "reason": verdict.reason, "hamming": verdict.hamming,
+                  "correlation": round(verdict.correlation, 4), "nearest_id": verdict.nearest_id,
+                  "distance": float(verdict.distance)}  # fmt: skip
+        self.lines.append(sample_line(rel, label, seed, s["guidance"], s["steps"], s["scheduler"], s["domain"], judged))
         self.distances.setdefault((label, verdict.copy), []).append(verdict.distance)
+
+    def finish(self, notes: dict[str, Any]) -> None:
+        text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in self.lines)
+        (self.staged / SAMPLES_FILE).write_text(text, encoding="utf-8")
+        generation = {"generator_id": self.info.id, "generator_hash": self.info.content_hash, "notes": notes}
+        (self.staged / GENERATION_FILE).write_text(json.dumps(generation, indent=2, default=str), encoding="utf-8")
 
 
 class _Ticker:
@@ -384,12 +395,12 @@ def run_synth(
     name = run_name(info, options)
     source = source_name(name)
     final = workspace.root / folder_rel(name)
-    with writer_lock(workspace.root, f"source-{source}"):
+    with writer_lock(workspace.root, f"synth-{source}"):  # ingest, at the end, holds source-<name>
         frame = load_view(workspace).frame
 
         remove_stale(final.parent, final.name)
         staged = staging_dir(final)
-        writer = _Writer(staged, source, info, settings)
+        writer = _Writer(staged, info, settings)
         progress.phase("sampling", sum(options.counts.values()))
         ticker = _Ticker(sum(options.counts.values()), device_name.startswith("cpu"), progress)
         outcomes: list[ClassOutcome] = []
@@ -431,15 +442,13 @@ def run_synth(
                         f"{label}: only {accepted:,} of {n:,} samples passed the guards after {attempts:,} draws "
                         f"({rejected:,} near-copies rejected); raise --max-attempts or train longer"
                     )
-            tmp_manifest = staged / ".manifest.parquet"
-            write_source(workspace, name, writer.rows, info, notes_for(outcomes, info, settings), path=tmp_manifest)
-            manifest_path = workspace.source_manifest(source)
-            manifest_path.parent.mkdir(parents=True, exist_ok=True)
+            writer.finish(notes_for(outcomes, info, settings))
             replace_dir(staged, final)
-            (final / ".manifest.parquet").replace(manifest_path)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
+        options_in = IngestOptions(name=source, licence=info.licence(), citation=info.citation(), workers=1)
+        manifest_path = ingest("synth", final, workspace, options_in).manifest_path
         seconds = time.perf_counter() - ticker.started
         result = SynthResult(name, source, manifest_path, final, info, device_name, seconds, settings, outcomes)
         from wbc_data.synth.report import write_report
