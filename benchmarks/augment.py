@@ -108,12 +108,12 @@ def bccd_reupload(bccd: Path, out: Path, copies: int = 36, fields: int | None = 
         for k in range(copies):
             aug = Augmentation.draw(rng, zoom=(1.0, 1.0), downscale=(0.5, 0.5), quality=(85, 95), fills=((0, 0, 0),))
             split = "TEST" if rng.random() < test_share else "TRAIN"
-            rel = f"images/{split}/{category}/_{k}_{n:04d}.jpeg"
-            path = out / rel
+            source_path = f"images/{split}/{category}/_{k}_{n:04d}.jpeg"
+            path = out / source_path
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(augment(rgb, aug, size=(320, 240)))
-            truth[rel] = name
-            record[rel] = {"original": name, **asdict(aug)}
+            truth[source_path] = name
+            record[source_path] = {"original": name, **asdict(aug)}
     (out / "truth.json").write_text(json.dumps(record, indent=0))
     (out / "label-map.yaml").write_text(REUPLOAD_LABEL_MAP)
     return truth
@@ -144,9 +144,9 @@ def augmented_set(out: Path, pbc: Path, bccd_images: Path | None, cells_per_clas
             original = path.name if k < cells_per_class else None
             truth[f"{cls}/{path.stem}.png"] = original
             for c in range(copies if original else 0):
-                rel = f"{cls}/{path.stem}_aug{c}.jpg"
-                (out / rel).write_bytes(augment(rgb, Augmentation.draw(rng)))
-                truth[rel] = original
+                source_path = f"{cls}/{path.stem}_aug{c}.jpg"
+                (out / source_path).write_bytes(augment(rgb, Augmentation.draw(rng)))
+                truth[source_path] = original
     if bccd_images is not None and fields + distinct_fields:
         files = sorted(bccd_images.glob("*.jpg"))
         pick = rng.choice(len(files), min(len(files), fields + distinct_fields), replace=False)
@@ -158,9 +158,9 @@ def augmented_set(out: Path, pbc: Path, bccd_images: Path | None, cells_per_clas
             original = path.name if k < fields else None
             truth[f"field/{path.stem}.png"] = original
             for c in range(copies if original else 0):
-                rel = f"field/{path.stem}_aug{c}.jpg"
-                (out / rel).write_bytes(augment(rgb, Augmentation.draw(rng)))
-                truth[rel] = original
+                source_path = f"field/{path.stem}_aug{c}.jpg"
+                (out / source_path).write_bytes(augment(rgb, Augmentation.draw(rng)))
+                truth[source_path] = original
     return truth
 
 

@@ -67,9 +67,9 @@ def _write_copies(job: tuple[Path, Path, int, int]) -> list[tuple[str, str]]:
     rgb = load_rgb(src)
     rows = []
     for c in range(copies):
-        rel = f"{src.parent.name}/{src.stem}_aug{c:02d}.jpg"
-        (out / rel).write_bytes(augment(rgb, Augmentation.draw(rng)))
-        rows.append((f"imagefolder:{rel}", f"pbc:{src.parent.name}/{src.name}"))
+        source_path = f"{src.parent.name}/{src.stem}_aug{c:02d}.jpg"
+        (out / source_path).write_bytes(augment(rgb, Augmentation.draw(rng)))
+        rows.append((f"imagefolder:{source_path}", f"pbc:{src.parent.name}/{src.name}"))
     return rows
 
 

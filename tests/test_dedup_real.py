@@ -146,9 +146,9 @@ def test_cli_dedup_against_manifest_excludes_leaks(workspace, tmp_path):
     from wbc_data.core.stages import load_view
 
     frame = load_view(workspace).frame.set_index("source_path")
-    rel = train.relative_to(sample / "pbc" / "PBC_dataset_normal_DIB").as_posix()
-    assert frame.loc[rel, "leak_match"] == "imagefolder:cells/x.png"
-    assert not frame.loc[rel, "dup_keep"] and frame.loc[rel, "dup_decision"].startswith("drop: leak")
+    source_path = train.relative_to(sample / "pbc" / "PBC_dataset_normal_DIB").as_posix()
+    assert frame.loc[source_path, "leak_match"] == "imagefolder:cells/x.png"
+    assert not frame.loc[source_path, "dup_keep"] and frame.loc[source_path, "dup_decision"].startswith("drop: leak")
     assert frame.leak_match.notna().sum() == 1
     bad = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "nope" in bad.output

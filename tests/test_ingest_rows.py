@@ -23,13 +23,13 @@ class CountingRows(SourceAdapter):
         self.events: list[str] = []
 
     def plan(self, root, files, ctx):
-        return SourcePlan(samples=[SampleSpec(f"row/{i:03d}", raw_label="LY") for i in range(self.n)])
+        return SourcePlan(samples=[SampleSpec(f"row/{i:03d}", source_label="LY") for i in range(self.n)])
 
     def open_reader(self, root: str, options) -> Callable[[str], bytes]:
-        def read(rel: str) -> bytes:
+        def read(source_path: str) -> bytes:
             self.events.append("read")
             buf = io.BytesIO()
-            Image.new("RGB", (16, 16), (int(rel[-3:]) * 9 % 256, 40, 90)).save(buf, "PNG")
+            Image.new("RGB", (16, 16), (int(source_path[-3:]) * 9 % 256, 40, 90)).save(buf, "PNG")
             return buf.getvalue()
 
         return read

@@ -114,19 +114,19 @@ def test_missing_changed_and_unknown_are_one_line(tmp_path):
     ingest("pbc", data, ws, IngestOptions(workers=1))
     merge(ws)
     frame = _ok_rows(ws)
-    refs = {r.rel: r for r in row_refs(frame)}
+    refs = {r.source_path: r for r in row_refs(frame)}
     loader = PixelLoader.for_workspace(ws)
-    rel = sorted(refs)[0]
-    path = data / "PBC_dataset_normal_DIB" / rel
+    source_path = sorted(refs)[0]
+    path = data / "PBC_dataset_normal_DIB" / source_path
     # a different image under the same name: opens, but not with verify
     noise(Image.open(path).size, 9).save(path, "JPEG")
-    loader.open(refs[rel])
+    loader.open(refs[source_path])
     with pytest.raises(PixelMismatch, match=r"pixels differ from those ingested") as err:
-        loader.open(refs[rel], verify=True)
+        loader.open(refs[source_path], verify=True)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
     path.unlink()
     with pytest.raises(PixelMissing, match="file not found") as err:
-        loader.open(refs[rel])
+        loader.open(refs[source_path])
     assert str(path) in str(err.value)
     from wbc_data.io.pixels import RowRef
 

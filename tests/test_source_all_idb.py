@@ -85,13 +85,13 @@ def test_all_idb_both_parts_and_bad_inputs(idb_tree, workspace):
     assert "is unreadable" in files.loc["ALL_IDB1/im/Im004_1.jpg", "reason"]
     assert "no centroid file" in files.loc["ALL_IDB1/im/Im005_1.jpg", "reason"]
     assert "without an image" in files.loc["ALL_IDB1/xyc/Im006_1.xyc", "reason"]
-    for rel in (
+    for source_path in (
         "ALL_IDB1/im/Im007_0.jpg",
         "ALL_IDB1/im/Im007_1.jpg",
         "ALL_IDB2/img/Im003_0.tif",
         "ALL_IDB2/img/Im003_1.tif",
     ):
-        assert "duplicate image number" in files.loc[rel, "reason"]
+        assert "duplicate image number" in files.loc[source_path, "reason"]
     assert "ambiguous" in files.loc["ALL_IDB1/xyc/Im007_1.xyc", "reason"]
     assert any("Im008_1.jpg: the patient has ALL (Y=1)" in note for note in result.notes)
     assert "not ImNNN_Y" in files.loc["ALL_IDB2/img/blast.tif", "reason"]

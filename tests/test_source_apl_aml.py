@@ -34,16 +34,16 @@ def layout(root: Path):
     found = []
     for dirpath, _, names in os.walk(root):
         for name in names:
-            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-            parts = rel.split("/")
+            source_path = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+            parts = source_path.split("/")
             session = parts[1] if len(parts) > 3 and parts[1].lower() not in SLIDES else None
             rest = parts[2:] if session else parts[1:]
             if len(rest) == 3 and rest[0].lower() == "signed slides":
-                found.append((rel, parts[0], session, True, rest[1]))
+                found.append((source_path, parts[0], session, True, rest[1]))
             elif len(rest) == 2 and rest[0].lower() == "unsigned slides":
-                found.append((rel, parts[0], session, False, None))
+                found.append((source_path, parts[0], session, False, None))
             else:
-                found.append((rel, None, None, None, None))  # not in the layout
+                found.append((source_path, None, None, None, None))  # not in the layout
     return found
 
 
@@ -51,32 +51,32 @@ def conflicts(files):
     """Signed crops filed under two class folders of one patient, or whose prefix is another folder's."""
     prefixes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     folders_of = collections.defaultdict(set)
-    for rel, patient, session, signed, folder in files:
+    for source_path, patient, session, signed, folder in files:
         if signed:
-            name = rel.rsplit("/", 1)[1]
+            name = source_path.rsplit("/", 1)[1]
             prefixes[folder][name.split("_", 1)[0]] += 1
             folders_of[(patient, session, name)].add(folder)
     abbreviation = {folder: counts.most_common(1)[0][0] for folder, counts in prefixes.items()}
     owner = {abbr: folder for folder, abbr in abbreviation.items()}
     bad = set()
-    for rel, patient, session, signed, folder in files:
+    for source_path, patient, session, signed, folder in files:
         if signed:
-            name = rel.rsplit("/", 1)[1]
+            name = source_path.rsplit("/", 1)[1]
             other = owner.get(name.split("_", 1)[0], folder)
             if len(folders_of[(patient, session, name)]) > 1 or other != folder:
-                bad.add(rel)
+                bad.add(source_path)
     return bad
 
 
 def undecodable(root: Path, files):
     bad = set()
-    for rel, *_ in files:
-        if rel.lower().endswith(".jpg"):
+    for source_path, *_ in files:
+        if source_path.lower().endswith(".jpg"):
             try:
-                with Image.open(root / rel) as image:
+                with Image.open(root / source_path) as image:
                     image.load()
             except OSError:
-                bad.add(rel)
+                bad.add(source_path)
     return bad
 
 
@@ -100,8 +100,8 @@ def test_real_counts_per_class_match_the_folders(real):
     assert len(frame) == len(files) == result.files_seen, "every file must be a row"
     bad_pixels, conflicting = undecodable(root, files), conflicts(files)
     exact, not_wbc, excluded, unsigned = collections.Counter(), 0, collections.Counter(), 0
-    for rel, _, _, signed, folder in files:
-        if signed is None or rel in bad_pixels or rel in conflicting:
+    for source_path, _, _, signed, folder in files:
+        if signed is None or source_path in bad_pixels or source_path in conflicting:
             continue
         if not signed:
             unsigned += 1
@@ -119,8 +119,8 @@ def test_real_counts_per_class_match_the_folders(real):
     assert (ok.label_status == "unlabelled").sum() == unsigned
     # the real quirks: 3 crops filed under two folders (6 rows), one truncated JPEG
     assert set(ok[ok.label_status == "conflict"].index) == conflicting - bad_pixels and len(conflicting) >= 2
-    for rel, row in ok[ok.label_status == "conflict"].iterrows():
-        assert FOLDER_CLASS[rel.split("/")[-2]] in row.label_candidates and len(row.annotator_labels) == 2
+    for source_path, row in ok[ok.label_status == "conflict"].iterrows():
+        assert FOLDER_CLASS[source_path.split("/")[-2]] in row.label_candidates and len(row.annotator_labels) == 2
     assert set(frame[frame.status == "rejected"].index) == bad_pixels
     assert frame.loc["master.csv", "status"] == "auxiliary"
     # the reason a folder outside the 13 gives no class is on its rows
@@ -166,7 +166,7 @@ def test_session_folders_are_read_the_same_way(real):
 
 def test_unsigned_crops_are_unlabelled_rows(real):
     _, files, result, _ = real
-    unsigned = [rel for rel, _, _, signed, _ in files if signed is False]
+    unsigned = [source_path for source_path, _, _, signed, _ in files if signed is False]
     assert unsigned, "the shared data ships unsigned slides for two patients"
     frame = result.frame.set_index("source_path").loc[unsigned]
     assert (frame.status == "ok").all() and (frame.label_status == "unlabelled").all()

@@ -30,14 +30,14 @@ def bm_tree(tmp_path):
     root = tmp_path / "download" / "BM_cytomorphology_data"
     plain = []
     for i, code in enumerate(CODES):  # one image per code, flat
-        rel = f"{code}/{code}_{i + 1:05d}.jpg"
-        _img(root / rel, i * 10)
-        plain.append((rel, code))
+        source_path = f"{code}/{code}_{i + 1:05d}.jpg"
+        _img(root / source_path, i * 10)
+        plain.append((source_path, code))
     for number in (1, 2, 1001, 1002, 1003):  # NGB split into chunk folders of 1,000
         chunk = "1-1000" if number <= 1000 else "1001-2000"
-        rel = f"NGB/{chunk}/NGB_{number:05d}.jpg"
-        _img(root / rel, number % 250)
-        plain.append((rel, "NGB"))
+        source_path = f"NGB/{chunk}/NGB_{number:05d}.jpg"
+        _img(root / source_path, number % 250)
+        plain.append((source_path, "NGB"))
     _img(root / "NGS" / "2001-3000" / "NGS_00500.jpg", 3)  # number outside its chunk's range
     plain.append(("NGS/2001-3000/NGS_00500.jpg", "NGS"))
     _img(root / "NGB" / "1001-2000" / "NGB_00002.jpg", 9)  # duplicate ID (already in 1-1000)
@@ -54,9 +54,9 @@ def test_bm_lmu_layout_mapping_and_bad_inputs(bm_tree, workspace):
     result = ingest("bm-lmu", parent, workspace, IngestOptions(workers=1))
     frame = result.frame.set_index("source_path")
     assert len(frame) == len(plain) + 6  # + duplicate, contradicting prefix, unknown code, stray, txt, Thumbs.db
-    for rel, code in plain:
-        row = frame.loc[rel]
-        assert row.status == "ok" and row.source_label == code, rel
+    for source_path, code in plain:
+        row = frame.loc[source_path]
+        assert row.status == "ok" and row.source_label == code, source_path
         assert row.group_id == row.sample_id  # no patient ids in the public release
         if code in DIRECT:
             assert (row.label_status, row.label) == ("exact", DIRECT[code])
@@ -66,7 +66,7 @@ def test_bm_lmu_layout_mapping_and_bad_inputs(bm_tree, workspace):
             assert row.label_status == "excluded"
         else:
             assert row.label_status == "coarse" and len(row.label_candidates) == 2
-    by_code = {code: rel for rel, code in plain[: len(CODES)]}
+    by_code = {code: source_path for source_path, code in plain[: len(CODES)]}
     assert list(frame.loc[by_code["FGC"], "label_candidates"]) == ["BL", "PMY"]  # canonical class order
     assert list(frame.loc[by_code["LYI"], "label_candidates"]) == ["PLY", "BL"]
     assert list(frame.loc[by_code["HAC"], "label_candidates"]) == ["LY", "VLY"]

@@ -52,8 +52,8 @@ GOOD = {  # image -> (mask box, expected label status, label or candidates)
 @pytest.fixture
 def lisc_tree(tmp_path):
     root = tmp_path / "LISC Database"
-    for i, rel in enumerate(GOOD):
-        _field(root / rel, seed=i)
+    for i, source_path in enumerate(GOOD):
+        _field(root / source_path, seed=i)
     _mask(root / GT / "Baso/areaforexpert1/1_expert.bmp", GOOD[f"{MAIN}/Baso/1.bmp"][0])
     _mask(root / GT / "EOSI/areaforexpert1/1_expert.bmp", GOOD[f"{MAIN}/eosi/1.bmp"][0])  # class case differs
     _mask(root / GT / "eosi/areaforexpert2/1_expert.bmp", (0, 0, 5, 5))  # second expert: kept, not used
@@ -84,22 +84,22 @@ def test_lisc_crops_and_bad_inputs(lisc_tree, workspace):
     crops = frame[frame.parent_id.notna()].set_index("source_path")
     files = frame[frame.parent_id.isna()].set_index("source_path")
     assert len(files) == sum(1 for p in (lisc_tree / "LISC Database").rglob("*") if p.is_file()) == 25
-    for rel, (box, status, label) in GOOD.items():
-        row = crops.loc[rel]
-        assert row.status == "ok" and row.label_status == status, rel
+    for source_path, (box, status, label) in GOOD.items():
+        row = crops.loc[source_path]
+        assert row.status == "ok" and row.label_status == status, source_path
         assert list(row.crop_box) == _expected(box)
-        assert row.group_id == row.parent_id == f"lisc:{rel}"
+        assert row.group_id == row.parent_id == f"lisc:{source_path}"
         if status == "exact":
             assert row.label == label
         elif status == "coarse":
             assert list(row.label_candidates) == label
-        assert files.loc[rel, "status"] == "auxiliary"
+        assert files.loc[source_path, "status"] == "auxiliary"
     assert "not used" in files.loc[f"{GT}/eosi/areaforexpert2/1_expert.bmp", "reason"]
     assert "no expert mask" in files.loc[f"{MAIN}/lymp/3.bmp", "reason"]
     assert "without an image" in files.loc[f"{GT}/mono/areaforexpert1/9_expert.bmp", "reason"]
     assert "mask is empty" in crops.loc[f"{MAIN}/mono/4.bmp", "reason"]
-    for rel in (f"{MAIN}/lymp/6.bmp", f"{MAIN}/lymp/6.png"):
-        assert "duplicate image ID 6" in files.loc[rel, "reason"]
+    for source_path in (f"{MAIN}/lymp/6.bmp", f"{MAIN}/lymp/6.png"):
+        assert "duplicate image ID 6" in files.loc[source_path, "reason"]
     assert "ambiguous" in files.loc[f"{GT}/lymp/areaforexpert1/6_expert.bmp", "reason"]
     assert "several masks" in files.loc[f"{MAIN}/mono/7.bmp", "reason"]
     assert "32x24 but the image is 64x48" in crops.loc[f"{MAIN}/Baso/8.bmp", "reason"]

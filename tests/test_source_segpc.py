@@ -106,11 +106,11 @@ def test_segpc_crops_and_bad_inputs(segpc_tree, workspace):
     assert by_path.loc["train/y/1_1.bmp", "status"] == "auxiliary"
     assert "no instance mask" in by_path.loc["test/x/9.bmp", "reason"]
     assert "mask without an image" in by_path.loc["train/y/7_1.bmp", "reason"]
-    for rel in ("train/x/3.bmp", "train/x/3.png"):
-        assert "duplicate image ID 3" in by_path.loc[rel, "reason"]
+    for source_path in ("train/x/3.bmp", "train/x/3.png"):
+        assert "duplicate image ID 3" in by_path.loc[source_path, "reason"]
     assert "image is ambiguous" in by_path.loc["train/y/3_1.bmp", "reason"]
-    for rel in ("validation/validation/y/6_1.bmp", "validation/validation/y/6_01.bmp"):
-        assert "duplicate mask ID 6_1" in by_path.loc[rel, "reason"]
+    for source_path in ("validation/validation/y/6_1.bmp", "validation/validation/y/6_01.bmp"):
+        assert "duplicate mask ID 6_1" in by_path.loc[source_path, "reason"]
     assert "not <id>_<k>" in by_path.loc["train/y/readme.bmp", "reason"]
     assert "not in an x/" in by_path.loc["train/README.txt", "reason"]
     statuses = collections.Counter(frame.status)

@@ -25,8 +25,8 @@ AML_MAP = {"NGS": "SNE", "NGB": "BNE", "LYT": "LY", "LYA": "VLY", "MON": "MO", "
 def _aml_rows(path):
     rows = []
     for line in path.read_text().splitlines():
-        rel, orig, re1, re2 = line.split()
-        rows.append((rel, orig, re1, re2))
+        source_path, orig, re1, re2 = line.split()
+        rows.append((source_path, orig, re1, re2))
     return rows
 
 
@@ -48,9 +48,9 @@ def aml_tree(tmp_path):
     chosen = [r for r in rows if r[2] != "nan" and r[1] in {"BAS", "EOS", "MYB", "PMO", "LYA", "EBO"}]
     chosen += [r for r in rows if r[2] == "nan"][:15]
     root = tmp_path / "AML-Cytomorphology_LMU"
-    for rel, *_ in chosen:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGBA", (40, 40), (180, 90, 160, 255)).save(root / rel, "TIFF")
+    for source_path, *_ in chosen:
+        (root / source_path).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGBA", (40, 40), (180, 90, 160, 255)).save(root / source_path, "TIFF")
     shutil.copy(table, root / "annotations.dat")
     shutil.copy(shared_path("aml_lmu", "abbreviations.txt"), root / "abbreviations.txt")
     (root / "BAS" / "BAS_9999.tiff").parent.mkdir(exist_ok=True)
@@ -64,10 +64,10 @@ def test_aml_lmu_annotators_and_conflicts(aml_tree, workspace):
     frame = result.frame.set_index("source_path")
     assert len(frame) == len(chosen) + 3  # images + annotations.dat + abbreviations.txt + the unlisted image
     assert frame.loc["annotations.dat", "status"] == "auxiliary"
-    for rel, orig, re1, re2 in chosen:
-        row = frame.loc[rel]
+    for source_path, orig, re1, re2 in chosen:
+        row = frame.loc[source_path]
         assert row.status == "ok" and row["mode"] == "RGBA"
-        assert row.label_status == _expected_status(orig, re1, re2), rel
+        assert row.label_status == _expected_status(orig, re1, re2), source_path
         if re1 != "nan":
             assert list(row.annotator_labels) == [orig, re1, re2]
         if row.label_status == "exact":

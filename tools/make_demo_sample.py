@@ -96,9 +96,9 @@ def reupload() -> None:
     if root.exists():
         shutil.rmtree(root)
     folders = {"eosinophil": "Eosinophil", "ig": "Metamyelocyte"}
-    for rel, angle, fill, shift, zoom, flip, quality in AUGMENTED:
-        src = SAMPLE / "pbc" / "PBC_dataset_normal_DIB" / rel
-        folder = root / "train" / folders[rel.split("/")[0]]
+    for source_path, angle, fill, shift, zoom, flip, quality in AUGMENTED:
+        src = SAMPLE / "pbc" / "PBC_dataset_normal_DIB" / source_path
+        folder = root / "train" / folders[source_path.split("/")[0]]
         folder.mkdir(parents=True, exist_ok=True)
         copy = augmented_copy(src, angle, fill, shift, zoom, flip)
         copy.save(folder / f"aug_{abs(int(angle))}_{src.stem}.jpg", quality=quality)

@@ -78,12 +78,12 @@ class ResultCache:
 
     def load(self) -> dict[bytes, tuple[int, int, str, bytes]]:
         rows = self.conn.execute("SELECT rel, size, mtime_ns, job_key, payload FROM results")
-        return {bytes(rel): (size, mtime, key, payload) for rel, size, mtime, key, payload in rows}
+        return {bytes(source_path): (size, mtime, key, payload) for source_path, size, mtime, key, payload in rows}
 
     def get(
-        self, cached: dict[bytes, tuple[int, int, str, bytes]], rel: str, size: int, mtime_ns: int, key: str
+        self, cached: dict[bytes, tuple[int, int, str, bytes]], source_path: str, size: int, mtime_ns: int, key: str
     ) -> Any:
-        hit = cached.get(os.fsencode(rel))
+        hit = cached.get(os.fsencode(source_path))
         if hit is None or hit[0] != size or hit[1] != mtime_ns or hit[2] != key:
             return None
         result = decode(hit[3])
@@ -91,10 +91,10 @@ class ResultCache:
             return None  # not a result this cache wrote: recompute
         return result
 
-    def put(self, rel: str, size: int, mtime_ns: int, key: str, result: Any) -> None:
+    def put(self, source_path: str, size: int, mtime_ns: int, key: str, result: Any) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
-            (os.fsencode(rel), size, mtime_ns, key, encode(result)),
+            (os.fsencode(source_path), size, mtime_ns, key, encode(result)),
         )
         if time.monotonic() - self._last_commit > self.commit_every_s:
             self.commit()

@@ -161,15 +161,15 @@ def _jobs(root: Path, plan: SourcePlan, options: IngestOptions) -> dict[str, Fil
         if spec.reason:
             continue
         if spec.crop is None:
-            whole.add(spec.rel)
+            whole.add(spec.source_path)
         else:
-            crop_specs.setdefault(spec.rel, []).append(spec.crop)
+            crop_specs.setdefault(spec.source_path, []).append(spec.crop)
     jobs = {}
-    for rel in sorted(whole | set(crop_specs)):
-        jobs[rel] = FileJob(
-            path=os.fspath(root / rel),
-            whole=rel in whole,
-            crops=tuple(crop_specs.get(rel, ())),
+    for source_path in sorted(whole | set(crop_specs)):
+        jobs[source_path] = FileJob(
+            path=os.fspath(root / source_path),
+            whole=source_path in whole,
+            crops=tuple(crop_specs.get(source_path, ())),
             root=os.fspath(root),
             max_pixels=options.max_pixels,
         )
@@ -194,23 +194,23 @@ def _process_files(
     progress: Progress | None,
 ) -> tuple[dict[str, dict[str, Any]], int, int]:
     jobs = _jobs(root, plan, options)
-    by_rel = {f.rel: f for f in files}
+    by_rel = {f.source_path: f for f in files}
     cache = ResultCache(workspace.cache_path(name), os.fsencode(root).hex()) if options.use_cache else None
     cached = cache.load() if cache else {}
     results: dict[str, dict[str, Any]] = {}
     file_todo: Todo = []
     row_rels: list[str] = []  # not plain files under the root: bytes come from the adapter's reader
-    for rel, job in jobs.items():
-        entry = by_rel.get(rel)
+    for source_path, job in jobs.items():
+        entry = by_rel.get(source_path)
         if entry is None:
-            row_rels.append(rel)
+            row_rels.append(source_path)
             continue
         key = _job_key(job)
-        hit = cache.get(cached, rel, entry.size, entry.mtime_ns, key) if cache else None
+        hit = cache.get(cached, source_path, entry.size, entry.mtime_ns, key) if cache else None
         if hit is not None:
-            results[rel] = hit
+            results[source_path] = hit
         else:
-            file_todo.append((rel, job, key))
+            file_todo.append((source_path, job, key))
     counts = {"done": len(results), "decoded": 0}
     total = len(jobs)
 
@@ -223,37 +223,37 @@ def _process_files(
         reader = adapter.open_reader(os.fspath(root), options.adapter_options) if row_rels else None
         for start in range(0, len(row_rels), ROW_BATCH):
             batch: Todo = []
-            for rel in row_rels[start : start + ROW_BATCH]:
+            for source_path in row_rels[start : start + ROW_BATCH]:
                 try:
-                    data = reader(rel)  # type: ignore[misc]
+                    data = reader(source_path)  # type: ignore[misc]
                 except OutsideRoot as exc:
-                    results[rel] = {"file": {"reason": str(exc)}, "crops": {}}
+                    results[source_path] = {"file": {"reason": str(exc)}, "crops": {}}
                     counts["done"] += 1
                     continue
                 except OSError as exc:
-                    results[rel] = {"file": {"reason": f"unreadable row: {exc}"}, "crops": {}}
+                    results[source_path] = {"file": {"reason": f"unreadable row: {exc}"}, "crops": {}}
                     counts["done"] += 1
                     continue
-                job = replace(jobs[rel], data=data)
+                job = replace(jobs[source_path], data=data)
                 key = _job_key(job, xxhash.xxh3_128_hexdigest(data))
-                hit = cache.get(cached, rel, len(data), 0, key) if cache else None
+                hit = cache.get(cached, source_path, len(data), 0, key) if cache else None
                 if hit is not None:
-                    results[rel] = hit
+                    results[source_path] = hit
                     counts["done"] += 1
                 else:
-                    batch.append((rel, job, key))
+                    batch.append((source_path, job, key))
             tick()
             yield batch
 
     tick()
     try:
         batches = itertools.chain([file_todo], row_batches())
-        for rel, job, key, result in _run_parallel(batches, options.workers, len(file_todo) + len(row_rels)):
-            results[rel] = result
-            entry = by_rel.get(rel)
+        for source_path, job, key, result in _run_parallel(batches, options.workers, len(file_todo) + len(row_rels)):
+            results[source_path] = result
+            entry = by_rel.get(source_path)
             if cache:
                 size, mtime = (entry.size, entry.mtime_ns) if entry else (len(job.data or b""), 0)
-                cache.put(rel, size, mtime, key, result)
+                cache.put(source_path, size, mtime, key, result)
             counts["done"] += 1
             counts["decoded"] += 1
             tick()
@@ -279,8 +279,8 @@ def _run_parallel(
     workers = workers or os.cpu_count() or 1
     if workers == 1 or expected < 32:
         for batch in batches:
-            for rel, job, key in batch:
-                yield rel, job, key, process(job)
+            for source_path, job, key in batch:
+                yield source_path, job, key, process(job)
         return
     with worker_pool(workers, init_worker) as pool:
         for batch in batches:
@@ -289,8 +289,8 @@ def _run_parallel(
             chunksize = max(1, min(64, len(batch) // (workers * 8)))
             jobs = [job for _, job, _ in batch]
             for index, result in pool.imap_unordered(_indexed_process, enumerate(jobs), chunksize=chunksize):
-                rel, job, key = batch[index]
-                yield rel, job, key, result
+                source_path, job, key = batch[index]
+                yield source_path, job, key, result
 
 
 def _indexed_process(item: tuple[int, FileJob]) -> tuple[int, dict[str, Any]]:
@@ -301,8 +301,8 @@ def _indexed_process(item: tuple[int, FileJob]) -> tuple[int, dict[str, Any]]:
 # --------------------------------------------------------------------------- rows
 
 
-def sample_id(name: str, rel: str, crop_key: str | None = None) -> str:
-    base = f"{name}:{paths.display_name(rel)}"
+def sample_id(name: str, source_path: str, crop_key: str | None = None) -> str:
+    base = f"{name}:{paths.display_name(source_path)}"
     return f"{base}#{crop_key}" if crop_key else base
 
 
@@ -319,33 +319,33 @@ def build_rows(
 ) -> list[dict[str, Any]]:
     licence = options.licence or definition.licence
     citation = options.citation or definition.citation
-    sizes = {f.rel: f.size for f in files}
+    sizes = {f.source_path: f.size for f in files}
 
-    def base_row(rel: str) -> dict[str, Any]:
+    def base_row(source_path: str) -> dict[str, Any]:
         row = manifest.empty_row()
         row.update(
             source=name,
             source_version=definition.version or None,
             source_root=name,  # a name: roots.Roots says where it lies on the machine at hand
-            source_path=paths.display_name(rel),
+            source_path=paths.display_name(source_path),
             licence=licence,
             citation=citation,
             label_status=LabelStatus.UNLABELLED.value,
-            bytes=sizes.get(rel),
+            bytes=sizes.get(source_path),
         )
-        if not paths.is_utf8(rel):
-            row["extra"] = manifest.extra_json({"source_path_bytes_hex": paths.name_bytes_hex(rel)})
+        if not paths.is_utf8(source_path):
+            row["extra"] = manifest.extra_json({"source_path_bytes_hex": paths.name_bytes_hex(source_path)})
         return row
 
     rows: list[dict[str, Any]] = []
     claimed: set[str] = set()
 
-    for rel, note in plan.fields.items():
-        claimed.add(rel)
-        row = base_row(rel)
-        row["sample_id"] = sample_id(name, rel)
+    for source_path, note in plan.fields.items():
+        claimed.add(source_path)
+        row = base_row(source_path)
+        row["sample_id"] = sample_id(name, source_path)
         row["group_id"] = row["sample_id"]
-        facts = results.get(rel, {}).get("file", {})
+        facts = results.get(source_path, {}).get("file", {})
         _apply_facts(row, facts)
         if facts.get("reason"):
             row.update(status="rejected", reason=facts["reason"])
@@ -354,15 +354,15 @@ def build_rows(
         rows.append(row)
 
     for spec in plan.samples:
-        claimed.add(spec.rel)
-        row = base_row(spec.rel)
+        claimed.add(spec.source_path)
+        row = base_row(spec.source_path)
         crop_key = spec.crop.key if spec.crop else None
-        row["sample_id"] = sample_id(name, spec.rel, crop_key)
+        row["sample_id"] = sample_id(name, spec.source_path, crop_key)
         if spec.crop is not None:
-            row["parent_id"] = sample_id(name, spec.rel)
+            row["parent_id"] = sample_id(name, spec.source_path)
             row["bytes"] = None
         row.update(
-            source_label=_text(spec.raw_label),
+            source_label=_text(spec.source_label),
             source_split=spec.split,
             patient_id=spec.patient_id,
         )
@@ -372,9 +372,9 @@ def build_rows(
         _apply_label(row, spec, label_map)
         extra = dict(spec.extra or {})
         if row["extra"]:
-            extra["source_path_bytes_hex"] = paths.name_bytes_hex(spec.rel)
+            extra["source_path_bytes_hex"] = paths.name_bytes_hex(spec.source_path)
         row["extra"] = manifest.extra_json(extra)
-        file_result = results.get(spec.rel, {})
+        file_result = results.get(spec.source_path, {})
         facts = file_result.get("crops", {}).get(crop_key, {}) if crop_key else file_result.get("file", {})
         if spec.crop is not None:
             parent_facts = file_result.get("file", {})
@@ -392,29 +392,29 @@ def build_rows(
             row["status"] = "ok"
         rows.append(row)
 
-    for rel, what in plan.auxiliary.items():
-        if rel in claimed:
+    for source_path, what in plan.auxiliary.items():
+        if source_path in claimed:
             continue
-        claimed.add(rel)
-        row = base_row(rel)
-        row.update(sample_id=sample_id(name, rel), status="auxiliary", reason=what)
-        row["sha256"] = _file_sha256(root / rel)
+        claimed.add(source_path)
+        row = base_row(source_path)
+        row.update(sample_id=sample_id(name, source_path), status="auxiliary", reason=what)
+        row["sha256"] = _file_sha256(root / source_path)
         rows.append(row)
 
-    for rel, reason in {**walk_problems, **plan.rejected}.items():
-        if rel in claimed:
+    for source_path, reason in {**walk_problems, **plan.rejected}.items():
+        if source_path in claimed:
             continue
-        claimed.add(rel)
-        row = base_row(rel)
-        row.update(sample_id=sample_id(name, rel), status="rejected", reason=reason)
+        claimed.add(source_path)
+        row = base_row(source_path)
+        row.update(sample_id=sample_id(name, source_path), status="rejected", reason=reason)
         rows.append(row)
 
     for entry in files:
-        if entry.rel in claimed:
+        if entry.source_path in claimed:
             continue
-        row = base_row(entry.rel)
+        row = base_row(entry.source_path)
         row.update(
-            sample_id=sample_id(name, entry.rel),
+            sample_id=sample_id(name, entry.source_path),
             status="rejected",
             reason=f"not part of the {definition.name} layout (expected: {first_line(definition.layout)})",
         )
@@ -423,7 +423,8 @@ def build_rows(
 
 
 def _apply_label(row: dict[str, Any], spec: SampleSpec, label_map: LabelMap) -> None:
-    raws = spec.annotator_labels if spec.annotator_labels else ([spec.raw_label] if spec.raw_label is not None else [])
+    single = [spec.source_label] if spec.source_label is not None else []
+    raws = spec.annotator_labels if spec.annotator_labels else single
     mapped = [label_map.lookup(r) for r in raws]
     resolved = resolve(mapped, raws)
     row.update(

@@ -80,8 +80,8 @@ def resolve_box(spec: CropSpec, width: int, height: int, root: str) -> crops.Box
         if not spec.size:
             raise crops.CropRejected("centroid crop without a size")
         raw = crops.box_from_centroid(*spec.centroid, spec.size)
-    elif spec.mask_rel is not None:
-        mask = crops.read_mask(Path(root) / spec.mask_rel, (width, height))
+    elif spec.mask_path is not None:
+        mask = crops.read_mask(Path(root) / spec.mask_path, (width, height))
         raw = crops.box_from_mask(mask, spec.mask_values)
     else:
         raise crops.CropRejected("crop has neither box, centroid nor mask")

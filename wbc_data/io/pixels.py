@@ -53,7 +53,7 @@ class RowRef:
 
     sample_id: str
     root: str  # the named source root (``source_root``)
-    rel: str  # the name to read under the root, exactly as on disk (surrogate escapes for non-UTF-8 names)
+    source_path: str  # the name to read under the root, exactly as on disk (surrogate escapes for non-UTF-8 names)
     crop_box: tuple[int, int, int, int] | None = None
     pixel_hash: str | None = None
 
@@ -61,22 +61,22 @@ class RowRef:
     def shown(self) -> str:
         """The row's file for messages: ``root:path`` (plus the crop box)."""
         box = f" crop {list(self.crop_box)}" if self.crop_box else ""
-        return f"{self.root}:{paths.display_name(self.rel)}{box}"
+        return f"{self.root}:{paths.display_name(self.source_path)}{box}"
 
 
 def row_ref(row: Mapping[str, Any]) -> RowRef:
     """A :class:`RowRef` from a manifest row (a dict, a pandas Series or a namedtuple's ``_asdict()``)."""
-    rel = row["source_path"]
+    source_path = row["source_path"]
     extra = row.get("extra")
     if isinstance(extra, str) and "source_path_bytes_hex" in extra:  # a file name that is not UTF-8
-        rel = paths.from_bytes_hex(json.loads(extra)["source_path_bytes_hex"])
+        source_path = paths.from_bytes_hex(json.loads(extra)["source_path_bytes_hex"])
     box = row.get("crop_box")
     crop = None if box is None or len(box) != 4 else tuple(int(v) for v in box)
     digest = row.get("pixel_hash")
     return RowRef(
         sample_id=str(row["sample_id"]),
         root=str(row["source_root"]),
-        rel=rel,
+        source_path=source_path,
         crop_box=crop,  # type: ignore[arg-type]
         pixel_hash=digest if isinstance(digest, str) else None,
     )
@@ -145,7 +145,7 @@ class PixelLoader:
         """The encoded bytes ingest read for this row (the whole file, for a crop too)."""
         ref = ref if isinstance(ref, RowRef) else row_ref(ref)
         try:
-            return self.reader(ref.root)(ref.rel)
+            return self.reader(ref.root)(ref.source_path)
         except FileNotFoundError:
             raise PixelMissing(f"{self._where(ref)}: file not found (re-point the source with --root)") from None
         except IsADirectoryError:
@@ -160,7 +160,7 @@ class PixelLoader:
         except RootsError:
             return ref.shown
         box = f" (crop {list(ref.crop_box)})" if ref.crop_box else ""
-        return f"{location.rstrip('/')}/{paths.display_name(ref.rel)}{box}"
+        return f"{location.rstrip('/')}/{paths.display_name(ref.source_path)}{box}"
 
     # ------------------------------------------------------------------ pixels
 
@@ -178,7 +178,7 @@ class PixelLoader:
         return image
 
     def _decoded(self, ref: RowRef) -> Image.Image:
-        key = (ref.root, ref.rel)
+        key = (ref.root, ref.source_path)
         cached = self._parents.get(key)
         if cached is not None:
             self._parents.move_to_end(key)

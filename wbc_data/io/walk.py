@@ -13,9 +13,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class FileEntry:
-    """A regular file under the source root; ``rel`` uses ``/`` and may hold surrogate escapes."""
+    """A regular file under the source root; ``source_path`` (relative to the root) uses ``/`` and may hold
+    surrogate escapes."""
 
-    rel: str
+    source_path: str
     size: int
     mtime_ns: int
 
@@ -23,7 +24,7 @@ class FileEntry:
 @dataclass
 class WalkResult:
     files: list[FileEntry] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)  # rel path -> reason
+    problems: dict[str, str] = field(default_factory=dict)  # source_path -> reason
 
 
 def walk(root: Path, follow_symlinks: bool = True) -> WalkResult:
@@ -47,34 +48,34 @@ def walk(root: Path, follow_symlinks: bool = True) -> WalkResult:
             continue
         subdirs: list[tuple[str, str]] = []
         for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            source_path = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             try:
                 is_link = entry.is_symlink()
                 st = entry.stat(follow_symlinks=follow_symlinks)
             except FileNotFoundError:
-                result.problems[rel] = "broken symlink: target does not exist"
+                result.problems[source_path] = "broken symlink: target does not exist"
                 continue
             except OSError as exc:
                 if exc.errno == errno.ELOOP:  # a link that resolves to itself
-                    result.problems[rel] = "symlink loop: the link resolves to itself"
+                    result.problems[source_path] = "symlink loop: the link resolves to itself"
                 else:
-                    result.problems[rel] = f"cannot stat: {exc.strerror or exc}"
+                    result.problems[source_path] = f"cannot stat: {exc.strerror or exc}"
                 continue
             if stat.S_ISDIR(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if key in seen_dirs:
                     kind = "symlink loop" if is_link else "hard-linked folder"
-                    result.problems[rel] = f"{kind}: same folder as '{seen_dirs[key]}', not walked twice"
+                    result.problems[source_path] = f"{kind}: same folder as '{seen_dirs[key]}', not walked twice"
                     continue
                 if is_link and not follow_symlinks:
-                    result.problems[rel] = "symlinked folder not followed"
+                    result.problems[source_path] = "symlinked folder not followed"
                     continue
-                seen_dirs[key] = rel
-                subdirs.append((entry.path, rel))
+                seen_dirs[key] = source_path
+                subdirs.append((entry.path, source_path))
             elif stat.S_ISREG(st.st_mode):
-                result.files.append(FileEntry(rel, st.st_size, st.st_mtime_ns))
+                result.files.append(FileEntry(source_path, st.st_size, st.st_mtime_ns))
             else:
-                result.problems[rel] = "not a regular file (device, socket or pipe)"
+                result.problems[source_path] = "not a regular file (device, socket or pipe)"
         stack.extend(reversed(subdirs))
-    result.files.sort(key=lambda f: f.rel)
+    result.files.sort(key=lambda f: f.source_path)
     return result

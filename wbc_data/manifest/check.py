@@ -65,7 +65,7 @@ def check_manifest(
     sources = frame["source"].tolist()
     if verify:
         outcomes = list(_verify_all(refs, loader, workers, progress))
-        files = len({(r.root, r.rel) for r in refs})
+        files = len({(r.root, r.source_path) for r in refs})
     else:
         outcomes, files = _find_all(refs, loader, progress)
     rows = [
@@ -84,7 +84,7 @@ def _find_all(refs: list[RowRef], loader: PixelLoader, progress: Progress | None
     seen: dict[tuple[str, str], Outcome] = {}
     out = []
     for i, ref in enumerate(refs):
-        key = (ref.root, ref.rel)
+        key = (ref.root, ref.source_path)
         if key not in seen:
             seen[key] = _find(ref, loader)
         out.append(seen[key])
@@ -98,8 +98,8 @@ def _find(ref: RowRef, loader: PixelLoader) -> Outcome:
         location = loader.roots.location(ref.root)
     except RootsError as exc:
         return "unknown root", ref.shown, str(exc)
-    shown = f"{location.rstrip('/')}/{paths.display_name(ref.rel)}"
-    candidate = Path(location) / ref.rel
+    shown = f"{location.rstrip('/')}/{paths.display_name(ref.source_path)}"
+    candidate = Path(location) / ref.source_path
     if candidate.is_file():
         if os.access(candidate, os.R_OK):
             return None, shown, ""

@@ -48,11 +48,11 @@ def list_files(folder: Path) -> list[LocalFile]:
     """Every file of the repo folder (not dotfiles, so not the marker), sorted by path."""
     out = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
+        source_path = path.relative_to(folder)
+        if any(part.startswith(".") for part in source_path.parts):
             continue
         sha256, git_sha1 = hash_file(path)
-        out.append(LocalFile(rel.as_posix(), path.stat().st_size, sha256, git_sha1))
+        out.append(LocalFile(source_path.as_posix(), path.stat().st_size, sha256, git_sha1))
     return out
 
 

@@ -51,7 +51,7 @@ def features(columns: Sequence[str]) -> Any:
 
 def image_cell(loader: PixelLoader, ref: RowRef) -> dict[str, Any]:
     """``{"bytes", "path"}`` for the ``Image`` feature: the original file for whole images, PNG for crops."""
-    name = Path(display_name(ref.rel))  # a non-UTF-8 file name cannot go into an Arrow string
+    name = Path(display_name(ref.source_path))  # a non-UTF-8 file name cannot go into an Arrow string
     if ref.crop_box is None:
         return {"bytes": loader.encoded(ref), "path": name.name}
     buffer = io.BytesIO()

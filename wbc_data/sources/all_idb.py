@@ -77,107 +77,111 @@ class AllIdbAdapter(SourceAdapter):
         fields: dict[tuple[str, str], list[tuple[str, re.Match[str]]]] = defaultdict(list)
         centroids: dict[tuple[str, str], list[str]] = defaultdict(list)  # (folder, ImNNN_Y) -> xyc rels
         for entry in files:
-            parts = entry.rel.split("/")
+            parts = entry.source_path.split("/")
             kind = parts[-2].casefold() if len(parts) >= 2 else ""
-            folder, stem = "/".join(parts[:-2]), _stem(entry.rel)
+            folder, stem = "/".join(parts[:-2]), _stem(entry.source_path)
             if kind not in ("im", "img", "xyc"):
-                if entry.rel.lower().endswith(_DOC_SUFFIXES):
-                    plan.auxiliary[entry.rel] = "documentation"
+                if entry.source_path.lower().endswith(_DOC_SUFFIXES):
+                    plan.auxiliary[entry.source_path] = "documentation"
                 else:
-                    plan.rejected[entry.rel] = "not in im/ or xyc/ (ALL_IDB1) or img/ (ALL_IDB2)"
+                    plan.rejected[entry.source_path] = "not in im/ or xyc/ (ALL_IDB1) or img/ (ALL_IDB2)"
                 continue
             if kind == "xyc":
-                if not entry.rel.lower().endswith(".xyc"):
-                    plan.rejected[entry.rel] = "not a .xyc centroid file"
+                if not entry.source_path.lower().endswith(".xyc"):
+                    plan.rejected[entry.source_path] = "not a .xyc centroid file"
                 else:
-                    centroids[(folder, stem.casefold())].append(entry.rel)
+                    centroids[(folder, stem.casefold())].append(entry.source_path)
                 continue
-            if not is_image_name(entry.rel):
-                plan.rejected[entry.rel] = not_an_image_reason(entry.rel)
+            if not is_image_name(entry.source_path):
+                plan.rejected[entry.source_path] = not_an_image_reason(entry.source_path)
                 continue
             match = _NAME.match(stem)
             if match is None:
-                plan.rejected[entry.rel] = f"file name {parts[-1]!r} is not ImNNN_Y (Y = 0 or 1)"
+                plan.rejected[entry.source_path] = f"file name {parts[-1]!r} is not ImNNN_Y (Y = 0 or 1)"
                 continue
-            (fields if kind == "im" else crops)[(folder, match["number"])].append((entry.rel, match))
+            (fields if kind == "im" else crops)[(folder, match["number"])].append((entry.source_path, match))
         for (_, number), items in sorted(crops.items()):
             if _reject_duplicates(plan, number, items):
                 continue
             self._plan_crop(plan, *items[0])
         used_xyc: set[str] = set()
         for (folder, number), items in sorted(fields.items()):
-            xycs = {rel: centroids.get((folder, _stem(rel).casefold()), []) for rel, _ in items}
+            xycs = {source_path: centroids.get((folder, _stem(source_path).casefold()), []) for source_path, _ in items}
             for rels in xycs.values():
                 used_xyc.update(rels)
             if _reject_duplicates(plan, number, items):
-                for rel in (r for rels in xycs.values() for r in rels):
-                    plan.rejected[rel] = f"centroids of duplicate image number {number}: its image is ambiguous"
+                for source_path in (r for rels in xycs.values() for r in rels):
+                    plan.rejected[source_path] = f"centroids of duplicate image number {number}: its image is ambiguous"
                 continue
-            rel, match = items[0]
-            self._plan_field(root, plan, rel, match, xycs[rel], size)
+            source_path, match = items[0]
+            self._plan_field(root, plan, source_path, match, xycs[source_path], size)
         for rels in centroids.values():
-            for rel in rels:
-                if rel not in used_xyc:
-                    plan.rejected[rel] = "centroid file without an image (no im/ImNNN_Y.jpg of the same name)"
+            for source_path in rels:
+                if source_path not in used_xyc:
+                    plan.rejected[source_path] = "centroid file without an image (no im/ImNNN_Y.jpg of the same name)"
         if not crops and not fields:
             raise SourceError(f"{root}: no ALL-IDB images found (expected im/ImNNN_Y.jpg or img/ImNNN_Y.tif)")
         return plan
 
     @staticmethod
-    def _plan_crop(plan: SourcePlan, rel: str, match: re.Match[str]) -> None:
+    def _plan_crop(plan: SourcePlan, source_path: str, match: re.Match[str]) -> None:
         blast = match["y"] == "1"
         extra = {"part": "ALL_IDB2", "y": int(match["y"])}
-        spec = SampleSpec(rel, raw_label=BLAST if blast else NON_BLAST, extra=extra)
+        spec = SampleSpec(source_path, source_label=BLAST if blast else NON_BLAST, extra=extra)
         if not blast:
             spec.label_note = "ALL_IDB2 Y=0: a non-blast leukocyte whose type the dataset does not record"
         plan.samples.append(spec)
 
     @staticmethod
-    def _plan_field(root: Path, plan: SourcePlan, rel: str, match: re.Match[str], xyc: list[str], size: int) -> None:
+    def _plan_field(
+        root: Path, plan: SourcePlan, source_path: str, match: re.Match[str], xyc: list[str], size: int
+    ) -> None:
         if not xyc:
-            plan.rejected[rel] = f"no centroid file xyc/{_stem(rel)}.xyc for this field: its blasts are unknown"
+            plan.rejected[source_path] = (
+                f"no centroid file xyc/{_stem(source_path)}.xyc for this field: its blasts are unknown"
+            )
             return
         if len(xyc) > 1:
-            plan.rejected[rel] = f"several centroid files for this field ({', '.join(xyc)})"
+            plan.rejected[source_path] = f"several centroid files for this field ({', '.join(xyc)})"
             for other in xyc:
-                plan.rejected[other] = f"duplicate centroid file for {rel}"
+                plan.rejected[other] = f"duplicate centroid file for {source_path}"
             return
         try:
             points = parse_xyc(root / xyc[0])
         except (OSError, ValueError) as exc:
             plan.rejected[xyc[0]] = f"unreadable centroid file: {exc}"
-            plan.rejected[rel] = f"its centroid file {xyc[0]} is unreadable: blasts unknown"
+            plan.rejected[source_path] = f"its centroid file {xyc[0]} is unreadable: blasts unknown"
             return
         has_all = match["y"] == "1"
-        plan.auxiliary[xyc[0]] = f"blast centroids of {rel} ({len(points)})"
+        plan.auxiliary[xyc[0]] = f"blast centroids of {source_path} ({len(points)})"
         subject = "ALL patient" if has_all else "healthy subject"
-        plan.fields[rel] = f"full field ({subject}); {len(points)} blast crop(s)"
+        plan.fields[source_path] = f"full field ({subject}); {len(points)} blast crop(s)"
         if has_all and not points:
-            plan.notes.append(f"{rel}: the patient has ALL (Y=1) but {xyc[0]} lists no blast")
+            plan.notes.append(f"{source_path}: the patient has ALL (Y=1) but {xyc[0]} lists no blast")
         if not has_all and points:
-            plan.notes.append(f"{rel}: healthy subject (Y=0) but {xyc[0]} lists {len(points)} blast(s)")
+            plan.notes.append(f"{source_path}: healthy subject (Y=0) but {xyc[0]} lists {len(points)} blast(s)")
         for index, (x, y) in enumerate(points, start=1):
             plan.samples.append(
                 SampleSpec(
-                    rel,
-                    raw_label=BLAST,
+                    source_path,
+                    source_label=BLAST,
                     crop=CropSpec(key=f"blast{index}", centroid=(x, y), size=size),
                     extra={"part": "ALL_IDB1", "y": int(match["y"]), "centroid": [x, y]},
                 )
             )
 
 
-def _stem(rel: str) -> str:
-    return rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+def _stem(source_path: str) -> str:
+    return source_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
 def _reject_duplicates(plan: SourcePlan, number: str, items: list[tuple[str, re.Match[str]]]) -> bool:
     """Two files with one image number (``Im001_0`` and ``Im001_1``...): which one is right is unknown."""
     if len(items) < 2:
         return False
-    names = ", ".join(rel for rel, _ in items)
-    for rel, _ in items:
-        plan.rejected[rel] = f"duplicate image number {number} ({names})"
+    names = ", ".join(source_path for source_path, _ in items)
+    for source_path, _ in items:
+        plan.rejected[source_path] = f"duplicate image number {number} ({names})"
     return True
 
 

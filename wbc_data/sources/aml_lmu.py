@@ -50,16 +50,18 @@ def parse_annotations(path: Path) -> tuple[dict[str, AnnotationRow], list[str]]:
         if len(parts) != 4:
             problems.append(f"{path.name} line {number}: expected 4 fields, found {len(parts)}")
             continue
-        rel, original, first, second = parts
+        source_path, original, first, second = parts
         reannotations = tuple(label for label in (first, second) if label != NOT_ANNOTATED)
         row = AnnotationRow(number, original, reannotations)
-        if rel in rows:
-            if rows[rel].original != original or rows[rel].reannotations != reannotations:
-                problems.append(f"{path.name} line {number}: {rel} listed again with different labels (first kept)")
+        if source_path in rows:
+            if rows[source_path].original != original or rows[source_path].reannotations != reannotations:
+                problems.append(
+                    f"{path.name} line {number}: {source_path} listed again with different labels (first kept)"
+                )
             else:
-                problems.append(f"{path.name} line {number}: {rel} listed twice")
+                problems.append(f"{path.name} line {number}: {source_path} listed twice")
             continue
-        rows[rel] = row
+        rows[source_path] = row
     return rows, problems
 
 
@@ -87,27 +89,27 @@ class AmlLmuAdapter(SourceAdapter):
             plan.notes.append(f"no {ANNOTATIONS} found: labels come from folder names only, re-annotations unknown")
         seen: set[str] = set()
         for entry in files:
-            parts = entry.rel.split("/")
+            parts = entry.source_path.split("/")
             if len(parts) == 1:
-                if entry.rel == ANNOTATIONS:
-                    plan.auxiliary[entry.rel] = "annotation table (original label and two re-annotations)"
-                elif entry.rel.lower().endswith(".txt"):
-                    plan.auxiliary[entry.rel] = "documentation (abbreviations)"
+                if entry.source_path == ANNOTATIONS:
+                    plan.auxiliary[entry.source_path] = "annotation table (original label and two re-annotations)"
+                elif entry.source_path.lower().endswith(".txt"):
+                    plan.auxiliary[entry.source_path] = "documentation (abbreviations)"
                 else:
-                    plan.rejected[entry.rel] = "not in a class folder (expected <CODE>/<CODE>_<nnnn>.tiff)"
+                    plan.rejected[entry.source_path] = "not in a class folder (expected <CODE>/<CODE>_<nnnn>.tiff)"
                 continue
-            if not is_image_name(entry.rel):
-                plan.rejected[entry.rel] = not_an_image_reason(entry.rel)
+            if not is_image_name(entry.source_path):
+                plan.rejected[entry.source_path] = not_an_image_reason(entry.source_path)
                 continue
             folder = parts[-2]
-            row = rows.get(entry.rel)
-            seen.add(entry.rel)
+            row = rows.get(entry.source_path)
+            seen.add(entry.source_path)
             if row is None:
-                spec = SampleSpec(entry.rel, raw_label=folder, extra={"folder": folder})
+                spec = SampleSpec(entry.source_path, source_label=folder, extra={"folder": folder})
                 if rows:
                     spec.label_note = f"not listed in {ANNOTATIONS}: label from folder {folder!r}"
             else:
-                spec = SampleSpec(entry.rel, raw_label=row.original, extra={"folder": folder})
+                spec = SampleSpec(entry.source_path, source_label=row.original, extra={"folder": folder})
                 if row.reannotations:
                     spec.annotator_labels = [row.original, *row.reannotations]
                 if row.original != folder:

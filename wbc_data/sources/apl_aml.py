@@ -117,9 +117,9 @@ class Place:
     name: str
 
 
-def place(rel: str) -> Place | str:
+def place(source_path: str) -> Place | str:
     """The file's place in the layout, or why it has none."""
-    parts = rel.split("/")
+    parts = source_path.split("/")
     if patient_key(parts[0]) is None:
         return f"not in a Patient_NN folder ({LAYOUT})"
     if len(parts) < 3:
@@ -161,25 +161,27 @@ class AplAmlAdapter(SourceAdapter):
         by_number = {patient_key(k): v for k, v in patients.items() if patient_key(k) is not None}
         places: dict[str, Place] = {}
         for entry in files:
-            if entry.rel == MASTER:
+            if entry.source_path == MASTER:
                 if patients:
-                    plan.auxiliary[entry.rel] = f"patient table ({len(patients)} patients: diagnosis, cohort, age, sex)"
+                    plan.auxiliary[entry.source_path] = (
+                        f"patient table ({len(patients)} patients: diagnosis, cohort, age, sex)"
+                    )
                 else:
-                    plan.rejected[entry.rel] = f"patient table not read: {problem or 'no rows'}"
+                    plan.rejected[entry.source_path] = f"patient table not read: {problem or 'no rows'}"
                 continue
-            where = place(entry.rel)
+            where = place(entry.source_path)
             if isinstance(where, str):
-                plan.rejected[entry.rel] = where
+                plan.rejected[entry.source_path] = where
             elif not is_image_name(where.name):
-                plan.rejected[entry.rel] = not_an_image_reason(where.name)
+                plan.rejected[entry.source_path] = not_an_image_reason(where.name)
             else:
-                places[entry.rel] = where
+                places[entry.source_path] = where
         filed: dict[tuple[str, str | None, str], set[str]] = defaultdict(set)  # one crop's name -> its class folders
         for where in places.values():
             if where.signed:
                 filed[(where.patient, where.session, where.name)].add(where.folder or "")
         unknown: set[str] = set()
-        for rel, where in places.items():
+        for source_path, where in places.items():
             patient = patients.get(where.patient) or by_number.get(patient_key(where.patient))
             if patient is None and patients:
                 unknown.add(where.patient)
@@ -188,7 +190,7 @@ class AplAmlAdapter(SourceAdapter):
                 extra["session"] = where.session
             if patient is not None:
                 extra.update(patient.extra())
-            spec = SampleSpec(rel, raw_label=where.folder, patient_id=where.patient, extra=extra)
+            spec = SampleSpec(source_path, source_label=where.folder, patient_id=where.patient, extra=extra)
             if not where.signed:
                 spec.label_note = "unsigned slide: crops not reviewed, no label"
             else:

@@ -26,7 +26,7 @@ class CropSpec:
     box: tuple[float, float, float, float] | None = None
     centroid: tuple[float, float] | None = None
     size: int | None = None
-    mask_rel: str | None = None
+    mask_path: str | None = None
     mask_values: tuple[int, ...] | None = None
     margin: float = 0.0
 
@@ -35,9 +35,9 @@ class CropSpec:
 class SampleSpec:
     """One image (or one crop of a field image) an adapter found, before any pixel is read."""
 
-    rel: str
-    raw_label: str | None
-    annotator_labels: list[str] | None = None  # several annotators: each raw label, first = raw_label
+    source_path: str
+    source_label: str | None
+    annotator_labels: list[str] | None = None  # several annotators: each raw label, first = source_label
     split: str | None = None
     patient_id: str | None = None
     group_id: str | None = None
@@ -91,7 +91,7 @@ class SourceAdapter:
         Ingest and the pixel loader both read through it, so a row reopened later gets the very bytes ingest
         hashed. Adapters whose samples are not plain files (Hub rows, parquet rows) override this."""
         base = Path(root)
-        return lambda rel: (base / rel).read_bytes()
+        return lambda source_path: (base / source_path).read_bytes()
 
     def label_counts(self, path: Path, splits: Sequence[str] | None, ctx: PlanContext) -> dict[str, int]:
         """Raw label -> rows in ``splits`` (None: every split), read from the annotation files at ``path`` alone.
@@ -136,15 +136,15 @@ def find_named_child(path: Path, name: str, max_depth: int = 3) -> Path | None:
     return None
 
 
-def is_image_name(rel: str) -> bool:
+def is_image_name(source_path: str) -> bool:
     """Has one of the image extensions ingest accepts (any case)."""
     from wbc_data.imaging.decode import IMAGE_EXTENSIONS
 
-    dot = rel.rfind(".")
-    return dot >= 0 and rel[dot:].lower() in IMAGE_EXTENSIONS
+    dot = source_path.rfind(".")
+    return dot >= 0 and source_path[dot:].lower() in IMAGE_EXTENSIONS
 
 
-def not_an_image_reason(rel: str) -> str:
-    name = rel.rsplit("/", 1)[-1]
+def not_an_image_reason(source_path: str) -> str:
+    name = source_path.rsplit("/", 1)[-1]
     suffix = name[name.rfind(".") :] if "." in name else "(none)"
     return f"not an image file (extension {suffix})"

@@ -162,21 +162,21 @@ class BccdAdapter(SourceAdapter):
         xmls: dict[str, str] = {}
         split_files: dict[str, str] = {}
         for entry in files:
-            parts = entry.rel.split("/")
+            parts = entry.source_path.split("/")
             name = parts[-1]
             stem = name.rsplit(".", 1)[0]
             folder = parts[-2] if len(parts) > 1 else ""
-            if labels_path is not None and (root / entry.rel) == labels_path:
-                plan.auxiliary[entry.rel] = f"per-image WBC sub-types ({len(table.rows)} image numbers)"
+            if labels_path is not None and (root / entry.source_path) == labels_path:
+                plan.auxiliary[entry.source_path] = f"per-image WBC sub-types ({len(table.rows)} image numbers)"
             elif folder == "Annotations" and name.lower().endswith(".xml"):
-                xmls[stem] = entry.rel
+                xmls[stem] = entry.source_path
             elif folder == "JPEGImages":
                 if is_image_name(name):
-                    images[stem] = entry.rel
+                    images[stem] = entry.source_path
                 else:
-                    plan.rejected[entry.rel] = not_an_image_reason(name)
+                    plan.rejected[entry.source_path] = not_an_image_reason(name)
             elif folder == "Main" and name.lower().endswith(".txt"):
-                split_files[stem] = entry.rel
+                split_files[stem] = entry.source_path
         splits = self._read_splits(root, split_files, plan)
 
         used_numbers: set[int] = set()
@@ -213,7 +213,7 @@ class BccdAdapter(SourceAdapter):
             for index, box in enumerate(wbc):
                 spec = SampleSpec(
                     image_rel,
-                    raw_label=_raw_label(rows, labels),
+                    source_label=_raw_label(rows, labels),
                     annotator_labels=labels if len(labels) > 1 else None,
                     split=splits.get(stem),
                     crop=CropSpec(key=f"wbc{index}", box=box.box, margin=margin),
@@ -253,14 +253,14 @@ class BccdAdapter(SourceAdapter):
 
     def _read_splits(self, root: Path, split_files: dict[str, str], plan: SourcePlan) -> dict[str, str]:
         splits: dict[str, str] = {}
-        for name, rel in sorted(split_files.items()):
+        for name, source_path in sorted(split_files.items()):
             if name not in SPLITS and name != "trainval":
-                plan.rejected[rel] = "not a BCCD ImageSets split (expected train/val/test/trainval.txt)"
+                plan.rejected[source_path] = "not a BCCD ImageSets split (expected train/val/test/trainval.txt)"
                 continue
-            plan.auxiliary[rel] = f"ImageSets split list ({name})"
+            plan.auxiliary[source_path] = f"ImageSets split list ({name})"
             if name == "trainval":
                 continue
-            for stem in (root / rel).read_text(encoding="utf-8", errors="replace").split():
+            for stem in (root / source_path).read_text(encoding="utf-8", errors="replace").split():
                 if stem in splits and splits[stem] != name:
                     plan.notes.append(f"{stem} is listed in both {splits[stem]}.txt and {name}.txt (first kept)")
                     continue

@@ -46,31 +46,33 @@ class BmLmuAdapter(SourceAdapter):
         first_by_id: dict[str, str] = {}
         out_of_chunk = 0
         for entry in files:
-            parts = entry.rel.split("/")
+            parts = entry.source_path.split("/")
             if len(parts) == 1:
-                if entry.rel.lower().endswith(_DOC_SUFFIXES):
-                    plan.auxiliary[entry.rel] = "documentation"
+                if entry.source_path.lower().endswith(_DOC_SUFFIXES):
+                    plan.auxiliary[entry.source_path] = "documentation"
                 else:
-                    plan.rejected[entry.rel] = "not in a class folder (expected <CODE>/[<a>-<b>/]<CODE>_<nnnnn>.jpg)"
+                    plan.rejected[entry.source_path] = (
+                        "not in a class folder (expected <CODE>/[<a>-<b>/]<CODE>_<nnnnn>.jpg)"
+                    )
                 continue
-            if not is_image_name(entry.rel):
-                plan.rejected[entry.rel] = not_an_image_reason(entry.rel)
+            if not is_image_name(entry.source_path):
+                plan.rejected[entry.source_path] = not_an_image_reason(entry.source_path)
                 continue
             folder, filename = parts[0], parts[-1]
             stem = filename.rsplit(".", 1)[0]
             match = _NAME.match(stem)
             image_id = stem.upper()
             if image_id in first_by_id:
-                plan.rejected[entry.rel] = f"duplicate image ID {stem} (first seen at {first_by_id[image_id]})"
+                plan.rejected[entry.source_path] = f"duplicate image ID {stem} (first seen at {first_by_id[image_id]})"
                 continue
-            first_by_id[image_id] = entry.rel
+            first_by_id[image_id] = entry.source_path
             extra: dict[str, object] = {"folder": folder}
             chunk = next((_CHUNK.match(p) for p in parts[1:-1] if _CHUNK.match(p)), None)
             if chunk:
                 extra["chunk"] = chunk.group(0)
                 if match and not int(chunk["lo"]) <= int(match["number"]) <= int(chunk["hi"]):
                     out_of_chunk += 1
-            spec = SampleSpec(entry.rel, raw_label=folder, extra=extra)
+            spec = SampleSpec(entry.source_path, source_label=folder, extra=extra)
             prefix = match["code"] if match else None
             if prefix is None:
                 spec.label_note = f"file name {filename!r} is not <CODE>_<nnnnn>: label from folder {folder!r}"

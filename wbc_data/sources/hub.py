@@ -122,7 +122,7 @@ class HubAdapter(SourceAdapter):
                 extra["hub_split"] = split_name
             patient = next((str(row[c]) for c in PATIENT_COLUMNS if row.get(c) not in (None, "")), None)
             spec = SampleSpec(
-                f"{split_name}/{index:0{width}d}", raw_label=raw, split=split, patient_id=patient, extra=extra
+                f"{split_name}/{index:0{width}d}", source_label=raw, split=split, patient_id=patient, extra=extra
             )
             if raw is None:
                 spec.label_note = f"no value in column {label_col!r}"
@@ -140,10 +140,10 @@ class HubAdapter(SourceAdapter):
             self._open[root] = opened
         datasets_by_split, image_col = opened
 
-        def read(rel: str) -> bytes:
-            split_name, _, index = rel.rpartition("/")
+        def read(source_path: str) -> bytes:
+            split_name, _, index = source_path.rpartition("/")
             if split_name not in datasets_by_split or not index.isdigit():
-                raise FileNotFoundError(f"{root}: no row {rel!r} (splits: {', '.join(datasets_by_split)})")
+                raise FileNotFoundError(f"{root}: no row {source_path!r} (splits: {', '.join(datasets_by_split)})")
             dataset = datasets_by_split[split_name]
             if int(index) >= dataset.num_rows:
                 raise FileNotFoundError(f"{root}: split {split_name!r} has {dataset.num_rows:,} rows, not row {index}")

@@ -31,17 +31,17 @@ class ImageFolderAdapter(SourceAdapter):
         plan = SourcePlan()
         has_map = bool(ctx.label_map.keys())
         for entry in files:
-            rel = entry.rel
-            if not is_image_name(rel):
-                plan.rejected[rel] = not_an_image_reason(rel)
+            source_path = entry.source_path
+            if not is_image_name(source_path):
+                plan.rejected[source_path] = not_an_image_reason(source_path)
                 continue
-            folders = rel.split("/")[:-1]
+            folders = source_path.split("/")[:-1]
             if not folders:
-                plan.rejected[rel] = "image at the top level: not in a class folder (expected <class>/<image>)"
+                plan.rejected[source_path] = "image at the top level: not in a class folder (expected <class>/<image>)"
                 continue
             label = next((f for f in reversed(folders) if f in ctx.label_map), folders[-1])
             split = next((f for f in folders if SPLIT_FOLDER.match(f) and f not in ctx.label_map), None)
-            plan.samples.append(SampleSpec(rel, raw_label=label, split=split))
+            plan.samples.append(SampleSpec(source_path, source_label=label, split=split))
         if not files:
             raise SourceError(f"{root}: empty folder (expected <class>/<image> files)")
         if not has_map:

@@ -42,9 +42,9 @@ _COCO_KEYS = {"id", "image_id", "category_id", "bbox", "area", "iscrowd", "segme
 _IMAGE_KEYS = {"id", "file_name", "width", "height"}
 
 
-def subset_facts(rel: str) -> dict[str, str]:
+def subset_facts(source_path: str) -> dict[str, str]:
     """Microscope, magnification and camera named by a ``H_100x_C1``-style folder in ``rel``."""
-    for part in rel.split("/"):
+    for part in source_path.split("/"):
         match = _SUBSET.match(part)
         if match:
             facts = {
@@ -68,15 +68,23 @@ class LeukemiaAttriAdapter(SourceAdapter):
     def plan(self, root: Path, files: list[FileEntry], ctx: PlanContext) -> SourcePlan:
         plan = SourcePlan()
         margin = float(ctx.options.get("margin", ctx.definition.options.get("margin", 0.0)))
-        images = {e.rel for e in files if is_image_name(e.rel)}
+        images = {e.source_path for e in files if is_image_name(e.source_path)}
         claimed: set[str] = set()
-        coco = [e.rel for e in files if e.rel.lower().endswith(".json") and _parent(e.rel).lower() == "annotations"]
+        coco = [
+            e.source_path
+            for e in files
+            if e.source_path.lower().endswith(".json") and _parent(e.source_path).lower() == "annotations"
+        ]
         for json_rel in coco:
             self._plan_coco(root, json_rel, images, claimed, plan, margin)
-        labels = [e.rel for e in files if e.rel.lower().endswith(".txt") and "/labels/" in f"/{e.rel.lower()}"]
+        labels = [
+            e.source_path
+            for e in files
+            if e.source_path.lower().endswith(".txt") and "/labels/" in f"/{e.source_path.lower()}"
+        ]
         self._plan_yolo(root, labels, images, claimed, plan, margin)
-        for rel in sorted(images - claimed):
-            plan.rejected[rel] = "image named by no COCO annotation file and with no YOLO label file"
+        for source_path in sorted(images - claimed):
+            plan.rejected[source_path] = "image named by no COCO annotation file and with no YOLO label file"
         if not coco and not labels:
             raise SourceError(
                 f"{root}: no LeukemiaAttri annotations found (expected Annotations/{{train,test}}.json with "
@@ -105,9 +113,9 @@ class LeukemiaAttriAdapter(SourceAdapter):
         base = "/".join(json_rel.split("/")[:-2])  # the subset folder holding Annotations/ and Images/
         prefix = f"{base}/" if base else ""
         by_name: dict[str, list[str]] = {}
-        for rel in images:
-            if rel.startswith(prefix) and "/images/" in f"/{rel[len(prefix) :].lower()}":
-                by_name.setdefault(rel.rsplit("/", 1)[-1], []).append(rel)
+        for source_path in images:
+            if source_path.startswith(prefix) and "/images/" in f"/{source_path[len(prefix) :].lower()}":
+                by_name.setdefault(source_path.rsplit("/", 1)[-1], []).append(source_path)
         image_rel: dict[Any, str] = {}
         image_extra: dict[Any, dict[str, Any]] = {}
         unmatched = 0
@@ -131,20 +139,20 @@ class LeukemiaAttriAdapter(SourceAdapter):
         counts: dict[Any, int] = {}
         orphans = 0
         for index, ann in enumerate(annotations):
-            rel = image_rel.get(ann.get("image_id"))
-            if rel is None:
+            source_path = image_rel.get(ann.get("image_id"))
+            if source_path is None:
                 orphans += 1
                 continue
             key = f"ann{ann.get('id', index)}"
             category = ann.get("category_id")
             raw = categories.get(category, f"category {category}")
             extra = {
-                **subset_facts(f"{root.name}/{rel}"),
+                **subset_facts(f"{root.name}/{source_path}"),
                 **image_extra[ann.get("image_id")],
                 **_scalar_items(ann, _COCO_KEYS),
             }
             extra["category_id"] = category
-            spec = SampleSpec(rel, raw_label=raw, split=split, extra=extra)
+            spec = SampleSpec(source_path, source_label=raw, split=split, extra=extra)
             try:
                 x, y, w, h = (float(v) for v in ann["bbox"])
                 spec.crop = CropSpec(key=key, box=(x, y, x + w, y + h), margin=margin)
@@ -155,10 +163,12 @@ class LeukemiaAttriAdapter(SourceAdapter):
             plan.samples.append(spec)
         if orphans:
             plan.notes.append(f"{json_rel}: {orphans:,} annotation(s) point at an image that is not on disk")
-        for image_id, rel in image_rel.items():
+        for image_id, source_path in image_rel.items():
             n = counts.get(image_id, 0)
-            plan.fields[rel] = f"full field; its {n} annotated cell(s) are crop rows" if n else "field with no box"
-            claimed.add(rel)
+            plan.fields[source_path] = (
+                f"full field; its {n} annotated cell(s) are crop rows" if n else "field with no box"
+            )
+            claimed.add(source_path)
         plan.auxiliary[json_rel] = f"COCO annotations ({len(entries):,} images, {len(annotations):,} boxes)"
 
     # ------------------------------------------------------------------ YOLO
@@ -168,7 +178,7 @@ class LeukemiaAttriAdapter(SourceAdapter):
     ) -> None:
         if not labels:
             return
-        label_by_key = {_yolo_key(rel, "labels"): rel for rel in labels}
+        label_by_key = {_yolo_key(source_path, "labels"): source_path for source_path in labels}
         for image in sorted(images - claimed):
             key = _yolo_key(image, "images")
             if key is None:
@@ -198,8 +208,8 @@ class LeukemiaAttriAdapter(SourceAdapter):
                 plan.samples.append(spec)
             plan.fields[image] = f"full field; its {n} annotated cell(s) are crop rows"
             plan.auxiliary[label_rel] = f"YOLO boxes with attributes for {image} ({n} cells)"
-        for rel in label_by_key.values():
-            plan.rejected[rel] = "label file without an image (no image with the same name under images/)"
+        for source_path in label_by_key.values():
+            plan.rejected[source_path] = "label file without an image (no image with the same name under images/)"
 
     def _yolo_sample(
         self,
@@ -213,7 +223,7 @@ class LeukemiaAttriAdapter(SourceAdapter):
     ) -> SampleSpec:
         key = f"line{number}"
         width, height = size
-        spec = SampleSpec(image, raw_label=None, split=split, extra={})
+        spec = SampleSpec(image, source_label=None, split=split, extra={})
         try:
             cls = int(fields[0])
             cx, cy, w, h = (float(v) for v in fields[1:5])
@@ -221,7 +231,7 @@ class LeukemiaAttriAdapter(SourceAdapter):
             spec.crop = CropSpec(key=key, box=(0, 0, 0, 0))
             spec.reason = f"{label_rel} line {number}: expected 'cls cx cy w h a1..a6', found {' '.join(fields)!r}"
             return spec
-        spec.raw_label = CLASS_NAMES[cls] if 0 <= cls < len(CLASS_NAMES) else f"class {cls}"
+        spec.source_label = CLASS_NAMES[cls] if 0 <= cls < len(CLASS_NAMES) else f"class {cls}"
         spec.extra = {**(spec.extra or {}), "class_index": cls, "attributes": fields[5:]}  # type: ignore[dict-item]
         spec.crop = CropSpec(
             key=key,
@@ -233,14 +243,14 @@ class LeukemiaAttriAdapter(SourceAdapter):
         return spec
 
 
-def _parent(rel: str) -> str:
-    parts = rel.split("/")
+def _parent(source_path: str) -> str:
+    parts = source_path.split("/")
     return parts[-2] if len(parts) > 1 else ""
 
 
-def _yolo_key(rel: str, folder: str) -> tuple[str, str, str] | None:
+def _yolo_key(source_path: str, folder: str) -> tuple[str, str, str] | None:
     """(prefix before images/ or labels/, split sub-folder, stem): pairs an image with its label file."""
-    parts = rel.split("/")
+    parts = source_path.split("/")
     lowered = [p.lower() for p in parts]
     if folder not in lowered[:-1]:
         return None

@@ -49,44 +49,46 @@ class LiscAdapter(SourceAdapter):
         images: dict[tuple[str, str], list[str]] = defaultdict(list)  # (class, n) -> image rels
         masks: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # (class, n) -> (expert, rel)
         for entry in files:
-            parts = entry.rel.split("/")
+            parts = entry.source_path.split("/")
             top = parts[0].casefold()
             if top not in (MAIN, TRUTH):
                 if top.startswith("more dataset"):
-                    plan.rejected[entry.rel] = "LISC's extra set without ground truth: no class and no expert mask"
+                    plan.rejected[entry.source_path] = (
+                        "LISC's extra set without ground truth: no class and no expert mask"
+                    )
                 else:
-                    plan.rejected[entry.rel] = "not under 'Main Dataset/' or 'Ground Truth Segmentation/'"
+                    plan.rejected[entry.source_path] = "not under 'Main Dataset/' or 'Ground Truth Segmentation/'"
                 continue
-            if not is_image_name(entry.rel):
-                plan.rejected[entry.rel] = not_an_image_reason(entry.rel)
+            if not is_image_name(entry.source_path):
+                plan.rejected[entry.source_path] = not_an_image_reason(entry.source_path)
                 continue
             stem = parts[-1].rsplit(".", 1)[0]
             if top == MAIN:
                 if len(parts) != 3:
-                    plan.rejected[entry.rel] = "not in a class folder (expected Main Dataset/<class>/<n>.bmp)"
+                    plan.rejected[entry.source_path] = "not in a class folder (expected Main Dataset/<class>/<n>.bmp)"
                     continue
-                images[(parts[1].casefold(), stem.casefold())].append(entry.rel)
+                images[(parts[1].casefold(), stem.casefold())].append(entry.source_path)
                 continue
             if len(parts) not in (3, 4):
-                plan.rejected[entry.rel] = (
+                plan.rejected[entry.source_path] = (
                     "expected Ground Truth Segmentation/<class>/[areaforexpert<k>/]<n>_expert.bmp"
                 )
                 continue
             expert = parts[2] if len(parts) == 4 else ""
             number = _MASK_NAME.match(stem)["n"]  # the pattern matches any non-empty stem
-            masks[(parts[1].casefold(), number.casefold())].append((expert, entry.rel))
+            masks[(parts[1].casefold(), number.casefold())].append((expert, entry.source_path))
 
         for key, found in sorted(masks.items()):
             if key not in images:
-                for _, rel in found:
-                    plan.rejected[rel] = f"expert mask without an image (no Main Dataset/{key[0]}/{key[1]}.bmp)"
+                for _, source_path in found:
+                    plan.rejected[source_path] = f"expert mask without an image (no Main Dataset/{key[0]}/{key[1]}.bmp)"
         for key, rels in sorted(images.items()):
             found = sorted(masks.get(key, []))
             if len(rels) > 1:
-                for rel in rels:
-                    plan.rejected[rel] = f"duplicate image ID {key[1]} in class {key[0]} ({', '.join(rels)})"
-                for _, rel in found:
-                    plan.rejected[rel] = f"mask of duplicate image ID {key[1]}: its image is ambiguous"
+                for source_path in rels:
+                    plan.rejected[source_path] = f"duplicate image ID {key[1]} in class {key[0]} ({', '.join(rels)})"
+                for _, source_path in found:
+                    plan.rejected[source_path] = f"mask of duplicate image ID {key[1]}: its image is ambiguous"
                 continue
             self._plan_image(plan, rels[0], found, margin)
         if not images:
@@ -94,29 +96,31 @@ class LiscAdapter(SourceAdapter):
         return plan
 
     @staticmethod
-    def _plan_image(plan: SourcePlan, rel: str, found: list[tuple[str, str]], margin: float) -> None:
-        folder = rel.split("/")[1]
+    def _plan_image(plan: SourcePlan, source_path: str, found: list[tuple[str, str]], margin: float) -> None:
+        folder = source_path.split("/")[1]
         if not found:
-            plan.rejected[rel] = "no expert mask for this image under Ground Truth Segmentation/: cell not located"
+            plan.rejected[source_path] = (
+                "no expert mask for this image under Ground Truth Segmentation/: cell not located"
+            )
             return
         first_expert = found[0][0]
         chosen = [mask for expert, mask in found if expert == first_expert]
         if len(chosen) > 1:
-            plan.rejected[rel] = f"several masks match this image in one expert folder ({', '.join(chosen)})"
+            plan.rejected[source_path] = f"several masks match this image in one expert folder ({', '.join(chosen)})"
             for mask in chosen:
-                plan.rejected[mask] = f"ambiguous: one of several masks for {rel}"
+                plan.rejected[mask] = f"ambiguous: one of several masks for {source_path}"
             return
         for expert, mask in found[1:]:
             plan.auxiliary[mask] = (
-                f"expert mask ({expert}) for {rel}; not used: the crop uses {first_expert or 'the'} mask"
+                f"expert mask ({expert}) for {source_path}; not used: the crop uses {first_expert or 'the'} mask"
             )
-        plan.auxiliary[chosen[0]] = f"expert mask for {rel} (the crop's box)"
-        plan.fields[rel] = "full field; its leukocyte is a crop row (box of the expert mask)"
+        plan.auxiliary[chosen[0]] = f"expert mask for {source_path} (the crop's box)"
+        plan.fields[source_path] = "full field; its leukocyte is a crop row (box of the expert mask)"
         plan.samples.append(
             SampleSpec(
-                rel,
-                raw_label=folder,
-                crop=CropSpec(key="cell", mask_rel=chosen[0], margin=margin),
+                source_path,
+                source_label=folder,
+                crop=CropSpec(key="cell", mask_path=chosen[0], margin=margin),
                 extra={"mask": chosen[0]},
             )
         )

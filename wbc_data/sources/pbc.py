@@ -40,17 +40,17 @@ class PbcAdapter(SourceAdapter):
     def plan(self, root: Path, files: list[FileEntry], ctx: PlanContext) -> SourcePlan:
         plan = SourcePlan()
         for entry in files:
-            parts = entry.rel.split("/")
+            parts = entry.source_path.split("/")
             if len(parts) != 2:
-                plan.rejected[entry.rel] = "not in a class folder (expected <class>/<PREFIX>_<id>.jpg)"
+                plan.rejected[entry.source_path] = "not in a class folder (expected <class>/<PREFIX>_<id>.jpg)"
                 continue
             folder, filename = parts
             if not is_image_name(filename):
-                plan.rejected[entry.rel] = not_an_image_reason(filename)
+                plan.rejected[entry.source_path] = not_an_image_reason(filename)
                 continue
             prefix = filename.split("_", 1)[0] if "_" in filename else None
             raw = prefix if prefix and prefix in ctx.label_map else folder
-            spec = SampleSpec(rel=entry.rel, raw_label=raw, extra={"folder": folder})
+            spec = SampleSpec(source_path=entry.source_path, source_label=raw, extra={"folder": folder})
             folder_label, prefix_label = ctx.label_map.lookup(folder), ctx.label_map.lookup(raw)
             if folder_label and prefix_label and not _consistent(prefix_label.candidates, folder_label.candidates):
                 spec.annotator_labels = [raw, folder]

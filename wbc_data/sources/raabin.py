@@ -40,24 +40,24 @@ class RaabinAdapter(SourceAdapter):
         margin = float(ctx.options.get("margin", 0.0))
         images_by_stem: dict[str, list[str]] = {}
         for entry in files:
-            if is_image_name(entry.rel):
-                images_by_stem.setdefault(_stem(entry.rel), []).append(entry.rel)
-        jsons = [e.rel for e in files if e.rel.lower().endswith(".json")]
+            if is_image_name(entry.source_path):
+                images_by_stem.setdefault(_stem(entry.source_path), []).append(entry.source_path)
+        jsons = [e.source_path for e in files if e.source_path.lower().endswith(".json")]
         field_images: set[str] = set()
         for json_rel in jsons:
             self._plan_field(root, json_rel, images_by_stem, plan, field_images, margin)
         for entry in files:
-            rel = entry.rel
-            if rel in field_images or rel in plan.auxiliary or rel in plan.rejected:
+            source_path = entry.source_path
+            if source_path in field_images or source_path in plan.auxiliary or source_path in plan.rejected:
                 continue
-            if not is_image_name(rel):
-                plan.rejected[rel] = not_an_image_reason(rel)
+            if not is_image_name(source_path):
+                plan.rejected[source_path] = not_an_image_reason(source_path)
                 continue
-            split, label = _split_and_class(rel)
+            split, label = _split_and_class(source_path)
             if label is None:
-                plan.rejected[rel] = "not in <split>/<Class>/ and no JSON annotation for this image"
+                plan.rejected[source_path] = "not in <split>/<Class>/ and no JSON annotation for this image"
                 continue
-            plan.samples.append(SampleSpec(rel, raw_label=label, split=split))
+            plan.samples.append(SampleSpec(source_path, source_label=label, split=split))
         if not plan.samples and not field_images:
             raise SourceError(
                 f"{root}: no Raabin-WBC images found (expected Train/, TestA/, TestB/ with <Class>/ folders, "
@@ -98,7 +98,7 @@ class RaabinAdapter(SourceAdapter):
             labels = [label for label in labels if label]
             spec = SampleSpec(
                 image_rel,
-                raw_label=labels[0] if labels else None,
+                source_label=labels[0] if labels else None,
                 annotator_labels=labels if len(labels) > 1 else None,
                 split=split,
                 extra={"cell_id": str(cell.get("Cell_ID", key))},
@@ -132,14 +132,14 @@ def read_cells(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return sorted(cells, key=lambda kv: int(kv[0].split("_", 1)[1]) if kv[0].split("_", 1)[1].isdigit() else 0)
 
 
-def _stem(rel: str) -> str:
-    name = rel.rsplit("/", 1)[-1]
+def _stem(source_path: str) -> str:
+    name = source_path.rsplit("/", 1)[-1]
     return name.rsplit(".", 1)[0]
 
 
-def _split_and_class(rel: str) -> tuple[str | None, str | None]:
+def _split_and_class(source_path: str) -> tuple[str | None, str | None]:
     """(split, class folder) for ``.../<split>/<Class>/<file>``; the split folder may sit at any depth."""
-    parts = rel.split("/")
+    parts = source_path.split("/")
     for i, part in enumerate(parts[:-1]):
         split = SPLITS.get(part.casefold())
         if split is not None:

@@ -49,37 +49,37 @@ class SegpcAdapter(SourceAdapter):
         images: dict[tuple[str, str], list[str]] = defaultdict(list)  # (pair folder, id) -> image rels
         masks: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)  # (pair folder, id) -> (k, rel)
         for entry in files:
-            parts = entry.rel.split("/")
+            parts = entry.source_path.split("/")
             kind = parts[-2].casefold() if len(parts) >= 2 else ""
             if kind not in ("x", "y"):
-                plan.rejected[entry.rel] = "not in an x/ (images) or y/ (masks) folder"
+                plan.rejected[entry.source_path] = "not in an x/ (images) or y/ (masks) folder"
                 continue
-            if not is_image_name(entry.rel):
-                plan.rejected[entry.rel] = not_an_image_reason(entry.rel)
+            if not is_image_name(entry.source_path):
+                plan.rejected[entry.source_path] = not_an_image_reason(entry.source_path)
                 continue
             pair = "/".join(parts[:-2])
             stem = parts[-1].rsplit(".", 1)[0]
             if kind == "x":
-                images[(pair, stem)].append(entry.rel)
+                images[(pair, stem)].append(entry.source_path)
                 continue
             match = _MASK.match(stem)
             if match is None:
-                plan.rejected[entry.rel] = f"mask name {parts[-1]!r} is not <id>_<k>.bmp"
+                plan.rejected[entry.source_path] = f"mask name {parts[-1]!r} is not <id>_<k>.bmp"
                 continue
-            masks[(pair, match["id"])].append((match["k"], entry.rel))
+            masks[(pair, match["id"])].append((match["k"], entry.source_path))
 
         for key, rels in sorted(masks.items()):
             if key not in images:
-                for _, rel in rels:
-                    plan.rejected[rel] = f"mask without an image (no x/{key[1]}.* beside this y/ folder)"
+                for _, source_path in rels:
+                    plan.rejected[source_path] = f"mask without an image (no x/{key[1]}.* beside this y/ folder)"
         for (pair, image_id), rels in sorted(images.items()):
             cells = masks.get((pair, image_id), [])
             if len(rels) > 1:
                 others = ", ".join(rels)
-                for rel in rels:
-                    plan.rejected[rel] = f"duplicate image ID {image_id} in {pair or '.'}/x ({others})"
-                for _, rel in cells:
-                    plan.rejected[rel] = f"mask of duplicate image ID {image_id}: its image is ambiguous"
+                for source_path in rels:
+                    plan.rejected[source_path] = f"duplicate image ID {image_id} in {pair or '.'}/x ({others})"
+                for _, source_path in cells:
+                    plan.rejected[source_path] = f"mask of duplicate image ID {image_id}: its image is ambiguous"
                 continue
             image_rel = rels[0]
             if not cells:
@@ -96,24 +96,24 @@ class SegpcAdapter(SourceAdapter):
     ) -> None:
         split = next((SPLITS[p.casefold()] for p in reversed(pair.split("/")) if p.casefold() in SPLITS), None)
         by_k: dict[str, list[str]] = defaultdict(list)
-        for k, rel in cells:
-            by_k[str(int(k))].append(rel)
+        for k, source_path in cells:
+            by_k[str(int(k))].append(source_path)
         used = 0
         for k, rels in sorted(by_k.items(), key=lambda kv: int(kv[0])):
             if len(rels) > 1:
-                for rel in rels:
-                    plan.rejected[rel] = f"duplicate mask ID {image_id}_{k} ({', '.join(rels)})"
+                for source_path in rels:
+                    plan.rejected[source_path] = f"duplicate mask ID {image_id}_{k} ({', '.join(rels)})"
                 continue
-            mask_rel = rels[0]
+            mask_path = rels[0]
             used += 1
-            plan.auxiliary[mask_rel] = f"instance mask of plasma cell {k} in {image_rel}"
+            plan.auxiliary[mask_path] = f"instance mask of plasma cell {k} in {image_rel}"
             plan.samples.append(
                 SampleSpec(
                     image_rel,
-                    raw_label=RAW_LABEL,
+                    source_label=RAW_LABEL,
                     split=split,
-                    crop=CropSpec(key=f"cell{k}", mask_rel=mask_rel, margin=margin),
-                    extra={"image_id": image_id, "cell": int(k), "mask": mask_rel},
+                    crop=CropSpec(key=f"cell{k}", mask_path=mask_path, margin=margin),
+                    extra={"image_id": image_id, "cell": int(k), "mask": mask_path},
                 )
             )
         plan.fields[image_rel] = f"full field; its {used} instance mask(s) are plasma-cell crop rows"

@@ -23,10 +23,12 @@ GENERATION_FILE = "generation.json"
 REQUIRED = {"file", "label", "seed", "guidance", "steps", "scheduler"}
 
 
-def sample_line(rel: str, label: str, seed: int, guidance: float, steps: int, scheduler: str, domain: str | None,
-                verdict: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def sample_line(
+    source_path: str, label: str, seed: int, guidance: float, steps: int, scheduler: str, domain: str | None,
+    verdict: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
     """One line of ``samples.jsonl`` (what the sampler writes for an image)."""
-    return {"file": rel, "label": label, "seed": int(seed), "guidance": float(guidance), "steps": int(steps),
+    return {"file": source_path, "label": label, "seed": int(seed), "guidance": float(guidance), "steps": int(steps),
             "scheduler": scheduler, "domain": domain, **verdict}  # fmt: skip
 
 
@@ -42,17 +44,17 @@ class SynthAdapter(SourceAdapter):
         generator = {"generator_id": generation.get("generator_id"), "generator_hash": generation.get("generator_hash")}
         notes = json.dumps(generation.get("notes", {}), sort_keys=True, default=str)
         plan.metadata = {**{k: str(v) for k, v in generator.items() if v}, "synth_notes": notes}
-        present = {entry.rel for entry in files}
+        present = {entry.source_path for entry in files}
         for line in lines:
-            rel = line["file"]
-            if rel not in present:
-                plan.notes.append(f"{SAMPLES_FILE}: {rel} is listed but missing")
+            source_path = line["file"]
+            if source_path not in present:
+                plan.notes.append(f"{SAMPLES_FILE}: {source_path} is listed but missing")
                 continue
             copy = bool(line.get("copy"))
             plan.samples.append(
                 SampleSpec(
-                    rel,
-                    raw_label=line["label"],
+                    source_path,
+                    source_label=line["label"],
                     split="train",
                     extra={"nearest_hamming": line.get("hamming"), "nearest_correlation": line.get("correlation")},
                     reason=f"memorisation guard: {line.get('reason')}" if copy else None,
@@ -72,8 +74,8 @@ class SynthAdapter(SourceAdapter):
             )
         listed = {line["file"] for line in lines}
         for entry in files:
-            if entry.rel not in listed and entry.rel not in (SAMPLES_FILE, GENERATION_FILE):
-                plan.rejected[entry.rel] = f"not listed in {SAMPLES_FILE} (not made by this sampling run)"
+            if entry.source_path not in listed and entry.source_path not in (SAMPLES_FILE, GENERATION_FILE):
+                plan.rejected[entry.source_path] = f"not listed in {SAMPLES_FILE} (not made by this sampling run)"
         return plan
 
 

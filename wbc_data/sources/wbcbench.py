@@ -89,9 +89,9 @@ def read_table(path: Path) -> Table:
     return table
 
 
-def table_of(rel: str) -> str | None:
+def table_of(source_path: str) -> str | None:
     """Which label table an image at ``rel`` belongs to (by its folder, at any depth)."""
-    parts = rel.split("/")
+    parts = source_path.split("/")
     if len(parts) >= 2 and parts[-2] == "phase1":
         return FOLDER_TABLE["phase1"]
     if len(parts) >= 3 and parts[-3] == "phase2":
@@ -121,19 +121,19 @@ class WbcbenchAdapter(SourceAdapter):
         tables = self._tables(root, files, ctx, plan)
         images: dict[str, dict[str, str]] = {}  # table -> ID -> rel
         for entry in files:
-            name = entry.rel.rsplit("/", 1)[-1]
-            if entry.rel in plan.auxiliary:
+            name = entry.source_path.rsplit("/", 1)[-1]
+            if entry.source_path in plan.auxiliary:
                 continue
             if name.lower().endswith(".parquet"):
-                self._plan_parquet(root, entry.rel, plan)
+                self._plan_parquet(root, entry.source_path, plan)
                 continue
-            table = table_of(entry.rel)
+            table = table_of(entry.source_path)
             if table is None:
                 continue  # the engine rejects it as not part of the layout
             if not is_image_name(name):
-                plan.rejected[entry.rel] = not_an_image_reason(name)
+                plan.rejected[entry.source_path] = not_an_image_reason(name)
                 continue
-            images.setdefault(table, {})[name] = entry.rel
+            images.setdefault(table, {})[name] = entry.source_path
         for table_name, by_id in sorted(images.items()):
             self._plan_images(table_name, by_id, tables.get(table_name), plan)
         for table_name, table in sorted(tables.items()):
@@ -166,9 +166,11 @@ class WbcbenchAdapter(SourceAdapter):
                     raise SourceError(f"{given}: no WBCBench label tables ({', '.join(TABLES)}) in this folder")
             else:
                 raise SourceError(f"{given}: no such file or folder")
-        in_tree = {e.rel.rsplit("/", 1)[-1]: e.rel for e in files if e.rel.rsplit("/", 1)[-1] in TABLES}
-        for name, rel in in_tree.items():
-            paths.setdefault(name, root / rel)
+        in_tree = {
+            e.source_path.rsplit("/", 1)[-1]: e.source_path for e in files if e.source_path.rsplit("/", 1)[-1] in TABLES
+        }
+        for name, source_path in in_tree.items():
+            paths.setdefault(name, root / source_path)
         tables: dict[str, Table] = {}
         for name, path in sorted(paths.items()):
             table = read_table(path)
@@ -183,16 +185,16 @@ class WbcbenchAdapter(SourceAdapter):
                 plan.auxiliary[in_tree[name]] = what
             else:
                 plan.notes.append(f"labels for {TABLES[name][0]}/ read from {path}")
-        for rel in in_tree.values():
-            if rel not in plan.auxiliary:
-                plan.auxiliary[rel] = "label table not used (the one given with --annotations was read instead)"
+        for source_path in in_tree.values():
+            if source_path not in plan.auxiliary:
+                plan.auxiliary[source_path] = "label table not used (the one given with --annotations was read instead)"
         return tables
 
     def _plan_images(self, table_name: str, by_id: dict[str, str], table: Table | None, plan: SourcePlan) -> None:
         default_split = TABLES[table_name][1]
-        for image_id, rel in sorted(by_id.items()):
+        for image_id, source_path in sorted(by_id.items()):
             rows = table.rows.get(image_id) if table else None
-            spec = SampleSpec(rel, raw_label=None, split=default_split, extra={"label_table": table_name})
+            spec = SampleSpec(source_path, source_label=None, split=default_split, extra={"label_table": table_name})
             if table is None:
                 spec.label_note = f"{table_name} not found: no label"
             elif rows is None:
@@ -201,7 +203,7 @@ class WbcbenchAdapter(SourceAdapter):
                 labels = [r.label for r in rows if r.label]
                 spec.split = rows[0].split or default_split
                 if labels:
-                    spec.raw_label = labels[0]
+                    spec.source_label = labels[0]
                     if len(set(labels)) > 1:
                         spec.annotator_labels = labels
                         spec.label_note = f"ID listed {len(rows)} times in {table_name} with different labels"
@@ -211,25 +213,25 @@ class WbcbenchAdapter(SourceAdapter):
                     spec.label_note = f"empty label in {table_name}"
             plan.samples.append(spec)
 
-    def _plan_parquet(self, root: Path, rel: str, plan: SourcePlan) -> None:
+    def _plan_parquet(self, root: Path, source_path: str, plan: SourcePlan) -> None:
         try:
-            schema = pq.read_schema(root / rel)
+            schema = pq.read_schema(root / source_path)
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            plan.rejected[rel] = f"unreadable parquet file: {exc}"
+            plan.rejected[source_path] = f"unreadable parquet file: {exc}"
             return
         missing = [c for c in ("image", "image_id") if c not in schema.names]
         if missing:
-            plan.rejected[rel] = f"parquet file without the WBCBench column(s) {', '.join(missing)}"
+            plan.rejected[source_path] = f"parquet file without the WBCBench column(s) {', '.join(missing)}"
             return
         columns = [c for c in PARQUET_COLUMNS if c in schema.names and c != "image"]
-        frame = pq.read_table(root / rel, columns=columns).to_pylist()
+        frame = pq.read_table(root / source_path, columns=columns).to_pylist()
         names = class_names(schema)
-        config = next((c for c in CONFIGS if c in rel.lower()), None)
+        config = next((c for c in CONFIGS if c in source_path.lower()), None)
         seen: set[str] = set()
         duplicates = 0
         for index, row in enumerate(frame):
             image_id = str(row.get("image_id") or f"row{index}")
-            sample_rel = f"{rel}/{image_id}"
+            sample_rel = f"{source_path}/{image_id}"
             label = row.get("label")
             if isinstance(label, int) and names:
                 label = names[label] if 0 <= label < len(names) else str(label)
@@ -242,7 +244,7 @@ class WbcbenchAdapter(SourceAdapter):
                 extra["config"] = config
             spec = SampleSpec(
                 sample_rel,
-                raw_label=label,
+                source_label=label,
                 split=row.get("wbcbench_split") or None,
                 patient_id=row.get("patient_hash") or None,
                 extra=extra,
@@ -251,13 +253,13 @@ class WbcbenchAdapter(SourceAdapter):
                 spec.label_note = "no label in the parquet row (test split)"
             if image_id in seen:
                 duplicates += 1
-                spec.rel = f"{sample_rel}~row{index}"
-                spec.reason = f"duplicate image_id {image_id} in {rel} (row {index}); the first row is kept"
+                spec.source_path = f"{sample_rel}~row{index}"
+                spec.reason = f"duplicate image_id {image_id} in {source_path} (row {index}); the first row is kept"
             seen.add(image_id)
             plan.samples.append(spec)
-        plan.auxiliary[rel] = f"WBCBench Hub parquet ({len(frame):,} rows{', ' + config if config else ''})"
+        plan.auxiliary[source_path] = f"WBCBench Hub parquet ({len(frame):,} rows{', ' + config if config else ''})"
         if duplicates:
-            plan.notes.append(f"{rel}: {duplicates} row(s) repeat an image_id and are rejected")
+            plan.notes.append(f"{source_path}: {duplicates} row(s) repeat an image_id and are rejected")
 
     # ------------------------------------------------------------------ labels without images
 
@@ -284,10 +286,10 @@ class WbcbenchAdapter(SourceAdapter):
         base = Path(root)
         shards: dict[str, ParquetRows] = {}
 
-        def read(rel: str) -> bytes:
-            if ROW_SEP not in rel:
-                return (base / rel).read_bytes()
-            file_rel, _, image_id = rel.partition(ROW_SEP)
+        def read(source_path: str) -> bytes:
+            if ROW_SEP not in source_path:
+                return (base / source_path).read_bytes()
+            file_rel, _, image_id = source_path.partition(ROW_SEP)
             file_rel += ".parquet"
             image_id = image_id.split("~row", 1)[0]
             if file_rel not in shards:

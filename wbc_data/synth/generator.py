@@ -88,9 +88,9 @@ class GeneratorInfo:
 
 def content_hash(folder: Path) -> str:
     digest = hashlib.sha256()
-    for rel in HASHED_FILES:
-        path = Path(folder) / rel
-        digest.update(rel.encode() + b"\0")
+    for source_path in HASHED_FILES:
+        path = Path(folder) / source_path
+        digest.update(source_path.encode() + b"\0")
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -147,9 +147,9 @@ def read_info(folder: Path | str) -> GeneratorInfo:
 
 def check_files(folder: Path, info: GeneratorInfo) -> None:
     """Every file of the pipeline is there and matches the content hash recorded when it was saved."""
-    for rel in (*HASHED_FILES, ROWS_FILE):
-        if not (folder / rel).is_file():
-            raise SynthError(f"{folder}: damaged generator, {rel} is missing")
+    for source_path in (*HASHED_FILES, ROWS_FILE):
+        if not (folder / source_path).is_file():
+            raise SynthError(f"{folder}: damaged generator, {source_path} is missing")
     found = content_hash(folder)
     if found != info.content_hash:
         raise SynthError(

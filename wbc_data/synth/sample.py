@@ -310,15 +310,17 @@ class _Writer:
         self.distances: dict[tuple[str, bool], list[float]] = {}
 
     def __call__(self, label: str, attempt: int, image: np.ndarray, verdict: Verdict, seed: int) -> None:
-        rel = f"{'rejected/' if verdict.copy else ''}{label}/{label}_{attempt:06d}.png"
-        path = self.staged / rel
+        source_path = f"{'rejected/' if verdict.copy else ''}{label}/{label}_{attempt:06d}.png"
+        path = self.staged / source_path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png_bytes(image))
         s = self.settings
         judged = {"copy": verdict.copy, "reason": verdict.reason, "hamming": verdict.hamming,
                   "correlation": round(verdict.correlation, 4), "nearest_id": verdict.nearest_id,
                   "distance": float(verdict.distance)}  # fmt: skip
-        self.lines.append(sample_line(rel, label, seed, s["guidance"], s["steps"], s["scheduler"], s["domain"], judged))
+        self.lines.append(
+            sample_line(source_path, label, seed, s["guidance"], s["steps"], s["scheduler"], s["domain"], judged)
+        )
         self.distances.setdefault((label, verdict.copy), []).append(verdict.distance)
 
     def finish(self, notes: dict[str, Any]) -> None:
