@@ -125,11 +125,12 @@ def find_candidates(
 
 
 def register_pairs(
-    view: SignatureView, pairs: np.ndarray, workers: int, progress: ProgressFn | None = None, what: str = "verify"
+    view: SignatureView, pairs: np.ndarray, workers: int, progress: ProgressFn | None = None, what: str = "verify",
+    engine: str = "batched",
 ) -> np.ndarray:
     """Registration results (``confirm.RESULT_FIELDS``) for row pairs."""
     tick = (lambda done, total: progress(what, done, total)) if progress else None
-    return confirm(pairs, view.canvases, workers, tick)
+    return confirm(pairs, view.canvases, workers, tick, engine)
 
 
 # --------------------------------------------------------------------------- field windows
@@ -182,6 +183,7 @@ def find_parts(
     workers: int,
     excluded: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     progress: ProgressFn | None = None,
+    engine: str = "batched",
 ) -> Parts:
     """Rows (``queries``) that are a part of a field: registered onto one of its windows. ``excluded(rows,
     fields)`` drops known relations (a crop and its own parent field)."""
@@ -205,7 +207,7 @@ def find_parts(
         return view.store.gather("canvas", list(keys[nodes]))
 
     tick = (lambda done, total: progress("field windows", done, total)) if progress else None
-    results = confirm(np.stack([rows, wins + n], axis=1), canvases, workers, tick)
+    results = confirm(np.stack([rows, wins + n], axis=1), canvases, workers, tick, engine)
     corr = column(results, "correlation")
     good = (corr >= min_correlation) & (column(results, "texture") >= MIN_TEXTURE)
     good &= column(results, "overlap") >= MIN_OVERLAP

@@ -83,6 +83,7 @@ class DedupOptions:
     reports: bool = True
     neighbours: int = DEFAULT_NEIGHBOURS
     fields: bool = True  # search crops inside field images (their windows)
+    engine: str = "batched"  # registration: "batched" (array passes) or "reference" (one pair at a time)
 
     def check(self) -> None:
         for name, value in (("--threshold", self.threshold), ("--crop-threshold", self.crop_threshold)):
@@ -90,6 +91,10 @@ class DedupOptions:
                 raise DedupError(f"{name} {value}: use a Hamming distance between 0 and 32 bits")
         if not 0.0 < self.min_correlation < 1.0:
             raise DedupError(f"--min-correlation {self.min_correlation}: use a correlation between 0 and 1")
+        from wbc_data.dedup.confirm import ENGINES
+
+        if self.engine not in ENGINES:
+            raise DedupError(f"registration engine {self.engine!r}: use one of {', '.join(ENGINES)}")
         if not 1 <= self.neighbours <= 64:
             raise DedupError(f"--neighbours {self.neighbours}: use 1 to 64 candidates per row")
 
@@ -241,7 +246,7 @@ def find_relations(
                                  options.index, step, allowed)  # fmt: skip
 
     def relate(pairs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-        results = register_pairs(view, pairs, options.workers, progress, what)
+        results = register_pairs(view, pairs, options.workers, progress, what, options.engine)
         relation = copy_relation(results, CANVAS, labels[pairs[:, 0]], labels[pairs[:, 1]], options.min_correlation)
         return relation, results
 
@@ -267,7 +272,7 @@ def find_relations(
             return parent[rows] == ids[field_rows]
 
         found_parts = find_parts(view, windows, queries, WINDOW_NEIGHBOURS, options.min_correlation,
-                                 options.workers, own_field, progress)  # fmt: skip
+                                 options.workers, own_field, progress, options.engine)  # fmt: skip
         if allowed is not None and len(found_parts.row):
             keep = allowed(np.stack([found_parts.row, found_parts.field], axis=1))
             found_parts = Parts(found_parts.row[keep], found_parts.field[keep], found_parts.box[keep],
