@@ -50,6 +50,7 @@ from wbc_data.dedup.register import (
 CHUNK = 256
 """Pairs per array pass of the log-polar stage (two 180 x 96 float32 surfaces each: about 35 MB a chunk)."""
 
+POLAR_FLAGS = cv2.WARP_POLAR_LOG | cv2.INTER_LINEAR
 _MIRROR = _mirror_rows(np.arange(ANGLES)[:, None])[:, 0]  # row permutation of the mirror image's log-polar image
 _KERNEL = np.ones((2 * TEXTURE_MARGIN + 1, 2 * TEXTURE_MARGIN + 1), np.uint8)
 
@@ -108,7 +109,7 @@ def prepare_rows(canvases: np.ndarray) -> Rows:
     polar = np.empty((r, ANGLES, n), np.float32)
     radius = MAX_FREQUENCY * n / 2
     for k in range(r):
-        polar[k] = cv2.warpPolar(spectrum[k], (n, ANGLES), (n / 2, n / 2), radius, cv2.WARP_POLAR_LOG | cv2.INTER_LINEAR)
+        polar[k] = cv2.warpPolar(spectrum[k], (n, ANGLES), (n / 2, n / 2), radius, POLAR_FLAGS)
     rows = Rows(valid, mean, _phase(_rfft2(polar)), _phase(_rfft2(polar[:, _MIRROR])))
     rows.values, rows.mask, rows.windowed = values, mask, windowed
     return rows
@@ -159,7 +160,7 @@ def _top_peaks(surfaces: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray
 
 def _peak_and_shift(surfaces: np.ndarray, with_shift: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Global maximum of each surface (the first in raster order, as ``cv2.minMaxLoc``), and its sub-pixel shift."""
-    m, h, w = surfaces.shape
+    m, _, w = surfaces.shape
     flat = surfaces.reshape(m, -1)
     arg = flat.argmax(axis=1)
     peak = flat[np.arange(m), arg]

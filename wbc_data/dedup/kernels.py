@@ -503,4 +503,3 @@ def masked_correlations(a, mask_a, b, mask_b, rows_b, min_pixels):
         vy = syy - sy * sy / count
         out[k] = cov / np.sqrt(vx * vy) if vx > 0 and vy > 0 else -1.0
     return out
-

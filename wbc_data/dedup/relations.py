@@ -125,7 +125,11 @@ def find_candidates(
 
 
 def register_pairs(
-    view: SignatureView, pairs: np.ndarray, workers: int, progress: ProgressFn | None = None, what: str = "verify",
+    view: SignatureView,
+    pairs: np.ndarray,
+    workers: int,
+    progress: ProgressFn | None = None,
+    what: str = "verify",
     engine: str = "batched",
 ) -> np.ndarray:
     """Registration results (``confirm.RESULT_FIELDS``) for row pairs."""
