@@ -13,7 +13,7 @@ means (copy, overlapping view, part of a field) is decided from its results.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from wbc_data.dedup.dihedral import dihedral_phashes
 from wbc_data.dedup.extract import window_key
 from wbc_data.dedup.linkage import MIN_TEXTURE
 from wbc_data.dedup.neighbours import candidate_pairs, cross_pairs, unique_pairs
+from wbc_data.dedup.paircache import PairCache, cached_register
 from wbc_data.dedup.pairs import hash_candidates
 from wbc_data.dedup.register import MIN_OVERLAP
 from wbc_data.dedup.store import SignatureStore
@@ -41,6 +42,8 @@ class SignatureView:
     thumbs: np.ndarray  # (n, 32, 32) uint8: fill-aware where a signature exists, else the stored thumbnail
     blank: np.ndarray  # bool
     fill: np.ndarray  # float32
+    use_cache: bool = True  # registration results of earlier runs (paircache)
+    counts: dict[str, int] = field(default_factory=dict)  # pairs registered now / taken from the cache
 
     @property
     def searchable(self) -> np.ndarray:
@@ -53,6 +56,15 @@ class SignatureView:
 
     def canvases(self, rows: np.ndarray) -> np.ndarray:
         return self.store.gather("canvas", list(self.keys[rows]))
+
+    def register(self, pairs: np.ndarray, keys: np.ndarray, register: Callable[[np.ndarray], np.ndarray],
+                 engine: str) -> np.ndarray:  # fmt: skip
+        """``register(pairs)``, except for pairs of images (``keys``) already in the registration cache."""
+        cache = PairCache.beside(self.store, engine) if self.store is not None and self.use_cache else None
+        results, fresh = cached_register(cache, keys, pairs, register)
+        self.counts["registered"] = self.counts.get("registered", 0) + fresh
+        self.counts["registration cached"] = self.counts.get("registration cached", 0) + len(pairs) - fresh
+        return results
 
     @classmethod
     def load(cls, store: SignatureStore, keys: np.ndarray, thumbs: np.ndarray, rows: np.ndarray) -> SignatureView:
@@ -132,9 +144,10 @@ def register_pairs(
     what: str = "verify",
     engine: str = "batched",
 ) -> np.ndarray:
-    """Registration results (``confirm.RESULT_FIELDS``) for row pairs."""
+    """Registration results (``confirm.RESULT_FIELDS``) for row pairs; pairs of images registered by an earlier
+    run come from the workspace's registration cache (:mod:`paircache`)."""
     tick = (lambda done, total: progress(what, done, total)) if progress else None
-    return confirm(pairs, view.canvases, workers, tick, engine)
+    return view.register(pairs, view.keys, lambda p: confirm(p, view.canvases, workers, tick, engine), engine)
 
 
 # --------------------------------------------------------------------------- field windows
@@ -211,7 +224,8 @@ def find_parts(
         return view.store.gather("canvas", list(keys[nodes]))
 
     tick = (lambda done, total: progress("field windows", done, total)) if progress else None
-    results = confirm(np.stack([rows, wins + n], axis=1), canvases, workers, tick, engine)
+    results = view.register(np.stack([rows, wins + n], axis=1), keys,
+                            lambda p: confirm(p, canvases, workers, tick, engine), engine)  # fmt: skip
     corr = column(results, "correlation")
     good = (corr >= min_correlation) & (column(results, "texture") >= MIN_TEXTURE)
     good &= column(results, "overlap") >= MIN_OVERLAP

@@ -84,6 +84,7 @@ class DedupOptions:
     neighbours: int = DEFAULT_NEIGHBOURS
     fields: bool = True  # search crops inside field images (their windows)
     engine: str = "batched"  # registration: "batched" (array passes) or "reference" (one pair at a time)
+    cache_pairs: bool = True  # reuse registration results of earlier runs (workspace cache)
 
     def check(self) -> None:
         for name, value in (("--threshold", self.threshold), ("--crop-threshold", self.crop_threshold)):
@@ -312,6 +313,7 @@ def _dedup(
     if step:
         step("signatures")
     view, _failed = compute_signatures(parts, workspace, options, progress)
+    view.use_cache = options.cache_pairs
     table, found_parts, counts, leader = find_relations(parts, view, options, step, progress)
     blank_rows = np.flatnonzero(view.blank[parts.rep])
     no_pixels = np.flatnonzero(~view.has[parts.rep] & frame["pixel_hash"].notna().to_numpy())
@@ -377,6 +379,7 @@ def _dedup(
         "unreadable": len(no_pixels),
         "largest exact group": int(np.bincount(parts.group).max()) if n else 0,
         **counts,
+        **view.counts,
     }
     results = pd.DataFrame({"sample_id": ids})
     for name in DEDUP_COLUMNS:
