@@ -115,20 +115,23 @@ def prepare_rows(canvases: np.ndarray) -> Rows:
     return rows
 
 
-def complete_rows(rows: Rows) -> None:
-    """Add texture, eroded masks, half-size canvases and the shift-search spectra (in place)."""
+def complete_rows(rows: Rows, which: np.ndarray) -> None:
+    """Add texture, eroded masks, half-size canvases and the shift-search spectra (in place) for the rows
+    ``which`` (those in a pair that passed the log-polar stage; the others stay zero)."""
     assert rows.values is not None and rows.mask is not None and rows.windowed is not None
     r, n, _ = rows.values.shape
-    texture = np.empty_like(rows.values)
-    inner = np.empty_like(rows.mask)
-    coarse = np.empty((r, COARSE, COARSE), np.float32)
-    for k in range(r):
+    texture = np.zeros_like(rows.values)
+    inner = np.zeros_like(rows.mask)
+    coarse = np.zeros((r, COARSE, COARSE), np.float32)
+    for k in which:
         texture[k] = band_pass(rows.values[k])
         inner[k] = cv2.erode(rows.mask[k], _KERNEL)
         coarse[k] = cv2.resize(rows.windowed[k], (COARSE, COARSE), interpolation=cv2.INTER_AREA)
     rows.texture, rows.inner, rows.coarse = texture, inner, coarse
-    rows.spectrum = _phase(_rfft2(rows.windowed * _window(n)))
-    rows.coarse_spectrum = _phase(_rfft2(coarse * _window(COARSE)))
+    rows.spectrum = np.zeros((r, n, n // 2 + 1), np.complex64)
+    rows.spectrum[which] = _phase(_rfft2(rows.windowed[which] * _window(n)))
+    rows.coarse_spectrum = np.zeros((r, COARSE, COARSE // 2 + 1), np.complex64)
+    rows.coarse_spectrum[which] = _phase(_rfft2(coarse[which] * _window(COARSE)))
 
 
 def _centroids(surfaces: np.ndarray, py: np.ndarray, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +216,7 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
         return out
     survivors_a = np.concatenate(survivors)
     found = np.concatenate(peaks)
-    complete_rows(rows)
+    complete_rows(rows, np.unique(pairs[survivors_a].reshape(-1)))
     assert rows.coarse is not None and rows.coarse_spectrum is not None and rows.spectrum is not None
     assert rows.values is not None and rows.mask is not None and rows.texture is not None
     assert rows.windowed is not None and rows.inner is not None
