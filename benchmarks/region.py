@@ -139,6 +139,8 @@ def score(frame, truth: dict[str, str]) -> dict[str, float]:
     region pairs of different fields sharing one."""
     import itertools
 
+    import pandas as pd
+
     ids = frame.set_index("sample_id")
     field_of = {sid: path.rsplit("/", 1)[-1] for sid, path in zip(ids.index, ids["source_path"], strict=True)
                 if sid.startswith("bccd:") and ids.loc[sid, "status"] == "auxiliary"}  # fmt: skip
@@ -152,14 +154,17 @@ def score(frame, truth: dict[str, str]) -> dict[str, float]:
                 wrong += 1
     names = sorted(truth)
     cluster = {n: ids.loc[f"imagefolder:{n}", "dup_cluster"] for n in names}
-    same = [(a, b) for a, b in itertools.combinations(names, 2) if truth[a] == truth[b]]
-    together = sum(1 for a, b in same if not np.isnan(float(cluster[a] if cluster[a] is not None else np.nan))
-                   and cluster[a] == cluster[b])  # fmt: skip
-    wrong_pairs = sum(1 for a, b in itertools.combinations(names, 2) if truth[a] != truth[b]
-                      and cluster[a] is not None and not np.isnan(float(cluster[a])) and cluster[a] == cluster[b])  # fmt: skip
+
+    def together(a: str, b: str) -> bool:
+        return not pd.isna(cluster[a]) and cluster[a] == cluster[b]
+
+    pairs = list(itertools.combinations(names, 2))
+    same = [(a, b) for a, b in pairs if truth[a] == truth[b]]
+    clustered = sum(together(a, b) for a, b in same)
+    wrong_pairs = sum(together(a, b) for a, b in pairs if truth[a] != truth[b])
     return {"regions": len(truth), "linked to own field": linked, "recall": linked / max(1, len(truth)),
             "linked to another field": wrong, "precision": linked / max(1, linked + wrong),
-            "same-field region pairs": len(same), "clustered together": together,
+            "same-field region pairs": len(same), "clustered together": clustered,
             "different-field pairs clustered": wrong_pairs}  # fmt: skip
 
 
