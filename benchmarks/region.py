@@ -156,7 +156,7 @@ def score(frame, truth: dict[str, str]) -> dict[str, float]:
     cluster = {n: ids.loc[f"imagefolder:{n}", "dup_cluster"] for n in names}
 
     def together(a: str, b: str) -> bool:
-        return not pd.isna(cluster[a]) and cluster[a] == cluster[b]
+        return not pd.isna(cluster[a]) and not pd.isna(cluster[b]) and bool(cluster[a] == cluster[b])
 
     pairs = list(itertools.combinations(names, 2))
     same = [(a, b) for a, b in pairs if truth[a] == truth[b]]
