@@ -219,3 +219,38 @@ def test_warm_rerun_registers_only_new_pairs(tmp_path, workspace):
     after = dedup(workspace, DedupOptions(reports=False, workers=1))
     assert 0 < after.findings["registered"] < first.findings["registered"]
     assert after.findings["registration cached"] > 0
+
+
+@pytest.mark.slow
+def test_torch_path_agrees_with_the_numpy_path():
+    """The log-polar stage in torch (here on the CPU; on a GPU with ``--device cuda``) makes the numpy path's
+    decisions and recovers the same transforms within the tolerances."""
+    pytest.importorskip("torch")
+    from wbc_data.dedup.batched import register_many
+
+    canvases, pairs, _ = _real_copies(n_cells=5, copies=3, seed=4)
+    numpy_path = register_many(canvases, pairs)
+    torch_path = register_many(canvases, pairs, torch_device="cpu")
+    none = np.full(len(pairs), "", dtype=object)
+    relation = copy_relation(numpy_path, CANVAS, none, none)
+    assert (relation == copy_relation(torch_path, CANVAS, none, none)).all()
+    copies = relation == COPY
+    assert copies.sum() >= 10
+    col = {name: k for k, name in enumerate(RESULT_FIELDS)}
+    diff = np.abs(numpy_path[copies] - torch_path[copies])
+    assert diff[:, col["correlation"]].max() <= CORRELATION_TOLERANCE
+    turn = (numpy_path[copies, col["angle"]] - torch_path[copies, col["angle"]] + 180) % 360 - 180
+    assert np.abs(turn).max() <= ANGLE_TOLERANCE
+
+
+def test_cuda_path_agrees_with_the_numpy_path_on_a_gpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: the torch path is checked on the CPU (test_torch_path_agrees_...)")
+    from wbc_data.dedup.batched import register_many
+
+    canvases, pairs, _ = _real_copies(n_cells=5, copies=3, seed=4)
+    numpy_path = register_many(canvases, pairs)
+    cuda_path = register_many(canvases, pairs, torch_device="cuda")
+    none = np.full(len(pairs), "", dtype=object)
+    assert (copy_relation(numpy_path, CANVAS, none, none) == copy_relation(cuda_path, CANVAS, none, none)).all()

@@ -61,6 +61,13 @@ def dedup_cmd(
         str,
         typer.Option("--engine", help="Registration: batched (array passes, default) or reference (pair by pair)."),
     ] = "batched",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="auto (a CUDA GPU when torch sees one), cpu or cuda: where the batched registration runs its FFTs.",
+        ),
+    ] = "auto",
 ) -> None:
     """Find exact and near duplicates (any angle, shift, scale, mirror; fill borders ignored; crops of field
     images) across sources, keep one per set of copies, audit leakage."""
@@ -79,6 +86,7 @@ def dedup_cmd(
         neighbours=DEFAULT_NEIGHBOURS if neighbours is None else neighbours,
         fields=fields,
         engine=engine,
+        device=device,
     )
     with progress_bar("dedup", RateColumn()) as bar:
         task = bar.add_task("dedup", total=None, unit="")

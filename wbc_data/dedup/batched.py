@@ -181,9 +181,83 @@ def _side(image: np.ndarray, mirror: bool) -> np.ndarray:
     return np.ascontiguousarray(image[:, ::-1]) if mirror else image
 
 
-def register_many(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+def _polar_stage(rows: Rows, pairs: np.ndarray, live: np.ndarray, n: int, _: str | None = None) -> tuple[list, list]:
+    """Pairs (of ``live``) whose log-polar correlation reaches ``POLAR_FLOOR`` (per chunk) and their angle/scale
+    peaks ((k, 4, ANGLE_PEAKS): dx, dy as is, dx, dy mirrored)."""
+    survivors, peaks = [], []
+    for start in range(0, len(live), CHUNK):
+        chunk = live[start : start + CHUNK]
+        a, b = pairs[chunk, 0], pairs[chunk, 1]
+        plain = _surfaces(rows.polar[a], rows.polar[b], (ANGLES, n))
+        mirror = _surfaces(rows.polar_mirror[a], rows.polar[b], (ANGLES, n))
+        best = np.maximum(plain.reshape(len(chunk), -1).max(axis=1), mirror.reshape(len(chunk), -1).max(axis=1))
+        keep = best >= POLAR_FLOOR
+        if keep.any():
+            survivors.append(chunk[keep])
+            peaks.append(_peaks_of(plain[keep], mirror[keep]))
+    return survivors, peaks
+
+
+def _peaks_of(plain: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    dx, dy, _ = _top_peaks(np.concatenate([plain, mirror]), ANGLE_PEAKS)
+    k = len(plain)
+    return np.stack([dx[:k], dy[:k], dx[k:], dy[k:]], axis=1)
+
+
+TORCH_CHUNK = 2048
+
+
+def _polar_stage_torch(rows: Rows, pairs: np.ndarray, live: np.ndarray, n: int, device: str) -> tuple[list, list]:
+    """:func:`_polar_stage` with the FFTs in torch on ``device`` (a GPU: the stage that costs most per pair);
+    only the surfaces of surviving pairs come back for the peak search."""
+    import torch
+
+    dev = torch.device(device)
+    polar = torch.from_numpy(rows.polar).to(dev)
+    polar_mirror = torch.from_numpy(rows.polar_mirror).to(dev)
+    survivors, peaks = [], []
+    for start in range(0, len(live), TORCH_CHUNK):
+        chunk = live[start : start + TORCH_CHUNK]
+        a = torch.from_numpy(pairs[chunk, 0]).to(dev)
+        b = torch.from_numpy(pairs[chunk, 1]).to(dev)
+        target = polar[b].conj()
+        plain = torch.fft.irfft2(polar[a] * target, s=(ANGLES, n))
+        mirror = torch.fft.irfft2(polar_mirror[a] * target, s=(ANGLES, n))
+        best = torch.maximum(plain.flatten(1).amax(dim=1), mirror.flatten(1).amax(dim=1))
+        keep = (best >= POLAR_FLOOR).cpu().numpy()
+        if keep.any():
+            index = torch.from_numpy(np.flatnonzero(keep)).to(dev)
+            survivors.append(chunk[keep])
+            peaks.append(_peaks_of(plain[index].cpu().numpy(), mirror[index].cpu().numpy()))
+    return survivors, peaks
+
+
+def resolve_device(device: str) -> str | None:
+    """``auto``: the GPU where torch sees one, else the numpy path (``None``); ``cpu``: numpy; ``cuda``: torch on
+    the GPU (an error without one); ``torch-cpu``: torch on the CPU (the tests' stand-in for a GPU)."""
+    if device == "cpu":
+        return None
+    if device == "torch-cpu":
+        return "cpu"
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    if device == "auto":
+        return "cuda" if cuda else None
+    if device.startswith("cuda") and not cuda:
+        from wbc_data.errors import DedupError
+
+        raise DedupError(f"--device {device}: torch sees no CUDA GPU here (use --device auto or cpu)")
+    return device
+
+
+def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | None = None) -> np.ndarray:
     """``confirm.register_batch``'s result ((p, 8) float32, ``confirm.RESULT_FIELDS``) for ``pairs`` of positions
-    into ``canvases`` ((r, n, n) uint8), computed in array passes."""
+    into ``canvases`` ((r, n, n) uint8), computed in array passes; ``torch_device``: run the log-polar stage in
+    torch there (``None``: numpy)."""
     from wbc_data.dedup.confirm import as_row
 
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
@@ -196,22 +270,9 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     if not len(live):
         return out
     rows = prepare_rows(canvases)
-    polar_shape = (ANGLES, n)
     # 2. log-polar stage over every pair, both mirror states of a against b as is
-    survivors, peaks = [], []
-    for start in range(0, len(live), CHUNK):
-        chunk = live[start : start + CHUNK]
-        a, b = pairs[chunk, 0], pairs[chunk, 1]
-        plain = _surfaces(rows.polar[a], rows.polar[b], polar_shape)
-        mirror = _surfaces(rows.polar_mirror[a], rows.polar[b], polar_shape)
-        best = np.maximum(plain.reshape(len(chunk), -1).max(axis=1), mirror.reshape(len(chunk), -1).max(axis=1))
-        keep = best >= POLAR_FLOOR
-        if keep.any():
-            survivors.append(chunk[keep])
-            both = np.concatenate([plain[keep], mirror[keep]])  # plain surfaces first, then mirror
-            dx, dy, _ = _top_peaks(both, ANGLE_PEAKS)
-            k = int(keep.sum())
-            peaks.append(np.stack([dx[:k], dy[:k], dx[k:], dy[k:]], axis=1))  # (k, 4, ANGLE_PEAKS)
+    stage = _polar_stage if torch_device is None else _polar_stage_torch
+    survivors, peaks = stage(rows, pairs, live, n, torch_device)  # type: ignore[operator]
     if not survivors:
         return out
     survivors_a = np.concatenate(survivors)

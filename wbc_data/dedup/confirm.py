@@ -49,12 +49,14 @@ or ``reference`` (:func:`register_batch_reference`, one pair at a time through :
 definition the batched path is tested against)."""
 
 
-def register_batch(canvases: np.ndarray, pairs: np.ndarray, engine: str = "batched") -> np.ndarray:
-    """(p, len(RESULT_FIELDS)) float32 for ``pairs`` of positions into ``canvases``, by ``engine``."""
+def register_batch(canvases: np.ndarray, pairs: np.ndarray, engine: str = "batched",
+                   torch_device: str | None = None) -> np.ndarray:  # fmt: skip
+    """(p, len(RESULT_FIELDS)) float32 for ``pairs`` of positions into ``canvases``, by ``engine`` (``batched``:
+    its log-polar stage in torch on ``torch_device`` when given)."""
     if engine == "batched":
         from wbc_data.dedup.batched import register_many
 
-        return register_many(canvases, pairs)
+        return register_many(canvases, pairs, torch_device)
     if engine != "reference":
         raise ValueError(f"unknown registration engine {engine!r}: use one of {', '.join(ENGINES)}")
     return register_batch_reference(canvases, pairs)
@@ -97,12 +99,12 @@ def register_batch_reference(canvases: np.ndarray, pairs: np.ndarray) -> np.ndar
     return out
 
 
-def _task(args: tuple[np.ndarray, np.ndarray, str]) -> np.ndarray:
+def _task(args: tuple[np.ndarray, np.ndarray, str, str | None]) -> np.ndarray:
     return register_batch(*args)
 
 
 def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: ProgressFn | None = None,
-            engine: str = "batched") -> np.ndarray:  # fmt: skip
+            engine: str = "batched", torch_device: str | None = None) -> np.ndarray:  # fmt: skip
     """Register every pair of row positions; (p, len(RESULT_FIELDS)) float32 in the order of ``pairs``."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     out = np.zeros((len(pairs), len(RESULT_FIELDS)), np.float32)
@@ -111,11 +113,13 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     batches = [order[s : s + BATCH_PAIRS] for s in range(0, len(order), BATCH_PAIRS)]
 
-    def payload(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    def payload(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, str | None]:
         rows, local = np.unique(pairs[batch].reshape(-1), return_inverse=True)
-        return canvases(rows), local.reshape(-1, 2), engine
+        return canvases(rows), local.reshape(-1, 2), engine, torch_device
 
     workers = workers or os.cpu_count() or 1
+    if torch_device is not None and torch_device.startswith("cuda"):
+        workers = 1  # one process drives the GPU (forked workers cannot share its context)
     done = 0
     if workers == 1 or len(batches) == 1:
         for batch in batches:

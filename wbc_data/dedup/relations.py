@@ -143,11 +143,14 @@ def register_pairs(
     progress: ProgressFn | None = None,
     what: str = "verify",
     engine: str = "batched",
+    torch_device: str | None = None,
 ) -> np.ndarray:
     """Registration results (``confirm.RESULT_FIELDS``) for row pairs; pairs of images registered by an earlier
     run come from the workspace's registration cache (:mod:`paircache`)."""
     tick = (lambda done, total: progress(what, done, total)) if progress else None
-    return view.register(pairs, view.keys, lambda p: confirm(p, view.canvases, workers, tick, engine), engine)
+    return view.register(
+        pairs, view.keys, lambda p: confirm(p, view.canvases, workers, tick, engine, torch_device), engine
+    )
 
 
 # --------------------------------------------------------------------------- field windows
@@ -201,6 +204,7 @@ def find_parts(
     excluded: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     progress: ProgressFn | None = None,
     engine: str = "batched",
+    torch_device: str | None = None,
 ) -> Parts:
     """Rows (``queries``) that are a part of a field: registered onto one of its windows. ``excluded(rows,
     fields)`` drops known relations (a crop and its own parent field)."""
@@ -225,7 +229,7 @@ def find_parts(
 
     tick = (lambda done, total: progress("field windows", done, total)) if progress else None
     results = view.register(np.stack([rows, wins + n], axis=1), keys,
-                            lambda p: confirm(p, canvases, workers, tick, engine), engine)  # fmt: skip
+                            lambda p: confirm(p, canvases, workers, tick, engine, torch_device), engine)  # fmt: skip
     corr = column(results, "correlation")
     good = (corr >= min_correlation) & (column(results, "texture") >= MIN_TEXTURE)
     good &= column(results, "overlap") >= MIN_OVERLAP

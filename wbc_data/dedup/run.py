@@ -85,6 +85,7 @@ class DedupOptions:
     fields: bool = True  # search crops inside field images (their windows)
     engine: str = "batched"  # registration: "batched" (array passes) or "reference" (one pair at a time)
     cache_pairs: bool = True  # reuse registration results of earlier runs (workspace cache)
+    device: str = "auto"  # batched registration's log-polar stage: auto (a CUDA GPU if torch sees one), cpu, cuda
 
     def check(self) -> None:
         for name, value in (("--threshold", self.threshold), ("--crop-threshold", self.crop_threshold)):
@@ -241,13 +242,16 @@ def find_relations(
 ) -> tuple[PairTable, Parts, dict[str, int], np.ndarray]:  # fmt: skip
     """Registered candidate pairs (copy sets formed over them) and parts of fields; returns the table, the parts,
     counts, and the copy-set leader of every representative."""
+    from wbc_data.dedup.batched import resolve_device
+
     n = len(parts.frame)
     labels = parts.exact_label(np.arange(n))
+    torch_device = resolve_device(options.device) if options.engine == "batched" else None
     candidates = find_candidates(view, options.threshold, options.crop_threshold, options.neighbours,
                                  options.index, step, allowed)  # fmt: skip
 
     def relate(pairs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-        results = register_pairs(view, pairs, options.workers, progress, what, options.engine)
+        results = register_pairs(view, pairs, options.workers, progress, what, options.engine, torch_device)
         relation = copy_relation(results, CANVAS, labels[pairs[:, 0]], labels[pairs[:, 1]], options.min_correlation)
         return relation, results
 
@@ -273,7 +277,7 @@ def find_relations(
             return parent[rows] == ids[field_rows]
 
         found_parts = find_parts(view, windows, queries, WINDOW_NEIGHBOURS, options.min_correlation,
-                                 options.workers, own_field, progress, options.engine)  # fmt: skip
+                                 options.workers, own_field, progress, options.engine, torch_device)  # fmt: skip
         if allowed is not None and len(found_parts.row):
             keep = allowed(np.stack([found_parts.row, found_parts.field], axis=1))
             found_parts = Parts(found_parts.row[keep], found_parts.field[keep], found_parts.box[keep],
