@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ def _task(args: tuple[np.ndarray, np.ndarray, str, str | None]) -> np.ndarray:
 
 
 def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: ProgressFn | None = None,
-            engine: str = "batched", torch_device: str | None = None) -> np.ndarray:  # fmt: skip
+            engine: str = "batched", torch_device: str | None = None, executor: Any = None) -> np.ndarray:  # fmt: skip
     """Register every pair of row positions; (p, len(RESULT_FIELDS)) float32 in the order of ``pairs``."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     out = np.zeros((len(pairs), len(RESULT_FIELDS)), np.float32)
@@ -117,6 +118,17 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
         rows, local = np.unique(pairs[batch].reshape(-1), return_inverse=True)
         return canvases(rows), local.reshape(-1, 2), engine, torch_device
 
+    done = 0
+    if executor is not None:  # a cluster (Dask...): each batch is an independent task
+        from wbc_data.dedup.extract import in_order
+
+        tasks = ((_task, (payload(batch),)) for batch in batches)
+        for batch, result in zip(batches, in_order(executor, tasks, 16), strict=True):
+            out[batch] = result
+            done += len(batch)
+            if progress:
+                progress(done, len(pairs))
+        return out
     workers = workers or os.cpu_count() or 1
     if torch_device is not None and torch_device.startswith("cuda"):
         workers = 1  # one process drives the GPU (forked workers cannot share its context)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -144,6 +145,7 @@ def register_pairs(
     what: str = "verify",
     engine: str = "batched",
     torch_device: str | None = None,
+    executor: Any = None,
 ) -> np.ndarray:
     """Registration results (``confirm.RESULT_FIELDS``) for row pairs; pairs of images registered by an earlier
     run come from the workspace's registration cache (:mod:`paircache`)."""
@@ -205,6 +207,7 @@ def find_parts(
     progress: ProgressFn | None = None,
     engine: str = "batched",
     torch_device: str | None = None,
+    executor: Any = None,
 ) -> Parts:
     """Rows (``queries``) that are a part of a field: registered onto one of its windows. ``excluded(rows,
     fields)`` drops known relations (a crop and its own parent field)."""
@@ -228,8 +231,11 @@ def find_parts(
         return view.store.gather("canvas", list(keys[nodes]))
 
     tick = (lambda done, total: progress("field windows", done, total)) if progress else None
-    results = view.register(np.stack([rows, wins + n], axis=1), keys,
-                            lambda p: confirm(p, canvases, workers, tick, engine, torch_device), engine)  # fmt: skip
+
+    def fresh(p: np.ndarray) -> np.ndarray:
+        return confirm(p, canvases, workers, tick, engine, torch_device, executor)
+
+    results = view.register(np.stack([rows, wins + n], axis=1), keys, fresh, engine)
     corr = column(results, "correlation")
     good = (corr >= min_correlation) & (column(results, "texture") >= MIN_TEXTURE)
     good &= column(results, "overlap") >= MIN_OVERLAP

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,8 @@ class DedupOptions:
     engine: str = "batched"  # registration: "batched" (array passes) or "reference" (one pair at a time)
     cache_pairs: bool = True  # reuse registration results of earlier runs (workspace cache)
     device: str = "auto"  # batched registration's log-polar stage: auto (a CUDA GPU if torch sees one), cpu, cuda
+    executor: Any = None  # a concurrent.futures-style executor (e.g. Dask's client.get_executor()): signature and
+    # registration batches run there as independent tasks instead of this machine's worker pool
 
     def check(self) -> None:
         for name, value in (("--threshold", self.threshold), ("--crop-threshold", self.crop_threshold)):
@@ -188,7 +191,8 @@ def compute_signatures(
         refs = row_refs(parts.frame.iloc[missing])
         fields = parts.is_field[missing] & options.fields
         jobs = [Job(keys[r], ref, bool(f)) for r, ref, f in zip(missing, refs, fields, strict=True)]
-        failed = extract(jobs, store, loader, options.workers, _progress_tick(progress, "signatures"))
+        failed = extract(jobs, store, loader, options.workers, _progress_tick(progress, "signatures"),
+                         options.executor)  # fmt: skip
     return SignatureView.load(store, keys, parts.thumbs, reps), failed
 
 
@@ -251,7 +255,8 @@ def find_relations(
                                  options.index, step, allowed)  # fmt: skip
 
     def relate(pairs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-        results = register_pairs(view, pairs, options.workers, progress, what, options.engine, torch_device)
+        results = register_pairs(view, pairs, options.workers, progress, what, options.engine, torch_device,
+                                 options.executor)  # fmt: skip
         relation = copy_relation(results, CANVAS, labels[pairs[:, 0]], labels[pairs[:, 1]], options.min_correlation)
         return relation, results
 
@@ -277,7 +282,8 @@ def find_relations(
             return parent[rows] == ids[field_rows]
 
         found_parts = find_parts(view, windows, queries, WINDOW_NEIGHBOURS, options.min_correlation,
-                                 options.workers, own_field, progress, options.engine, torch_device)  # fmt: skip
+                                 options.workers, own_field, progress, options.engine, torch_device,
+                                 options.executor)  # fmt: skip
         if allowed is not None and len(found_parts.row):
             keep = allowed(np.stack([found_parts.row, found_parts.field], axis=1))
             found_parts = Parts(found_parts.row[keep], found_parts.field[keep], found_parts.box[keep],
