@@ -89,7 +89,7 @@ def test_batched_registration_agrees_with_the_reference_on_real_copies():
 
 def _clusters(frame: pd.DataFrame) -> set[frozenset]:
     found = frame.dropna(subset=["dup_cluster"])
-    return {frozenset(group) for group in found.groupby("dup_cluster")["sample_id"]}
+    return {frozenset(ids) for _, ids in found.groupby("dup_cluster")["sample_id"]}
 
 
 def _dedup_both(ws: Workspace, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -193,8 +193,8 @@ def test_kernels_equal_their_references():
 
 
 def test_warm_rerun_registers_only_new_pairs(tmp_path, workspace):
-    """A second dedup registers nothing (the registration cache) and gives the same clusters; after a new source,
-    only pairs involving its rows are registered."""
+    """A second dedup registers nothing (the registration cache) and gives the same clusters; after a new source
+    (the package's Kaggle sample), only pairs involving its rows are registered."""
     cells = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:24]
     root = tmp_path / "a" / "cells"
     root.mkdir(parents=True)
@@ -210,11 +210,7 @@ def test_warm_rerun_registers_only_new_pairs(tmp_path, workspace):
     assert first.findings["registered"] > 0 and again.findings["registered"] == 0
     assert again.findings["registration cached"] == first.findings["registered"]
     assert _clusters(first.frame) == _clusters(again.frame)
-    more = tmp_path / "b" / "cells"
-    more.mkdir(parents=True)
-    for path in cells[4:6]:
-        (more / f"{path.stem}_other.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
-    ingest("imagefolder", tmp_path / "b", workspace, IngestOptions(workers=1))
+    ingest("kaggle-cancer-mix", sample_dir() / "kaggle_cancer_mix", workspace, IngestOptions(workers=1))
     merge(workspace)
     after = dedup(workspace, DedupOptions(reports=False, workers=1))
     assert 0 < after.findings["registered"] < first.findings["registered"]
@@ -254,3 +250,26 @@ def test_cuda_path_agrees_with_the_numpy_path_on_a_gpu():
     cuda_path = register_many(canvases, pairs, torch_device="cuda")
     none = np.full(len(pairs), "", dtype=object)
     assert (copy_relation(numpy_path, CANVAS, none, none) == copy_relation(cuda_path, CANVAS, none, none)).all()
+
+
+def test_dedup_on_a_local_dask_cluster_gives_the_local_clusters(tmp_path, workspace):
+    """Signature and registration batches as Dask tasks (a local cluster of 2 processes standing in for a real
+    one): the same clusters as the local worker pool."""
+    distributed = pytest.importorskip("distributed", reason="the dask group is not installed (uv sync --group dask)")
+    cells = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:30]
+    root = tmp_path / "a" / "cells"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for path in cells:
+        shutil.copy(path, root / path.name)
+    for path in cells[:5]:
+        (root / f"{path.stem}_copy.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
+    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    local = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False)).frame
+    shutil.rmtree(workspace.root / "cache")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        on_dask = dedup(workspace, DedupOptions(reports=False, executor=client.get_executor(), cache_pairs=False))
+    assert _clusters(on_dask.frame) == _clusters(local)
+    assert len(_clusters(local)) >= 5
