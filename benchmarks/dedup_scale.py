@@ -141,11 +141,15 @@ def run_dedup(root: str, cold: bool = True, **options) -> dict:
     result = dedup(Workspace(Path(root)), DedupOptions(reports=False, workers=2, **options),
                    step=lambda name: steps.append((name, time.perf_counter())))  # fmt: skip
     seconds = time.perf_counter() - start
+    import resource
+
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in used)  # this process and its (joined) pool workers
     marks = [*steps, ("end", start + seconds)]
     phases = {name: marks[k + 1][1] - t for k, (name, t) in enumerate(marks[:-1])}
     frame = result.frame
     return {"seconds": seconds, "peak_mb": peak_mb(), "phases": phases, "findings": result.findings,
-            "load": (load, os.getloadavg()[0]),
+            "load": (load, os.getloadavg()[0]), "cpu": cpu,
             "ids": frame["sample_id"].to_numpy(object),
             "cluster": frame["dup_cluster"].to_numpy("float64", na_value=np.nan),
             "label": frame["label"].to_numpy(object), "status": frame["label_status"].to_numpy(object)}  # fmt: skip
@@ -225,11 +229,12 @@ def dense(args: argparse.Namespace) -> None:
             (work / "truth.json").write_text(json.dumps(truth))
         print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores")
         contenders = []
-        if args.before:
+        if args.before and args.only != "after":
             contenders.append((f"before: {args.before_name} (cold)", in_tree(args.before, str(ws.root))))
-        ours = in_child(run_dedup, str(ws.root))
-        contenders.append(("wbc-data dedup (cold: signatures + registration)", ours))
-        if args.warm:
+        ours = contenders[0][1] if args.only == "before" else in_child(run_dedup, str(ws.root))
+        if args.only != "before":
+            contenders.append(("wbc-data dedup (cold: signatures + registration)", ours))
+        if args.warm and args.only != "before":
             contenders.append(("wbc-data dedup (warm: nothing changed)", in_child(run_dedup, str(ws.root), False)))
         if not args.skip_single_link:
             contenders.append(("baseline: issue 4 pHash + thumb corr 0.90, single link",
@@ -237,12 +242,13 @@ def dense(args: argparse.Namespace) -> None:
         rows = len(ours["ids"])
         print(f"dense case: {args.cells} real PBC cells x {args.copies} augmented copies + the real PBC folder: "
               f"{rows:,} rows (copies written in {made:.0f} s, ingest + merge {ingested:.0f} s)")  # fmt: skip
-        print(f"\n{'method':58} {'seconds':>8} {'load':>9} {'peak MB':>8} {'recall':>7} {'precision':>9} "
-              f"{'mixed':>6} {'label conflicts':>15} {'largest':>8}")  # fmt: skip
+        print(f"\n{'method':58} {'seconds':>8} {'CPU s':>8} {'load':>9} {'peak MB':>8} {'recall':>7} "
+              f"{'precision':>9} {'mixed':>6} {'label conflicts':>15} {'largest':>8}")  # fmt: skip
         for name, run in contenders:
             s = scores(run, truth)
             load = "{:.1f}-{:.1f}".format(*run["load"]) if "load" in run else ""
-            print(f"{name:58} {run['seconds']:>8.1f} {load:>9} {run['peak_mb']:>8,.0f} {s['recall']:>7.4f} "
+            cpu = f"{run['cpu']:.0f}" if "cpu" in run else ""
+            print(f"{name:58} {run['seconds']:>8.1f} {cpu:>8} {load:>9} {run['peak_mb']:>8,.0f} {s['recall']:>7.4f} "
                   f"{s['precision']:>9.4f} {s['mixed originals']:>6} {s['label conflicts']:>15} "
                   f"{s['largest']:>8}")  # fmt: skip
         for name, run in contenders:
@@ -256,7 +262,10 @@ def dense(args: argparse.Namespace) -> None:
             if verified and verify_s:
                 print(f"  registration: {verified:,} pairs in {verify_s:.1f} s ({verified / verify_s:,.0f} pairs/s, "
                       "2 workers)")  # fmt: skip
-        if args.before:
+        import pickle
+
+        (work / f"runs-{args.only or 'both'}.pkl").write_bytes(pickle.dumps(contenders))
+        if args.before and not args.only:
             before = contenders[0][1]
             print(f"\nbefore / after (cold): {before['seconds'] / ours['seconds']:.2f}x")
             same = _same_clusters(before, ours)
@@ -422,6 +431,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--before", default=None, help="dense/pbc: also run the cold dedup of this source tree")
     parser.add_argument("--before-name", default="main", help="its name in the table")
     parser.add_argument("--warm", action="store_true", help="dense: also a warm re-run")
+    parser.add_argument(
+        "--only",
+        choices=("before", "after"),
+        default=None,
+        help="dense: run one side only (two copies of one --work, run at once, share the load)",
+    )
     parser.add_argument("--skip-single-link", action="store_true", help="dense: without issue 4's baseline")
     args = parser.parse_args(argv)
     {"dense": dense, "million": million, "pbc": pbc}[args.case](args)
