@@ -121,9 +121,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "--case",
-        choices=("hashes", "dense", "million"),
+        choices=("hashes", "dense", "million", "pbc"),
         default="hashes",
-        help="hashes: issue 4's hash search; dense / million: issue 9's whole dedup (dedup_scale.py)",
+        help="hashes: issue 4's hash search; dense / million / pbc: the whole dedup (dedup_scale.py)",
     )
     parser.add_argument("--radius", type=int, default=8)
     parser.add_argument("--bktree-sample", type=int, default=0, help="BK-tree on this many hashes (0 = all)")

@@ -27,13 +27,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.augment import ACCURACY_LABEL_MAP, PBC_CLASSES, Augmentation, augment, load_rgb
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PBC_PARENT = SHARED / "pbc"
 PBC = PBC_PARENT / "PBC_dataset_normal_DIB"
+
+
+def cpu_name() -> str:
+    import subprocess
+
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
+    return names[0] if names else "?"
 
 
 def peak_mb() -> float:
@@ -56,6 +65,22 @@ def in_child(target, *args):
 
 def _child(target, args, queue) -> None:
     queue.put(target(*args))
+
+
+def in_tree(src: str, root: str) -> dict:
+    """``run_dedup(root)`` (cold) with the ``wbc_data`` of another source tree (e.g. ``git archive main``), in a
+    fresh process: the "before" of a before/after comparison on the same manifest."""
+    import pickle
+    import subprocess
+
+    out = Path(root).parent / "before.pkl"
+    code = (f"import sys; sys.path.insert(0, {src!r}); sys.path.insert(1, {str(Path(__file__).parent)!r}); "
+            f"import pickle, dedup_scale; r = dedup_scale.run_dedup({root!r}); "
+            f"open({str(out)!r}, 'wb').write(pickle.dumps(r))")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
+    result = pickle.loads(out.read_bytes())
+    out.unlink()
+    return result
 
 
 # --------------------------------------------------------------------------- dense
@@ -101,19 +126,30 @@ def build_dense(work: Path, cells: int, copies: int, seed: int = 0):
     return ws, truth, made, time.perf_counter() - start
 
 
-def run_dedup(root: str) -> dict:
+def run_dedup(root: str, cold: bool = True, **options) -> dict:
+    """One ``dedup`` of the workspace at ``root`` (cold: its caches removed first), timed by phase."""
+    import os
+
     from wbc_data.core.workspace import Workspace
     from wbc_data.dedup.run import DedupOptions, dedup
 
+    if cold:
+        shutil.rmtree(Path(root) / "cache", ignore_errors=True)
+    load = os.getloadavg()[0]
     steps: list[tuple[str, float]] = []
     start = time.perf_counter()
-    result = dedup(Workspace(Path(root)), DedupOptions(reports=False, workers=2),
+    result = dedup(Workspace(Path(root)), DedupOptions(reports=False, workers=2, **options),
                    step=lambda name: steps.append((name, time.perf_counter())))  # fmt: skip
     seconds = time.perf_counter() - start
+    import resource
+
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in used)  # this process and its (joined) pool workers
     marks = [*steps, ("end", start + seconds)]
     phases = {name: marks[k + 1][1] - t for k, (name, t) in enumerate(marks[:-1])}
     frame = result.frame
     return {"seconds": seconds, "peak_mb": peak_mb(), "phases": phases, "findings": result.findings,
+            "load": (load, os.getloadavg()[0]), "cpu": cpu,
             "ids": frame["sample_id"].to_numpy(object),
             "cluster": frame["dup_cluster"].to_numpy("float64", na_value=np.nan),
             "label": frame["label"].to_numpy(object), "status": frame["label_status"].to_numpy(object)}  # fmt: skip
@@ -179,32 +215,118 @@ def scores(run: dict, truth: dict[str, str]) -> dict[str, float]:
 
 
 def dense(args: argparse.Namespace) -> None:
+    import json
+    import os
+
     work = Path(args.work or tempfile.mkdtemp(prefix="dedup-dense-"))
     try:
-        ws, truth, made, ingested = build_dense(work, args.cells, args.copies, args.seed)
-        ours = in_child(run_dedup, str(ws.root))
-        base = in_child(run_single_link, str(ws.root))
+        if (work / "truth.json").is_file():  # --work of an earlier run: the same manifest again
+            from wbc_data.core.workspace import Workspace
+
+            ws, truth, made, ingested = Workspace(work / "ws"), json.loads((work / "truth.json").read_text()), 0, 0
+        else:
+            ws, truth, made, ingested = build_dense(work, args.cells, args.copies, args.seed)
+            (work / "truth.json").write_text(json.dumps(truth))
+        print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores")
+        contenders = []
+        if args.before and args.only != "after":
+            contenders.append((f"before: {args.before_name} (cold)", in_tree(args.before, str(ws.root))))
+        ours = contenders[0][1] if args.only == "before" else in_child(run_dedup, str(ws.root))
+        if args.only != "before":
+            contenders.append(("wbc-data dedup (cold: signatures + registration)", ours))
+        if args.warm and args.only != "before":
+            contenders.append(("wbc-data dedup (warm: nothing changed)", in_child(run_dedup, str(ws.root), False)))
+        if not args.skip_single_link:
+            contenders.append(("baseline: issue 4 pHash + thumb corr 0.90, single link",
+                               in_child(run_single_link, str(ws.root))))  # fmt: skip
         rows = len(ours["ids"])
         print(f"dense case: {args.cells} real PBC cells x {args.copies} augmented copies + the real PBC folder: "
               f"{rows:,} rows (copies written in {made:.0f} s, ingest + merge {ingested:.0f} s)")  # fmt: skip
-        print(f"\n{'method':58} {'seconds':>8} {'peak MB':>8} {'recall':>7} {'precision':>9} {'mixed':>6} "
-              f"{'label conflicts':>15} {'largest':>8}")  # fmt: skip
-        for name, run in (("wbc-data dedup (cold: signatures + registration)", ours),
-                          ("baseline: issue 4 pHash + thumb corr 0.90, single link", base)):  # fmt: skip
+        print(f"\n{'method':58} {'seconds':>8} {'CPU s':>8} {'load':>9} {'peak MB':>8} {'recall':>7} "
+              f"{'precision':>9} {'mixed':>6} {'label conflicts':>15} {'largest':>8}")  # fmt: skip
+        for name, run in contenders:
             s = scores(run, truth)
-            print(f"{name:58} {run['seconds']:>8.1f} {run['peak_mb']:>8,.0f} {s['recall']:>7.4f} "
+            load = "{:.1f}-{:.1f}".format(*run["load"]) if "load" in run else ""
+            cpu = f"{run['cpu']:.0f}" if "cpu" in run else ""
+            print(f"{name:58} {run['seconds']:>8.1f} {cpu:>8} {load:>9} {run['peak_mb']:>8,.0f} {s['recall']:>7.4f} "
                   f"{s['precision']:>9.4f} {s['mixed originals']:>6} {s['label conflicts']:>15} "
                   f"{s['largest']:>8}")  # fmt: skip
-        print(f"\ntime ratio wbc-data / baseline: {ours['seconds'] / base['seconds']:.1f}x; "
-              f"peak RSS ratio {ours['peak_mb'] / base['peak_mb']:.2f}x")  # fmt: skip
-        print("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in ours["phases"].items()))
-        f = ours["findings"]
-        print("findings: " + ", ".join(f"{k} {v:,}" for k, v in f.items()))
-        verified = f.get("candidates", 0) + f.get("registered against leaders", 0)
-        verify_s = ours["phases"].get("verify", 0) + ours["phases"].get("copy sets", 0)
-        if verified and verify_s:
-            rate = verified / verify_s
-            print(f"registration: {verified:,} pairs in {verify_s:.1f} s ({rate:,.0f} pairs/s, 2 workers)")
+        for name, run in contenders:
+            if "phases" not in run:
+                continue
+            print(f"\n{name}\n  phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in run["phases"].items()))
+            f = run["findings"]
+            print("  findings: " + ", ".join(f"{k} {v:,}" for k, v in f.items()))
+            verified = f.get("candidates", 0) + f.get("registered against leaders", 0)
+            verify_s = run["phases"].get("verify", 0) + run["phases"].get("copy sets", 0)
+            if verified and verify_s:
+                print(f"  registration: {verified:,} pairs in {verify_s:.1f} s ({verified / verify_s:,.0f} pairs/s, "
+                      "2 workers)")  # fmt: skip
+        import pickle
+
+        (work / f"runs-{args.only or 'both'}.pkl").write_bytes(pickle.dumps(contenders))
+        if args.before and not args.only:
+            before = contenders[0][1]
+            print(f"\nbefore / after (cold): {before['seconds'] / ours['seconds']:.2f}x")
+            same = _same_clusters(before, ours)
+            print(f"clusters equal to the before run: {same:.4f} of rows in identical clusters")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _same_clusters(a: dict, b: dict) -> float:
+    """Fraction of rows whose cluster (as a set of sample ids) is the same in both runs."""
+
+    def sets(run: dict) -> dict[str, frozenset]:
+        frame = pd.DataFrame({"id": run["ids"], "cluster": run["cluster"]}).dropna()
+        groups = frame.groupby("cluster")["id"].apply(frozenset)
+        return {i: groups[c] for i, c in zip(frame["id"], frame["cluster"], strict=True)}
+
+    sa, sb = sets(a), sets(b)
+    ids = set(a["ids"]) | set(b["ids"])
+    return sum(sa.get(i, frozenset({i})) == sb.get(i, frozenset({i})) for i in ids) / max(1, len(ids))
+
+
+# --------------------------------------------------------------------------- the real PBC half
+
+
+def pbc(args: argparse.Namespace) -> None:
+    """The real PBC half alone: ingest, dedup cold, dedup warm (nothing changed), then one new source (the Kaggle
+    re-upload's validation split) ingested and dedup warm again: only the new rows' signatures and their pairs."""
+    import os
+
+    from wbc_data.core.workspace import Workspace
+    from wbc_data.ingest.engine import IngestOptions, ingest
+    from wbc_data.manifest.merge import merge
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="dedup-pbc-"))
+    try:
+        ws = Workspace(work / "ws")
+        print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores")
+        start, load = time.perf_counter(), os.getloadavg()[0]
+        ingest("pbc", PBC_PARENT, ws, IngestOptions(workers=2))
+        merge(ws)
+        ingest_s = time.perf_counter() - start
+        print(f"ingest + merge of the PBC half: {ingest_s:.1f} s (load {load:.1f})")
+        runs = []
+        if args.before:
+            runs.append((f"before: {args.before_name}, cold", in_tree(args.before, str(ws.root))))
+        runs.append(("cold", in_child(run_dedup, str(ws.root))))
+        runs.append(("warm (nothing changed)", in_child(run_dedup, str(ws.root), False)))
+        start = time.perf_counter()
+        ingest("kaggle-cancer-mix", SHARED / "kaggle_cancer_mix", ws, IngestOptions(workers=2))
+        merge(ws)
+        print(f"new source (kaggle-cancer-mix val) ingest + merge: {time.perf_counter() - start:.1f} s")
+        runs.append(("warm after adding kaggle-cancer-mix", in_child(run_dedup, str(ws.root), False)))
+        for name, r in runs:
+            f = r["findings"]
+            print(f"{name:42} {r['seconds']:7.1f} s  load {r['load'][0]:.1f}-{r['load'][1]:.1f}  rows "
+                  f"{len(r['ids']):,}  peak {r['peak_mb']:,.0f} MB  registered {f.get('registered', '?')} "
+                  f"(cached {f.get('registration cached', 0):,}); "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items()))  # fmt: skip
+        cold = runs[-3][1]["seconds"]
+        print(f"cold dedup / ingest: {cold / ingest_s:.1f}x")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -295,7 +417,7 @@ def million(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("case", choices=("dense", "million"))
+    parser.add_argument("case", choices=("dense", "million", "pbc"))
     parser.add_argument("--cells", type=int, default=500)
     parser.add_argument("--copies", type=int, default=30)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -306,8 +428,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--before", default=None, help="dense/pbc: also run the cold dedup of this source tree")
+    parser.add_argument("--before-name", default="main", help="its name in the table")
+    parser.add_argument("--warm", action="store_true", help="dense: also a warm re-run")
+    parser.add_argument(
+        "--only",
+        choices=("before", "after"),
+        default=None,
+        help="dense: run one side only (two copies of one --work, run at once, share the load)",
+    )
+    parser.add_argument("--skip-single-link", action="store_true", help="dense: without issue 4's baseline")
     args = parser.parse_args(argv)
-    (dense if args.case == "dense" else million)(args)
+    {"dense": dense, "million": million, "pbc": pbc}[args.case](args)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import ProgressColumn, Task
+from rich.text import Text
 
 from wbc_data.cli.common import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
 from wbc_data.core.workspace import Workspace
+
+
+class RateColumn(ProgressColumn):
+    """Rows/s or pairs/s of the current phase (the bar's time-left column gives its ETA)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        unit = task.fields.get("unit", "")
+        return Text(f"{speed:,.0f} {unit}/s" if speed and unit else "")
 
 
 @app.command("dedup")
@@ -46,6 +57,17 @@ def dedup_cmd(
         typer.Option("--fields/--no-fields", help="Search rows inside field images (crops of a field, at any angle)."),
     ] = True,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (default: every core).")] = 0,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="Registration: batched (array passes, default) or reference (pair by pair)."),
+    ] = "batched",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="auto (a CUDA GPU when torch sees one), cpu or cuda: where the batched registration runs its FFTs.",
+        ),
+    ] = "auto",
 ) -> None:
     """Find exact and near duplicates (any angle, shift, scale, mirror; fill borders ignored; crops of field
     images) across sources, keep one per set of copies, audit leakage."""
@@ -63,14 +85,21 @@ def dedup_cmd(
         min_correlation=DEFAULT_MIN_CORRELATION if min_correlation is None else min_correlation,
         neighbours=DEFAULT_NEIGHBOURS if neighbours is None else neighbours,
         fields=fields,
+        engine=engine,
+        device=device,
     )
-    with progress_bar("dedup") as bar:
-        task = bar.add_task("dedup", total=None)
+    with progress_bar("dedup", RateColumn()) as bar:
+        task = bar.add_task("dedup", total=None, unit="")
+        phase = [""]
 
         def step(name: str) -> None:
-            bar.update(task, description=f"dedup: {name}", total=None, completed=0)
+            phase[0] = name
+            bar.reset(task, description=f"dedup: {name}", total=None, completed=0, unit="")
 
         def progress(name: str, done: int, total: int) -> None:
+            if name != phase[0]:  # a new phase: its own rate and time left
+                phase[0] = name
+                bar.reset(task, total=total, completed=0, unit="rows" if name == "signatures" else "pairs")
             bar.update(task, description=f"dedup: {name}", total=total, completed=done)
 
         result = dedup(ws, options, step=step, progress=progress)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,26 @@ def as_match(row: np.ndarray) -> Match:
     return Match(*values[:5], bool(row[5]), (values[6], values[7]))
 
 
-def register_batch(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+ENGINES = ("batched", "reference")
+"""How pairs are registered: ``batched`` (:mod:`wbc_data.dedup.batched`, array passes over a batch: the default)
+or ``reference`` (:func:`register_batch_reference`, one pair at a time through :func:`register`: the readable
+definition the batched path is tested against)."""
+
+
+def register_batch(canvases: np.ndarray, pairs: np.ndarray, engine: str = "batched",
+                   torch_device: str | None = None) -> np.ndarray:  # fmt: skip
+    """(p, len(RESULT_FIELDS)) float32 for ``pairs`` of positions into ``canvases``, by ``engine`` (``batched``:
+    its log-polar stage in torch on ``torch_device`` when given)."""
+    if engine == "batched":
+        from wbc_data.dedup.batched import register_many
+
+        return register_many(canvases, pairs, torch_device)
+    if engine != "reference":
+        raise ValueError(f"unknown registration engine {engine!r}: use one of {', '.join(ENGINES)}")
+    return register_batch_reference(canvases, pairs)
+
+
+def register_batch_reference(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """(p, len(RESULT_FIELDS)) float32 for ``pairs`` of positions into ``canvases``. Every pair first gets the
     cheap log-polar test (:func:`~wbc_data.dedup.register.polar_peak`, each canvas's spectra computed once per
     batch); only pairs above :data:`~wbc_data.dedup.register.POLAR_FLOOR` (about one in ten candidates on real
@@ -80,11 +100,12 @@ def register_batch(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _task(args: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _task(args: tuple[np.ndarray, np.ndarray, str, str | None]) -> np.ndarray:
     return register_batch(*args)
 
 
-def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: ProgressFn | None = None) -> np.ndarray:
+def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: ProgressFn | None = None,
+            engine: str = "batched", torch_device: str | None = None, executor: Any = None) -> np.ndarray:  # fmt: skip
     """Register every pair of row positions; (p, len(RESULT_FIELDS)) float32 in the order of ``pairs``."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     out = np.zeros((len(pairs), len(RESULT_FIELDS)), np.float32)
@@ -93,11 +114,24 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     batches = [order[s : s + BATCH_PAIRS] for s in range(0, len(order), BATCH_PAIRS)]
 
-    def payload(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def payload(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, str | None]:
         rows, local = np.unique(pairs[batch].reshape(-1), return_inverse=True)
-        return canvases(rows), local.reshape(-1, 2)
+        return canvases(rows), local.reshape(-1, 2), engine, torch_device
 
+    done = 0
+    if executor is not None:  # a cluster (Dask...): each batch is an independent task
+        from wbc_data.dedup.extract import in_order
+
+        tasks = ((_task, (payload(batch),)) for batch in batches)
+        for batch, result in zip(batches, in_order(executor, tasks, 16), strict=True):
+            out[batch] = result
+            done += len(batch)
+            if progress:
+                progress(done, len(pairs))
+        return out
     workers = workers or os.cpu_count() or 1
+    if torch_device is not None and torch_device.startswith("cuda"):
+        workers = 1  # one process drives the GPU (forked workers cannot share its context)
     done = 0
     if workers == 1 or len(batches) == 1:
         for batch in batches:

@@ -10,8 +10,10 @@ stored thumbnail only and says so.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +72,36 @@ def compute(job: Job) -> tuple[Job, list[tuple[str, Signature, np.ndarray | None
     return job, out, None
 
 
-def _results(jobs: list[Job], loader: PixelLoader, workers: int) -> Iterator[tuple[Job, list, str | None]]:
+def compute_batch(loader: PixelLoader, jobs: list[Job]) -> list[tuple[Job, list, str | None]]:
+    """Signatures of a batch of jobs: an independent task (pure function of its arguments, all picklable), what a
+    cluster executor (Dask, see ``DedupOptions.executor``) runs on its workers."""
+    _init(loader)
+    return [compute(job) for job in jobs]
+
+
+EXECUTOR_BATCH = 256
+"""Jobs per task handed to an executor (a cluster): large enough that scheduling costs nothing."""
+
+
+def in_order(executor: Any, tasks: Iterator[tuple[Callable, tuple]], in_flight: int) -> Iterator[Any]:
+    """Results of ``executor.submit(fn, *args)`` for each task, in order, with at most ``in_flight`` submitted and
+    not yet collected (memory stays bounded however many tasks there are)."""
+    pending: deque = deque()
+    for fn, args in tasks:
+        pending.append(executor.submit(fn, *args))
+        while len(pending) >= in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _results(jobs: list[Job], loader: PixelLoader, workers: int,
+             executor: Any = None) -> Iterator[tuple[Job, list, str | None]]:  # fmt: skip
+    if executor is not None:
+        batches = ((compute_batch, (loader, jobs[s : s + EXECUTOR_BATCH])) for s in range(0, len(jobs), EXECUTOR_BATCH))
+        for done in in_order(executor, batches, 16):
+            yield from done
+        return
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(jobs) < 32:
         _init(loader)
@@ -85,8 +116,9 @@ def _results(jobs: list[Job], loader: PixelLoader, workers: int) -> Iterator[tup
 
 
 def extract(
-    jobs: list[Job], store: SignatureStore, loader: PixelLoader, workers: int = 0, progress: ProgressFn | None = None
-) -> dict[str, str]:
+    jobs: list[Job], store: SignatureStore, loader: PixelLoader, workers: int = 0, progress: ProgressFn | None = None,
+    executor: Any = None,
+) -> dict[str, str]:  # fmt: skip
     """Compute and store every job's signatures; return {key: reason} for images that could not be opened."""
     store.clear_partial()
     failed: dict[str, str] = {}
@@ -106,7 +138,7 @@ def extract(
     if progress:
         progress(0, len(jobs))
     try:
-        for job, found, reason in _results(jobs, loader, workers):
+        for job, found, reason in _results(jobs, loader, workers, executor):
             if reason is not None:
                 failed[job.key] = reason
             for key, sig, box in found:

@@ -405,3 +405,101 @@ class MIHTables:
         if not parts:
             return empty, empty.copy(), np.zeros(0, np.int8), dropped
         return (*(np.concatenate(f) for f in zip(*parts, strict=True)), dropped)  # type: ignore[return-value]
+
+
+@nb.njit(cache=True)
+def nearest_words(descriptors: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Index of the nearest word (Hamming distance; the first one on a tie, as OpenCV's ``BFMatcher.match``) for
+    each (n, 4) uint64 binary descriptor among (K, 4) uint64 words. Replaces ``BFMatcher`` in the bag of words:
+    the same answers, several times faster (no DMatch objects, one popcount per 64 bits)."""
+    n, k = descriptors.shape[0], words.shape[0]
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        d0, d1, d2, d3 = descriptors[i, 0], descriptors[i, 1], descriptors[i, 2], descriptors[i, 3]
+        best = np.uint64(1 << 20)
+        arg = 0
+        for j in range(k):
+            d = (popcount64(d0 ^ words[j, 0]) + popcount64(d1 ^ words[j, 1]) + popcount64(d2 ^ words[j, 2])
+                 + popcount64(d3 ^ words[j, 3]))  # fmt: skip
+            if d < best:
+                best = d
+                arg = j
+        out[i] = arg
+    return out
+
+
+@nb.njit(cache=True)
+def top_local_peaks(surfaces: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``count`` highest local maxima of each (h, w) cyclic surface of a stack: pixels not below any pixel of
+    their 5 x 5 neighbourhood (wrapping around), as ``register.phase_peaks`` finds them with a dilation.
+    Returns (row, column, height), each (m, count); height -inf where a surface has fewer maxima."""
+    m, h, w = surfaces.shape
+    py = np.zeros((m, count), np.int64)
+    px = np.zeros((m, count), np.int64)
+    height = np.full((m, count), -np.inf, np.float64)
+    for s in range(m):
+        for y in range(h):
+            for x in range(w):
+                v = surfaces[s, y, x]
+                if v <= height[s, count - 1]:
+                    continue
+                local = True
+                for dy in range(-2, 3):
+                    yy = (y + dy) % h
+                    for dx in range(-2, 3):
+                        if surfaces[s, yy, (x + dx) % w] > v:
+                            local = False
+                            break
+                    if not local:
+                        break
+                if not local:
+                    continue
+                k = count - 1
+                while k > 0 and height[s, k - 1] < v:
+                    height[s, k] = height[s, k - 1]
+                    py[s, k] = py[s, k - 1]
+                    px[s, k] = px[s, k - 1]
+                    k -= 1
+                height[s, k] = v
+                py[s, k] = y
+                px[s, k] = x
+    return py, px, height
+
+
+@nb.njit(cache=True)
+def masked_correlations(a, mask_a, b, mask_b, rows_b, min_pixels):
+    """Pearson correlation of each ``a[k]`` with ``b[rows_b[k]]`` over the pixels where both masks are set (sums
+    in float64), -1 below ``max(min_pixels[k], 16)`` such pixels or without variance: ``register.correlation``
+    over a stack, without gathering ``b``."""
+    m = a.shape[0]
+    size = a.shape[1] * a.shape[2]
+    out = np.empty(m, np.float64)
+    for k in range(m):
+        fa, ma = a[k].reshape(size), mask_a[k].reshape(size)
+        r = rows_b[k]
+        fb, mb = b[r].reshape(size), mask_b[r].reshape(size)
+        count = 0.0
+        sx = 0.0
+        sy = 0.0
+        sxx = 0.0
+        syy = 0.0
+        sxy = 0.0
+        for i in range(size):
+            wgt = np.float64(ma[i]) * np.float64(mb[i])
+            if wgt != 0.0:
+                x = np.float64(fa[i])
+                y = np.float64(fb[i])
+                count += wgt
+                sx += wgt * x
+                sy += wgt * y
+                sxx += wgt * x * x
+                syy += wgt * y * y
+                sxy += wgt * x * y
+        if count < max(min_pixels[k], 16):
+            out[k] = -1.0
+            continue
+        cov = sxy - sx * sy / count
+        vx = sxx - sx * sx / count
+        vy = syy - sy * sy / count
+        out[k] = cov / np.sqrt(vx * vy) if vx > 0 and vy > 0 else -1.0
+    return out

@@ -13,7 +13,8 @@ means (copy, overlapping view, part of a field) is decided from its results.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from wbc_data.dedup.dihedral import dihedral_phashes
 from wbc_data.dedup.extract import window_key
 from wbc_data.dedup.linkage import MIN_TEXTURE
 from wbc_data.dedup.neighbours import candidate_pairs, cross_pairs, unique_pairs
+from wbc_data.dedup.paircache import PairCache, cached_register
 from wbc_data.dedup.pairs import hash_candidates
 from wbc_data.dedup.register import MIN_OVERLAP
 from wbc_data.dedup.store import SignatureStore
@@ -41,6 +43,8 @@ class SignatureView:
     thumbs: np.ndarray  # (n, 32, 32) uint8: fill-aware where a signature exists, else the stored thumbnail
     blank: np.ndarray  # bool
     fill: np.ndarray  # float32
+    use_cache: bool = True  # registration results of earlier runs (paircache)
+    counts: dict[str, int] = field(default_factory=dict)  # pairs registered now / taken from the cache
 
     @property
     def searchable(self) -> np.ndarray:
@@ -53,6 +57,15 @@ class SignatureView:
 
     def canvases(self, rows: np.ndarray) -> np.ndarray:
         return self.store.gather("canvas", list(self.keys[rows]))
+
+    def register(self, pairs: np.ndarray, keys: np.ndarray, register: Callable[[np.ndarray], np.ndarray],
+                 engine: str) -> np.ndarray:  # fmt: skip
+        """``register(pairs)``, except for pairs of images (``keys``) already in the registration cache."""
+        cache = PairCache.beside(self.store, engine) if self.store is not None and self.use_cache else None
+        results, fresh = cached_register(cache, keys, pairs, register)
+        self.counts["registered"] = self.counts.get("registered", 0) + fresh
+        self.counts["registration cached"] = self.counts.get("registration cached", 0) + len(pairs) - fresh
+        return results
 
     @classmethod
     def load(cls, store: SignatureStore, keys: np.ndarray, thumbs: np.ndarray, rows: np.ndarray) -> SignatureView:
@@ -125,11 +138,21 @@ def find_candidates(
 
 
 def register_pairs(
-    view: SignatureView, pairs: np.ndarray, workers: int, progress: ProgressFn | None = None, what: str = "verify"
+    view: SignatureView,
+    pairs: np.ndarray,
+    workers: int,
+    progress: ProgressFn | None = None,
+    what: str = "verify",
+    engine: str = "batched",
+    torch_device: str | None = None,
+    executor: Any = None,
 ) -> np.ndarray:
-    """Registration results (``confirm.RESULT_FIELDS``) for row pairs."""
+    """Registration results (``confirm.RESULT_FIELDS``) for row pairs; pairs of images registered by an earlier
+    run come from the workspace's registration cache (:mod:`paircache`)."""
     tick = (lambda done, total: progress(what, done, total)) if progress else None
-    return confirm(pairs, view.canvases, workers, tick)
+    return view.register(
+        pairs, view.keys, lambda p: confirm(p, view.canvases, workers, tick, engine, torch_device), engine
+    )
 
 
 # --------------------------------------------------------------------------- field windows
@@ -182,6 +205,9 @@ def find_parts(
     workers: int,
     excluded: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     progress: ProgressFn | None = None,
+    engine: str = "batched",
+    torch_device: str | None = None,
+    executor: Any = None,
 ) -> Parts:
     """Rows (``queries``) that are a part of a field: registered onto one of its windows. ``excluded(rows,
     fields)`` drops known relations (a crop and its own parent field)."""
@@ -205,7 +231,11 @@ def find_parts(
         return view.store.gather("canvas", list(keys[nodes]))
 
     tick = (lambda done, total: progress("field windows", done, total)) if progress else None
-    results = confirm(np.stack([rows, wins + n], axis=1), canvases, workers, tick)
+
+    def fresh(p: np.ndarray) -> np.ndarray:
+        return confirm(p, canvases, workers, tick, engine, torch_device, executor)
+
+    results = view.register(np.stack([rows, wins + n], axis=1), keys, fresh, engine)
     corr = column(results, "correlation")
     good = (corr >= min_correlation) & (column(results, "texture") >= MIN_TEXTURE)
     good &= column(results, "overlap") >= MIN_OVERLAP

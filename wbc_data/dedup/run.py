@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,11 @@ class DedupOptions:
     reports: bool = True
     neighbours: int = DEFAULT_NEIGHBOURS
     fields: bool = True  # search crops inside field images (their windows)
+    engine: str = "batched"  # registration: "batched" (array passes) or "reference" (one pair at a time)
+    cache_pairs: bool = True  # reuse registration results of earlier runs (workspace cache)
+    device: str = "auto"  # batched registration's log-polar stage: auto (a CUDA GPU if torch sees one), cpu, cuda
+    executor: Any = None  # a concurrent.futures-style executor (e.g. Dask's client.get_executor()): signature and
+    # registration batches run there as independent tasks instead of this machine's worker pool
 
     def check(self) -> None:
         for name, value in (("--threshold", self.threshold), ("--crop-threshold", self.crop_threshold)):
@@ -90,6 +96,10 @@ class DedupOptions:
                 raise DedupError(f"{name} {value}: use a Hamming distance between 0 and 32 bits")
         if not 0.0 < self.min_correlation < 1.0:
             raise DedupError(f"--min-correlation {self.min_correlation}: use a correlation between 0 and 1")
+        from wbc_data.dedup.confirm import ENGINES
+
+        if self.engine not in ENGINES:
+            raise DedupError(f"registration engine {self.engine!r}: use one of {', '.join(ENGINES)}")
         if not 1 <= self.neighbours <= 64:
             raise DedupError(f"--neighbours {self.neighbours}: use 1 to 64 candidates per row")
 
@@ -181,7 +191,8 @@ def compute_signatures(
         refs = row_refs(parts.frame.iloc[missing])
         fields = parts.is_field[missing] & options.fields
         jobs = [Job(keys[r], ref, bool(f)) for r, ref, f in zip(missing, refs, fields, strict=True)]
-        failed = extract(jobs, store, loader, options.workers, _progress_tick(progress, "signatures"))
+        failed = extract(jobs, store, loader, options.workers, _progress_tick(progress, "signatures"),
+                         options.executor)  # fmt: skip
     return SignatureView.load(store, keys, parts.thumbs, reps), failed
 
 
@@ -235,13 +246,17 @@ def find_relations(
 ) -> tuple[PairTable, Parts, dict[str, int], np.ndarray]:  # fmt: skip
     """Registered candidate pairs (copy sets formed over them) and parts of fields; returns the table, the parts,
     counts, and the copy-set leader of every representative."""
+    from wbc_data.dedup.batched import resolve_device
+
     n = len(parts.frame)
     labels = parts.exact_label(np.arange(n))
+    torch_device = resolve_device(options.device) if options.engine == "batched" else None
     candidates = find_candidates(view, options.threshold, options.crop_threshold, options.neighbours,
                                  options.index, step, allowed)  # fmt: skip
 
     def relate(pairs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-        results = register_pairs(view, pairs, options.workers, progress, what)
+        results = register_pairs(view, pairs, options.workers, progress, what, options.engine, torch_device,
+                                 options.executor)  # fmt: skip
         relation = copy_relation(results, CANVAS, labels[pairs[:, 0]], labels[pairs[:, 1]], options.min_correlation)
         return relation, results
 
@@ -267,7 +282,8 @@ def find_relations(
             return parent[rows] == ids[field_rows]
 
         found_parts = find_parts(view, windows, queries, WINDOW_NEIGHBOURS, options.min_correlation,
-                                 options.workers, own_field, progress)  # fmt: skip
+                                 options.workers, own_field, progress, options.engine, torch_device,
+                                 options.executor)  # fmt: skip
         if allowed is not None and len(found_parts.row):
             keep = allowed(np.stack([found_parts.row, found_parts.field], axis=1))
             found_parts = Parts(found_parts.row[keep], found_parts.field[keep], found_parts.box[keep],
@@ -307,6 +323,7 @@ def _dedup(
     if step:
         step("signatures")
     view, _failed = compute_signatures(parts, workspace, options, progress)
+    view.use_cache = options.cache_pairs
     table, found_parts, counts, leader = find_relations(parts, view, options, step, progress)
     blank_rows = np.flatnonzero(view.blank[parts.rep])
     no_pixels = np.flatnonzero(~view.has[parts.rep] & frame["pixel_hash"].notna().to_numpy())
@@ -372,6 +389,7 @@ def _dedup(
         "unreadable": len(no_pixels),
         "largest exact group": int(np.bincount(parts.group).max()) if n else 0,
         **counts,
+        **view.counts,
     }
     results = pd.DataFrame({"sample_id": ids})
     for name in DEDUP_COLUMNS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-WINDOW_SIZES = (0.45,)
+WINDOW_SIZES = (0.45, 0.7)
 """Window sides as fractions of the field's shorter side."""
 
 STRIDE = 0.5

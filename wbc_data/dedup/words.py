@@ -12,12 +12,14 @@ signature never depends on which other rows a run happens to see (and stays vali
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from wbc_data.dedup.kernels import nearest_words
 
 WORDS_FILE = "orb_words.npz"
 
@@ -39,11 +41,22 @@ class Embedder:
 
     def counts(self, descriptors: np.ndarray) -> np.ndarray:
         """(K,) word counts of one image's ORB descriptors (nearest word by Hamming distance)."""
+        if not len(descriptors):
+            return np.zeros(self.size, np.float32)
+        nearest = nearest_words(np.ascontiguousarray(descriptors, np.uint8).view(np.uint64), self.words_u64)
+        return np.bincount(nearest, minlength=self.size).astype(np.float32)
+
+    def counts_reference(self, descriptors: np.ndarray) -> np.ndarray:
+        """:meth:`counts` through OpenCV's brute-force matcher (the reference the tests compare with)."""
         counts = np.zeros(self.size, np.float32)
         if len(descriptors):
             matches = cv2.BFMatcher(cv2.NORM_HAMMING).match(np.ascontiguousarray(descriptors, np.uint8), self.words)
             np.add.at(counts, np.fromiter((m.trainIdx for m in matches), np.int64, len(matches)), 1.0)
         return counts
+
+    @cached_property
+    def words_u64(self) -> np.ndarray:
+        return np.ascontiguousarray(self.words, np.uint8).view(np.uint64)
 
     def weigh(self, counts: np.ndarray) -> np.ndarray:
         """``sqrt(tf) * idf``, L2-normalised, for (K,) or (n, K) counts."""

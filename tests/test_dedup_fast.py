@@ -1,0 +1,275 @@
+"""Issue 21: the fast dedup path gives the reference path's results. The batched registration engine
+(:mod:`wbc_data.dedup.batched`) against the pair-by-pair reference (:func:`wbc_data.dedup.register.register`) on
+real copies, the numba kernels against what they replace, and the registration cache of warm re-runs. Recovered
+angles and correlations are compared within a tolerance, never exactly (FFT libraries and CPUs round differently).
+No timings here: speed is measured in ``benchmarks/dedup.py --case dense|pbc``."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmarks.augment import ACCURACY_LABEL_MAP, Augmentation, augment, augmented_set, load_rgb
+from tests.conftest import shared_path
+from wbc_data.core.labelmap import LabelMap
+from wbc_data.core.workspace import Workspace
+from wbc_data.dedup.confirm import RESULT_FIELDS, register_batch
+from wbc_data.dedup.kernels import masked_correlations, top_local_peaks
+from wbc_data.dedup.linkage import COPY, copy_relation
+from wbc_data.dedup.register import correlation
+from wbc_data.dedup.run import DedupOptions, dedup
+from wbc_data.dedup.signature import CANVAS, grey_and_valid, make_canvas, orb_descriptors
+from wbc_data.dedup.words import default_embedder
+from wbc_data.ingest.engine import IngestOptions, ingest
+from wbc_data.io.resources import sample_dir
+from wbc_data.manifest.merge import merge
+
+ANGLE_TOLERANCE = 2.5  # degrees: the log-polar image has a row every 2 degrees, refined by a centroid
+CORRELATION_TOLERANCE = 0.01
+
+
+def _canvas(rgb: np.ndarray) -> np.ndarray:
+    grey, valid = grey_and_valid(Image.fromarray(rgb))
+    return make_canvas(grey, valid)
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _real_copies(n_cells: int, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Canvases of real PBC cells and augmented copies (full issue-9 ranges); (canvases, pairs, is_copy)."""
+    pbc = shared_path("pbc", "PBC_dataset_normal_DIB")
+    rng = np.random.default_rng(seed)
+    files = sorted(p for p in pbc.glob("*/*.jpg") if not p.name.startswith("."))
+    canvases, origin = [], []
+    for k, index in enumerate(rng.choice(len(files), n_cells, replace=False)):
+        rgb = load_rgb(files[index])
+        canvases.append(_canvas(rgb))
+        origin.append(k)
+        for _ in range(copies):
+            canvases.append(_canvas(_decoded(augment(rgb, Augmentation.draw(rng)))))
+            origin.append(k)
+    origin_a = np.array(origin)
+    n = len(canvases)
+    everything = np.array([(a, b) for a in range(n) for b in range(a + 1, n)], np.int64)
+    near = everything[(np.abs(everything[:, 0] - everything[:, 1]) <= copies + 1)]
+    return np.stack(canvases), near, origin_a[near[:, 0]] == origin_a[near[:, 1]]
+
+
+@pytest.mark.slow
+def test_batched_registration_agrees_with_the_reference_on_real_copies():
+    """Real PBC cells (any angle, fill, shift, zoom, mirror, JPEG, downscale): both engines make the same decision
+    for every pair (copy or not), and on copies recover the same angle, scale, mirror and correlation."""
+    canvases, pairs, same = _real_copies(n_cells=8, copies=4, seed=3)
+    reference = register_batch(canvases, pairs, "reference")
+    batched = register_batch(canvases, pairs, "batched")
+    none = np.full(len(pairs), "", dtype=object)
+    rel_ref = copy_relation(reference, CANVAS, none, none)
+    rel_fast = copy_relation(batched, CANVAS, none, none)
+    assert (rel_ref == rel_fast).all(), np.flatnonzero(rel_ref != rel_fast)
+    assert (rel_ref[same] == COPY).mean() >= 0.95  # the copies are found (both engines alike)
+    assert not (rel_ref[~same] == COPY).any()
+    col = {name: k for k, name in enumerate(RESULT_FIELDS)}
+    copies = rel_ref == COPY
+    ref, fast = reference[copies], batched[copies]
+    assert np.abs(ref[:, col["correlation"]] - fast[:, col["correlation"]]).max() <= CORRELATION_TOLERANCE
+    assert np.abs(ref[:, col["texture"]] - fast[:, col["texture"]]).max() <= 2 * CORRELATION_TOLERANCE
+    turn = (ref[:, col["angle"]] - fast[:, col["angle"]] + 180) % 360 - 180
+    assert np.abs(turn).max() <= ANGLE_TOLERANCE
+    assert np.abs(ref[:, col["scale"]] / fast[:, col["scale"]] - 1).max() <= 0.02
+    assert (ref[:, col["mirror"]] == fast[:, col["mirror"]]).all()
+    assert np.abs(ref[:, col["dx"] :] - fast[:, col["dx"] :]).max() <= 1.0
+
+
+def _clusters(frame: pd.DataFrame) -> set[frozenset]:
+    found = frame.dropna(subset=["dup_cluster"])
+    return {frozenset(ids) for _, ids in found.groupby("dup_cluster")["sample_id"]}
+
+
+def _dedup_both(ws: Workspace, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
+    fast = dedup(ws, DedupOptions(reports=False, workers=1, **options)).frame
+    reference = dedup(ws, DedupOptions(reports=False, workers=1, engine="reference", **options)).frame
+    return fast, reference
+
+
+@pytest.mark.slow
+def test_fast_path_gives_the_reference_clusters_on_augmented_real_cells_and_fields(tmp_path, workspace):
+    """Augmented copies of real PBC cells and BCCD fields among distinct ones: identical clusters and decisions,
+    and the same recovered rotations within the angle tolerance."""
+    pbc = shared_path("pbc", "PBC_dataset_normal_DIB")
+    bccd = shared_path("bccd", "BCCD", "JPEGImages")
+    augmented_set(tmp_path / "set", pbc, bccd, cells_per_class=1, fields=2, copies=3, distinct_per_class=2,
+                  distinct_fields=2, seed=21)  # fmt: skip
+    ingest("imagefolder", tmp_path / "set", workspace,
+           IngestOptions(workers=1, label_map=LabelMap.from_dict(ACCURACY_LABEL_MAP)))  # fmt: skip
+    merge(workspace)
+    fast, reference = _dedup_both(workspace)
+    assert _clusters(fast) == _clusters(reference)
+    assert len(_clusters(fast)) >= 8
+    assert (fast["dup_keep"].fillna(True) == reference["dup_keep"].fillna(True)).all()
+    _same_rotations(fast, reference)
+
+
+def _same_rotations(fast: pd.DataFrame, reference: pd.DataFrame) -> None:
+    """Transforms like ``mirror rot 37 scale 1.08 shift 5,-4``: the same mirror and rotation within a degree."""
+    pattern = r"(?P<mirror>mirror )?rot (?P<angle>-?\d+)"
+    a = fast.set_index("sample_id")["dup_transform"].str.extract(pattern)
+    b = reference.set_index("sample_id")["dup_transform"].str.extract(pattern).loc[a.index]
+    both = a["angle"].notna() & b["angle"].notna()
+    assert both.sum() >= 1
+    turn = (a.loc[both, "angle"].astype(float) - b.loc[both, "angle"].astype(float) + 180) % 360 - 180
+    assert turn.abs().max() <= ANGLE_TOLERANCE + 1  # printed to a whole degree
+    assert (a.loc[both, "mirror"].isna() == b.loc[both, "mirror"].isna()).all()
+
+
+@pytest.mark.slow
+def test_fast_path_gives_the_reference_clusters_on_the_kaggle_copies(tmp_path, workspace):
+    """The Kaggle re-upload's PBC files (byte copies) and AML-LMU cells beside a PBC sample: the same clusters."""
+    kaggle = shared_path("kaggle_cancer_mix", "val")
+    pbc = shared_path("pbc", "PBC_dataset_normal_DIB")
+    root = tmp_path / "kaggle" / "val"
+    for folder in ("basophil", "myeloblast", "monocyte"):
+        (root / folder).mkdir(parents=True)
+        for path in sorted((kaggle / folder).glob("*.jpg"))[:15]:
+            shutil.copy(path, root / folder / path.name)
+    (tmp_path / "pbc" / "basophil").mkdir(parents=True)
+    names = {p.name for p in (root / "basophil").iterdir()}
+    for path in sorted((pbc / "basophil").glob("*.jpg")):
+        if path.name in names or len(names) < 40:
+            shutil.copy(path, tmp_path / "pbc" / "basophil" / path.name)
+            names.add(path.name)
+    ingest("imagefolder", tmp_path / "kaggle", workspace, IngestOptions(workers=1))
+    ingest("imagefolder", tmp_path / "pbc", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    fast, reference = _dedup_both(workspace)
+    assert _clusters(fast) == _clusters(reference)
+
+
+def test_nearest_words_equal_opencv_bfmatcher():
+    """The numba matcher gives OpenCV's word counts on real ORB descriptors of both mirror states."""
+    embedder = default_embedder()
+    images = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:12]
+    checked = 0
+    for path in images:
+        grey, valid = grey_and_valid(Image.open(path).convert("RGB"))
+        for descriptors in orb_descriptors(grey, valid):
+            assert (embedder.counts(descriptors) == embedder.counts_reference(descriptors)).all()
+            checked += len(descriptors)
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (500, 32), dtype=np.uint8)
+    assert (embedder.counts(noise) == embedder.counts_reference(noise)).all()
+    assert checked > 100
+
+
+def test_kernels_equal_their_references():
+    """``top_local_peaks`` finds the peaks ``register.phase_peaks`` finds; ``masked_correlations`` equals
+    ``register.correlation``."""
+    rng = np.random.default_rng(1)
+    surfaces = cv2.GaussianBlur(rng.random((6, 40, 30)).astype(np.float32).transpose(1, 2, 0), (0, 0), 2)
+    surfaces = np.ascontiguousarray(surfaces.transpose(2, 0, 1))
+    py, px, height = top_local_peaks(surfaces, 2)
+    for k, surface in enumerate(surfaces):  # register.phase_peaks's rule: not below the 5 x 5 dilation (cyclic)
+        padded = np.pad(surface, 2, mode="wrap")
+        local = surface >= cv2.dilate(padded, np.ones((5, 5), np.uint8))[2:-2, 2:-2]
+        ys, xs = np.nonzero(local)
+        order = np.argsort(-surface[ys, xs])[:2]
+        assert list(zip(py[k], px[k], strict=True)) == [(ys[o], xs[o]) for o in order]
+        assert np.allclose(height[k], surface[ys[order], xs[order]])
+    a, b = rng.random((5, 24, 24)).astype(np.float32), rng.random((3, 24, 24)).astype(np.float32)
+    ma = (rng.random((5, 24, 24)) > 0.3).astype(np.float32)
+    mb = (rng.random((3, 24, 24)) > 0.3).astype(np.float32)
+    rows = np.array([0, 2, 1, 1, 0])
+    minimum = np.array([10, 10, 400, 10, 10])
+    got = masked_correlations(a, ma, b, mb, rows, minimum)
+    want = [correlation(a[k], ma[k], b[rows[k]], mb[rows[k]], int(minimum[k])) for k in range(5)]
+    assert np.allclose(got, want, atol=1e-9)
+    assert got[2] == -1.0
+
+
+def test_warm_rerun_registers_only_new_pairs(tmp_path, workspace):
+    """A second dedup registers nothing (the registration cache) and gives the same clusters; after a new source
+    (the package's Kaggle sample), only pairs involving its rows are registered."""
+    cells = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:24]
+    root = tmp_path / "a" / "cells"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for path in cells:
+        shutil.copy(path, root / path.name)
+    for path in cells[:4]:
+        (root / f"{path.stem}_copy.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
+    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    first = dedup(workspace, DedupOptions(reports=False, workers=1))
+    again = dedup(workspace, DedupOptions(reports=False, workers=1))
+    assert first.findings["registered"] > 0 and again.findings["registered"] == 0
+    assert again.findings["registration cached"] == first.findings["registered"]
+    assert _clusters(first.frame) == _clusters(again.frame)
+    ingest("kaggle-cancer-mix", sample_dir() / "kaggle_cancer_mix", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    after = dedup(workspace, DedupOptions(reports=False, workers=1))
+    assert 0 < after.findings["registered"] < first.findings["registered"]
+    assert after.findings["registration cached"] > 0
+
+
+@pytest.mark.slow
+def test_torch_path_agrees_with_the_numpy_path():
+    """The log-polar stage in torch (here on the CPU; on a GPU with ``--device cuda``) makes the numpy path's
+    decisions and recovers the same transforms within the tolerances."""
+    pytest.importorskip("torch")
+    from wbc_data.dedup.batched import register_many
+
+    canvases, pairs, _ = _real_copies(n_cells=5, copies=3, seed=4)
+    numpy_path = register_many(canvases, pairs)
+    torch_path = register_many(canvases, pairs, torch_device="cpu")
+    none = np.full(len(pairs), "", dtype=object)
+    relation = copy_relation(numpy_path, CANVAS, none, none)
+    assert (relation == copy_relation(torch_path, CANVAS, none, none)).all()
+    copies = relation == COPY
+    assert copies.sum() >= 10
+    col = {name: k for k, name in enumerate(RESULT_FIELDS)}
+    diff = np.abs(numpy_path[copies] - torch_path[copies])
+    assert diff[:, col["correlation"]].max() <= CORRELATION_TOLERANCE
+    turn = (numpy_path[copies, col["angle"]] - torch_path[copies, col["angle"]] + 180) % 360 - 180
+    assert np.abs(turn).max() <= ANGLE_TOLERANCE
+
+
+def test_cuda_path_agrees_with_the_numpy_path_on_a_gpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: the torch path is checked on the CPU (test_torch_path_agrees_...)")
+    from wbc_data.dedup.batched import register_many
+
+    canvases, pairs, _ = _real_copies(n_cells=5, copies=3, seed=4)
+    numpy_path = register_many(canvases, pairs)
+    cuda_path = register_many(canvases, pairs, torch_device="cuda")
+    none = np.full(len(pairs), "", dtype=object)
+    assert (copy_relation(numpy_path, CANVAS, none, none) == copy_relation(cuda_path, CANVAS, none, none)).all()
+
+
+def test_dedup_on_a_local_dask_cluster_gives_the_local_clusters(tmp_path, workspace):
+    """Signature and registration batches as Dask tasks (a local cluster of 2 processes standing in for a real
+    one): the same clusters as the local worker pool."""
+    distributed = pytest.importorskip("distributed", reason="the dask group is not installed (uv sync --group dask)")
+    cells = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:30]
+    root = tmp_path / "a" / "cells"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for path in cells:
+        shutil.copy(path, root / path.name)
+    for path in cells[:5]:
+        (root / f"{path.stem}_copy.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
+    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    local = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False)).frame
+    shutil.rmtree(workspace.root / "cache")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        on_dask = dedup(workspace, DedupOptions(reports=False, executor=client.get_executor(), cache_pairs=False))
+    assert _clusters(on_dask.frame) == _clusters(local)
+    assert len(_clusters(local)) >= 5
