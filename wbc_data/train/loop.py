@@ -353,9 +353,7 @@ def train_epoch(
             images = normalize(images)
         if recipe.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        targets: torch.Tensor = labels
-        if recipe.augment.cutmix.p and float(torch.rand(())) < recipe.augment.cutmix.p:
-            images, targets = cutmix(images, labels)
+        images, targets = apply_cutmix(recipe, images, labels, cutmix)
         with accelerator.autocast():
             logits = runner(images)
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=recipe.train.label_smoothing)
@@ -376,6 +374,18 @@ def train_epoch(
         if should_stop():
             raise KeyboardInterrupt
     return float(loss_sum), seen
+
+
+def apply_cutmix(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, cutmix: Any = None) -> tuple[Any, Any]:
+    """CutMix (torchvision v2) on a share ``augment.cutmix.p`` of batches: a box of another image of the batch pasted
+    in, the targets mixed by its area; other batches pass unchanged with hard labels."""
+    if not recipe.augment.cutmix.p or float(torch.rand(())) >= recipe.augment.cutmix.p:
+        return images, labels
+    if cutmix is None:
+        from torchvision.transforms import v2
+
+        cutmix = v2.CutMix(alpha=recipe.augment.cutmix.alpha, num_classes=len(CLASSES))
+    return cutmix(images, labels)
 
 
 def _batch_sampler(recipe: Recipe, data: MemberData) -> Any:

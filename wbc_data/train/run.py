@@ -374,10 +374,13 @@ def _finish(
     weights = (np.asarray(weights) / np.sum(weights)).tolist()
     for member, weight in zip(members, weights, strict=True):
         member["weight"] = round(weight, 4)
-    val = classification_metrics(truth, soft_vote(probabilities, weights).argmax(1))
+    voted = soft_vote(probabilities, weights)
+    val = classification_metrics(truth, voted.argmax(1))
+    decision = _decision(recipe, data, voted, truth)
     progress.note(
         f"ensemble of {len(members)} on validation: macro-F1 {val.macro_f1:.4f} (weights "
-        f"{', '.join(f'{w:.2f}' for w in weights)})"
+        f"{', '.join(f'{w:.2f}' for w in weights)}); prior-corrected {decision['val_macro_f1']['prior']:.4f}, "
+        f"with per-class thresholds fitted on validation {decision['val_macro_f1']['thresholds']:.4f}"
     )
     card = out / "README.md"
     if accelerator.is_main_process:
@@ -399,10 +402,27 @@ def _finish(
             [f"members/{m['name']}" for m in members],
             weights,
             recipe.image,
-            extra={"recipe": recipe.name, "val": val.summary()},
+            extra={"recipe": recipe.name, "val": val.summary(), "decision": decision},
         )
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return TrainResult(out, data, members, weights, val, card, data.notes, accelerator.is_main_process)
+
+
+def _decision(recipe: Recipe, data: TrainingData, voted: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """The decision rules shown beside the plain argmax: the prior correction that undoes the sampler's class
+    balance, and per-class offsets (thresholds) fitted on validation."""
+    from wbc_data.train.metrics import decide, fit_class_offsets, macro_f1, prior_weights
+
+    synthetic = data.train["is_synthetic"].fillna(False).astype(bool) if "is_synthetic" in data.train else None
+    real = data.train if synthetic is None else data.train[~synthetic]
+    decision: dict[str, Any] = {
+        "prior_weights": prior_weights(label_indices(real["label"]), recipe.data.sampling).round(6).tolist(),
+        "offsets": fit_class_offsets(voted, truth).round(4).tolist(),
+    }
+    decision["val_macro_f1"] = {
+        r: macro_f1(truth, decide(voted, r, decision)) for r in ("argmax", "prior", "thresholds")
+    }
+    return decision
 
 
 def run_folder(model_folder: Path) -> Path:
