@@ -153,3 +153,24 @@ def test_prior_correction_and_thresholds_beside_the_argmax():
     assert macro_f1(truth, decide(probabilities, "prior", decision)) != pytest.approx(plain)
     with pytest.raises(ValueError, match="decision rule"):
         decide(probabilities, "median", decision)
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_augment_differently_and_agree_on_metrics(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "two.json"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               str(repo / "tests" / "scripts" / "two_ranks.py"), str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["processes"] == 2 and result["ranks_differ"] and result["rank0_repeatable"]
+    assert np.allclose(result["distributed"], result["single"], atol=1e-5)
