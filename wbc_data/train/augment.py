@@ -18,20 +18,25 @@ from torchvision.transforms import InterpolationMode, v2
 from wbc_data.train.degrade import Degrade
 from wbc_data.train.recipe import DegradeSpec, ImageSpec, Strength
 
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
 
 class Letterbox:
-    """Resize the longer side to ``size`` (PIL's antialiased bilinear) and pad the shorter one to a centred square
-    with ``fill``. Works on PIL images: geometric and colour augmentations stay in PIL's fast C code."""
+    """Resize the longer side to ``size`` (PIL's antialiased bilinear or bicubic) and pad the shorter one to a
+    centred square with ``fill``. Every row, real or synthetic, goes through it (the training cache too), so padding
+    is never a shortcut a classifier could learn."""
 
-    def __init__(self, size: int, fill: tuple[int, int, int]) -> None:
+    def __init__(self, size: int, fill: tuple[int, int, int], interpolation: str = "bilinear") -> None:
         self.size = size
         self.fill = tuple(fill)
+        self.interpolation = interpolation
 
     def __call__(self, image: Image.Image) -> Image.Image:
+        image = image.convert("RGB")
         scale = self.size / max(image.size)
         width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
         if (width, height) != image.size:
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
+            image = image.resize((width, height), RESAMPLING[self.interpolation])
         if (width, height) == (self.size, self.size):
             return image
         square = Image.new("RGB", (self.size, self.size), self.fill)
@@ -39,14 +44,18 @@ class Letterbox:
         return square
 
     def __repr__(self) -> str:
-        return f"Letterbox(size={self.size}, fill={list(self.fill)})"
+        return f"Letterbox(size={self.size}, fill={list(self.fill)}, interpolation={self.interpolation})"
+
+
+def letterbox(image: ImageSpec) -> Letterbox:
+    return Letterbox(image.size, image.fill(), image.interpolation or "bilinear")
 
 
 def eval_transform(image: ImageSpec) -> v2.Compose:
     """PIL image -> normalised float tensor, aspect kept: what validation, test, predict and embed see."""
     return v2.Compose(
         [
-            Letterbox(image.size, image.fill()),
+            letterbox(image),
             v2.PILToTensor(),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(image.mean, image.std),
@@ -54,11 +63,10 @@ def eval_transform(image: ImageSpec) -> v2.Compose:
     )
 
 
-def train_transform(image: ImageSpec, strength: Strength, degrade: DegradeSpec) -> v2.Compose:
-    """The eval transform with the recipe's augmentations (one strength) in between: geometry, colour and blur on
-    the PIL image, then degradation, noise and normalisation on the tensor."""
+def _geometry_and_colour(image: ImageSpec, strength: Strength) -> list[Callable[[Any], Any]]:
+    """The augmentations of one strength that work alike on PIL images and uint8 tensors."""
     fill = list(image.fill())
-    steps: list[Callable[[Any], Any]] = [Letterbox(image.size, image.fill())]
+    steps: list[Callable[[Any], Any]] = []
     if strength.crop != (1.0, 1.0):
         steps.append(v2.RandomResizedCrop(image.size, scale=strength.crop, ratio=(0.9, 1.1), antialias=True))
     if strength.rotate or strength.shift or strength.zoom != (1.0, 1.0):
@@ -75,18 +83,36 @@ def train_transform(image: ImageSpec, strength: Strength, degrade: DegradeSpec) 
     if strength.flip:
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if strength.perspective:
-        steps.append(v2.RandomPerspective(strength.perspective, p=0.5, fill=fill))
+        steps.append(v2.RandomPerspective(strength.perspective, p=strength.perspective_p, fill=fill))
     if strength.brightness or strength.contrast or strength.saturation or strength.hue:
         steps.append(v2.ColorJitter(strength.brightness, strength.contrast, strength.saturation, strength.hue))
     if strength.blur:
         steps.append(v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=strength.blur))
-    steps.append(v2.PILToTensor())
+    return steps
+
+
+def train_transform(image: ImageSpec, strength: Strength, degrade: DegradeSpec) -> v2.Compose:
+    """The PIL path (the baseline of ``benchmarks/train.py`` and ``train.cache: false``): decode, letterbox, the
+    recipe's augmentations on the PIL image, then degradation, noise and normalisation on the tensor."""
+    steps: list[Callable[[Any], Any]] = [letterbox(image), *_geometry_and_colour(image, strength), v2.PILToTensor()]
     if degrade.p:
         steps.append(Degrade(degrade))
     steps.append(v2.ToDtype(torch.float32, scale=True))
     if strength.noise:
         steps.append(v2.RandomApply([v2.GaussianNoise(sigma=0.03)], p=strength.noise))
     steps.append(v2.Normalize(image.mean, image.std))
+    return v2.Compose(steps)
+
+
+def tensor_transform(image: ImageSpec, strength: Strength, degrade: DegradeSpec) -> v2.Compose:
+    """The cached path: the same augmentations on an already letterboxed uint8 CHW tensor (CPU or GPU), giving a
+    float image in [0, 1] (normalised with the batch, on the device)."""
+    steps = _geometry_and_colour(image, strength)
+    if degrade.p:
+        steps.append(Degrade(degrade))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if strength.noise:
+        steps.append(v2.RandomApply([v2.GaussianNoise(sigma=0.03)], p=strength.noise))
     return v2.Compose(steps)
 
 

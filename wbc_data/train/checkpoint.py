@@ -26,7 +26,9 @@ class LoopState:
     stage: int = 0  # index into the member's enabled stages
     stage_epoch: int = 0  # epochs finished in this stage
     epoch: int = 0  # epochs finished over all stages (seeds each epoch's draw)
-    best_f1: float = -1.0  # best validation macro-F1 in this stage
+    best_f1: float = -1.0  # validation macro-F1 of the best epoch in this stage
+    best_score: float = float("-inf")  # what train.monitor maximises (macro-F1, or minus the loss)
+    last_stopped_early: bool = False  # whether the previous stage stopped early (``when: improving`` stages)
     best_epoch: int = -1
     bad_epochs: int = 0  # epochs since the best, for patience
     history: list[dict[str, Any]] = field(default_factory=list)

@@ -82,6 +82,8 @@ class MemberData:
     val_labels: np.ndarray
     synthetic_ratio: float
     workers: int
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None  # on the device (cached path); None: done
+    seeded: bool = False  # the train set takes (index, seed) keys and returns (image, label, seed)
 
 
 @dataclass
@@ -97,12 +99,24 @@ def epoch_seed(seed: int, member: str, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(member.encode()), epoch + 1]).generate_state(1)[0])
 
 
-def stage_lr(recipe: Recipe, stage: StageSpec, stage_epoch: int) -> float:
-    """The stage's learning rate for one of its epochs: constant, or cosine-decayed over the stage's epochs (a
-    function of the epoch alone, so a resumed run needs no scheduler state)."""
+def lr_scale(recipe: Recipe, num_processes: int) -> float:
+    """Stage learning rates are for ``train.lr_base_batch`` (default: one process's batch); scaled linearly with
+    the global batch (``data.batch_size`` x processes)."""
+    base = recipe.train.lr_base_batch or recipe.data.batch_size
+    return recipe.data.batch_size * num_processes / base
+
+
+def stage_lr(recipe: Recipe, stage: StageSpec, progress: float) -> float:
+    """The stage's learning rate ``progress`` epochs into it (fractions count: set every step): linear warmup over
+    ``train.warmup_epochs``, then constant or cosine-decayed to 0 at the stage's last epoch. A function of the
+    position alone, so a resumed run needs no scheduler state."""
+    warmup = min(recipe.train.warmup_epochs, stage.epochs)
+    if warmup and progress < warmup:
+        return stage.lr * (progress + 1e-3) / warmup
     if recipe.train.schedule == "constant":
         return stage.lr
-    return stage.lr * 0.5 * (1 + math.cos(math.pi * stage_epoch / stage.epochs))
+    span = max(stage.epochs - warmup, 1e-9)
+    return stage.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / span)))
 
 
 def load_state(model: Any, state: dict[str, Any]) -> None:
@@ -144,6 +158,10 @@ def train_member(
 
     while state.stage < len(stages):
         stage = stages[state.stage]
+        if stage.when == "improving" and state.stage > 0 and state.last_stopped_early:
+            progress.note(f"{member.name}: stage {stage.name} skipped (validation stopped improving in the last stage)")
+            state.stage += 1
+            continue
         trainable = apply_stage(model, stage)
         progress.note(
             f"{member.name}: stage {stage.name} ({stage.train}, lr {stage.lr:g}): {trainable:,} trainable parameters"
@@ -165,6 +183,7 @@ def train_member(
         optimizer_state = {}
         if best_state is not None:
             load_state(model, best_state)
+        state.last_stopped_early = state.bad_epochs >= (stage.patience or recipe.train.patience)
         state.stage += 1
         state.stage_epoch = 0
         state.bad_epochs = 0
@@ -174,6 +193,11 @@ def train_member(
     restore_all(model)
     accelerator.free_memory()
     return MemberResult(model.cpu().eval(), state.history, state.best_f1)
+
+
+def _score(recipe: Recipe, val_loss: float, val_f1: float) -> float:
+    """What early stopping maximises: validation macro-F1, or minus the validation loss."""
+    return -val_loss if recipe.train.monitor == "loss" else val_f1
 
 
 def _run_stage(
@@ -208,17 +232,36 @@ def _run_stage(
         runner = torch.compile(runner)
     batch_size = recipe.data.batch_size
     sampler = _batch_sampler(recipe, data)
+    persistent = data.workers > 0
     train_loader = DataLoader(
-        data.train, batch_sampler=sampler, num_workers=data.workers, pin_memory=accelerator.device.type == "cuda"
+        data.train,
+        batch_sampler=sampler,
+        num_workers=data.workers,
+        pin_memory=accelerator.device.type == "cuda",
+        persistent_workers=persistent,
     )
-    val_loader = DataLoader(data.val, batch_size=batch_size * 2, shuffle=False, num_workers=data.workers)
+    val_loader = DataLoader(
+        data.val, batch_size=batch_size * 2, shuffle=False, num_workers=data.workers, persistent_workers=persistent
+    )
     runner, optimizer, train_loader, val_loader = accelerator.prepare(runner, optimizer, train_loader, val_loader)
     cutmix = v2.CutMix(alpha=recipe.augment.cutmix.alpha, num_classes=len(CLASSES))
+    ema = None
+    if recipe.train.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(accelerator.unwrap_model(runner), decay=recipe.train.ema)
+    scale = lr_scale(recipe, accelerator.num_processes)
+    steps = len(train_loader)
 
     while state.stage_epoch < stage.epochs and state.bad_epochs < patience:
-        lr = stage_lr(recipe, stage, state.stage_epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        epoch0 = state.stage_epoch
+        lr = stage_lr(recipe, stage, epoch0) * scale
+
+        def set_lr(step: int, epoch0: int = epoch0) -> None:
+            for group in optimizer.param_groups:
+                group["lr"] = stage_lr(recipe, stage, epoch0 + step / steps) * scale
+
+        set_lr(0)
         set_seed(epoch_seed(recipe.seed, member.name, state.epoch))
         train_loader.set_epoch(state.epoch)
         progress.begin_epoch(member.name, stage.name, state.epoch + 1, len(train_loader))
@@ -226,16 +269,29 @@ def _run_stage(
         runner.train()
         with one_line_worker_errors():
             loss_sum, seen = train_epoch(
-                accelerator, recipe, runner, optimizer, train_loader, cutmix, progress, should_stop
+                accelerator,
+                recipe,
+                runner,
+                optimizer,
+                train_loader,
+                cutmix,
+                progress,
+                should_stop,
+                data=data,
+                set_lr=set_lr,
+                ema=ema,
             )
             train_seconds = time.perf_counter() - start
-            val_loss, val_f1, val_acc = _validate(accelerator, runner, val_loader)
+            judged = ema.module if ema is not None else runner
+            val_loss, val_f1, val_acc = _validate(accelerator, judged, val_loader, data.normalize)
         state.epoch += 1
         state.stage_epoch += 1
-        improved = val_f1 > state.best_f1
+        score = _score(recipe, val_loss, val_f1)
+        improved = score > state.best_score
         if improved:
-            state.best_f1, state.best_epoch, state.bad_epochs = val_f1, state.epoch, 0
-            best_state = _cpu_state(model)
+            state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
+            state.best_f1 = val_f1
+            best_state = _cpu_state(ema.module if ema is not None else model)
             if accelerator.is_main_process:
                 checkpoint.save_best(folder, best_state)
         else:
@@ -260,9 +316,10 @@ def _run_stage(
         accelerator.wait_for_everyone()
         progress.end_epoch(record)
     if state.bad_epochs >= patience:
+        what = "loss" if recipe.train.monitor == "loss" else "macro-F1"
         progress.note(
-            f"{member.name}: stage {stage.name} stopped early (no better validation macro-F1 for "
-            f"{patience} epochs; best {state.best_f1:.4f} at epoch {state.best_epoch})"
+            f"{member.name}: stage {stage.name} stopped early (no better validation {what} for "
+            f"{patience} epochs; best macro-F1 {state.best_f1:.4f} at epoch {state.best_epoch})"
         )
     return best_state
 
@@ -276,18 +333,27 @@ def train_epoch(
     cutmix: Any,
     progress: TrainProgress,
     should_stop: Callable[[], bool],
+    data: MemberData | None = None,
+    set_lr: Callable[[int], None] | None = None,
+    ema: Any = None,
 ) -> tuple[float, int]:
     """One pass over the epoch's batches; the summed loss (per image) and the images seen, all processes.
-    The loss is read back from the device only every ``REPORT_EVERY`` steps, so the GPU never waits on the bar."""
+    The loss is read back from the device only every ``REPORT_EVERY`` steps, so the GPU never waits on the bar.
+    Cached batches arrive as uint8 (augmented on the device here) or [0, 1] floats and are normalised here."""
     loss_sum = torch.zeros((), device=accelerator.device)
     seen = 0
     start = time.perf_counter()
-    for step, (images, labels) in enumerate(loader, 1):
+    normalize = data.normalize if data is not None else None
+    augment_batch = getattr(data.train, "augment_batch", None) if data is not None else None
+    for step, batch in enumerate(loader, 1):
+        images, labels = batch[0], batch[1]
+        if augment_batch is not None and images.dtype == torch.uint8:
+            images = augment_batch(images, labels, batch[2])
+        if normalize is not None:
+            images = normalize(images)
         if recipe.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        targets: torch.Tensor = labels
-        if recipe.augment.cutmix.p and float(torch.rand(())) < recipe.augment.cutmix.p:
-            images, targets = cutmix(images, labels)
+        images, targets = apply_cutmix(recipe, images, labels, cutmix)
         with accelerator.autocast():
             logits = runner(images)
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=recipe.train.label_smoothing)
@@ -296,6 +362,10 @@ def train_epoch(
         if recipe.train.grad_clip:
             accelerator.clip_grad_norm_(runner.parameters(), recipe.train.grad_clip)
         optimizer.step()
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(runner))
+        if set_lr is not None:
+            set_lr(step)
         n = images.shape[0] * accelerator.num_processes
         loss_sum += loss.detach() * n
         seen += n
@@ -304,6 +374,18 @@ def train_epoch(
         if should_stop():
             raise KeyboardInterrupt
     return float(loss_sum), seen
+
+
+def apply_cutmix(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, cutmix: Any = None) -> tuple[Any, Any]:
+    """CutMix (torchvision v2) on a share ``augment.cutmix.p`` of batches: a box of another image of the batch pasted
+    in, the targets mixed by its area; other batches pass unchanged with hard labels."""
+    if not recipe.augment.cutmix.p or float(torch.rand(())) >= recipe.augment.cutmix.p:
+        return images, labels
+    if cutmix is None:
+        from torchvision.transforms import v2
+
+        cutmix = v2.CutMix(alpha=recipe.augment.cutmix.alpha, num_classes=len(CLASSES))
+    return cutmix(images, labels)
 
 
 def _batch_sampler(recipe: Recipe, data: MemberData) -> Any:
@@ -320,15 +402,22 @@ def _batch_sampler(recipe: Recipe, data: MemberData) -> Any:
         data.synthetic_ratio,
         recipe.data.sampling,
         recipe.seed,
+        with_seeds=data.seeded,
     )
 
 
 @torch.no_grad()
-def _validate(accelerator: Any, runner: Any, loader: Any) -> tuple[float, float, float]:
-    """Validation loss, macro-F1 and accuracy over every process's share, duplicates from padding dropped."""
+def _validate(
+    accelerator: Any, runner: Any, loader: Any, normalize: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> tuple[float, float, float]:
+    """Validation loss, macro-F1 and accuracy over every process's share, duplicates from padding dropped
+    (channels_last batches when the recipe asks)."""
     runner.eval()
     logits_all, labels_all = [], []
-    for images, labels in loader:
+    for batch in loader:
+        images, labels = batch[0], batch[1]
+        if normalize is not None:
+            images = normalize(images)
         with accelerator.autocast():
             logits = runner(images)
         logits, labels = accelerator.gather_for_metrics((logits.float(), labels))

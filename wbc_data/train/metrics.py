@@ -92,3 +92,60 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], names: 
         per_class=per_class,
         confusion=confusion,
     )
+
+
+# --------------------------------------------------------------------------- decision rules beside the argmax
+
+
+def sampling_prior(train_labels: np.ndarray, mode: str, n_classes: int = len(CLASSES)) -> np.ndarray:
+    """The class distribution the batch sampler showed the model (``balanced``: uniform over the training classes;
+    ``sqrt``: by the square root of the counts; ``natural``: as counted)."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    power = {"balanced": 0.0, "sqrt": 0.5, "natural": 1.0}[mode]
+    prior = np.where(counts > 0, counts**power, 0.0)
+    return prior / prior.sum()
+
+
+def prior_weights(train_labels: np.ndarray, mode: str, n_classes: int = len(CLASSES)) -> np.ndarray:
+    """Per-class factors that move a model trained under the sampler's prior back to the real training prior
+    (Bayes' rule: p_real(c|x) is proportional to p_model(c|x) x real(c) / sampled(c)); 1 where there is no data."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    real = counts / counts.sum()
+    sampled = sampling_prior(train_labels, mode, n_classes)
+    return np.where(sampled > 0, real / np.where(sampled > 0, sampled, 1.0), 1.0)
+
+
+def fit_class_offsets(probabilities: np.ndarray, truth: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Per-class log-offsets added to the log-probabilities before the argmax, fitted on validation to maximise
+    macro-F1 (coordinate ascent over a grid, class by class; 0 where that helps nothing). Per-class thresholds in
+    effect: a class is predicted when its shifted score beats every other's."""
+    log_p = np.log(np.clip(probabilities, 1e-12, None))
+    offsets = np.zeros(probabilities.shape[1])
+    present = np.unique(truth)
+    grid = np.linspace(-3.0, 3.0, 25)
+    best = macro_f1(truth, (log_p + offsets).argmax(1))
+    for _ in range(rounds):
+        changed = False
+        for c in present:
+            keep = offsets[c]
+            for value in grid:
+                offsets[c] = value
+                f1 = macro_f1(truth, (log_p + offsets).argmax(1))
+                if f1 > best + 1e-9:
+                    best, keep, changed = f1, value, True
+            offsets[c] = keep
+        if not changed:
+            break
+    return offsets
+
+
+def decide(probabilities: np.ndarray, rule: str, decision: dict | None) -> np.ndarray:
+    """Class indices under ``rule``: ``argmax``, ``prior`` (prior-corrected argmax) or ``thresholds`` (the offsets
+    fitted on validation); ``decision`` holds ``prior_weights`` and ``offsets`` (13 each) saved with the model."""
+    if rule == "argmax" or not decision:
+        return probabilities.argmax(1)
+    if rule == "prior":
+        return (probabilities * np.asarray(decision["prior_weights"])).argmax(1)
+    if rule == "thresholds":
+        return (np.log(np.clip(probabilities, 1e-12, None)) + np.asarray(decision["offsets"])).argmax(1)
+    raise ValueError(f"decision rule {rule!r}: argmax, prior or thresholds")

@@ -29,7 +29,13 @@ BATCH = 64
 
 
 def image_spec_dict(image: ImageSpec) -> dict[str, Any]:
-    return {"size": image.size, "mean": list(image.mean), "std": list(image.std), "pad_fill": list(image.fill())}
+    return {
+        "size": image.size,
+        "mean": list(image.mean or ()),
+        "std": list(image.std or ()),
+        "interpolation": image.interpolation or "bilinear",
+        "pad_fill": list(image.fill()),
+    }
 
 
 def _image_spec(raw: Any, where: Path) -> ImageSpec:
@@ -38,6 +44,7 @@ def _image_spec(raw: Any, where: Path) -> ImageSpec:
             size=int(raw["size"]),
             mean=tuple(raw["mean"]),
             std=tuple(raw["std"]),
+            interpolation=str(raw.get("interpolation", "bilinear")),  # models saved before it: bilinear
             pad_fill=tuple(int(v) for v in raw["pad_fill"]),
         )
     except (KeyError, TypeError, ValueError):

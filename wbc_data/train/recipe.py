@@ -36,16 +36,21 @@ DEGRADATIONS = (
 SAMPLING = ("balanced", "sqrt", "natural")
 
 
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     size: int = 224  # the longer side is resized to this, then padded to a square (aspect kept)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    # null: from the (first) member's timm pretrained config (EfficientNet-Lite: 0.5/0.5, bicubic; most: ImageNet)
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    interpolation: str | None = None  # bilinear | bicubic (resizing to ``size``)
     pad_fill: str | tuple[int, int, int] = "mean"  # "mean": the normalisation mean (zero after Normalize)
 
     def fill(self) -> tuple[int, int, int]:
         if isinstance(self.pad_fill, str):
-            return tuple(round(255 * m) for m in self.mean)  # type: ignore[return-value]
+            return tuple(round(255 * m) for m in (self.mean or IMAGENET_MEAN))  # type: ignore[return-value]
         return tuple(int(v) for v in self.pad_fill)  # type: ignore[return-value]
 
     def check(self, where: str) -> None:
@@ -53,8 +58,10 @@ class ImageSpec:
             raise RecipeError(f"{where}: image.size {self.size}: use 8 to 2048 pixels")
         if isinstance(self.pad_fill, str) and self.pad_fill != "mean":
             raise RecipeError(f"{where}: image.pad_fill {self.pad_fill!r}: use 'mean' or [R, G, B]")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+        if self.mean is None or self.std is None or len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise RecipeError(f"{where}: image.mean and image.std need 3 values (std > 0)")
+        if self.interpolation not in INTERPOLATIONS:
+            raise RecipeError(f"{where}: image.interpolation {self.interpolation!r}: bilinear or bicubic")
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,8 @@ class Strength:
     zoom: tuple[float, float] = (1.0, 1.0)  # scale range
     shift: float = 0.0  # translation, share of the side
     crop: tuple[float, float] = (1.0, 1.0)  # random resized crop, share of the area
-    perspective: float = 0.0  # distortion scale
+    perspective: float = 0.0  # distortion scale (torchvision RandomPerspective)
+    perspective_p: float = 0.5  # share of images warped
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
@@ -75,7 +83,7 @@ class Strength:
     noise: float = 0.0  # probability of Gaussian noise
 
     def check(self, where: str) -> None:
-        for name in ("blur", "noise"):
+        for name in ("blur", "noise", "perspective_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise RecipeError(f"{where}: {name} {getattr(self, name)}: a probability between 0 and 1")
         if not (0 < self.crop[0] <= self.crop[1] <= 1.0):
@@ -174,18 +182,27 @@ class StageSpec:
     train: str = "all"  # head | top<N> (head + the N top block groups of timm's group_matcher) | all
     lr: float = 1e-3
     epochs: int = 1
-    patience: int | None = None  # early stopping on validation macro-F1 (None: the recipe's train.patience)
+    patience: int | None = None  # early stopping on train.monitor (None: the recipe's train.patience)
     enabled: bool = True
+    when: str = "always"  # always | improving: only if the previous stage was still improving (not stopped early)
 
     def top_groups(self) -> int | None:
-        """Block groups trained besides the head: 0 for head, N for topN, None for all."""
+        """Block groups trained besides the head: 0 for head, N for topN / lastN, None for all."""
         if self.train == "all":
             return None
         if self.train == "head":
             return 0
-        if self.train.startswith("top") and self.train[3:].isdigit():
-            return int(self.train[3:])
-        raise RecipeError(f"stage {self.name}: train {self.train!r}: use head, top<N> (e.g. top2) or all")
+        for prefix in ("top", "last"):
+            if self.train.startswith(prefix) and self.train[len(prefix) :].isdigit():
+                return int(self.train[len(prefix) :])
+        raise RecipeError(
+            f"stage {self.name}: train {self.train!r}: use head, top<N> (N coarse block groups, e.g. top2), "
+            "last<N> (N single blocks, e.g. last2) or all"
+        )
+
+    def fine_blocks(self) -> bool:
+        """``last<N>`` counts single blocks (timm's fine groups); ``top<N>`` coarse groups (whole stages)."""
+        return self.train.startswith("last")
 
 
 @dataclass(frozen=True)
@@ -210,11 +227,22 @@ class TrainSpec:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     grad_clip: float | None = None
-    schedule: str = "constant"  # constant | cosine: each stage's lr decays to 0 over its epochs (set per epoch)
+    schedule: str = "constant"  # constant | cosine: each stage's lr decays to 0 over its epochs (set every step)
+    warmup_epochs: float = 0.0  # linear warmup at the start of each stage (fractions of an epoch allowed)
+    monitor: str = "macro_f1"  # early stopping and best weights on validation macro_f1 (higher) or loss (lower)
+    ema: float | None = None  # model EMA decay (timm ModelEmaV3, e.g. 0.999): validate and keep the EMA weights
+    lr_base_batch: int | None = None  # stage lrs are for this global batch; scaled linearly (None: data.batch_size)
+    cache: bool = True  # decode each row once into a letterboxed uint8 cache; augment tensors (on the GPU if any)
 
     def check(self, where: str) -> None:
         if self.schedule not in ("constant", "cosine"):
             raise RecipeError(f"{where}: train.schedule {self.schedule!r}: constant or cosine")
+        if self.monitor not in ("macro_f1", "loss"):
+            raise RecipeError(f"{where}: train.monitor {self.monitor!r}: macro_f1 or loss")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise RecipeError(f"{where}: train.ema {self.ema}: a decay between 0 and 1 (e.g. 0.999), or null")
+        if self.warmup_epochs < 0 or not 0.0 <= self.label_smoothing < 1.0:
+            raise RecipeError(f"{where}: train.warmup_epochs >= 0 and 0 <= train.label_smoothing < 1")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise RecipeError(f"{where}: train.mixed_precision {self.mixed_precision!r}: auto, no, bf16 or fp16")
         if self.patience < 1:
@@ -258,6 +286,10 @@ class Recipe:
                 raise RecipeError(f"{where}: member {member.name}: no enabled stage")
             for stage in member.stages:
                 stage.top_groups()
+                if stage.when not in ("always", "improving"):
+                    raise RecipeError(
+                        f"{where}: member {member.name} stage {stage.name}: when {stage.when!r}: always or improving"
+                    )
                 if stage.epochs < 1 or stage.lr <= 0:
                     raise RecipeError(f"{where}: member {member.name} stage {stage.name}: epochs >= 1 and lr > 0")
             if not member.pretrained and member.weights:
@@ -294,9 +326,36 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Reci
 
 
 def recipe_from_dict(raw: Mapping[str, Any], where: str) -> Recipe:
-    recipe = _build(Recipe, raw, where)
+    recipe = resolve_image(_build(Recipe, raw, where), where)
     recipe.check(where)
     return recipe
+
+
+def resolve_image(recipe: Recipe, where: str) -> Recipe:
+    """Fill ``image.mean``/``std``/``interpolation`` left null from the members' timm pretrained configs (the
+    normalisation their ImageNet weights expect); members that disagree need the recipe to choose."""
+    image = recipe.image
+    if image.mean is not None and image.std is not None and image.interpolation is not None:
+        return recipe
+    from wbc_data.train.weights import pretrained_data_config
+
+    configs = {}
+    for member in recipe.members:
+        try:
+            configs[member.name] = pretrained_data_config(member.model)
+        except (RuntimeError, KeyError, ValueError):
+            continue
+    values: dict[str, Any] = {}
+    for key in ("mean", "std", "interpolation"):
+        if getattr(image, key) is not None:
+            continue
+        seen = {str(c[key]) for c in configs.values()}
+        if len(seen) > 1:
+            listed = ", ".join(f"{n}: {c[key]}" for n, c in configs.items())
+            raise RecipeError(f"{where}: members expect different image.{key} ({listed}): set image.{key}")
+        default = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bilinear"}[key]
+        values[key] = next(iter(configs.values()))[key] if configs else default
+    return dataclasses.replace(recipe, image=dataclasses.replace(image, **values))
 
 
 def select_members(recipe: Recipe, names: Sequence[str]) -> Recipe:

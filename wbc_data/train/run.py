@@ -87,13 +87,13 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainResult:
     """Train the recipe on the workspace's splits; Ctrl-C leaves a checkpoint that ``resume=True`` continues."""
-    from wbc_data.train.models import local_weights
+    from wbc_data.train.models import check_weights
 
     options = options or TrainOptions()
     progress = progress or SilentProgress()
     for member in recipe.members:  # a missing weights file fails now, not after an hour of the first member
         if member.pretrained:
-            local_weights(member)
+            progress.note(f"{member.name}: ImageNet weights of {member.model} from {check_weights(member)}")
     view = load_view(workspace)
     split = view.require("split", "wbc-data train")
     hold = options.hold_rare if options.hold_rare is not None else recipe.data.hold_rare
@@ -137,11 +137,14 @@ def train(
         from wbc_data.io.pixels import PixelLoader
 
         loader = PixelLoader.for_workspace(workspace)
+        cached = _build_cache(accelerator, workspace, recipe, data, loader, options, progress)
         members: list[dict[str, Any]] = []
         try:
             for member in recipe.members:
                 members.append(
-                    _train_one(accelerator, recipe, member, data, loader, out, options, progress, should_stop, device)
+                    _train_one(
+                        accelerator, recipe, member, data, loader, out, options, progress, should_stop, device, cached
+                    )
                 )
         except KeyboardInterrupt:
             raise TrainingInterrupted(
@@ -207,6 +210,53 @@ def rare_labels(recipe: Recipe, data: TrainingData) -> set[int]:
     return {CLASSES.index(c) for c, n in counts.items() if n < limit}
 
 
+def _workers(recipe: Recipe, options: TrainOptions) -> int:
+    from wbc_data.train.inference import default_workers
+
+    workers = options.workers if options.workers is not None else recipe.data.workers
+    return default_workers() if workers == "auto" else int(workers)
+
+
+def _build_cache(
+    accelerator: Any,
+    workspace: Workspace,
+    recipe: Recipe,
+    data: TrainingData,
+    loader: Any,
+    options: TrainOptions,
+    progress: TrainProgress,
+) -> tuple[Any, Any] | None:
+    """The training and validation rows in the training cache (decoded once by the main process; the others wait
+    and read it): ``(train images, val images)``, or None with ``train.cache: false``."""
+    if not recipe.train.cache:
+        return None
+    import time
+
+    from wbc_data.train.cache import PixelCache
+
+    cache = PixelCache.for_workspace(workspace.root, recipe.image)
+    rows = pd.concat([data.train, data.val], ignore_index=True)
+    if accelerator.is_main_process:
+        before = len(cache.entries())
+        start = time.perf_counter()
+        with writer_lock(workspace.root, "train-cache"):
+            cache.build(rows, loader, _workers(recipe, options))
+        added = len(cache.entries()) - before
+        if added:
+            progress.note(
+                f"training cache: {added:,} row(s) decoded and letterboxed to {recipe.image.size} px in "
+                f"{time.perf_counter() - start:.1f} s ({cache.folder})"
+            )
+    accelerator.wait_for_everyone()
+    images = cache.build(rows, loader)
+    n = len(data.train)
+    train = images.with_labels(label_indices(data.train["label"]).tolist())
+    train.chunk, train.position = images.chunk[:n], images.position[:n]
+    val = images.with_labels(label_indices(data.val["label"]).tolist())
+    val.chunk, val.position = images.chunk[n:], images.position[n:]
+    return train, val
+
+
 def _train_one(
     accelerator: Any,
     recipe: Recipe,
@@ -218,11 +268,11 @@ def _train_one(
     progress: TrainProgress,
     should_stop: Callable[[], bool],
     device: str,
+    cached: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     from wbc_data.train import model_io
     from wbc_data.train.augment import LabelAwareAugment, eval_transform, train_transform
     from wbc_data.train.dataset import ManifestDataset
-    from wbc_data.train.inference import default_workers
     from wbc_data.train.loop import MemberData, train_member
 
     folder = out / "members" / member.name
@@ -234,15 +284,30 @@ def _train_one(
     labels = label_indices(data.train["label"])
     synthetic = is_synthetic(data.train)
     augment = recipe.augment
-    train_set = LabelAwareAugment(
-        ManifestDataset(data.train, loader),
-        labels.tolist(),
-        normal=train_transform(recipe.image, augment.normal, augment.degrade),
-        rare=train_transform(recipe.image, augment.rare_strength(), augment.degrade),
-        rare_labels=rare_labels(recipe, data),
-    )
-    val_set = ManifestDataset(data.val, loader, eval_transform(recipe.image))
-    workers = options.workers if options.workers is not None else recipe.data.workers
+    normalize = None
+    if cached is not None:
+        from wbc_data.train.augment import tensor_transform
+        from wbc_data.train.cache import AugmentedImages, Normalize
+
+        train_set: Any = AugmentedImages(
+            cached[0],
+            normal=tensor_transform(recipe.image, augment.normal, augment.degrade),
+            rare=tensor_transform(recipe.image, augment.rare_strength(), augment.degrade),
+            rare_labels=rare_labels(recipe, data),
+            rank=accelerator.process_index,
+            on_device=accelerator.device.type == "cuda",
+        )
+        val_set: Any = cached[1]
+        normalize = Normalize(recipe.image.mean, recipe.image.std, recipe.train.channels_last)
+    else:
+        train_set = LabelAwareAugment(
+            ManifestDataset(data.train, loader),
+            labels.tolist(),
+            normal=train_transform(recipe.image, augment.normal, augment.degrade),
+            rare=train_transform(recipe.image, augment.rare_strength(), augment.degrade),
+            rare_labels=rare_labels(recipe, data),
+        )
+        val_set = ManifestDataset(data.val, loader, eval_transform(recipe.image))
     member_data = MemberData(
         train_set,
         val_set,
@@ -250,7 +315,9 @@ def _train_one(
         synthetic,
         label_indices(data.val["label"]),
         options.synthetic_ratio,
-        default_workers() if workers == "auto" else int(workers),
+        _workers(recipe, options),
+        normalize=normalize,
+        seeded=cached is not None,
     )
     result = train_member(
         accelerator, recipe, member, member_data, out / "checkpoints" / member.name, progress, should_stop
@@ -303,10 +370,13 @@ def _finish(
     weights = (np.asarray(weights) / np.sum(weights)).tolist()
     for member, weight in zip(members, weights, strict=True):
         member["weight"] = round(weight, 4)
-    val = classification_metrics(truth, soft_vote(probabilities, weights).argmax(1))
+    voted = soft_vote(probabilities, weights)
+    val = classification_metrics(truth, voted.argmax(1))
+    decision = _decision(recipe, data, voted, truth)
     progress.note(
         f"ensemble of {len(members)} on validation: macro-F1 {val.macro_f1:.4f} (weights "
-        f"{', '.join(f'{w:.2f}' for w in weights)})"
+        f"{', '.join(f'{w:.2f}' for w in weights)}); prior-corrected {decision['val_macro_f1']['prior']:.4f}, "
+        f"with per-class thresholds fitted on validation {decision['val_macro_f1']['thresholds']:.4f}"
     )
     card = out / "README.md"
     if accelerator.is_main_process:
@@ -328,10 +398,27 @@ def _finish(
             [f"members/{m['name']}" for m in members],
             weights,
             recipe.image,
-            extra={"recipe": recipe.name, "val": val.summary()},
+            extra={"recipe": recipe.name, "val": val.summary(), "decision": decision},
         )
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return TrainResult(out, data, members, weights, val, card, data.notes, accelerator.is_main_process)
+
+
+def _decision(recipe: Recipe, data: TrainingData, voted: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """The decision rules shown beside the plain argmax: the prior correction that undoes the sampler's class
+    balance, and per-class offsets (thresholds) fitted on validation."""
+    from wbc_data.train.metrics import decide, fit_class_offsets, macro_f1, prior_weights
+
+    synthetic = data.train["is_synthetic"].fillna(False).astype(bool) if "is_synthetic" in data.train else None
+    real = data.train if synthetic is None else data.train[~synthetic]
+    decision: dict[str, Any] = {
+        "prior_weights": prior_weights(label_indices(real["label"]), recipe.data.sampling).round(6).tolist(),
+        "offsets": fit_class_offsets(voted, truth).round(4).tolist(),
+    }
+    decision["val_macro_f1"] = {
+        r: macro_f1(truth, decide(voted, r, decision)) for r in ("argmax", "prior", "thresholds")
+    }
+    return decision
 
 
 def run_folder(model_folder: Path) -> Path:

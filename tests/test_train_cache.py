@@ -1,0 +1,162 @@
+"""The training cache and tensor augmentation: the cache holds exactly the pixels the loader and letterbox give (real
+and synthetic rows alike), is rebuilt for a row whose pixels change, and augmentations change images as configured
+(checked on the images, not on config values)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from tests.train_helpers import one_thread  # noqa: F401
+from wbc_data.core.taxonomy import CLASSES
+from wbc_data.train.augment import eval_transform, tensor_transform
+from wbc_data.train.cache import AugmentedImages, Normalize, PixelCache
+from wbc_data.train.recipe import DegradeSpec, ImageSpec, Strength
+
+SPEC = ImageSpec(size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
+
+
+def cell(width: int, height: int, seed: int) -> Image.Image:
+    """An asymmetric test picture: noise plus a bright blob off centre (so rotations and flips show)."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 120, (height, width, 3), dtype=np.uint8)
+    pixels[: height // 3, : width // 4] = (250, 40, 40)
+    return Image.fromarray(pixels)
+
+
+class StubLoader:
+    """Stands in for the pixel loader: images by sample id, and how often each was opened."""
+
+    def __init__(self, images: dict[str, Image.Image]) -> None:
+        self.images = images
+        self.opened: list[str] = []
+
+    def open(self, ref, verify: bool = False) -> Image.Image:
+        self.opened.append(ref.sample_id)
+        return self.images[ref.sample_id].copy()
+
+
+def frame(images: dict[str, Image.Image], hashes: dict[str, str], synthetic: set[str] = frozenset()) -> pd.DataFrame:
+    ids = sorted(images)
+    return pd.DataFrame(
+        {
+            "sample_id": ids,
+            "source_root": "r",
+            "source_path": [f"{i}.png" for i in ids],
+            "crop_box": None,
+            "pixel_hash": [hashes[i] for i in ids],
+            "extra": None,
+            "label": "LY",
+            "source": ["synth" if i in synthetic else "pbc" for i in ids],
+            "is_synthetic": [i in synthetic for i in ids],
+        }
+    )
+
+
+def test_cache_holds_the_loaders_letterboxed_pixels_and_rebuilds_a_changed_row(tmp_path):
+    images = {"wide": cell(60, 30, 0), "tall": cell(20, 50, 1), "synth-square": cell(48, 48, 2)}
+    hashes = {k: f"h-{k}" for k in images}
+    loader = StubLoader(images)
+    rows = frame(images, hashes, synthetic={"synth-square"})
+    cache = PixelCache(tmp_path / "cache", SPEC)
+    cached = cache.build(rows, loader)
+    reference = eval_transform(SPEC)  # what evaluation and predict see: letterbox, then normalise
+    normalize = Normalize(SPEC.mean, SPEC.std)
+    for i, sample in enumerate(rows["sample_id"]):
+        expected = reference(images[sample])
+        got = normalize(cached[i][0][None])[0]
+        assert cached[i][0].dtype == torch.uint8 and got.shape == (3, 32, 32)
+        assert torch.allclose(got, expected, atol=1e-6), sample
+    # letterbox for real and synthetic rows alike: the wide cell is padded top and bottom with the mean colour
+    wide = cached.pixels(list(rows["sample_id"]).index("wide"))
+    assert (wide[0] == SPEC.fill()).all() and not (wide[16] == SPEC.fill()).all()
+    assert len(loader.opened) == 3
+
+    loader.opened.clear()
+    again = PixelCache(tmp_path / "cache", SPEC).build(rows, loader)  # nothing new: nothing decoded
+    assert loader.opened == [] and np.array_equal(again.pixels(0), cached.pixels(0))
+
+    images["tall"] = cell(20, 50, 99)  # the file changed: ingest re-hashed it
+    hashes["tall"] = "h-tall-2"
+    changed = frame(images, hashes, synthetic={"synth-square"})
+    rebuilt = PixelCache(tmp_path / "cache", SPEC).build(changed, loader)
+    assert loader.opened == ["tall"]
+    position = list(changed["sample_id"]).index("tall")
+    assert torch.allclose(normalize(rebuilt[position][0][None])[0], reference(images["tall"]), atol=1e-6)
+    assert not np.array_equal(rebuilt.pixels(position), cached.pixels(position))
+
+
+def _mean_change(transform, image: torch.Tensor, seeds=range(8)) -> float:
+    base = image.float() / 255
+    changes = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        changes.append(float((transform(image) - base).abs().mean()))
+    return float(np.mean(changes))
+
+
+def test_augmentations_change_the_images_as_configured():
+    image = torch.from_numpy(np.array(cell(32, 32, 3))).permute(2, 0, 1).contiguous()
+    none = tensor_transform(SPEC, Strength(), DegradeSpec())
+    assert _mean_change(none, image) < 1e-6  # nothing configured: the image passes unchanged
+    rotate = tensor_transform(SPEC, Strength(rotate=180), DegradeSpec())
+    assert _mean_change(rotate, image) > 0.05
+    torch.manual_seed(0)
+    turned = rotate(image)
+    assert turned.shape == (3, 32, 32) and float(turned.min()) >= 0.0 and float(turned.max()) <= 1.0
+    colour = tensor_transform(SPEC, Strength(brightness=0.4), DegradeSpec())
+    assert _mean_change(colour, image) > 0.01
+    weak = tensor_transform(SPEC, Strength(brightness=0.05), DegradeSpec())
+    assert _mean_change(weak, image) < _mean_change(colour, image)
+
+
+def test_rare_classes_get_the_stronger_augmentation_and_ranks_differ():
+    ly, pmy = CLASSES.index("LY"), CLASSES.index("PMY")
+    picture = torch.from_numpy(np.array(cell(32, 32, 4))).permute(2, 0, 1).contiguous()
+
+    class Base:
+        labels = (ly, pmy)
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return picture.clone(), self.labels[i]
+
+    normal = tensor_transform(SPEC, Strength(), DegradeSpec())
+    rare = tensor_transform(SPEC, Strength(flip=True, rotate=180, brightness=0.4, noise=1.0), DegradeSpec())
+    data = AugmentedImages(Base(), normal, rare, rare_labels={pmy})
+    base = picture.float() / 255
+    normal_change = np.mean([float((data[(0, s)][0] - base).abs().mean()) for s in range(10)])
+    rare_change = np.mean([float((data[(1, s)][0] - base).abs().mean()) for s in range(10)])
+    assert normal_change < 1e-6 and rare_change > 0.05
+    # the same item and seed: the same image on one rank, another image on another rank
+    assert torch.equal(data[(1, 5)][0], data[(1, 5)][0])
+    other_rank = AugmentedImages(Base(), normal, rare, {pmy}, rank=1)
+    assert not torch.equal(data[(1, 5)][0], other_rank[(1, 5)][0])
+    # on a GPU the dataset hands over uint8 pixels and the batch is augmented on the device, identically
+    on_device = AugmentedImages(Base(), normal, rare, {pmy}, on_device=True)
+    raw, label, seed = on_device[(1, 5)]
+    assert raw.dtype == torch.uint8
+    batch = on_device.augment_batch(raw[None], torch.tensor([label]), torch.tensor([seed]))
+    assert torch.equal(batch[0], data[(1, 5)][0])
+
+
+def test_cutmix_as_configured_mixes_pixels_and_targets():
+    from wbc_data.train.loop import apply_cutmix
+    from wbc_data.train.recipe import load_recipe
+
+    recipe = load_recipe("tiny-cpu", ["augment.cutmix.p=1.0"])
+    images = torch.stack([torch.zeros(3, 32, 32), torch.ones(3, 32, 32)])
+    labels = torch.tensor([0, 1])
+    torch.manual_seed(0)
+    mixed, targets = apply_cutmix(recipe, images, labels)
+    assert targets.shape == (2, len(CLASSES)) and torch.allclose(targets.sum(1), torch.ones(2))
+    share_of_ones = mixed[0].mean().item()  # image 0 (zeros) now holds a patch of image 1 (ones)
+    assert 0.0 < share_of_ones < 1.0 and targets[0, 1].item() == pytest.approx(share_of_ones, abs=1e-6)
+    off = load_recipe("tiny-cpu", ["augment.cutmix.p=0.0"])
+    same, plain = apply_cutmix(off, images, labels)
+    assert torch.equal(same, images) and torch.equal(plain, labels)
