@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from tests.publish_workspaces import add_source, add_synthetic, finish, permissive_workspace
 from wbc_data.cli import app
+from wbc_data.core.progress import NullProgress
 from wbc_data.core.stages import load_view
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
@@ -413,11 +414,12 @@ def test_an_interrupted_build_leaves_the_previous_output(ws, built, tmp_path, mo
     build_folder(plan)
     before = {p.name: p.read_bytes() for p in (out / "data").iterdir()}
 
-    def stop(_: int) -> None:
-        raise KeyboardInterrupt
+    class Stop(NullProgress):
+        def advance(self, done, total=None, **stats):
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_folder(plan, advance=stop)
+        build_folder(plan, Stop())
     assert {p.name: p.read_bytes() for p in (out / "data").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left behind
     with pytest.raises(PublishError, match="did not write"):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from wbc_data.cli.common import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, err_console, frame_table, friendly_errors
 from wbc_data.core.workspace import Workspace
 
 
@@ -43,20 +43,15 @@ def publish_cmd(
     ] = False,
 ) -> None:
     """Publish train/validation/test as parquet shards with a dataset card; upload only what changed, in one commit."""
-    from wbc_data.publish import PublishOptions, build_folder, plan_publish, upload
+    from wbc_data.publish import PublishOptions, publish
     from wbc_data.publish.facts import licence_table
 
     options = PublishOptions(repo_id, private, include_synthetic, tuple(exclude_source or ()), out, dry_run)
-    plan = plan_publish(Workspace.at(workspace), options)
+    with RichProgress("publish") as progress:
+        published = publish(Workspace.at(workspace), options, progress, hub_bars=err_console.is_terminal)
+    plan, built = published.plan, published.built
     console.print(frame_table(licence_table(plan.decision), title="Licences"))
     console.print(plan.decision.statement(), highlight=False, soft_wrap=True)
-    with progress_bar("publish") as bar:
-        task = bar.add_task("shards", total=plan.total)
-        built = build_folder(
-            plan,
-            advance=lambda k: bar.advance(task, k),
-            on_split=lambda split, rows: bar.update(task, description=f"{split} ({rows:,} rows)"),
-        )
     for note in built.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     counts = ", ".join(f"{s.split} {s.num_examples:,}" for s in built.splits)
@@ -70,8 +65,7 @@ def publish_cmd(
             highlight=False,
         )
         return
-    result = upload(plan, built, show_progress=err_console.is_terminal)
-    _report_upload(result)
+    _report_upload(published.upload)
 
 
 def _report_upload(result: Any) -> None:

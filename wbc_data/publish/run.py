@@ -7,11 +7,12 @@ import contextlib
 import json
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.stages import ManifestView, load_view, read_stage
 from wbc_data.core.workspace import Workspace, workspace_roots
 from wbc_data.io.atomic import atomic_write_text
@@ -112,22 +113,19 @@ def plan_publish(workspace: Workspace, options: PublishOptions) -> PublishPlan:
     return PublishPlan(workspace, options, out, view, rows, decision, definitions, columns, features(columns))
 
 
-def build_folder(
-    plan: PublishPlan,
-    advance: Callable[[int], None] | None = None,
-    on_split: Callable[[str, int], None] | None = None,
-    loader: PixelLoader | None = None,
-) -> BuiltFolder:
-    """Write the shards, the card and the chart into a staging folder and swap it in for the output folder."""
+def build_folder(plan: PublishPlan, progress: Progress | None = None, loader: PixelLoader | None = None) -> BuiltFolder:
+    """Write the shards, the card and the chart into a staging folder and swap it in for the output folder; one
+    progress phase per split."""
     loader = loader or PixelLoader.for_workspace(plan.workspace)
+    progress = or_null(progress)
     notes: list[str] = []
     with staging(plan.out) as folder:
         written = []
         for split in plan.rows.splits:
             part = plan.rows.split(split)
-            if on_split is not None:
-                on_split(split, len(part))
-            written.append(write_split(part, loader, plan.columns, plan.features, folder / DATA_DIR, split, advance))
+            progress.phase(f"{split} ({len(part):,} rows)", len(part))
+            counted = _Counted(progress, len(part))
+            written.append(write_split(part, loader, plan.columns, plan.features, folder / DATA_DIR, split, counted))
         chart, target = _gap_chart(plan.workspace, folder, notes)
         inputs = CardInputs(
             repo_id=plan.options.repo_id,
@@ -167,12 +165,24 @@ def upload(plan: PublishPlan, built: BuiltFolder, show_progress: bool = False) -
 
 
 def publish(
-    workspace: Workspace, options: PublishOptions, advance: Callable[[int], None] | None = None
+    workspace: Workspace, options: PublishOptions, progress: Progress | None = None, hub_bars: bool = False
 ) -> PublishResult:
-    """Plan, build, and (unless ``dry_run``) upload."""
+    """Plan (every check before anything is written), build, and (unless ``dry_run``) upload; ``hub_bars`` shows
+    huggingface_hub's own upload bars."""
     plan = plan_publish(workspace, options)
-    built = build_folder(plan, advance)
-    return PublishResult(plan, built, None if options.dry_run else upload(plan, built))
+    built = build_folder(plan, progress)
+    return PublishResult(plan, built, None if options.dry_run else upload(plan, built, show_progress=hub_bars))
+
+
+class _Counted:
+    """The shard writer's per-row increments as the absolute count a progress phase expects."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, rows: int) -> None:
+        self.done += rows
+        self.progress.advance(self.done, self.total)
 
 
 def _params(workspace: Workspace, stage: str) -> dict[str, Any]:
