@@ -169,12 +169,18 @@ def train_cmd(
         typer.Option("--init-from", help="Start from a diffusers UNet or pipeline folder on disk (never downloaded)."),
     ] = None,
     threads: ThreadsOpt = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe value: key.path=value (e.g. train.learning_rate=2e-4)."),
+    ] = None,
 ) -> None:
     """Train a class-conditional diffusion generator on the train split (Accelerate: `accelerate launch` for GPUs)."""
     from wbc_data.synth.recipe import load_recipe
     from wbc_data.synth.train import train
 
-    chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every)
+    chosen = load_recipe(recipe, overrides or []).with_overrides(
+        steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every
+    )
     if init_from is not None:
         chosen = dataclasses.replace(chosen, init_from=str(init_from))
     _threads(threads)

@@ -7,17 +7,16 @@ precision, checkpoints) and how to sample by default. Unknown keys are refused, 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wbc_data.core import config
 from wbc_data.io.resources import generators_dir
-from wbc_data.io.yamlfile import read_yaml
 from wbc_data.synth import SynthError
 
 SCHEDULERS = ("ddpm", "ddim", "dpm")
@@ -114,7 +113,7 @@ class Recipe:
     path: str = ""  # where it was read from (not part of the fingerprint)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = config.plain(self)
         data.pop("path")
         return data
 
@@ -135,78 +134,22 @@ class Recipe:
 
 def recipe_path(name_or_path: str | Path) -> Path:
     """A recipe file: a path as given, or a shipped recipe's name (``tiny-cpu`` -> ``generators/tiny-cpu.yaml``)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    shipped = generators_dir() / f"{Path(str(name_or_path)).stem}.yaml"
-    if path.suffix in ("", ".yaml", ".yml") and shipped.is_file() and len(path.parts) <= 2:
-        return shipped
-    known = ", ".join(sorted(p.stem for p in generators_dir().glob("*.yaml"))) or "none"
-    raise SynthError(f"{path}: no recipe file here (shipped recipes: {known})")
+    return config.find(name_or_path, generators_dir(), SynthError)
 
 
-def load_recipe(name_or_path: str | Path) -> Recipe:
-    """Read and check a recipe; every problem is one line naming the file and the key."""
+def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read, override (``--set key.path=value``) and check a recipe; every problem is one line naming the file and
+    the key."""
     path = recipe_path(name_or_path)
-    data = read_yaml(path, SynthError, "generator recipe")
-    if not isinstance(data, dict):
-        raise SynthError(f"{path}: a generator recipe must be a YAML mapping")
-    recipe = _build(Recipe, {**data, "path": str(path)}, path, "")
+    data = config.read(path, SynthError, "generator recipe", overrides)
+    recipe = config.build(Recipe, {**data, "path": str(path)}, str(path), SynthError)
     _check(recipe, path)
     return recipe
 
 
-def _build(cls: type, data: dict[str, Any], path: Path, where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise SynthError(f"{path}: unknown key {where}{unknown[0]} (known: {', '.join(sorted(names - {'path'}))})")
-    values = {}
-    for name, value in data.items():
-        values[name] = _convert(hints[name], value, path, f"{where}{name}")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise SynthError(f"{path}: {where.rstrip('.') or 'recipe'}: {exc}") from None
-
-
-def _convert(kind: Any, value: Any, path: Path, key: str) -> Any:
-    origin = typing.get_origin(kind)
-    args = typing.get_args(kind)
-    if dataclasses.is_dataclass(kind):
-        if not isinstance(value, dict):
-            raise SynthError(f"{path}: {key} must be a mapping")
-        return _build(kind, value, path, f"{key}.")
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        if value is None and type(None) in args:
-            return None
-        kind = next(a for a in args if a is not type(None))
-        return _convert(kind, value, path, key)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or not value:
-            raise SynthError(f"{path}: {key} must be a non-empty list")
-        return tuple(_convert(args[0], v, path, key) for v in value)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise SynthError(f"{path}: {key} must be true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SynthError(f"{path}: {key} must be a whole number, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SynthError(f"{path}: {key} must be a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise SynthError(f"{path}: {key} must be text, got {value!r}")
-        return value
-    return value
+def dump_recipe(recipe: Recipe) -> str:
+    """The recipe as YAML (what a run saves beside its generator)."""
+    return config.dump(dataclasses.replace(recipe, path=""))
 
 
 def _check(recipe: Recipe, path: Path) -> None:

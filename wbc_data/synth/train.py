@@ -29,6 +29,7 @@ import numpy as np
 from wbc_data.core.progress import NullProgress, Progress, or_null
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
+from wbc_data.io.atomic import atomic_write_text
 from wbc_data.io.locks import writer_lock
 from wbc_data.synth import SynthError, TrainInterrupted
 from wbc_data.synth import checkpoints as ckpt
@@ -44,7 +45,7 @@ from wbc_data.synth.data import (
     training_set,
 )
 from wbc_data.synth.generator import INFO_FILE, GeneratorInfo, read_info, save_generator
-from wbc_data.synth.recipe import Recipe
+from wbc_data.synth.recipe import Recipe, dump_recipe
 
 
 @dataclass
@@ -155,6 +156,9 @@ def _train(
     if not accelerator.is_main_process:
         progress = NullProgress()  # one voice under `accelerate launch`
         say = progress.note
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))  # the run's own copy, --set values included
     data = training_set(workspace, recipe.domain_condition)
     counts = data.class_counts()
     cache = _cache(data, workspace, recipe, out, accelerator, progress)

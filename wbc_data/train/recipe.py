@@ -8,18 +8,14 @@ recipe is saved beside the trained model, so a run can always be repeated.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from wbc_data.core import config
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.io.resources import trainers_dir
-from wbc_data.io.yamlfile import read_yaml
 from wbc_data.train.errors import RecipeError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -130,7 +126,7 @@ class AugmentSpec:
     degrade: DegradeSpec = field(default_factory=DegradeSpec)
 
     def rare_strength(self) -> Strength:
-        return _build(Strength, {**dataclasses.asdict(self.normal), **self.rare}, "augment.rare")
+        return config.build(Strength, {**dataclasses.asdict(self.normal), **self.rare}, "augment.rare", RecipeError)
 
     def check(self, where: str) -> None:
         self.normal.check(f"{where}: augment.normal")
@@ -296,7 +292,7 @@ class Recipe:
                 raise RecipeError(f"{where}: member {member.name}: weights given but pretrained is false")
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return config.plain(self)
 
 
 # --------------------------------------------------------------------------- loading
@@ -304,29 +300,17 @@ class Recipe:
 
 def resolve_recipe_path(name_or_path: str | Path) -> Path:
     """A recipe file: an existing path, else a recipe shipped with the tool by name (``tiny-cpu``)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    shipped = trainers_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
-    if shipped.is_file():
-        return shipped
-    known = ", ".join(sorted(p.stem for p in trainers_dir().glob("*.yaml")))
-    raise RecipeError(f"{path}: no such recipe file (shipped recipes: {known})")
+    return config.find(name_or_path, trainers_dir(), RecipeError)
 
 
 def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read, override (``key.path=value``, YAML values) and check a recipe; one clear line when it cannot be used."""
     path = resolve_recipe_path(name_or_path)
-    raw = read_yaml(path, RecipeError, "recipe")
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{path}: a recipe is a YAML mapping (name, members, ...)")
-    for item in overrides:
-        apply_override(raw, item, str(path))
-    return recipe_from_dict(raw, str(path))
+    return recipe_from_dict(config.read(path, RecipeError, "recipe", overrides), str(path))
 
 
 def recipe_from_dict(raw: Mapping[str, Any], where: str) -> Recipe:
-    recipe = resolve_image(_build(Recipe, raw, where), where)
+    recipe = resolve_image(config.build(Recipe, raw, where, RecipeError), where)
     recipe.check(where)
     return recipe
 
@@ -367,107 +351,11 @@ def select_members(recipe: Recipe, names: Sequence[str]) -> Recipe:
     return dataclasses.replace(recipe, members=tuple(m for m in recipe.members if m.name in set(names)))
 
 
-def apply_override(raw: dict[str, Any], item: str, where: str) -> None:
-    """``members.0.model=resnet18`` sets one value (parsed as YAML) in the raw recipe."""
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-        raise RecipeError(f"--set {item!r}: use key.path=value (e.g. image.size=64)")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise RecipeError(f"--set {item!r}: the value is not valid YAML") from None
-    node: Any = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.setdefault(part, {})
-        else:
-            raise RecipeError(f"{where}: --set {key}: no {part!r} there")
-    last = parts[-1]
-    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node[int(last)] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise RecipeError(f"{where}: --set {key}: no {last!r} there")
-
-
 def _check_classes(classes: Any, where: str) -> None:
     unknown = [c for c in classes if c not in CLASSES]
     if unknown:
         raise RecipeError(f"{where}: unknown class(es) {', '.join(map(str, unknown))} (known: {', '.join(CLASSES)})")
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
-    """A dataclass from a YAML mapping: unknown keys and wrong types are one clear line."""
-    if not isinstance(raw, Mapping):
-        raise RecipeError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in raw if k not in fields]
-    if unknown:
-        raise RecipeError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(fields)})")
-    values = {}
-    for name, f in fields.items():
-        if name in raw:
-            values[name] = _convert(hints[name], raw[name], f"{where}: {name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise RecipeError(f"{where}: missing key {name!r}")
-    return cls(**values)
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _convert(arg, value, where)
-            except RecipeError as exc:
-                errors.append(str(exc))
-        raise RecipeError(errors[0] if errors else f"{where}: {value!r} not allowed")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise RecipeError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, where) for v in value)
-        if len(value) != len(args):
-            raise RecipeError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(a, v, where) for a, v in zip(args, value, strict=True))
-    if origin is dict:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
-        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if hint is Any:
-        return value
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is bool and isinstance(value, bool):
-        return value
-    if hint is str and isinstance(value, str):
-        return value
-    raise RecipeError(f"{where}: {value!r} is not a {getattr(hint, '__name__', hint)}")
-
-
-def _plain(value: Any) -> Any:
-    """Tuples to lists, for YAML and JSON."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def dump_recipe(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True)
+    return config.dump(recipe)
