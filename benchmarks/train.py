@@ -209,8 +209,8 @@ def main() -> None:
 
     from accelerate import Accelerator
 
+    from wbc_data.core.device import mixed_precision as resolve_mixed_precision
     from wbc_data.train.recipe import load_recipe
-    from wbc_data.train.run import resolve_mixed_precision
 
     precision = resolve_mixed_precision(args.precision)
     recipe = load_recipe(args.recipe)

@@ -90,13 +90,13 @@ def train_and_test(
     """Train a recipe's members on the pack with the training loop (augmentation on the GPU), score the test split."""
     from accelerate import Accelerator
 
+    from wbc_data.core.device import mixed_precision as resolve_mixed_precision
     from wbc_data.train.augment import tensor_transform
     from wbc_data.train.cache import AugmentedImages, Normalize
     from wbc_data.train.ensemble import soft_vote
     from wbc_data.train.loop import MemberData, SilentProgress, train_member
     from wbc_data.train.metrics import classification_metrics
     from wbc_data.train.recipe import load_recipe
-    from wbc_data.train.run import resolve_mixed_precision
 
     train, val, test = (Pack(pack, s, limit) for s in ("train", "val", "test"))
     recipe = load_recipe(recipe_name, [f"image.size={train.size}", *overrides])

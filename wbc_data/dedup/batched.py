@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from wbc_data.core.device import cuda_available
 from wbc_data.dedup.kernels import masked_correlations, top_local_peaks
 from wbc_data.dedup.register import (
     ANGLE_PEAKS,
@@ -239,12 +240,7 @@ def resolve_device(device: str) -> str | None:
         return None
     if device == "torch-cpu":
         return "cpu"
-    try:
-        import torch
-
-        cuda = torch.cuda.is_available()
-    except ImportError:
-        cuda = False
+    cuda = cuda_available()
     if device == "auto":
         return "cuda" if cuda else None
     if device.startswith("cuda") and not cuda:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wbc_data.core.device import best_device, half_dtype
 from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
@@ -170,17 +171,6 @@ def run_name(info: GeneratorInfo, options: SynthOptions) -> str:
 
 
 # --------------------------------------------------------------------------- devices and drawing
-
-
-def best_device() -> tuple[str, Any]:
-    """CUDA with bf16 (fp16 where bf16 is missing), else Apple's MPS, else CPU; ``None``: float32 as saved."""
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps", None
-    return "cpu", None
 
 
 def pipeline_drawer(pipe: Any, guidance: float, steps: int, scheduler: str, domain: str | None) -> Drawer:
@@ -384,7 +374,8 @@ def run_synth(
     if draw is None:
         from wbc_data.synth.generator import load_generator
 
-        device, dtype = (options.device, None) if options.device else best_device()
+        device = options.device or best_device(allow_mps=True)
+        dtype = None if options.device else half_dtype(device)
         pipe, info = load_generator(folder, device=device, dtype=dtype)
         draw = pipeline_drawer(pipe, settings["guidance"], settings["steps"], settings["scheduler"], options.domain)
         device_name = f"{device} ({str(dtype).replace('torch.', '') if dtype else 'float32'})"

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from wbc_data.core.device import mixed_precision
 from wbc_data.core.progress import NullProgress, Progress, or_null
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
@@ -70,17 +71,6 @@ TRAIN_PHASE = "training"
 
 def default_out(workspace: Workspace, recipe: Recipe) -> Path:
     return workspace.generator_dir(recipe.name)
-
-
-def mixed_precision(choice: str) -> str:
-    """``auto``: bf16 on a GPU that has it, else fp16 on a GPU, none on CPU."""
-    import torch
-
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
 
 
 class _Stop:

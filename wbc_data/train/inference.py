@@ -11,8 +11,10 @@ import torch
 
 
 def best_device() -> torch.device:
-    """The first CUDA device when there is one, else the CPU."""
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    """The first CUDA device when there is one, else the CPU (see :mod:`wbc_data.core.device`)."""
+    from wbc_data.core import device
+
+    return torch.device(device.best_device())
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:

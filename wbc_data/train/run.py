@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wbc_data.core.device import mixed_precision
 from wbc_data.core.rows import is_synthetic, label_indices
 from wbc_data.core.stages import load_view
 from wbc_data.core.taxonomy import CLASSES
@@ -68,17 +69,6 @@ def default_out(workspace: Workspace, recipe: Recipe) -> Path:
     return workspace.model_dir(recipe.name)
 
 
-def resolve_mixed_precision(setting: str) -> str:
-    """``auto``: bf16 on GPUs that support it, fp16 on older GPUs, none on the CPU."""
-    import torch
-
-    if setting != "auto":
-        return setting
-    if not torch.cuda.is_available():
-        return "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
 def train(
     workspace: Workspace,
     recipe: Recipe,
@@ -118,7 +108,7 @@ def train(
         }
         from accelerate import Accelerator
 
-        accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))
+        accelerator = Accelerator(mixed_precision=mixed_precision(recipe.train.mixed_precision))
         if not accelerator.is_main_process:  # one voice under `accelerate launch`
             progress = SilentProgress()
         for note in data.notes:
