@@ -128,7 +128,8 @@ def test_shipped_recipes_load_and_say_what_the_issue_asks():
         stages = {s.name: s for s in member.stages}
         assert (stages["head"].train, stages["head"].lr) == ("head", 1e-4)
         assert stages["top-blocks"].lr == 1e-5 and stages["top-blocks"].top_groups() == 2
-        assert stages["full"].train == "all" and not stages["full"].enabled  # optional stage 3
+        assert stages["top-blocks"].fine_blocks()  # the top blocks, not the top block groups (stages)
+        assert stages["full"].train == "all" and stages["full"].when == "improving"  # stage 3 only while improving
         assert member.pretrained
     assert seed.data.sampling == "balanced" and seed.augment.cutmix.p > 0 and seed.augment.degrade.p > 0
     assert seed.augment.rare_strength().blur > seed.augment.normal.blur

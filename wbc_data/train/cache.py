@@ -211,10 +211,14 @@ class AugmentedImages(Dataset):
         return len(self.base)
 
     def transform(self, image: torch.Tensor, label: int, seed: int) -> torch.Tensor:
+        transform = self.rare if label in self.rare_labels else self.normal
+        if torch.utils.data.get_worker_info() is not None:  # a loader worker's RNG serves these draws only
+            torch.manual_seed(item_seed(seed, self.rank))
+            return transform(image)
         devices = [image.device] if image.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the caller's RNG (CutMix, sampling) is left as it was
             torch.manual_seed(item_seed(seed, self.rank))
-            return (self.rare if label in self.rare_labels else self.normal)(image)
+            return transform(image)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, int]:
         index, seed = key if isinstance(key, tuple) else (key, key)

@@ -44,6 +44,13 @@ class ImageSpec:
     interpolation: str | None = None  # bilinear | bicubic (resizing to ``size``)
     pad_fill: str | tuple[int, int, int] = "mean"  # "mean": the normalisation mean (zero after Normalize)
 
+    def __post_init__(self) -> None:
+        # built in Python without them: ImageNet's statistics, bilinear (a recipe fills them from its model first)
+        defaults = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bilinear"}
+        for key, value in defaults.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+
     def fill(self) -> tuple[int, int, int]:
         if isinstance(self.pad_fill, str):
             return tuple(round(255 * m) for m in (self.mean or IMAGENET_MEAN))  # type: ignore[return-value]
@@ -310,16 +317,18 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Reci
 
 
 def recipe_from_dict(raw: Mapping[str, Any], where: str) -> Recipe:
-    recipe = resolve_image(config.build(Recipe, raw, where, RecipeError), where)
+    image = raw.get("image") if isinstance(raw.get("image"), Mapping) else {}
+    unset = [k for k in ("mean", "std", "interpolation") if image.get(k) is None]
+    recipe = resolve_image(config.build(Recipe, raw, where, RecipeError), where, unset)
     recipe.check(where)
     return recipe
 
 
-def resolve_image(recipe: Recipe, where: str) -> Recipe:
-    """Fill ``image.mean``/``std``/``interpolation`` left null from the members' timm pretrained configs (the
-    normalisation their ImageNet weights expect); members that disagree need the recipe to choose."""
+def resolve_image(recipe: Recipe, where: str, unset: Sequence[str]) -> Recipe:
+    """Fill ``image.mean``/``std``/``interpolation`` the recipe leaves out (or null) from the members' timm
+    pretrained configs (what their ImageNet weights expect); members that disagree need the recipe to choose."""
     image = recipe.image
-    if image.mean is not None and image.std is not None and image.interpolation is not None:
+    if not unset:
         return recipe
     from wbc_data.train.weights import pretrained_data_config
 
@@ -330,9 +339,7 @@ def resolve_image(recipe: Recipe, where: str) -> Recipe:
         except (RuntimeError, KeyError, ValueError):
             continue
     values: dict[str, Any] = {}
-    for key in ("mean", "std", "interpolation"):
-        if getattr(image, key) is not None:
-            continue
+    for key in unset:
         seen = {str(c[key]) for c in configs.values()}
         if len(seen) > 1:
             listed = ", ".join(f"{n}: {c[key]}" for n, c in configs.items())
