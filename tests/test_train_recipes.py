@@ -165,8 +165,13 @@ def test_two_cpu_processes_augment_differently_and_agree_on_metrics(tmp_path):
 
     repo = Path(__file__).resolve().parent.parent
     out = tmp_path / "two.json"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    import socket
+
+    with socket.socket() as probe:  # a free port for the gloo rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # torchrun's two CPU processes: Accelerate sees WORLD_SIZE 2 and runs MULTI_CPU over gloo
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
                str(repo / "tests" / "scripts" / "two_ranks.py"), str(out)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
     done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)

@@ -1,12 +1,12 @@
-"""Run under ``accelerate launch --cpu --num_processes 2``: each rank augments the same item with its own seed, and
-the gathered validation metrics equal those of one process on the same model and rows (written by rank 0)."""
+"""Two CPU processes (``python -m torch.distributed.run --nproc_per_node 2``, gloo): each rank augments the same
+item with its own seed, and the gathered validation metrics equal those of one process on the same model and rows
+(written by rank 0)."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -59,4 +59,3 @@ if accelerator.is_main_process:
     with open(out, "w") as handle:
         json.dump(result, handle)
 accelerator.wait_for_everyone()
-np.random.seed(0)
