@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
+from wbc_data.core.progress import NullProgress
 from wbc_data.ingest import engine
 from wbc_data.ingest.engine import IngestOptions, ingest
 from wbc_data.sources.base import SampleSpec, SourceAdapter, SourcePlan
@@ -42,11 +43,12 @@ def test_rows_are_read_in_batches_and_resumed(tmp_path, workspace, monkeypatch):
     definition = get_definition("imagefolder")
     outstanding: list[int] = []
 
-    def progress(done, total):
-        adapter.events.append("done")
-        outstanding.append(adapter.events.count("read") - done)
+    class Progress(NullProgress):
+        def advance(self, done, total=None, **stats):
+            adapter.events.append("done")
+            outstanding.append(adapter.events.count("read") - done)
 
-    first = ingest(definition, tmp_path / "not-a-folder", workspace, IngestOptions(workers=1, name="rows"), progress)
+    first = ingest(definition, tmp_path / "not-a-folder", workspace, IngestOptions(workers=1, name="rows"), Progress())
     assert (first.frame.status == "ok").sum() == 12 and first.decoded == 12
     assert max(outstanding) <= 5, "never more than one batch of row bytes held before processing"
     adapter.events.clear()

@@ -140,7 +140,7 @@ def test_cli_errors_are_one_line(tmp_path):
     missing = tmp_path / "nowhere" / "effnet.safetensors"
     one_line([*base, "-r", "tiny-cpu", "--set", "members.0.pretrained=true", "--set", f"members.0.weights={missing}"],
              str(missing), "weights file not found")  # fmt: skip
-    one_line([*base, "-r", "tiny-cpu", "--set", "augment.rotat=3"], "unknown key 'rotat'")
+    one_line([*base, "-r", "tiny-cpu", "--set", "augment.rotat=3"], "unknown key augment.rotat")
     one_line([*base, "-r", "no-such-recipe"], "no such recipe file")
     one_line([*base, "-r", "tiny-cpu", "--hold-rare", "PMY"], "use CLASS=N")
     one_line(["evaluate", "-m", str(tmp_path), "-w", str(ws.root)], "not a wbc-data classifier folder")

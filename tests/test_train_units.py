@@ -149,11 +149,11 @@ def test_recipe_errors_and_overrides(tmp_path):
     cases = {
         "name: x\nmembers: []\n": "members: at least one model",
         "name: x\nmembers: [{name: a, model: m, stages: [{name: s, train: middle}]}]\n": "train 'middle'",
-        "name: x\nimage: {size: big}\nmembers: []\n": "image: size: 'big' is not a int",
+        "name: x\nimage: {size: big}\nmembers: []\n": "image.size must be a whole number, got 'big'",
         "name: x\naugment: {rare_classes: [XX]}\nmembers: [{name: a, model: m, stages: [{name: s}]}]\n": (
             "unknown class"
         ),
-        "- a list\n": "a recipe is a YAML mapping",
+        "- a list\n": "a recipe must be a YAML mapping",
         "name: [unclosed\n": "not valid YAML",
     }
     for text, message in cases.items():

@@ -32,7 +32,7 @@ def find(name_or_path: str | Path, folder: Path, error: Error) -> Path:
     if shipped.is_file() and len(path.parts) <= 2:
         return shipped
     known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
-    raise error(f"{path}: no recipe file here (shipped recipes: {known})")
+    raise error(f"{path}: no such recipe file (shipped recipes: {known})")
 
 
 def read(path: Path, error: Error, kind: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
