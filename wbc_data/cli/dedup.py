@@ -6,20 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import ProgressColumn, Task
-from rich.text import Text
 
-from wbc_data.cli.common import WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors
 from wbc_data.core.workspace import Workspace
-
-
-class RateColumn(ProgressColumn):
-    """Rows/s or pairs/s of the current phase (the bar's time-left column gives its ETA)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        unit = task.fields.get("unit", "")
-        return Text(f"{speed:,.0f} {unit}/s" if speed and unit else "")
 
 
 @app.command("dedup")
@@ -88,19 +77,17 @@ def dedup_cmd(
         engine=engine,
         device=device,
     )
-    with progress_bar("dedup", RateColumn()) as bar:
-        task = bar.add_task("dedup", total=None, unit="")
+    with RichProgress("dedup") as shown:
         phase = [""]
 
         def step(name: str) -> None:
             phase[0] = name
-            bar.reset(task, description=f"dedup: {name}", total=None, completed=0, unit="")
+            shown.phase(name)
 
         def progress(name: str, done: int, total: int) -> None:
             if name != phase[0]:  # a new phase: its own rate and time left
-                phase[0] = name
-                bar.reset(task, total=total, completed=0, unit="rows" if name == "signatures" else "pairs")
-            bar.update(task, description=f"dedup: {name}", total=total, completed=done)
+                step(name)
+            shown.advance(done, total)
 
         result = dedup(ws, options, step=step, progress=progress)
     console.print(frame_table(result.summary(), title="Duplicates"))
