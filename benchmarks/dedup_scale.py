@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,29 @@ def peak_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class PhaseClock:
+    """A ``wbc_data.core.progress.Progress`` that only times the phases (a repeated phase adds to its total)."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float]] = []
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.marks.append((name, time.perf_counter()))
+
+    def advance(self, done: int, total: int | None = None, **stats: float) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+    def seconds(self, end: float) -> dict[str, float]:
+        marks = [*self.marks, ("end", end)]
+        out: dict[str, float] = {}
+        for (name, t), (_, after) in pairwise(marks):
+            out[name] = out.get(name, 0.0) + after - t
+        return out
 
 
 def in_child(target, *args):
@@ -136,17 +160,15 @@ def run_dedup(root: str, cold: bool = True, **options) -> dict:
     if cold:
         shutil.rmtree(Path(root) / "cache", ignore_errors=True)
     load = os.getloadavg()[0]
-    steps: list[tuple[str, float]] = []
+    clock = PhaseClock()
     start = time.perf_counter()
-    result = dedup(Workspace(Path(root)), DedupOptions(reports=False, workers=2, **options),
-                   step=lambda name: steps.append((name, time.perf_counter())))  # fmt: skip
+    result = dedup(Workspace(Path(root)), DedupOptions(reports=False, workers=2, **options), clock)
     seconds = time.perf_counter() - start
     import resource
 
     used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(u.ru_utime + u.ru_stime for u in used)  # this process and its (joined) pool workers
-    marks = [*steps, ("end", start + seconds)]
-    phases = {name: marks[k + 1][1] - t for k, (name, t) in enumerate(marks[:-1])}
+    phases = clock.seconds(start + seconds)
     frame = result.frame
     return {"seconds": seconds, "peak_mb": peak_mb(), "phases": phases, "findings": result.findings,
             "load": (load, os.getloadavg()[0]), "cpu": cpu,
@@ -365,9 +387,8 @@ def run_million(n: int, neighbours: int, seed: int, crops: bool) -> dict:
     view = SignatureView(None, np.full(n, "", object), np.ones(n, bool), words, thumbs, np.zeros(n, bool),
                          np.zeros(n, np.float32))  # type: ignore[arg-type]  # fmt: skip
     t1 = time.perf_counter()
-    steps: list[tuple[str, float]] = []
-    candidates = find_candidates(view, 8, 10 if crops else None, neighbours,
-                                 step=lambda s: steps.append((s, time.perf_counter())))  # fmt: skip
+    clock = PhaseClock()
+    candidates = find_candidates(view, 8, 10 if crops else None, neighbours, progress=clock)
     search_s = time.perf_counter() - t1
     planted = set((np.minimum(copies, source) * n + np.maximum(copies, source)).tolist())
     lo, hi = candidates.pairs.min(axis=1), candidates.pairs.max(axis=1)
@@ -385,8 +406,7 @@ def run_million(n: int, neighbours: int, seed: int, crops: bool) -> dict:
     table = PairTable.build(n, candidates.pairs, *fake_register(candidates.pairs))
     sets = copy_sets(np.arange(n), table, fake_register)
     link_s = time.perf_counter() - t2
-    marks = [*steps, ("end", t1 + search_s)]
-    phases = {name: marks[k + 1][1] - t for k, (name, t) in enumerate(marks[:-1])}
+    phases = clock.seconds(t1 + search_s)
     return {"rows": n, "made": made, "search_s": search_s, "phases": phases, "link_s": link_s, "peak_mb": peak_mb(),
             "inputs_mb": rss_inputs,
             "candidates": len(candidates.pairs), "hash": candidates.hash_pairs, "word": candidates.word_pairs,

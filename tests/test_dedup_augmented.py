@@ -101,6 +101,41 @@ def test_crop_and_rotated_copy_of_its_parent_field_are_linked(tmp_path, workspac
     assert (frame.loc[fields.index, "dup_cluster"] == copy["dup_cluster"]).sum() == 1
 
 
+class RecordedProgress:
+    """A Progress that keeps what it was told: [(phase, [(done, total), ...]), ...]."""
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, list[tuple[int, int | None]]]] = []
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.phases.append((name, []))
+
+    def advance(self, done: int, total: int | None = None, **stats: float) -> None:
+        self.phases[-1][1].append((done, total))
+
+    def note(self, text: str) -> None:
+        pass
+
+
+def test_dedup_reports_its_phases_through_the_one_progress_protocol(workspace):
+    """dedup takes a core Progress: its phases in order, and inside the counted ones (signatures, registration,
+    field windows) absolute counts that end at the phase's total."""
+    ingest("bccd", sample_dir() / "bccd", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    progress = RecordedProgress()
+    dedup(workspace, DedupOptions(reports=False, workers=1), progress)
+    names = [name for name, _ in progress.phases]
+    expected = ["read", "signatures", "hash search", "word neighbours", "verify", "copy sets", "field windows",
+                "cluster"]  # fmt: skip
+    assert [n for n in names if n in expected] == [n for n in expected for m in names if m == n]
+    assert set(expected) <= set(names) and names[0] == "read" and names[-1] == "cluster"
+    counted = [(name, ticks) for name, ticks in progress.phases if ticks]
+    assert {"signatures", "field windows"} <= {name for name, _ in counted}
+    for name, ticks in counted:
+        done = [d for d, _ in ticks]
+        assert done == sorted(done) and done[-1] == ticks[-1][1] > 0, (name, ticks)
+
+
 def _results(corr: float, texture: float = 0.95, shift: float = 0.0) -> np.ndarray:
     row = dict.fromkeys(RESULT_FIELDS, 0.0) | {"correlation": corr, "texture": texture, "overlap": 1.0,
                                                 "scale": 1.0, "dx": shift}  # fmt: skip

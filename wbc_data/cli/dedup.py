@@ -77,19 +77,8 @@ def dedup_cmd(
         engine=engine,
         device=device,
     )
-    with RichProgress("dedup") as shown:
-        phase = [""]
-
-        def step(name: str) -> None:
-            phase[0] = name
-            shown.phase(name)
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name != phase[0]:  # a new phase: its own rate and time left
-                step(name)
-            shown.advance(done, total)
-
-        result = dedup(ws, options, step=step, progress=progress)
+    with RichProgress("dedup") as progress:
+        result = dedup(ws, options, progress)
     console.print(frame_table(result.summary(), title="Duplicates"))
     for note in result.notes():
         console.print(f"note: {note}", highlight=False)

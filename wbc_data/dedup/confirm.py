@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.register import NO_MATCH, POLAR_FLOOR, Match, Prepared, polar_peak, polar_spectra, prepare, register
 from wbc_data.io.parallel import worker_pool
 
@@ -31,7 +32,6 @@ def column(results: np.ndarray, name: str) -> np.ndarray:
 
 CanvasFn = Callable[[np.ndarray], np.ndarray]
 """Given row positions, their (k, side, side) uint8 canvases."""
-ProgressFn = Callable[[int, int], None]
 
 
 def as_row(match: Match) -> tuple[float, ...]:
@@ -104,9 +104,11 @@ def _task(args: tuple[np.ndarray, np.ndarray, str, str | None]) -> np.ndarray:
     return register_batch(*args)
 
 
-def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: ProgressFn | None = None,
+def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: Progress | None = None,
             engine: str = "batched", torch_device: str | None = None, executor: Any = None) -> np.ndarray:  # fmt: skip
-    """Register every pair of row positions; (p, len(RESULT_FIELDS)) float32 in the order of ``pairs``."""
+    """Register every pair of row positions; (p, len(RESULT_FIELDS)) float32 in the order of ``pairs``. Pairs
+    done are reported as ``progress.advance`` within the caller's phase."""
+    progress = or_null(progress)
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     out = np.zeros((len(pairs), len(RESULT_FIELDS)), np.float32)
     if not len(pairs):
@@ -126,8 +128,7 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
         for batch, result in zip(batches, in_order(executor, tasks, 16), strict=True):
             out[batch] = result
             done += len(batch)
-            if progress:
-                progress(done, len(pairs))
+            progress.advance(done, len(pairs))
         return out
     workers = workers or os.cpu_count() or 1
     if torch_device is not None and torch_device.startswith("cuda"):
@@ -137,8 +138,7 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
         for batch in batches:
             out[batch] = register_batch(*payload(batch))
             done += len(batch)
-            if progress:
-                progress(done, len(pairs))
+            progress.advance(done, len(pairs))
         return out
     with worker_pool(workers, opencv=True) as pool:
         pending: deque = deque()
@@ -148,12 +148,10 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
                 finished, result = pending.popleft()
                 out[finished] = result.get()
                 done += len(finished)
-                if progress:
-                    progress(done, len(pairs))
+                progress.advance(done, len(pairs))
         while pending:
             finished, result = pending.popleft()
             out[finished] = result.get()
             done += len(finished)
-            if progress:
-                progress(done, len(pairs))
+            progress.advance(done, len(pairs))
     return out

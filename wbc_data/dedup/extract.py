@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from wbc_data.core.errors import Interrupted, UserError
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.signature import Signature, signature
 from wbc_data.dedup.store import SHARD_ROWS, SignatureStore
 from wbc_data.dedup.windows import boxes_as_fractions, grid_windows
 from wbc_data.io.parallel import worker_pool
 from wbc_data.io.pixels import PixelLoader, RowRef
 
-ProgressFn = Callable[[int, int], None]
 JOBS_PER_ROUND = 16_384
 """Jobs handed to the pool at a time: the queue holds light row references only, never a million."""
 
@@ -116,10 +116,12 @@ def _results(jobs: list[Job], loader: PixelLoader, workers: int,
 
 
 def extract(
-    jobs: list[Job], store: SignatureStore, loader: PixelLoader, workers: int = 0, progress: ProgressFn | None = None,
+    jobs: list[Job], store: SignatureStore, loader: PixelLoader, workers: int = 0, progress: Progress | None = None,
     executor: Any = None,
 ) -> dict[str, str]:  # fmt: skip
-    """Compute and store every job's signatures; return {key: reason} for images that could not be opened."""
+    """Compute and store every job's signatures; return {key: reason} for images that could not be opened. Images
+    done are reported as ``progress.advance`` within the caller's phase."""
+    progress = or_null(progress)
     store.clear_partial()
     failed: dict[str, str] = {}
     keys: list[str] = []
@@ -135,8 +137,7 @@ def extract(
             boxes.clear()
 
     done = 0
-    if progress:
-        progress(0, len(jobs))
+    progress.advance(0, len(jobs))
     try:
         for job, found, reason in _results(jobs, loader, workers, executor):
             if reason is not None:
@@ -148,8 +149,7 @@ def extract(
             if len(keys) >= SHARD_ROWS:
                 flush()
             done += 1
-            if progress:
-                progress(done, len(jobs))
+            progress.advance(done, len(jobs))
     except KeyboardInterrupt:
         flush()
         raise DedupInterrupted(

@@ -11,7 +11,6 @@ evaluation row.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ import pandas as pd
 from wbc_data.core import manifest
 from wbc_data.core.errors import DedupError
 from wbc_data.core.manifest import ManifestError
+from wbc_data.core.progress import Progress
 from wbc_data.core.roots import Roots, read_manifest_infos, read_roots_file, read_source_info
 from wbc_data.core.rows import is_usable
 from wbc_data.dedup import participants as participants_mod
@@ -102,8 +102,7 @@ def audit(
     train_view: SignatureView,
     options: DedupOptions,
     workspace: Workspace,
-    step: Callable[[str], None] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """One row per leaking training row (its closest evaluation copy), in ``LEAK_COLUMNS`` plus names."""
     from wbc_data.dedup.run import compute_signatures, find_relations
@@ -121,7 +120,7 @@ def audit(
     def cross(pairs: np.ndarray) -> np.ndarray:
         return (pairs[:, 0] < n) != (pairs[:, 1] < n)
 
-    table_, parts, _, _ = find_relations(both, view, options, step, progress, allowed=cross)
+    table_, parts, _, _ = find_relations(both, view, options, progress, allowed=cross)
     pairs = table_.pairs()
     found = np.isin(table_.relation, [COPY, OVERLAP])
     kinds = np.where(table_.relation[found] == COPY, "near", "overlap")

@@ -8,11 +8,10 @@ Each pair is reported once, with the smallest distance, the transform that maps 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.dihedral import TRANSFORMS
 from wbc_data.dedup.index import build_index
 from wbc_data.dedup.verify import aligned, crop_correlation, normalise
@@ -129,7 +128,7 @@ def hash_candidates(
     crop_radius: int | None = None,
     index_kind: str = "auto",
     grid: tuple[CropBox, ...] = CROP_GRID,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Candidate copies by the hash search of issue 4 ((n, 8) dihedral pHashes, (n, 32, 32) uint8 thumbnails):
     plain matches within ``radius`` and, with ``crop_radius``, crops of up to ~10% against the zoomed hashes;
@@ -139,8 +138,7 @@ def hash_candidates(
     n = len(hashes)
     if n < 2:
         return pd.DataFrame(columns=PAIR_COLUMNS), 0
-    if progress:
-        progress("hash search")
+    or_null(progress).phase("hash search")
     plain_index = build_index(hashes[:, 0], radius, n_queries=n * len(TRANSFORMS), kind=index_kind)
     crop_index = None
     if crop_radius is not None and grid:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.confirm import RESULT_FIELDS, column, confirm
 from wbc_data.dedup.dihedral import dihedral_phashes
 from wbc_data.dedup.extract import window_key
@@ -28,8 +29,6 @@ from wbc_data.dedup.pairs import hash_candidates
 from wbc_data.dedup.register import MIN_OVERLAP
 from wbc_data.dedup.store import SignatureStore
 from wbc_data.dedup.windows import grid_windows
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -109,10 +108,11 @@ def find_candidates(
     crop_threshold: int | None,
     k: int,
     index_kind: str = "auto",
-    step: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     allowed: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Candidates:
     """Candidate pairs among searchable rows: hash search and word neighbours (``allowed`` filters pairs)."""
+    progress = or_null(progress)
     rows = np.flatnonzero(view.searchable)
     parts = []
     capped = 0
@@ -120,12 +120,11 @@ def find_candidates(
     if len(rows) >= 2:
         thumbs = view.thumbs[rows]
         found, capped = hash_candidates(dihedral_phashes(thumbs), thumbs, threshold, crop_threshold, index_kind,
-                                        progress=step)  # fmt: skip
+                                        progress=progress)  # fmt: skip
         if len(found):
             parts.append(np.stack([rows[found["a"].to_numpy(np.int64)], rows[found["b"].to_numpy(np.int64)]], 1))
             hash_count = len(found)
-    if step:
-        step("word neighbours")
+    progress.phase("word neighbours")
     word_rows = np.flatnonzero(view.has_words)
     word = candidate_pairs(view.words[word_rows], k) if len(word_rows) >= 2 else np.zeros((0, 2), np.int64)
     if len(word):
@@ -141,18 +140,23 @@ def register_pairs(
     view: SignatureView,
     pairs: np.ndarray,
     workers: int,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     what: str = "verify",
     engine: str = "batched",
     torch_device: str | None = None,
     executor: Any = None,
 ) -> np.ndarray:
     """Registration results (``confirm.RESULT_FIELDS``) for row pairs; pairs of images registered by an earlier
-    run come from the workspace's registration cache (:mod:`paircache`)."""
-    tick = (lambda done, total: progress(what, done, total)) if progress else None
-    return view.register(
-        pairs, view.keys, lambda p: confirm(p, view.canvases, workers, tick, engine, torch_device), engine
-    )
+    run come from the workspace's registration cache (:mod:`paircache`); pairs registered now are a phase named
+    ``what``."""
+    progress = or_null(progress)
+
+    def fresh(p: np.ndarray) -> np.ndarray:
+        if len(p):  # none when every pair came from the cache
+            progress.phase(what, len(p))
+        return confirm(p, view.canvases, workers, progress, engine, torch_device)
+
+    return view.register(pairs, view.keys, fresh, engine)
 
 
 # --------------------------------------------------------------------------- field windows
@@ -204,7 +208,7 @@ def find_parts(
     min_correlation: float,
     workers: int,
     excluded: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     engine: str = "batched",
     torch_device: str | None = None,
     executor: Any = None,
@@ -230,10 +234,12 @@ def find_parts(
     def canvases(nodes: np.ndarray) -> np.ndarray:
         return view.store.gather("canvas", list(keys[nodes]))
 
-    tick = (lambda done, total: progress("field windows", done, total)) if progress else None
+    progress = or_null(progress)
 
     def fresh(p: np.ndarray) -> np.ndarray:
-        return confirm(p, canvases, workers, tick, engine, torch_device, executor)
+        if len(p):  # none when every pair came from the cache
+            progress.phase("field windows", len(p))
+        return confirm(p, canvases, workers, progress, engine, torch_device, executor)
 
     results = view.register(np.stack([rows, wins + n], axis=1), keys, fresh, engine)
     corr = column(results, "correlation")

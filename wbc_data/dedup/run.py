@@ -21,6 +21,7 @@ import pandas as pd
 
 from wbc_data.core import manifest
 from wbc_data.core.errors import DedupError
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.stages import set_aside_if_damaged, write_stage
 from wbc_data.core.workspace import Workspace
 from wbc_data.dedup import participants as participants_mod
@@ -67,8 +68,6 @@ DEDUP_COLUMNS = ["dup_cluster", "dup_distance", "dup_transform", "dup_keep", "du
                  "dup_derived_from"]  # fmt: skip
 STAGE = "dedup"
 SYNTHETIC_DECISION = "keep: synthetic (checked by the synth guards, not deduplicated)"
-StepFn = Callable[[str], None]
-ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -158,16 +157,12 @@ class DedupResult:
         return out
 
 
-def _progress_tick(progress: ProgressFn | None, what: str) -> Callable[[int, int], None] | None:
-    return (lambda done, total: progress(what, done, total)) if progress else None
-
-
 def compute_signatures(
-    parts: Participants, workspace: Workspace, options: DedupOptions, progress: ProgressFn | None = None,
+    parts: Participants, workspace: Workspace, options: DedupOptions, progress: Progress | None = None,
     loader: PixelLoader | None = None, store: SignatureStore | None = None,
 ) -> tuple[SignatureView, dict[str, str]]:  # fmt: skip
     """Signatures of every representative row (computed where the cache lacks them); {key: reason} for images
-    that could not be opened."""
+    that could not be opened. Computing them is the phase "signatures"."""
     store = store or SignatureStore.for_workspace(workspace.root)
     reps = parts.reps
     keys = parts.frame["pixel_hash"].to_numpy(object)
@@ -191,8 +186,9 @@ def compute_signatures(
         refs = row_refs(parts.frame.iloc[missing])
         fields = parts.is_field[missing] & options.fields
         jobs = [Job(keys[r], ref, bool(f)) for r, ref, f in zip(missing, refs, fields, strict=True)]
-        failed = extract(jobs, store, loader, options.workers, _progress_tick(progress, "signatures"),
-                         options.executor)  # fmt: skip
+        progress = or_null(progress)
+        progress.phase("signatures", len(jobs))
+        failed = extract(jobs, store, loader, options.workers, progress, options.executor)
     return SignatureView.load(store, keys, parts.thumbs, reps), failed
 
 
@@ -241,18 +237,19 @@ def _hash_distance(hashes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
 
 
 def find_relations(
-    parts: Participants, view: SignatureView, options: DedupOptions, step: StepFn | None = None,
-    progress: ProgressFn | None = None, allowed: Callable[[np.ndarray], np.ndarray] | None = None,
+    parts: Participants, view: SignatureView, options: DedupOptions, progress: Progress | None = None,
+    allowed: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[PairTable, Parts, dict[str, int], np.ndarray]:  # fmt: skip
     """Registered candidate pairs (copy sets formed over them) and parts of fields; returns the table, the parts,
     counts, and the copy-set leader of every representative."""
     from wbc_data.dedup.batched import resolve_device
 
+    progress = or_null(progress)
     n = len(parts.frame)
     labels = parts.exact_label(np.arange(n))
     torch_device = resolve_device(options.device) if options.engine == "batched" else None
     candidates = find_candidates(view, options.threshold, options.crop_threshold, options.neighbours,
-                                 options.index, step, allowed)  # fmt: skip
+                                 options.index, progress, allowed)  # fmt: skip
 
     def relate(pairs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
         results = register_pairs(view, pairs, options.workers, progress, what, options.engine, torch_device,
@@ -260,19 +257,16 @@ def find_relations(
         relation = copy_relation(results, CANVAS, labels[pairs[:, 0]], labels[pairs[:, 1]], options.min_correlation)
         return relation, results
 
-    if step:
-        step("verify")
+    progress.phase("verify")
     relation, results = relate(candidates.pairs, "verify candidates")
     table = PairTable.build(n, candidates.pairs, relation, results)
-    if step:
-        step("copy sets")
+    progress.phase("copy sets")
     order = parts.reps[view.searchable[parts.reps]]
     sets = copy_sets(order, table, lambda pairs: relate(pairs, "verify against leaders"))
     found_parts = Parts.empty()
     fields = parts.reps[parts.is_field[parts.reps]]
     if options.fields and len(fields):
-        if step:
-            step("field windows")
+        progress.phase("field windows")
         windows = field_windows(view, fields, parts.frame["width"].to_numpy(), parts.frame["height"].to_numpy())
         queries = parts.reps[~parts.is_field[parts.reps] & view.searchable[parts.reps]]
         ids = parts.frame["sample_id"].to_numpy(object)
@@ -296,10 +290,9 @@ def find_relations(
     return sets.table, found_parts, counts, leader
 
 
-def dedup(
-    workspace: Workspace, options: DedupOptions | None = None, step: StepFn | None = None,
-    progress: ProgressFn | None = None,
-) -> DedupResult:  # fmt: skip
+def dedup(workspace: Workspace, options: DedupOptions | None = None, progress: Progress | None = None) -> DedupResult:
+    """Run the stage (phases: read, signatures, hash search, word neighbours, verify, copy sets, field windows,
+    cluster, leakage, report)."""
     options = options or DedupOptions()
     options.check()
     path = workspace.unified_manifest
@@ -307,30 +300,25 @@ def dedup(
         check_workspace_folder(workspace.root)
         raise DedupError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
     with writer_lock(workspace.root, STAGE):
-        return _dedup(workspace, options, step, progress)
+        return _dedup(workspace, options, or_null(progress))
 
 
-def _dedup(
-    workspace: Workspace, options: DedupOptions, step: StepFn | None, progress: ProgressFn | None
-) -> DedupResult:
+def _dedup(workspace: Workspace, options: DedupOptions, progress: Progress) -> DedupResult:
     path = workspace.unified_manifest
-    if step:
-        step("read")
+    progress.phase("read")
     healed = set_aside_if_damaged(workspace, STAGE)
     parts = participants_mod.build(manifest.read(path), options.policy)
     frame = parts.frame
     n = len(frame)
-    if step:
-        step("signatures")
+    progress.phase("signatures")
     view, _failed = compute_signatures(parts, workspace, options, progress)
     view.use_cache = options.cache_pairs
-    table, found_parts, counts, leader = find_relations(parts, view, options, step, progress)
+    table, found_parts, counts, leader = find_relations(parts, view, options, progress)
     blank_rows = np.flatnonzero(view.blank[parts.rep])
     no_pixels = np.flatnonzero(~view.has[parts.rep] & frame["pixel_hash"].notna().to_numpy())
     skipped = {"blank image (one flat colour): only exact copies were looked for": blank_rows,
                "pixels not available here: only exact copies were looked for": no_pixels}  # fmt: skip
-    if step:
-        step("cluster")
+    progress.phase("cluster")
     out = decide(parts, leader, table, found_parts, skipped)
 
     # distance and transform to the kept row (or the set's leader for a set of fields)
@@ -369,9 +357,8 @@ def _dedup(
     if options.against is not None:
         from wbc_data.dedup.leakage import audit
 
-        if step:
-            step("leakage")
-        leaks = audit(parts, view, options, workspace, step, progress)
+        progress.phase("leakage")
+        leaks = audit(parts, view, options, workspace, progress)
         if len(leaks):
             train = leaks["train"].to_numpy(np.int64)
             result_frame.loc[train, "leak_match"] = leaks["eval_id"].to_numpy()
@@ -421,8 +408,7 @@ def _dedup(
 
     dedup_result.findings["label conflicts"] = len(label_conflicts(result_frame))
     if options.reports:
-        if step:
-            step("report")
+        progress.phase("report")
         from wbc_data.dedup.report import build
 
         loader = PixelLoader.for_workspace(workspace)
