@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.train_helpers import one_thread  # noqa: F401
+from wbc_data.core.progress import NullProgress
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.train.recipe import load_recipe
 
@@ -84,7 +85,7 @@ class _Scripted:
         return loss, f1, f1
 
 
-def _tiny_run(tmp_path, monkeypatch, overrides, losses, f1s):
+def _tiny_run(tmp_path, monkeypatch, overrides, losses, f1s, progress=None):
     from accelerate import Accelerator
     from torch.utils.data import TensorDataset
 
@@ -108,7 +109,9 @@ def _tiny_run(tmp_path, monkeypatch, overrides, losses, f1s):
     )
     scripted = _Scripted(losses, f1s)
     monkeypatch.setattr(loop, "_validate", scripted)
-    result = loop.train_member(Accelerator(cpu=True), recipe, member, data, tmp_path / "ckpt", loop.SilentProgress())
+    result = loop.train_member(
+        Accelerator(cpu=True), recipe, member, data, tmp_path / "ckpt", progress or NullProgress()
+    )
     return result, scripted
 
 
@@ -121,6 +124,39 @@ def test_early_stopping_can_watch_the_validation_loss(tmp_path, monkeypatch):
     assert by_loss.best_f1 == 0.2  # the kept weights are the best-loss epoch's
     by_f1, calls = _tiny_run(tmp_path / "b", monkeypatch, [], losses, f1s)
     assert calls.calls == 6 and by_f1.best_f1 == 0.6
+
+
+class _Recorded:
+    """A core Progress that keeps what the loop told it."""
+
+    def __init__(self):
+        self.events = []
+
+    def phase(self, name, total=None):
+        self.events.append(("phase", name, total))
+
+    def advance(self, done, total=None, **stats):
+        self.events.append(("advance", done, total, stats))
+
+    def note(self, text):
+        self.events.append(("note", text))
+
+
+def test_the_loop_reports_through_the_one_progress_protocol(tmp_path, monkeypatch):
+    """A phase per epoch (its batches as total), advances with loss, lr and img/s ending at the total, a note per
+    finished epoch."""
+    progress = _Recorded()
+    result, _ = _tiny_run(tmp_path, monkeypatch, ["members.0.stages.0.epochs=2"], [1.0, 0.9], [0.1, 0.2], progress)
+    phases = [e for e in progress.events if e[0] == "phase"]
+    member, stage = result.history[0]["member"], result.history[0]["stage"]
+    assert [e[1:] for e in phases] == [(f"{member} {stage} epoch 1", 2), (f"{member} {stage} epoch 2", 2)]
+    advances = [e for e in progress.events if e[0] == "advance"]
+    assert [e[1:3] for e in advances] == [(2, 2), (2, 2)]  # 8 images in batches of 4; reported at the epoch's end
+    for _, _, _, stats in advances:
+        assert set(stats) == {"loss", "lr", "img_per_s"} and stats["loss"] > 0 and 0 < stats["lr"] < 1
+    epoch_notes = [e[1] for e in progress.events if e[0] == "note" and " epoch " in e[1]]
+    assert len(epoch_notes) == 2 and epoch_notes[0].startswith(f"{member} {stage} epoch 1: loss ")
+    assert "val macro-F1 0.1000" in epoch_notes[0] and epoch_notes[1].endswith(" best")
 
 
 def test_a_stage_when_improving_runs_only_if_the_last_one_was_still_improving(tmp_path, monkeypatch):

@@ -7,57 +7,10 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from wbc_data.cli.common import WorkspaceOpt, app, console, err_console, frame_table, friendly_errors, progress_bar
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
 from wbc_data.core.errors import UserError
 from wbc_data.core.workspace import Workspace
-
-
-class RichTrainProgress:
-    """Training progress on the terminal: one bar per epoch with loss and images/s, a line per finished epoch."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]} img/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-            disable=not err_console.is_terminal,
-        )
-        self.task: Any = None
-
-    def __enter__(self) -> RichTrainProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)  # type: ignore[arg-type]
-
-    def begin_epoch(self, member: str, stage: str, epoch: int, steps: int) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(f"{member} {stage} epoch {epoch}", total=steps, loss="-", speed="-")
-
-    def step(self, loss: float, images_per_s: float, steps_done: int) -> None:
-        self.progress.update(self.task, completed=steps_done, loss=f"{loss:.3f}", speed=f"{images_per_s:,.0f}")
-
-    def end_epoch(self, record: Any) -> None:
-        best = " [green]best[/]" if record.improved else ""
-        console.print(
-            f"{record.member} {record.stage} epoch {record.epoch}: loss {record.train_loss:.4f} · val loss "
-            f"{record.val_loss:.4f} · val macro-F1 {record.val_macro_f1:.4f} · val acc {record.val_accuracy:.4f} · "
-            f"{record.images_per_s:,.0f} img/s · {record.seconds:.0f} s{best}",
-            highlight=False,
-        )
-
-    def note(self, text: str) -> None:
-        console.print(f"[dim]{text}[/]", highlight=False, soft_wrap=True)
 
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, int]:
@@ -118,7 +71,7 @@ def train_cmd(
         loaded = select_members(loaded, _split_list(members) or [])
     options = TrainOptions(out=out, synthetic_ratio=synthetic_ratio, sources=_split_list(sources), resume=resume,
                            hold_rare=_pairs(hold_rare, "--hold-rare") or None, workers=workers)  # fmt: skip
-    with RichTrainProgress() as progress:
+    with RichProgress("train") as progress:
         result = train(Workspace.at(workspace), loaded, options, progress)
     if not result.main_process:
         return

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wbc_data.core.progress import Progress, or_null
+from wbc_data.core.progress import Progress
 from wbc_data.core.rows import is_usable
 from wbc_data.core.workspace import Workspace
 
@@ -94,27 +94,6 @@ def synth_train_summary(result: Any) -> str:
     return f"{result.steps:,} steps in {result.seconds:.0f} s, loss {result.loss:.3f}: {result.generator_dir}"
 
 
-class _EpochProgress:
-    """The trainer's progress protocol (``wbc_data.train.loop.TrainProgress``) as demo progress: one phase per
-    epoch."""
-
-    def __init__(self, progress: Progress | None) -> None:
-        self.progress, self.steps = or_null(progress), 0
-
-    def begin_epoch(self, member: str, stage: str, epoch: int, steps: int) -> None:
-        self.steps = steps
-        self.progress.phase(f"{member} {stage} epoch {epoch}", steps)
-
-    def step(self, loss: float, images_per_s: float, steps_done: int) -> None:
-        self.progress.advance(steps_done, self.steps, loss=loss)
-
-    def end_epoch(self, record: Any) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
-
-
 def train(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float,
           progress: Progress | None = None) -> Any:  # fmt: skip
     from wbc_data.train.recipe import load_recipe
@@ -122,7 +101,7 @@ def train(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic
     from wbc_data.train.run import train as run
 
     options = TrainOptions(out=out, synthetic_ratio=synthetic_ratio)
-    return run(ws, load_recipe(recipe, overrides), options, progress=_EpochProgress(progress))
+    return run(ws, load_recipe(recipe, overrides), options, progress)
 
 
 def train_summary(result: Any) -> str:

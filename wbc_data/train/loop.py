@@ -14,13 +14,14 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from wbc_data.core.progress import Progress
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.train import checkpoint
 from wbc_data.train.checkpoint import LoopState
@@ -47,28 +48,14 @@ class EpochRecord:
     seconds: float
     improved: bool
 
-
-class TrainProgress(Protocol):
-    """What the loop reports (the CLI draws rich progress bars from it; the library default ignores it)."""
-
-    def begin_epoch(self, member: str, stage: str, epoch: int, steps: int) -> None: ...
-    def step(self, loss: float, images_per_s: float, steps_done: int) -> None: ...
-    def end_epoch(self, record: EpochRecord) -> None: ...
-    def note(self, text: str) -> None: ...
-
-
-class SilentProgress:
-    def begin_epoch(self, member: str, stage: str, epoch: int, steps: int) -> None:
-        pass
-
-    def step(self, loss: float, images_per_s: float, steps_done: int) -> None:
-        pass
-
-    def end_epoch(self, record: EpochRecord) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
+    def describe(self) -> str:
+        """The line a finished epoch prints (a progress note)."""
+        best = " best" if self.improved else ""
+        return (
+            f"{self.member} {self.stage} epoch {self.epoch}: loss {self.train_loss:.4f} · val loss "
+            f"{self.val_loss:.4f} · val macro-F1 {self.val_macro_f1:.4f} · val acc {self.val_accuracy:.4f} · "
+            f"{self.images_per_s:,.0f} img/s · {self.seconds:.0f} s{best}"
+        )
 
 
 @dataclass
@@ -138,10 +125,12 @@ def train_member(
     member: MemberSpec,
     data: MemberData,
     folder: Path,
-    progress: TrainProgress,
+    progress: Progress,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> MemberResult:
-    """Train one member through its enabled stages; ``folder`` holds its checkpoints (resumed when present)."""
+    """Train one member through its enabled stages; ``folder`` holds its checkpoints (resumed when present).
+    ``progress`` gets a phase per epoch, an advance every few batches (loss, lr, img/s) and a note per finished
+    epoch, stage and resume."""
     from accelerate.utils import set_seed
 
     set_seed(epoch_seed(recipe.seed, member.name, -1))
@@ -211,7 +200,7 @@ def _run_stage(
     state: LoopState,
     optimizer_state: dict[str, Any],
     best_state: dict[str, Any] | None,
-    progress: TrainProgress,
+    progress: Progress,
     should_stop: Callable[[], bool],
 ) -> dict[str, Any] | None:
     from accelerate.utils import set_seed
@@ -264,7 +253,7 @@ def _run_stage(
         set_lr(0)
         set_seed(epoch_seed(recipe.seed, member.name, state.epoch))
         train_loader.set_epoch(state.epoch)
-        progress.begin_epoch(member.name, stage.name, state.epoch + 1, len(train_loader))
+        progress.phase(f"{member.name} {stage.name} epoch {state.epoch + 1}", len(train_loader))
         start = time.perf_counter()
         runner.train()
         with one_line_worker_errors():
@@ -314,7 +303,7 @@ def _run_stage(
         if accelerator.is_main_process:
             checkpoint.save(folder, state, _cpu_state(model), optimizer.state_dict())
         accelerator.wait_for_everyone()
-        progress.end_epoch(record)
+        progress.note(record.describe())
     if state.bad_epochs >= patience:
         what = "loss" if recipe.train.monitor == "loss" else "macro-F1"
         progress.note(
@@ -331,7 +320,7 @@ def train_epoch(
     optimizer: Any,
     loader: Any,
     cutmix: Any,
-    progress: TrainProgress,
+    progress: Progress,
     should_stop: Callable[[], bool],
     data: MemberData | None = None,
     set_lr: Callable[[int], None] | None = None,
@@ -370,7 +359,8 @@ def train_epoch(
         loss_sum += loss.detach() * n
         seen += n
         if step % REPORT_EVERY == 0 or step == len(loader):
-            progress.step(float(loss_sum) / seen, seen / max(time.perf_counter() - start, 1e-9), step)
+            progress.advance(step, len(loader), loss=float(loss_sum) / seen, lr=optimizer.param_groups[0]["lr"],
+                             img_per_s=seen / max(time.perf_counter() - start, 1e-9))  # fmt: skip
         if should_stop():
             raise KeyboardInterrupt
     return float(loss_sum), seen

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.core.device import mixed_precision
+from wbc_data.core.progress import NullProgress, Progress, or_null
 from wbc_data.core.rows import is_synthetic, label_indices
 from wbc_data.core.stages import load_view
 from wbc_data.core.taxonomy import CLASSES
@@ -35,7 +36,6 @@ from wbc_data.io.atomic import atomic_write, atomic_write_text
 from wbc_data.io.locks import writer_lock
 from wbc_data.train.data import TrainingData, select_training_data
 from wbc_data.train.errors import TrainError, TrainingInterrupted
-from wbc_data.train.loop import SilentProgress, TrainProgress
 from wbc_data.train.metrics import Metrics
 from wbc_data.train.recipe import Recipe, dump_recipe
 
@@ -73,14 +73,14 @@ def train(
     workspace: Workspace,
     recipe: Recipe,
     options: TrainOptions | None = None,
-    progress: TrainProgress | None = None,
+    progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainResult:
     """Train the recipe on the workspace's splits; Ctrl-C leaves a checkpoint that ``resume=True`` continues."""
     from wbc_data.train.models import check_weights
 
     options = options or TrainOptions()
-    progress = progress or SilentProgress()
+    progress = or_null(progress)
     for member in recipe.members:  # a missing weights file fails now, not after an hour of the first member
         if member.pretrained:
             progress.note(f"{member.name}: ImageNet weights of {member.model} from {check_weights(member)}")
@@ -110,7 +110,7 @@ def train(
 
         accelerator = Accelerator(mixed_precision=mixed_precision(recipe.train.mixed_precision))
         if not accelerator.is_main_process:  # one voice under `accelerate launch`
-            progress = SilentProgress()
+            progress = NullProgress()
         for note in data.notes:
             progress.note(note)
         _prepare_out(out, run, options.resume, progress)
@@ -151,7 +151,7 @@ def _fingerprint(data: TrainingData) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _prepare_out(out: Path, run: dict[str, Any], resume: bool, progress: TrainProgress) -> None:
+def _prepare_out(out: Path, run: dict[str, Any], resume: bool, progress: Progress) -> None:
     """Refuse to mix runs: a finished model is never overwritten, an unfinished one only continues with --resume
     and the same recipe and data."""
     run_file = out / RUN_FILE
@@ -214,7 +214,7 @@ def _build_cache(
     data: TrainingData,
     loader: Any,
     options: TrainOptions,
-    progress: TrainProgress,
+    progress: Progress,
 ) -> tuple[Any, Any] | None:
     """The training and validation rows in the training cache (decoded once by the main process; the others wait
     and read it): ``(train images, val images)``, or None with ``train.cache: false``."""
@@ -255,7 +255,7 @@ def _train_one(
     loader: Any,
     out: Path,
     options: TrainOptions,
-    progress: TrainProgress,
+    progress: Progress,
     should_stop: Callable[[], bool],
     device: str,
     cached: tuple[Any, Any] | None = None,
@@ -339,7 +339,7 @@ def _finish(
     run: dict[str, Any],
     workspace: Workspace,
     device: str,
-    progress: TrainProgress,
+    progress: Progress,
 ) -> TrainResult:
     """Soft-voting weights on validation, the ensemble config, the model card; checkpoints removed."""
     from wbc_data.train import model_io
