@@ -132,20 +132,6 @@ def _figure(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def progress_bar(description: str = "", *extra: TextColumn) -> Progress:
-    """The CLI's progress bar (on stderr, only on a terminal); ``extra`` columns go before the time left."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        *extra,
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    )
-
-
 def frame_table(frame: pd.DataFrame, title: str | None = None, index: bool = False) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
     columns = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 import typer
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, progress_bar
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors
 from wbc_data.core.errors import UserError
 from wbc_data.core.workspace import Workspace
 
@@ -122,12 +122,7 @@ def evaluate_cmd(
     options = EvalOptions(
         split=split, by_source=by == "source", compare=compare, out=out, tta=tta, test_sources=test_source or None
     )
-    with progress_bar("evaluate") as bar:
-
-        def progress(name: str, total: int) -> Any:
-            task = bar.add_task(f"predict {name}", total=total)
-            return lambda n: bar.advance(task, n)
-
+    with RichProgress("evaluate") as progress:
         result = evaluate(model_workspace(model, workspace), model, options, progress)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
@@ -158,9 +153,8 @@ def predict_cmd(
     from wbc_data.train.predict import PredictOptions, predict
 
     options = PredictOptions(out=out, tta=tta, split=split, batch_size=batch_size)
-    with progress_bar("predict") as bar:
-        task = bar.add_task("predict", total=None)
-        result = predict(model, source, options, lambda n: bar.advance(task, n))
+    with RichProgress("predict") as progress:
+        result = predict(model, source, options, progress)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     counts = result.probabilities["predicted"].value_counts().rename_axis("class").reset_index(name="images")

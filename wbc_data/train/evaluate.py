@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.core.errors import UserError
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.rows import label_indices, select_rows
 from wbc_data.core.stages import load_view
 from wbc_data.core.taxonomy import CLASSES
@@ -186,8 +187,11 @@ def compare_table(first: ModelScore, second: ModelScore) -> pd.DataFrame:
     return table
 
 
-def evaluate(workspace: Workspace, model: Path, options: EvalOptions | None = None, progress: Any = None) -> EvalResult:
-    """Score ``model`` (and ``options.compare``) on the rows of ``options.split``; write the report files."""
+def evaluate(
+    workspace: Workspace, model: Path, options: EvalOptions | None = None, progress: Progress | None = None
+) -> EvalResult:
+    """Score ``model`` (and ``options.compare``) on the rows of ``options.split``; write the report files. Each
+    model's predictions are a phase (``predict <name>``) of ``progress``."""
     from wbc_data.train.classifier import load_classifier
 
     options = options or EvalOptions()
@@ -273,15 +277,21 @@ def _default_out(model: Path, options: EvalOptions, names: list[str]) -> Path:
 
 
 def _predict(
-    classifier: Any, rows: pd.DataFrame, workspace: Workspace, options: EvalOptions, progress: Any, name: str
+    classifier: Any,
+    rows: pd.DataFrame,
+    workspace: Workspace,
+    options: EvalOptions,
+    progress: Progress | None,
+    name: str,
 ) -> np.ndarray:
     from wbc_data.io.pixels import PixelLoader
     from wbc_data.train.dataset import ManifestDataset
     from wbc_data.train.inference import predict_dataset
 
     dataset = ManifestDataset(rows, PixelLoader.for_workspace(workspace), classifier.transform)
-    step = progress(name, len(rows)) if progress else None
-    return predict_dataset(classifier, dataset, options.tta, options.batch_size, options.workers, step)
+    progress = or_null(progress)
+    progress.phase(f"predict {name}", len(rows))
+    return predict_dataset(classifier, dataset, options.tta, options.batch_size, options.workers, progress)
 
 
 def _prediction_rows(rows: pd.DataFrame, probabilities: list[np.ndarray], names: list[str]) -> pd.DataFrame:

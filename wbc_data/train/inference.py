@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from wbc_data.core.progress import Progress, or_null
+
 
 def best_device() -> torch.device:
     """The first CUDA device when there is one, else the CPU (see :mod:`wbc_data.core.device`)."""
@@ -73,10 +75,10 @@ def predict_dataset(
     tta: bool = False,
     batch_size: int = 64,
     workers: int | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Any:
     """``(n, classes)`` probabilities (numpy) of a dataset yielding ``(tensor, label)`` in the classifier's
-    transform, in order; ``on_batch(n)`` reports progress."""
+    transform, in order; images done are reported as ``progress.advance`` within the caller's phase."""
     import numpy as np
     from torch.utils.data import DataLoader
 
@@ -85,10 +87,11 @@ def predict_dataset(
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=default_workers() if workers is None else workers
     )
-    out = []
+    progress = or_null(progress)
+    out, done = [], 0
     with one_line_worker_errors():
         for batch in loader:
             out.append(classifier.tensor_proba(batch[0], tta).numpy())
-            if on_batch:
-                on_batch(len(batch[0]))
+            done += len(batch[0])
+            progress.advance(done, len(dataset))
     return np.concatenate(out) if out else np.zeros((0, len(classifier.classes)), dtype=np.float32)

@@ -19,6 +19,7 @@ import pandas as pd
 from torch.utils.data import Dataset
 
 from wbc_data.core.errors import UserError
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.rows import is_usable
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.imaging.decode import IMAGE_EXTENSIONS, ImageRejected, decode_rgb
@@ -117,9 +118,10 @@ def _manifest_rows(source: Path, split: str | None) -> tuple[pd.DataFrame, Any, 
 
 
 def predict(
-    model: Path, source: Path, options: PredictOptions | None = None, progress: Callable[[int], None] | None = None
+    model: Path, source: Path, options: PredictOptions | None = None, progress: Progress | None = None
 ) -> PredictResult:
-    """Probabilities and a submission for ``source`` (a folder of images, a manifest file or a workspace)."""
+    """Probabilities and a submission for ``source`` (a folder of images, a manifest file or a workspace); the
+    images are one phase (``predict``) of ``progress``."""
     from torch.utils.data import DataLoader
 
     from wbc_data.train.classifier import load_classifier
@@ -150,7 +152,9 @@ def predict(
         raise PredictError(f"{source}: no images to predict ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     workers = default_workers() if options.workers is None else options.workers
     loader_ = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=workers)
-    chunks = []
+    progress = or_null(progress)
+    progress.phase("predict", len(ids))
+    chunks, done = [], 0
     with one_line_worker_errors():
         for images, extra in loader_:
             if not is_manifest:
@@ -158,8 +162,8 @@ def predict(
                 if errors:
                     raise PredictError(errors[0])
             chunks.append(classifier.tensor_proba(images, options.tta).numpy())
-            if progress:
-                progress(len(images))
+            done += len(images)
+            progress.advance(done, len(ids))
     probabilities = np.concatenate(chunks)
     table = pd.DataFrame(probabilities, columns=list(CLASSES))
     table.insert(0, "ID", ids)
