@@ -86,8 +86,24 @@ def test_saved_folder_is_a_classifier_and_the_ensemble_averages_its_members(trai
 def test_evaluate_by_source_adds_up_and_draws_the_confusion_matrix(trained, tmp_path):
     from wbc_data.train.evaluate import EvalOptions, evaluate
 
+    class Recorded:  # a core Progress that keeps what evaluate told it
+        def __init__(self):
+            self.phases, self.done = [], []
+
+        def phase(self, name, total=None):
+            self.phases.append((name, total))
+
+        def advance(self, done, total=None, **stats):
+            self.done.append((done, total))
+
+        def note(self, text):
+            pass
+
     ws, out, _ = trained
-    result = evaluate(ws, out, EvalOptions(by_source=True, out=tmp_path / "eval"))
+    progress = Recorded()
+    result = evaluate(ws, out, EvalOptions(by_source=True, out=tmp_path / "eval"), progress)
+    assert progress.phases == [(f"predict {out.name}", len(result.rows))]
+    assert progress.done[-1] == (len(result.rows), len(result.rows))
     score = result.scores[0]
     by_source = score.by_source.set_index("source")
     parts = by_source.drop(index="all")
