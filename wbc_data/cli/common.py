@@ -76,6 +76,12 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def given(**values: Any) -> dict[str, Any]:
+    """The options the user set (those not None), as keyword arguments for a stage's ``Options``: the defaults
+    live in the library's dataclass only."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 class RateColumn(ProgressColumn):
     """Items per second of the current phase (rows/s, pairs/s, images/s)."""
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, given
 from wbc_data.core.rows import is_usable
 from wbc_data.core.workspace import Workspace
 from wbc_data.manifest import summary
@@ -69,15 +69,16 @@ def ingest(
     ] = None,
     split: Annotated[str | None, typer.Option("--split", help="Only this split (hub; default: every split).")] = None,
     config: Annotated[str | None, typer.Option("--config", help="Dataset configuration name (hub).")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (0 = every core).")] = 0,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-j", help="Worker processes (default 0 = every core).")
+    ] = None,
     max_pixels: Annotated[
-        int, typer.Option("--max-pixels", help="Refuse larger images as decompression bombs.")
-    ] = 100_000_000,
+        int | None, typer.Option("--max-pixels", help="Refuse larger images as decompression bombs (default 1e8).")
+    ] = None,
 ) -> None:
     """Read one dataset from its original layout into a per-source manifest in the workspace."""
     from wbc_data.core.labelmap import LabelMap
-    from wbc_data.ingest.engine import IngestOptions
-    from wbc_data.ingest.engine import ingest as run_ingest
+    from wbc_data.ingest.engine import IngestOptions, run_ingest
 
     ws = Workspace.at(workspace)
     adapter_options: dict[str, Any] = {}
@@ -88,16 +89,17 @@ def ingest(
             adapter_options[key] = value
     adapter_options.update(parse_options(option or []))
     options = IngestOptions(
-        workers=workers,
-        max_pixels=max_pixels,
+        source=source,
+        path=path,
         label_map=LabelMap.from_yaml(label_map) if label_map else None,
         name=name,
         licence=licence,
         citation=citation,
         adapter_options=adapter_options,
+        **given(workers=workers, max_pixels=max_pixels),
     )
     with RichProgress(f"ingest {name or source}") as progress:
-        result = run_ingest(source, path, ws, options, progress)
+        result = run_ingest(ws, options, progress)
     render_ingest(result)
 
 
@@ -187,8 +189,7 @@ def manifest_cmd(
 ) -> None:
     """Merge per-source manifests into the unified manifest; re-point source roots; check that rows open here."""
     from wbc_data.core.roots import parse_root_options
-    from wbc_data.manifest.merge import merge
-    from wbc_data.manifest.report import build
+    from wbc_data.manifest.merge import MergeOptions, run_merge
 
     ws = Workspace.at(workspace)
     if explain is not None:
@@ -208,15 +209,17 @@ def manifest_cmd(
         return
     if root and not ws.source_manifests():
         return  # a workspace copied without its per-source manifests: nothing to merge, the roots are saved
-    result = merge(ws, only)
+    with RichProgress("manifest") as progress:
+        result = run_merge(ws, MergeOptions(sources=only), progress)
     frame = result.frame
     console.print(frame_table(summary.class_by_source(frame), title="Images per class and source", index=True))
     console.print(f"unified manifest: {result.path} ({len(frame):,} rows)", highlight=False)
     for status in result.stages:
         style = "green" if status.fresh else "yellow"
         console.print(f"[{style}]stage[/] {status.message()}", highlight=False, soft_wrap=True)
-    _, html_path = build(frame, ws.reports_dir)
-    console.print(f"report: {html_path}", highlight=False)
+    for path in result.report_paths:
+        if path.suffix == ".html":
+            console.print(f"report: {path}", highlight=False)
 
 
 def run_check(ws: Workspace, verify: bool, workers: int) -> None:

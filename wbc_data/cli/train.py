@@ -8,7 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, given
 from wbc_data.core.errors import UserError
 from wbc_data.core.workspace import Workspace
 
@@ -40,8 +40,9 @@ def train_cmd(
         Path | None, typer.Option("--out", "-o", help="Model folder (default <workspace>/models/<recipe name>).")
     ] = None,
     synthetic_ratio: Annotated[
-        float, typer.Option("--synthetic-ratio", help="Share of each training batch drawn from synthetic rows.")
-    ] = 0.0,
+        float | None,
+        typer.Option("--synthetic-ratio", help="Share of each training batch drawn from synthetic rows (default 0)."),
+    ] = None,
     sources: Annotated[
         list[str] | None, typer.Option("--sources", help="Train and validate on these sources only (comma-separated).")
     ] = None,
@@ -63,16 +64,14 @@ def train_cmd(
     """Train the recipe's members on the manifest's splits and save the soft-voting ensemble with a model card.
 
     One GPU, several, or several machines: `accelerate launch -m wbc_data train --recipe ...` (same options)."""
-    from wbc_data.train.recipe import load_recipe, select_members
-    from wbc_data.train.run import TrainOptions, train
+    from wbc_data.train.run import TrainOptions, run_train
 
-    loaded = load_recipe(recipe, overrides or [])
-    if members:
-        loaded = select_members(loaded, _split_list(members) or [])
-    options = TrainOptions(out=out, synthetic_ratio=synthetic_ratio, sources=_split_list(sources), resume=resume,
-                           hold_rare=_pairs(hold_rare, "--hold-rare") or None, workers=workers)  # fmt: skip
+    options = TrainOptions(recipe=recipe, overrides=overrides or [], members=_split_list(members), out=out,
+                           sources=_split_list(sources), resume=resume,
+                           hold_rare=_pairs(hold_rare, "--hold-rare") or None,
+                           **given(synthetic_ratio=synthetic_ratio, workers=workers))  # fmt: skip
     with RichProgress("train") as progress:
-        result = train(Workspace.at(workspace), loaded, options, progress)
+        result = run_train(Workspace.at(workspace), options, progress)
     if not result.main_process:
         return
     console.print(frame_table(result.data.counts().reset_index(), title="Images per class"))

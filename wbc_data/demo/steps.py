@@ -16,12 +16,12 @@ def ingest(
     licence: str | None = None, progress: Progress | None = None,
 ) -> Any:  # fmt: skip
     from wbc_data.core.labelmap import LabelMap
-    from wbc_data.ingest.engine import IngestOptions
-    from wbc_data.ingest.engine import ingest as run
+    from wbc_data.ingest.engine import IngestOptions, run_ingest
 
     chosen_map = LabelMap.from_yaml(label_map) if label_map else None
-    options = IngestOptions(workers=settings.workers, name=name, label_map=chosen_map, licence=licence)
-    return run(source, path, ws, options, progress)
+    options = IngestOptions(source=source, path=path, workers=settings.workers, name=name, label_map=chosen_map,
+                            licence=licence)  # fmt: skip
+    return run_ingest(ws, options, progress)
 
 
 def ingest_summary(result: Any) -> str:
@@ -32,12 +32,9 @@ def ingest_summary(result: Any) -> str:
 
 
 def merge(ws: Workspace) -> Any:
-    from wbc_data.manifest.merge import merge as run
-    from wbc_data.manifest.report import build
+    from wbc_data.manifest.merge import run_merge
 
-    result = run(ws)
-    build(result.frame, ws.reports_dir)
-    return result
+    return run_merge(ws)
 
 
 def merge_summary(result: Any) -> str:
@@ -96,12 +93,10 @@ def synth_train_summary(result: Any) -> str:
 
 def train(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float,
           progress: Progress | None = None) -> Any:  # fmt: skip
-    from wbc_data.train.recipe import load_recipe
-    from wbc_data.train.run import TrainOptions
-    from wbc_data.train.run import train as run
+    from wbc_data.train.run import TrainOptions, run_train
 
-    options = TrainOptions(out=out, synthetic_ratio=synthetic_ratio)
-    return run(ws, load_recipe(recipe, overrides), options, progress)
+    options = TrainOptions(recipe=recipe, overrides=overrides, out=out, synthetic_ratio=synthetic_ratio)
+    return run_train(ws, options, progress)
 
 
 def train_summary(result: Any) -> str:

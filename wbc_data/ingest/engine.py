@@ -45,6 +45,10 @@ class IngestInterrupted(Interrupted):
 
 @dataclass
 class IngestOptions:
+    """What to ingest and how; the defaults live here only (the CLI passes what the user gave)."""
+
+    source: str | SourceDefinition | None = None  # a source name (`wbc-data sources`) or a definition
+    path: Path | None = None  # the unpacked dataset folder (or its parent); hub: a repo id or a dataset folder
     workers: int = 0  # 0 = every core
     max_pixels: int = DEFAULT_MAX_PIXELS
     label_map: LabelMap | None = None  # overrides the definition's map (imagefolder --label-map)
@@ -75,10 +79,18 @@ def ingest(
     options: IngestOptions | None = None,
     progress: Progress | None = None,
 ) -> IngestResult:
-    options = options or IngestOptions()
+    """Shorthand for :func:`run_ingest` with ``source`` and ``path`` set in the options."""
+    return run_ingest(workspace, replace(options or IngestOptions(), source=source, path=Path(path)), progress)
+
+
+def run_ingest(workspace: Workspace, options: IngestOptions, progress: Progress | None = None) -> IngestResult:
+    """Ingest ``options.source`` from ``options.path`` into ``<workspace>/sources/<name>.parquet``."""
+    if options.source is None or options.path is None:
+        raise SourceError("ingest: name a source and the folder it was unpacked to")
+    source = options.source
     definition = get_definition(source) if isinstance(source, str) else source
     adapter = load_adapter(definition)
-    path = Path(path).expanduser()
+    path = Path(options.path).expanduser()
     rows_only = adapter.reads_rows  # e.g. hub: a repo id or a dataset folder, samples are rows
     if not path.exists() and not rows_only:
         raise SourceError(f"{path}: no such folder")

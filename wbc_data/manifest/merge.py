@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from wbc_data.core import manifest
 from wbc_data.core.errors import UserError
+from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.roots import INFO_KEY, infos_to_json, read_source_info
 from wbc_data.core.workspace import Workspace
 from wbc_data.io.locks import check_workspace_folder, writer_lock
@@ -24,14 +25,38 @@ class MergeError(UserError):
 
 
 @dataclass
+class MergeOptions:
+    sources: list[str] | None = None  # merge only these ingested sources (default: every one)
+    reports: bool = True  # write reports/manifest.{md,html} and the class chart
+
+
+@dataclass
 class MergeResult:
     path: Path
     frame: pd.DataFrame  # the unified manifest without thumbnails
     stages: list = field(default_factory=list)  # wbc_data.core.stages.StageStatus, one per stage found
+    report_paths: list[Path] = field(default_factory=list)  # Markdown, then HTML
+
+
+def run_merge(
+    workspace: Workspace, options: MergeOptions | None = None, progress: Progress | None = None
+) -> MergeResult:
+    """The merge stage: the unified manifest, then (unless ``reports`` is off) its report."""
+    options = options or MergeOptions()
+    progress = or_null(progress)
+    progress.phase("merge")
+    result = merge(workspace, options.sources)
+    if options.reports:
+        from wbc_data.manifest.report import build
+
+        progress.phase("report")
+        result.report_paths = list(build(result.frame, workspace.reports_dir))
+    return result
 
 
 def merge(workspace: Workspace, sources: list[str] | None = None) -> MergeResult:
-    """Concatenate per-source manifests (all, or the named ones) and write ``manifest.parquet`` atomically."""
+    """Concatenate per-source manifests (all, or the named ones) and write ``manifest.parquet`` atomically (no
+    report: :func:`run_merge` is the stage)."""
     from wbc_data.core.stages import stage_statuses
 
     check_workspace_folder(workspace.root)

@@ -18,7 +18,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,27 @@ DATA_FILE = "data.parquet"
 
 @dataclass
 class TrainOptions:
+    """What to train and how; the defaults live here only (the CLI passes what the user gave)."""
+
+    recipe: Recipe | str | None = None  # a Recipe, a recipe YAML or a shipped recipe's name
+    overrides: list[str] = field(default_factory=list)  # key.path=value, applied when ``recipe`` is read from YAML
+    members: list[str] | None = None  # train only these members of the recipe
     out: Path | None = None
     synthetic_ratio: float = 0.0
     sources: list[str] | None = None
     resume: bool = False
     hold_rare: dict[str, int] | None = None  # overrides the recipe's data.hold_rare
     workers: int | None = None  # DataLoader workers (None: the recipe's, auto: cores - 1)
+    should_stop: Callable[[], bool] | None = None  # polled every batch: True stops as Ctrl-C does (checkpoint kept)
+
+    def load_recipe(self) -> Recipe:
+        """The recipe to run: read (with the overrides) when named, narrowed to ``members`` when given."""
+        from wbc_data.train.recipe import load_recipe, select_members
+
+        if self.recipe is None:
+            raise TrainError("train: name a recipe (trainers/<name>.yaml or a shipped name)")
+        recipe = self.recipe if isinstance(self.recipe, Recipe) else load_recipe(self.recipe, self.overrides)
+        return select_members(recipe, self.members) if self.members else recipe
 
 
 @dataclass
@@ -74,12 +89,21 @@ def train(
     recipe: Recipe,
     options: TrainOptions | None = None,
     progress: Progress | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
+    """Shorthand for :func:`run_train` with ``recipe`` (and ``should_stop``) set in the options."""
+    options = replace(options or TrainOptions(), recipe=recipe)
+    if should_stop is not None:
+        options.should_stop = should_stop
+    return run_train(workspace, options, progress)
+
+
+def run_train(workspace: Workspace, options: TrainOptions, progress: Progress | None = None) -> TrainResult:
     """Train the recipe on the workspace's splits; Ctrl-C leaves a checkpoint that ``resume=True`` continues."""
     from wbc_data.train.models import check_weights
 
-    options = options or TrainOptions()
+    recipe = options.load_recipe()
+    should_stop = options.should_stop or (lambda: False)
     progress = or_null(progress)
     for member in recipe.members:  # a missing weights file fails now, not after an hour of the first member
         if member.pretrained:
