@@ -81,3 +81,26 @@ def test_the_cli_leaves_the_defaults_to_the_options(command, options_class, fiel
     cli_defaults = {p.name: p.default for p in click_command.params}
     for field in fields:
         assert field in defaults and cli_defaults[field] is None, (field, cli_defaults[field])
+
+
+def test_the_manifest_command_jobs_run_in_the_library(workspace, tmp_path):
+    """run_manifest does the four jobs the command asks for: merge; explain only; re-point a root and check (no
+    merge, every row missing, the CSV written); re-point back and the check passes."""
+    from wbc_data.manifest.run import ManifestOptions, run_manifest
+
+    bccd = sample_dir() / "bccd"
+    run_ingest(workspace, IngestOptions(source="bccd", path=bccd, workers=1))
+    merged = run_manifest(workspace, ManifestOptions(reports=False)).merged
+    assert merged is not None and len(merged.frame) > 10
+    explained = run_manifest(workspace, ManifestOptions(explain="bccd"))
+    assert explained.explanation is not None and explained.merged is None and explained.check is None
+    assert explained.explanation.source == "bccd" and len(explained.explanation.table)
+    (tmp_path / "elsewhere").mkdir()
+    moved = run_manifest(workspace, ManifestOptions(roots={"bccd": str(tmp_path / "elsewhere")}, check=True))
+    assert moved.roots_file is not None and moved.roots_file.is_file() and moved.merged is None
+    assert moved.check is not None and not moved.check.ok and moved.check_file is not None
+    assert len(moved.check.problems) == moved.check.checked > 0 and moved.check_file.is_file()
+    back = run_manifest(workspace, ManifestOptions(roots={"bccd": str(bccd)}, check=True))
+    assert back.check is not None and back.check.ok and back.check_file is None
+    with pytest.raises(UserError, match="no source of that name"):
+        run_manifest(workspace, ManifestOptions(roots={"nope": str(bccd)}))

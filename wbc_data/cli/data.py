@@ -184,33 +184,28 @@ def manifest_cmd(
         bool, typer.Option("--verify", help="With --check: also decode every row and compare its pixel hash.")
     ] = False,
     workers: Annotated[
-        int, typer.Option("--workers", "-j", help="Worker processes for --verify (0 = every core).")
-    ] = 0,
+        int | None, typer.Option("--workers", "-j", help="Worker processes for --verify (default 0 = every core).")
+    ] = None,
 ) -> None:
     """Merge per-source manifests into the unified manifest; re-point source roots; check that rows open here."""
     from wbc_data.core.roots import parse_root_options
-    from wbc_data.manifest.merge import MergeOptions, run_merge
+    from wbc_data.manifest.run import ManifestOptions, run_manifest
 
-    ws = Workspace.at(workspace)
-    if explain is not None:
-        render_explanation(explain, ws)
-        return
-    if root:
-        from wbc_data.core.roots import save_roots
-        from wbc_data.core.workspace import known_source_names
-
-        updates = parse_root_options(root)
-        known_source_names(ws, updates)
-        path = save_roots(ws.root, updates)
-        for name, location in updates.items():
-            console.print(f"root {name} -> {location} (saved in {path})", highlight=False)
-    if check or verify:
-        run_check(ws, verify, workers)
-        return
-    if root and not ws.source_manifests():
-        return  # a workspace copied without its per-source manifests: nothing to merge, the roots are saved
+    options = ManifestOptions(sources=only, explain=explain, roots=parse_root_options(root or []), check=check,
+                              verify=verify, **given(workers=workers))  # fmt: skip
     with RichProgress("manifest") as progress:
-        result = run_merge(ws, MergeOptions(sources=only), progress)
+        result = run_manifest(Workspace.at(workspace), options, progress)
+    if result.explanation is not None:
+        render_explanation(result.explanation)
+    for name, location in result.roots.items():
+        console.print(f"root {name} -> {location} (saved in {result.roots_file})", highlight=False)
+    if result.check is not None:
+        render_check(result.check, result.check_file)
+    if result.merged is not None:
+        render_merge(result.merged)
+
+
+def render_merge(result: Any) -> None:
     frame = result.frame
     console.print(frame_table(summary.class_by_source(frame), title="Images per class and source", index=True))
     console.print(f"unified manifest: {result.path} ({len(frame):,} rows)", highlight=False)
@@ -222,32 +217,22 @@ def manifest_cmd(
             console.print(f"report: {path}", highlight=False)
 
 
-def run_check(ws: Workspace, verify: bool, workers: int) -> None:
-    """Print the check's per-source table, the first failing rows and a one-line summary; exit 1 on problems."""
-    from wbc_data.io.atomic import atomic_write_text
-    from wbc_data.io.pixels import PixelLoader
-    from wbc_data.manifest.check import check_manifest
-
-    loader = PixelLoader.for_workspace(ws)
-    with RichProgress("verify" if verify else "check") as progress:
-        result = check_manifest(ws.unified_manifest, loader, verify, workers, progress)
+def render_check(result: Any, csv_path: Path | None) -> None:
+    """The check's per-source table, the first failing rows and a one-line summary; exit 1 on problems."""
     if result.ok:
         console.print(f"[green]ok[/]: {result.summary()}", highlight=False)
         return
     console.print(frame_table(result.by_source(), title="Rows that cannot be used here, by source"))
     shown = result.problems.head(20)[["sample_id", "problem", "file"]]
     console.print(frame_table(shown, title=f"First {len(shown)} of {len(result.problems):,}"))
-    csv_path = ws.reports_dir / "check.csv"
-    atomic_write_text(csv_path, result.problems.to_csv(index=False))
     console.print(f"[red]problems[/]: {result.summary()} (all rows: {csv_path})", highlight=False, soft_wrap=True)
     console.print("re-point a source with `wbc-data manifest --root NAME=PATH`", highlight=False)
     raise typer.Exit(1)
 
 
-def render_explanation(name: str, ws: Workspace) -> None:
-    from wbc_data.manifest.explain import RULES, explain_source
+def render_explanation(result: Any) -> None:
+    from wbc_data.manifest.explain import RULES
 
-    result = explain_source(ws, name)
-    console.print(frame_table(result.table, title=f"How {name}'s raw labels were mapped"))
+    console.print(frame_table(result.table, title=f"How {result.source}'s raw labels were mapped"))
     for status in result.statuses:
         console.print(f"[bold]{status}[/]: {RULES[status]}", highlight=False)
