@@ -104,3 +104,51 @@ def test_the_manifest_command_jobs_run_in_the_library(workspace, tmp_path):
     assert back.check is not None and back.check.ok and back.check_file is None
     with pytest.raises(UserError, match="no source of that name"):
         run_manifest(workspace, ManifestOptions(roots={"nope": str(bccd)}))
+
+
+def test_each_demo_step_calls_what_its_printed_command_says(tmp_path, monkeypatch):
+    """The demo's printed argv, parsed by the real CLI, holds the values its library call receives (ingest, dedup,
+    split, train: the stage entry points are replaced by recorders, nothing runs)."""
+    from pathlib import Path
+
+    import typer.main
+
+    from wbc_data.cli import app
+    from wbc_data.core.workspace import Workspace
+    from wbc_data.demo.run import DemoSettings, plan_steps
+
+    calls: list[tuple[str, object]] = []
+    for target, kind in (("wbc_data.ingest.engine.run_ingest", "ingest"), ("wbc_data.dedup.run.dedup", "dedup"),
+                         ("wbc_data.split.run_split", "split"), ("wbc_data.train.run.run_train", "train")):  # fmt: skip
+        monkeypatch.setattr(target, lambda ws, options, progress=None, kind=kind: calls.append((kind, options)))
+    commands = typer.main.get_command(app).commands
+    checked = set()
+    for step in plan_steps(Workspace(tmp_path / "ws"), DemoSettings(quick=True, workers=2)):
+        name, *args = step.command.argv
+        if name not in ("ingest", "dedup", "split", "train") or "--label-map" in args:
+            continue  # the reviewed map does not exist before the demo proposes it
+        calls.clear()
+        step.run()
+        (kind, options), params = calls[0], commands[name].make_context(name, list(args)).params
+        assert kind == name and Path(params["workspace"]) == tmp_path / "ws"
+        if name == "ingest":
+            assert (options.source, options.path, options.name, options.licence, options.workers) == (
+                params["source"],
+                Path(params["path"]),
+                params["name"],
+                params["licence"],
+                params["workers"],
+            )
+        elif name == "dedup":
+            assert options.workers == params["workers"] == 2
+        elif name == "split":
+            assert (options.val, options.test, options.seed) == (params["val"], params["test"], params["seed"])
+        else:
+            assert (options.recipe, options.overrides, Path(options.out), options.synthetic_ratio) == (
+                params["recipe"],
+                params["overrides"],
+                Path(params["out"]),
+                params["synthetic_ratio"],
+            )
+        checked.add(step.key)
+    assert {"ingest-pbc", "propose-map", "dedup", "split", "train-real", "train-mix"} <= checked

