@@ -61,3 +61,40 @@ def test_read_missing_and_garbage(tmp_path):
     garbage.write_bytes(b"not parquet")
     with pytest.raises(ManifestError, match=r"g\.parquet"):
         manifest.read(garbage)
+
+
+def test_stage_columns_are_declared_next_to_the_code_that_writes_them():
+    """dedup's and split's stage columns come from their own columns.yaml, the synthetic ones from the sources',
+    and the assembled schema holds each once, in the declared block order."""
+    from wbc_data.core.columns import PACKAGE_DIR, read_declaration
+    from wbc_data.dedup.run import DEDUP_COLUMNS
+
+    owners = {path.parent.name: [f.name for f in read_declaration(path)[1]]
+              for path in PACKAGE_DIR.glob("*/columns.yaml")}  # fmt: skip
+    assert set(owners) == {"dedup", "split", "sources"}
+    assert set(DEDUP_COLUMNS) == set(owners["dedup"])
+    assert owners["split"] == ["split", "fold", "split_unit", "split_note"]
+    assert {"is_synthetic", "generator_id", "synth_nearest"} <= set(owners["sources"])
+    assert [f.name for f in manifest.OPTIONAL_FIELDS] == owners["dedup"] + owners["sources"] + owners["split"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("order: 5\ncolumns:\n  x_col: {type: integer64}\n", "unknown type 'integer64'"),
+        ("columns:\n  x_col: {type: string}\n", "expected 'order: <int>'"),
+        ("order: 5\ncolumns:\n  split: {type: string}\n", "'split' is already declared"),
+        ("order: 5\ncolumns:\n  sample_id: {type: string}\n", "already declared in the required schema"),
+    ],
+)
+def test_a_bad_column_declaration_is_one_line_naming_its_file(tmp_path, text, message):
+    import shutil
+
+    from wbc_data.core.columns import PACKAGE_DIR, ColumnDeclarationError, declared_fields
+
+    shutil.copytree(PACKAGE_DIR / "split", tmp_path / "split", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "columns.yaml").write_text(text)
+    with pytest.raises(ColumnDeclarationError, match=message) as raised:
+        declared_fields(tmp_path, taken={f.name for f in manifest.REQUIRED_FIELDS})
+    assert "extra/columns.yaml" in str(raised.value) and "\n" not in str(raised.value)

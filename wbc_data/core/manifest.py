@@ -2,8 +2,9 @@
 
 Ingest writes a per-source manifest and ``wbc-data manifest`` merges them into ``manifest.parquet``; no later
 stage rewrites it. Later stages (dedup, split) write their own results beside it (:mod:`wbc_data.core.stages`),
-and synthetic sources carry generator columns; every such optional column is declared in ``OPTIONAL_FIELDS`` with
-its type, and any other column is rejected so that typos do not become silent new fields.
+and synthetic sources carry generator columns; every such optional column is declared with its type by the package
+that writes it (``columns.yaml`` next to its code, assembled into ``OPTIONAL_FIELDS`` by
+:mod:`wbc_data.core.columns`), and any other column is rejected so that typos do not become silent new fields.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wbc_data.core.columns import declared_fields
 from wbc_data.core.errors import UserError
 from wbc_data.core.taxonomy import CLASSES, LabelStatus
 from wbc_data.io.atomic import atomic_write
@@ -65,35 +67,9 @@ REQUIRED_FIELDS: list[pa.Field] = [
     pa.field("extra", pa.string()),
 ]
 
-OPTIONAL_FIELDS: list[pa.Field] = [
-    # dedup (issue: duplicates)
-    pa.field("dup_cluster", pa.int64()),
-    pa.field("dup_distance", pa.int32()),
-    pa.field("dup_transform", pa.string()),
-    pa.field("dup_keep", pa.bool_()),
-    pa.field("dup_decision", pa.string()),
-    pa.field("leak_match", pa.string()),
-    # dedup, issue 9: the field image (sample_id) a row was cut from, is a part of, or is an augmented copy of,
-    # when dedup linked that field to other rows (set on crops, parts and copies; fields take part in dedup)
-    pa.field("dup_derived_from", pa.string()),
-    # synthesis
-    pa.field("is_synthetic", pa.bool_()),
-    pa.field("generator_id", pa.string()),
-    pa.field("seed", pa.int64()),
-    pa.field("guidance", pa.float32()),
-    # synthesis, added by `wbc-data synth` (issue 10): how each sample was made and what the memorisation guard saw
-    pa.field("generator_hash", pa.string()),  # sha256 of the generator's weights, configs and pipeline code
-    pa.field("sampling_steps", pa.int32()),  # denoising steps
-    pa.field("scheduler", pa.string()),  # ddpm / ddim / dpm (DPM-Solver++)
-    pa.field("synth_domain", pa.string()),  # the source whose look was asked for (null: the generator's mix)
-    pa.field("synth_nearest", pa.string()),  # sample_id of the nearest real training image (any flip/rotation)
-    pa.field("synth_distance", pa.float32()),  # pixel RMSE to it at the generator's resolution
-    # splits (stages/split.parquet)
-    pa.field("split", pa.string()),  # train / val / test / excluded
-    pa.field("fold", pa.int32()),  # cross-validation fold over train + val (null: none, or training material only)
-    pa.field("split_unit", pa.string()),  # the leak unit: first sample_id of the rows that must share a split
-    pa.field("split_note", pa.string()),  # why a row is excluded
-]
+OPTIONAL_FIELDS: list[pa.Field] = declared_fields(taken={f.name for f in REQUIRED_FIELDS})
+"""Columns later stages and some adapters add (dedup, split, the synthetic ones): each declared in a
+``columns.yaml`` next to the code that writes it, assembled by :mod:`wbc_data.core.columns`."""
 
 SCHEMA = pa.schema(REQUIRED_FIELDS, metadata={b"wbc_data_schema": SCHEMA_VERSION.encode()})
 _ALL_FIELDS = {f.name: f for f in REQUIRED_FIELDS + OPTIONAL_FIELDS}
