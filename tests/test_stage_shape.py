@@ -152,3 +152,17 @@ def test_each_demo_step_calls_what_its_printed_command_says(tmp_path, monkeypatc
             )
         checked.add(step.key)
     assert {"ingest-pbc", "propose-map", "dedup", "split", "train-real", "train-mix"} <= checked
+
+
+def test_report_csv_sidecars_hold_the_table_as_pandas_writes_it(tmp_path):
+    """The one CSV sidecar writer (wbc_data.report.document.write_csv): the table's text exactly as pandas writes
+    it, with or without the index, floats formatted when asked; folders are made."""
+    import pandas as pd
+
+    from wbc_data.report.document import write_csv
+
+    table = pd.DataFrame({"class": ["SNE", "BA"], "f1": [0.123456, 1.0]}).set_index("class")
+    plain = write_csv(tmp_path / "a" / "plain.csv", table.reset_index())
+    assert plain.read_text() == "class,f1\nSNE,0.123456\nBA,1.0\n"
+    indexed = write_csv(tmp_path / "indexed.csv", table, index=True, float_format="%.4f")
+    assert indexed.read_text() == "class,f1\nSNE,0.1235\nBA,1.0000\n"

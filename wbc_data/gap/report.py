@@ -13,8 +13,8 @@ import pandas as pd
 
 from wbc_data.gap.charts import class_bars_png, source_share_png
 from wbc_data.gap.table import GapTable
-from wbc_data.io.atomic import atomic_write, atomic_write_text
-from wbc_data.report.document import Report, Section, write
+from wbc_data.io.atomic import atomic_write_text
+from wbc_data.report.document import Report, Section, write, write_csv
 
 STEM = "gap-report"
 
@@ -190,8 +190,7 @@ def write_report(
     if plan_table is not None:
         report.sections[-1].tables.append(("Images to generate per class", plan_table))
     md, html = write(report, directory, STEM)
-    csv_path = directory / f"{STEM}.csv"
-    atomic_write(csv_path, lambda tmp: gap.classes.to_csv(tmp))
+    csv_path = write_csv(directory / f"{STEM}.csv", gap.classes, index=True)
     json_path = directory / f"{STEM}.json"
     atomic_write_text(json_path, json.dumps(to_json(gap, plan_path), indent=2))
     return ReportFiles(md, html, csv_path, json_path, charts)

@@ -65,15 +65,13 @@ def run_manifest(workspace: Workspace, options: ManifestOptions, progress: Progr
 
 
 def _check(workspace: Workspace, options: ManifestOptions, progress: Progress) -> tuple[CheckResult, Path | None]:
-    from wbc_data.io.atomic import atomic_write_text
     from wbc_data.io.pixels import PixelLoader
     from wbc_data.manifest.check import check_manifest
+    from wbc_data.report.document import write_csv
 
     progress.phase("verify" if options.verify else "check")
     loader = PixelLoader.for_workspace(workspace)
     check = check_manifest(workspace.unified_manifest, loader, options.verify, options.workers, progress)
     if check.ok:
         return check, None
-    path = workspace.reports_dir / CHECK_FILE
-    atomic_write_text(path, check.problems.to_csv(index=False))
-    return check, path
+    return check, write_csv(workspace.reports_dir / CHECK_FILE, check.problems)

@@ -149,6 +149,13 @@ def _numeric(value: object) -> str:
     return ' class="n"' if is_number or type(value).__module__ == "numpy" else ""
 
 
+def write_csv(path: Path, table: pd.DataFrame, index: bool = False, float_format: str | None = None) -> Path:
+    """A report's CSV sidecar (the table behind it, for programs and spreadsheets), written atomically."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, table.to_csv(index=index, float_format=float_format))
+    return Path(path)
+
+
 def write(report: Report, directory: Path, stem: str) -> tuple[Path, Path]:
     """Write ``<stem>.md`` and ``<stem>.html`` into ``directory`` atomically; return both paths."""
     directory.mkdir(parents=True, exist_ok=True)

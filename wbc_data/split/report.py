@@ -10,8 +10,7 @@ import pandas as pd
 
 from wbc_data.core.rows import is_synthetic
 from wbc_data.core.taxonomy import CLASSES
-from wbc_data.io.atomic import atomic_write_text
-from wbc_data.report.document import Report, Section, write
+from wbc_data.report.document import Report, Section, write, write_csv
 from wbc_data.report.figures import plt, save_png
 from wbc_data.split.assign import EXCLUDED, SPLITS
 
@@ -76,8 +75,7 @@ def write_report(
 ) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     png = split_png(table, directory / "split.png")
-    csv_path = directory / "split.csv"
-    atomic_write_text(csv_path, table.to_csv())
+    csv_path = write_csv(directory / "split.csv", table, index=True)
     report = Report(
         "Train / validation / test split",
         f"{params}. Rows of one patient, field image, group or duplicate cluster always share a split; validation "

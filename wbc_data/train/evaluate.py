@@ -24,7 +24,7 @@ from wbc_data.core.stages import load_view
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
 from wbc_data.io.atomic import atomic_write, atomic_write_text
-from wbc_data.report.document import Report, Section, write
+from wbc_data.report.document import Report, Section, write, write_csv
 from wbc_data.train.metrics import Metrics, classification_metrics
 from wbc_data.train.run import read_roles, read_run
 
@@ -304,8 +304,7 @@ def _prediction_rows(rows: pd.DataFrame, probabilities: list[np.ndarray], names:
 
 
 def _csv(path: Path, frame: pd.DataFrame) -> Path:
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.4f"))
-    return path
+    return write_csv(path, frame, float_format="%.4f")
 
 
 def _write(result: EvalResult, options: EvalOptions) -> list[Path]:
