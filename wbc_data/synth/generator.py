@@ -3,6 +3,7 @@ honestly: the pipeline's own code, which rows it learnt from, and a content hash
 
     <generator>/
       model_index.json, unet/, scheduler/   diffusers' pipeline format (WbcCellPipeline, EMA weights)
+      vae/                                  latent generators only: the autoencoder whose latents the UNet denoises
       pipeline.py                           the WbcCellPipeline code, for DiffusionPipeline(custom_pipeline=...)
       wbc_generator.json                    name, resolution, images per class, domains, sources with licence and
                                             citation, recipe, steps, training time, content hash
@@ -28,7 +29,7 @@ from wbc_data.synth import SynthError
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
 
 if TYPE_CHECKING:
-    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
 
     from wbc_data.synth.pipeline import WbcCellPipeline
 
@@ -43,6 +44,8 @@ HASHED_FILES = (
     "scheduler/scheduler_config.json",
     PIPELINE_FILE,
 )
+LATENT_FILES = ("vae/config.json", "vae/diffusion_pytorch_model.safetensors")
+"""Also hashed when present: the autoencoder of a latent generator."""
 HINT = "train one with `wbc-data synth train --recipe <recipe>`"
 
 
@@ -86,9 +89,15 @@ class GeneratorInfo:
         return "; ".join([made, *cites])
 
 
+def hashed_files(folder: Path) -> tuple[str, ...]:
+    """The files the content hash covers: the pipeline's, plus the autoencoder's where the folder has one."""
+    latent = tuple(name for name in LATENT_FILES if (Path(folder) / name).is_file())
+    return (*HASHED_FILES, *latent)
+
+
 def content_hash(folder: Path) -> str:
     digest = hashlib.sha256()
-    for source_path in HASHED_FILES:
+    for source_path in hashed_files(folder):
         path = Path(folder) / source_path
         digest.update(source_path.encode() + b"\0")
         with open(path, "rb") as handle:
@@ -98,7 +107,12 @@ def content_hash(folder: Path) -> str:
 
 
 def save_generator(
-    folder: Path, unet: UNet2DModel, scheduler: DDPMScheduler, info: GeneratorInfo, rows: pd.DataFrame
+    folder: Path,
+    unet: UNet2DModel,
+    scheduler: DDPMScheduler,
+    info: GeneratorInfo,
+    rows: pd.DataFrame,
+    vae: AutoencoderKL | None = None,
 ) -> GeneratorInfo:
     """Write the generator folder (staged, then swapped in); returns ``info`` with its content hash."""
     from wbc_data.synth.pipeline import WbcCellPipeline
@@ -107,7 +121,9 @@ def save_generator(
     remove_stale(folder.parent, folder.name)
     tmp = staging_dir(folder)
     try:
-        pipe = WbcCellPipeline(unet=unet, scheduler=scheduler, class_names=list(CLASSES), domain_names=info.domains)
+        pipe = WbcCellPipeline(
+            unet=unet, scheduler=scheduler, class_names=list(CLASSES), domain_names=info.domains, vae=vae
+        )
         pipe.save_pretrained(tmp)
         shutil.copyfile(Path(__file__).with_name("pipeline.py"), tmp / PIPELINE_FILE)
         rows[["sample_id", "source", "label", "pixel_hash"]].to_parquet(tmp / ROWS_FILE, index=False)
