@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ class WbcCellPipeline(DiffusionPipeline):
     """Class-conditional (and optionally domain-conditional) pixel-space diffusion for white-blood-cell images."""
 
     model_cpu_offload_seq = "unet->vae"
-    _optional_components = ["vae"]
+    _optional_components: ClassVar[list[str]] = ["vae"]
 
     def __init__(
         self,
