@@ -194,6 +194,10 @@ def load_generator(
             f"{folder}: damaged generator, diffusers cannot load it ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
     pipe.set_progress_bar_config(disable=True)
+    if dtype is None:
+        import torch
+
+        pipe.to(dtype=torch.float32)  # shipped generators store float16 weights; compute as asked, float32 by default
     if device is not None:
         pipe.to(device)
     return pipe, info

@@ -117,7 +117,8 @@ def autoencoder_from(folder: Path, subfolder: str = "vae") -> Any:
     if not (folder / subfolder / "config.json").is_file():
         return None
     try:
-        return AutoencoderKL.from_pretrained(folder, subfolder=subfolder, local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder=subfolder, local_files_only=True)
+        return vae.float()  # shipped generators store float16 weights
     except Exception as exc:  # diffusers raises OSError, ValueError or safetensors errors
         raise SynthError(f"{folder}: cannot load its autoencoder ({type(exc).__name__}: {_first_line(exc)})") from None
 
