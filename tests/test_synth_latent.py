@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.synth_fixtures import one_thread, split_workspace
 from wbc_data.core.progress import NullProgress
+from wbc_data.io.resources import sample_dir
 from wbc_data.synth import SynthError, TrainInterrupted
 from wbc_data.synth.autoencoder import build_autoencoder, reconstruction_error
 from wbc_data.synth.data import pixel_cache, training_set
@@ -97,6 +100,39 @@ def test_starting_from_a_latent_generator_keeps_its_autoencoder(ws, tmp_path):
         assert torch.equal(x, y)
     assert a.vae.config.scaling_factor == b.vae.config.scaling_factor
     assert any(not torch.equal(x, y) for x, y in zip(a.unet.parameters(), b.unet.parameters(), strict=True))
+
+
+def _nucleus_share(images: np.ndarray) -> np.ndarray:
+    """Share of each image's pixels that look like a stained nucleus: dark and blue-violet."""
+    rgb = images.astype(np.float64) / 255.0
+    return ((rgb.mean(-1) < 0.45) & (rgb[..., 2] > rgb[..., 1] + 0.1)).mean(axis=(1, 2))
+
+
+def test_the_shipped_generator_draws_each_class_as_real_cells_of_it_look():
+    """The shipped PBC generator (the demo's start) makes cells, not noise, and its class condition matters: the
+    smear's colours of the real cells, and per class a nucleus of the real cells' size (a promyelocyte's nucleus
+    covers about twice a lymphocyte's; a label-blind or untrained generator fails one of these)."""
+    pipe, info = load_generator(resolve_init("pretrained:pbc-latent-32"))
+    assert info.sources[0]["licence"].startswith("CC BY 4.0") and pipe.vae is not None
+    assert (resolve_init("pretrained:pbc-latent-32") / "ATTRIBUTION.md").is_file()
+    root = sample_dir() / "pbc"
+    shares = {}
+    for label in ("LY", "PMY", "SNE"):
+        seeds = [torch.Generator().manual_seed(k) for k in range(8)]
+        drawn = pipe([label] * 8, num_inference_steps=20, scheduler="ddpm", generator=seeds, output_type="uint8")
+        synthetic = drawn.images
+        real = np.stack(
+            [
+                np.asarray(Image.open(path).convert("RGB").resize((32, 32), Image.Resampling.LANCZOS))
+                for path in sorted(root.rglob(f"{label}_*.jpg"))
+            ]
+        )
+        colour_gap = np.abs(synthetic.reshape(-1, 3).mean(0) - real.reshape(-1, 3).mean(0))
+        assert colour_gap.max() < 12, (label, colour_gap)  # the pink smear and violet stain of the real cells
+        shares[label] = float(_nucleus_share(synthetic).mean())
+        real_share = float(_nucleus_share(real).mean())
+        assert 0.5 < shares[label] / real_share < 2.0, (label, shares[label], real_share)
+    assert shares["PMY"] > 1.6 * shares["LY"], shares
 
 
 def test_an_unknown_shipped_generator_is_one_line():

@@ -186,18 +186,17 @@ def load_generator(
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" bars; ours show the work
-    try:
-        extra = {"dtype": dtype} if dtype is not None else {}  # half precision is chosen at load (diffusers keeps
-        pipe = WbcCellPipeline.from_pretrained(folder, local_files_only=True, **extra)  # fp32-only modules in fp32)
+    import torch
+
+    try:  # the precision is chosen at load (diffusers keeps fp32-only modules in fp32); shipped generators store
+        # float16 weights, which compute in float32 unless half precision is asked for
+        dtype = torch.float32 if dtype is None else dtype
+        pipe = WbcCellPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype)
     except Exception as exc:  # diffusers/safetensors raise many types; the user needs the one line
         raise SynthError(
             f"{folder}: damaged generator, diffusers cannot load it ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
     pipe.set_progress_bar_config(disable=True)
-    if dtype is None:
-        import torch
-
-        pipe.to(dtype=torch.float32)  # shipped generators store float16 weights; compute as asked, float32 by default
     if device is not None:
         pipe.to(device)
     return pipe, info
