@@ -316,18 +316,18 @@ def _train(
     info = sampling_info.last_info or read_info(out / "generator")
     rate = state["images"] / state["seconds"] if state["seconds"] else 0.0
     return TrainResult(
-        out,
-        out / "generator",
-        info,
-        steps_done,
-        t.steps,
-        float(state["seconds"]),
-        rate,
-        float(state["loss"]) if state["loss"] is not None else float("nan"),
-        stopped,
-        sampling_info.grids,
-        notes,
-        accelerator.is_main_process,
+        out_dir=out,
+        generator_dir=out / "generator",
+        info=info,
+        steps=steps_done,
+        total_steps=t.steps,
+        seconds=float(state["seconds"]),
+        images_per_second=rate,
+        loss=float(state["loss"]) if state["loss"] is not None else float("nan"),
+        stopped=stopped,
+        main_process=accelerator.is_main_process,
+        grids=sampling_info.grids,
+        notes=notes,
     )
 
 
