@@ -233,7 +233,7 @@ def load_lora_generator(
     own = folder / BASE_DIR
     base = load_base(str(own) if (own / "model_index.json").is_file() else meta["base"], dtype)
     try:
-        base.pipe.load_lora_weights(folder, weight_name=LORA_FILE)
+        base.pipe.load_lora_weights(str(folder), weight_name=LORA_FILE)
     except Exception as exc:  # diffusers/peft raise many types; the user needs the one line
         raise SynthError(
             f"{folder}: its LoRA weights do not fit the base {meta['base']} ({type(exc).__name__}: {first_line(exc)})"

@@ -183,7 +183,7 @@ def train_lora(
     unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
     for module in (unet, vae, text_encoder):
         module.requires_grad_(False)
-        module.to(device, dtype=weight_dtype)
+        module.to(device, dtype=weight_dtype) if weight_dtype != torch.float32 else module.to(device)
     vae.eval()
     text_encoder.eval()
     torch.manual_seed(t.seed)  # the adapters' A matrices are drawn from it (B starts at zero)
