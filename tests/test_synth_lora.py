@@ -116,8 +116,10 @@ def base(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    return split_workspace(tmp_path_factory.mktemp("synth-lora"))
+def ws(tmp_path_factory, _one_thread):
+    workspace = split_workspace(tmp_path_factory.mktemp("synth-lora"))
+    torch.set_num_threads(1)  # building it (dedup) can leave torch on more threads: 10x slower steps when busy
+    return workspace
 
 
 def recipe(base: Path, *settings: str):
