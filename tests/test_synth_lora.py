@@ -256,9 +256,10 @@ def test_train_with_the_cli_load_with_plain_diffusers_and_sample(ws, base, tmp_p
 
 
 def test_resume_after_a_kill_gives_the_same_adapters_bit_for_bit(ws, base, tmp_path):
+    """With text-encoder adapters too (their checkpoint hooks are the ones diffusers' scripts need most)."""
     from safetensors.torch import load_file
 
-    chosen = recipe(base, "train.steps=6", "train.checkpoint_every=3")
+    chosen = recipe(base, "train.steps=6", "train.checkpoint_every=3", "train.train_text_encoder=true")
     train(ws, chosen, tmp_path / "whole")
 
     class KillAtThree(NullProgress):
@@ -283,7 +284,13 @@ def test_resume_after_a_kill_gives_the_same_adapters_bit_for_bit(ws, base, tmp_p
                      "generator/pytorch_lora_weights.safetensors"):  # fmt: skip
         a, b = load_file(tmp_path / "whole" / run_file), load_file(tmp_path / "killed" / run_file)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), run_file
+    assert any(k.startswith("text_encoder.") for k in a) and any(k.startswith("unet.") for k in a)
     assert any(float(v.abs().sum()) > 0 for k, v in a.items() if "lora.up" in k or "lora_B" in k)
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(base, safety_checker=None)
+    pipe.load_lora_weights(str(tmp_path / "killed" / "generator"))  # text-encoder adapters load in diffusers too
+    assert getattr(pipe.text_encoder, "peft_config", None)
 
 
 def test_a_base_that_is_not_there_is_one_line(ws, tmp_path, monkeypatch):

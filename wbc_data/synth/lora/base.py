@@ -40,7 +40,7 @@ def first_line(exc: BaseException) -> str:
 def _offline() -> bool:
     from huggingface_hub import constants
 
-    return bool(constants.is_offline_mode()) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES")
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
 def locate(name: str | None) -> tuple[Path, str | None]:
