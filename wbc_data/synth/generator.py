@@ -68,6 +68,11 @@ class GeneratorInfo:
     format: int = FORMAT_VERSION
 
     @property
+    def kind(self) -> str:
+        """``pixel`` (a WbcCellPipeline folder) or ``sd-lora`` (LoRA weights on a base pipeline, see synth.lora)."""
+        return str(self.recipe.get("kind", "pixel"))
+
+    @property
     def id(self) -> str:
         """Readable and exact: the name plus the start of the content hash."""
         return f"{self.name}@{self.content_hash[:12]}"
@@ -95,9 +100,10 @@ def hashed_files(folder: Path) -> tuple[str, ...]:
     return (*HASHED_FILES, *latent)
 
 
-def content_hash(folder: Path) -> str:
+def content_hash(folder: Path, files: tuple[str, ...] | None = None) -> str:
+    """SHA-256 over ``files`` (default: a pixel or latent generator's, :func:`hashed_files`), names included."""
     digest = hashlib.sha256()
-    for source_path in hashed_files(folder):
+    for source_path in files if files is not None else hashed_files(folder):
         path = Path(folder) / source_path
         digest.update(source_path.encode() + b"\0")
         with open(path, "rb") as handle:
@@ -161,12 +167,13 @@ def read_info(folder: Path | str) -> GeneratorInfo:
         raise SynthError(f"{path}: incomplete generator description ({exc})") from None
 
 
-def check_files(folder: Path, info: GeneratorInfo) -> None:
+def check_files(folder: Path, info: GeneratorInfo, files: tuple[str, ...] | None = None) -> None:
     """Every file of the pipeline is there and matches the content hash recorded when it was saved."""
-    for source_path in (*HASHED_FILES, ROWS_FILE):
+    files = files if files is not None else hashed_files(folder)
+    for source_path in (*files, ROWS_FILE):
         if not (folder / source_path).is_file():
             raise SynthError(f"{folder}: damaged generator, {source_path} is missing")
-    found = content_hash(folder)
+    found = content_hash(folder, files)
     if found != info.content_hash:
         raise SynthError(
             f"{folder}: damaged generator, its files changed since it was saved (content hash {found[:12]}, "
@@ -182,6 +189,10 @@ def load_generator(
 
     folder = Path(folder).expanduser()
     info = read_info(folder)
+    if info.kind != "pixel":  # LoRA weights on a pretrained base pipeline
+        from wbc_data.synth.lora.generator import load_lora_generator
+
+        return load_lora_generator(folder, info, device, dtype)
     check_files(folder, info)
     from diffusers.utils import logging as diffusers_logging
 
@@ -200,6 +211,17 @@ def load_generator(
     if device is not None:
         pipe.to(device)
     return pipe, info
+
+
+def cell_view(info: GeneratorInfo) -> Any:
+    """How the generator's training cells became squares, so guards compare like with like: the pixel recipe's
+    centre crop (None: the default), or the LoRA recipe's letterbox (the classifier's)."""
+    if info.kind == "pixel":
+        return None
+    from wbc_data.train.augment import Letterbox
+
+    box = info.recipe.get("letterbox", {})
+    return Letterbox(info.resolution, tuple(box.get("fill", (128, 128, 128))), box.get("interpolation", "bicubic"))
 
 
 def training_rows(folder: Path | str) -> pd.DataFrame:

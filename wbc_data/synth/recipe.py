@@ -13,11 +13,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wbc_data.core import config
 from wbc_data.io.resources import generators_dir
 from wbc_data.synth import SynthError
+
+if TYPE_CHECKING:
+    from wbc_data.synth.lora.recipe import LoraRecipe
 
 SCHEDULERS = ("ddpm", "ddim", "dpm")
 """Sampling schedulers: DDPM (ancestral, the training schedule), DDIM (deterministic), DPM-Solver++ (2nd order)."""
@@ -164,11 +167,18 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return config.find(name_or_path, generators_dir(), SynthError)
 
 
-def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe | LoraRecipe:
     """Read, override (``--set key.path=value``) and check a recipe; every problem is one line naming the file and
-    the key."""
+    the key. ``kind: sd-lora`` recipes (LoRA on a pretrained latent diffusion model) are read by ``synth.lora``."""
     path = recipe_path(name_or_path)
     data = config.read(path, SynthError, "generator recipe", overrides)
+    kind = data.pop("kind", "pixel")
+    if kind != "pixel":
+        from wbc_data.synth.lora import recipe as lora_recipe
+
+        if kind != lora_recipe.KIND:
+            raise SynthError(f"{path}: kind {kind!r}: use pixel (the default) or {lora_recipe.KIND}")
+        return lora_recipe.build({**data, "kind": kind}, path)
     recipe = config.build(Recipe, {**data, "path": str(path)}, str(path), SynthError)
     _check(recipe, path)
     return recipe

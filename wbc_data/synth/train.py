@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from wbc_data.synth.data import (
 )
 from wbc_data.synth.generator import INFO_FILE, GeneratorInfo, read_info, save_generator
 from wbc_data.synth.recipe import Recipe, dump_recipe
+
+if TYPE_CHECKING:
+    from wbc_data.synth.lora.recipe import LoraRecipe
 
 
 @dataclass
@@ -98,16 +101,21 @@ class _Stop:
 
 def train(
     workspace: Workspace,
-    recipe: Recipe,
+    recipe: Recipe | LoraRecipe,
     out_dir: Path | None = None,
     resume: bool = False,
     max_minutes: float | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train ``recipe`` on the workspace's train split; see the module docstring. One writer per generator folder.
+    """Train ``recipe`` on the workspace's train split; see the module docstring (an ``sd-lora`` recipe: see
+    :mod:`wbc_data.synth.lora.train`). One writer per generator folder.
     ``progress`` hears two phases (decoding images, training: loss and images/s) and notes."""
     out = Path(out_dir) if out_dir else default_out(workspace, recipe)
     with writer_lock(workspace.root, f"generator-{out.name}"):
+        if getattr(recipe, "kind", "pixel") != "pixel":  # LoRA on a pretrained latent diffusion model
+            from wbc_data.synth.lora.train import train_lora
+
+            return train_lora(workspace, recipe, out, resume, max_minutes, or_null(progress))  # type: ignore[arg-type]
         return _train(workspace, recipe, out, resume, max_minutes, or_null(progress))
 
 
