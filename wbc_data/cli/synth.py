@@ -168,19 +168,36 @@ def train_cmd(
         Path | None,
         typer.Option("--init-from", help="Start from a diffusers UNet or pipeline folder on disk (never downloaded)."),
     ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="sd-lora recipes: the pretrained pipeline to adapt, a Hub id (cached, honours HF_HUB_OFFLINE) "
+            "or a local diffusers folder.",
+        ),
+    ] = None,
     threads: ThreadsOpt = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a recipe value: key.path=value (e.g. train.learning_rate=2e-4)."),
     ] = None,
 ) -> None:
-    """Train a class-conditional diffusion generator on the train split (Accelerate: `accelerate launch` for GPUs)."""
+    """Train a class-conditional diffusion generator on the train split (Accelerate: `accelerate launch` for GPUs);
+    `--recipe sd-lora --base <model>` fine-tunes a pretrained Stable-Diffusion-style model with LoRA instead."""
+    from wbc_data.synth import SynthError
     from wbc_data.synth.recipe import load_recipe
     from wbc_data.synth.train import train
 
     chosen = load_recipe(recipe, overrides or []).with_overrides(
         steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every
     )
+    lora = getattr(chosen, "kind", "pixel") != "pixel"
+    if base is not None and not lora:
+        raise SynthError(f"--base: recipe {chosen.name} trains a pixel model from scratch; use --init-from for it")
+    if init_from is not None and lora:
+        raise SynthError(f"--init-from: recipe {chosen.name} adapts a base pipeline; give it with --base")
+    if lora:
+        chosen = chosen.with_base(base)  # type: ignore[union-attr]
     if init_from is not None:
         chosen = dataclasses.replace(chosen, init_from=str(init_from))
     _threads(threads)

@@ -32,3 +32,9 @@ def sample_dir() -> Path:
 def trainers_dir() -> Path:
     """``trainers/``: the trainer recipes (top-level in a checkout, bundled into the package in a wheel)."""
     return _first_existing(_PACKAGE_DIR / "_bundled" / "trainers", _PACKAGE_DIR.parent / "trainers")
+
+
+def pretrained_dir() -> Path:
+    """``pretrained/``: generators shipped with the tool (each with its attribution), top-level in a checkout,
+    bundled into the package in a wheel."""
+    return _first_existing(_PACKAGE_DIR / "_bundled" / "pretrained", _PACKAGE_DIR.parent / "pretrained")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,9 @@ from wbc_data.synth import SynthError
 
 if TYPE_CHECKING:
     import torch
+
+View = Callable[[Image.Image], Image.Image]
+"""How a decoded cell becomes the generator's square image (centre crop, or the classifier's letterbox)."""
 
 NULL_CLASS = len(CLASSES)
 """Index of the null class (13): the "any class" label that classifier-free guidance contrasts with."""
@@ -112,14 +116,24 @@ def training_set(workspace: Workspace, domain_condition: bool = False) -> Traini
 # --------------------------------------------------------------------------- pixels at the recipe's resolution
 
 
+class _CentreCrop:
+    """The pixel recipe's view (:func:`to_resolution`), picklable for DataLoader workers."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return to_resolution(image, self.size)
+
+
 class _Resized:
     """Rows through the one pixel loader, resized; a row that cannot be opened comes back as its error message
     (DataLoader workers would otherwise wrap it in a multi-line traceback)."""
 
-    def __init__(self, frame: pd.DataFrame, loader: PixelLoader, size: int) -> None:
+    def __init__(self, frame: pd.DataFrame, loader: PixelLoader, view: View) -> None:
         from wbc_data.train.dataset import ManifestDataset
 
-        self.dataset = ManifestDataset(frame, loader, transform=lambda im: np.asarray(to_resolution(im, size)))
+        self.dataset = ManifestDataset(frame, loader, transform=lambda im: np.asarray(view(im)))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -143,10 +157,15 @@ def pixel_cache(
     fingerprint: str,
     workers: int = 0,
     progress: Progress | None = None,
+    view: View | None = None,
+    prefix: str = "pixels",
 ) -> np.ndarray:
-    """``(n, size, size, 3)`` uint8 pixels of ``frame``'s rows, decoded once into ``folder/pixels-<size>-<fp>.npy``
-    (memory-mapped: memory stays flat whatever the number of rows) and reused by later runs and resumes."""
-    path = Path(folder) / f"pixels-{size}-{fingerprint}.npy"
+    """``(n, size, size, 3)`` uint8 pixels of ``frame``'s rows, decoded once into ``folder/<prefix>-<size>-<fp>.npy``
+    (memory-mapped: memory stays flat whatever the number of rows) and reused by later runs and resumes. ``view``
+    turns a cell into its square (default: :func:`to_resolution`; the LoRA recipe passes the classifier's
+    letterbox, with its own ``prefix``)."""
+    view = view or _CentreCrop(size)
+    path = Path(folder) / f"{prefix}-{size}-{fingerprint}.npy"
     if path.is_file():
         try:
             cached = np.load(path, mmap_mode="r")
@@ -159,7 +178,7 @@ def pixel_cache(
         from torch.utils.data import DataLoader
 
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(frame), size, size, 3))
-        batches = DataLoader(_Resized(frame, loader, size), batch_size=32, num_workers=workers, collate_fn=_collate)
+        batches = DataLoader(_Resized(frame, loader, view), batch_size=32, num_workers=workers, collate_fn=_collate)
         done = 0
         for batch in batches:
             for index, pixels, error in batch:
@@ -173,7 +192,7 @@ def pixel_cache(
         del out
 
     atomic_write(path, build)
-    for old in Path(folder).glob(f"pixels-{size}-*.npy"):
+    for old in Path(folder).glob(f"{prefix}-{size}-*.npy"):
         if old != path:
             old.unlink(missing_ok=True)
     return np.load(path, mmap_mode="r")

@@ -3,6 +3,7 @@ honestly: the pipeline's own code, which rows it learnt from, and a content hash
 
     <generator>/
       model_index.json, unet/, scheduler/   diffusers' pipeline format (WbcCellPipeline, EMA weights)
+      vae/                                  latent generators only: the autoencoder whose latents the UNet denoises
       pipeline.py                           the WbcCellPipeline code, for DiffusionPipeline(custom_pipeline=...)
       wbc_generator.json                    name, resolution, images per class, domains, sources with licence and
                                             citation, recipe, steps, training time, content hash
@@ -28,7 +29,7 @@ from wbc_data.synth import SynthError
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
 
 if TYPE_CHECKING:
-    from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
 
     from wbc_data.synth.pipeline import WbcCellPipeline
 
@@ -43,6 +44,8 @@ HASHED_FILES = (
     "scheduler/scheduler_config.json",
     PIPELINE_FILE,
 )
+LATENT_FILES = ("vae/config.json", "vae/diffusion_pytorch_model.safetensors")
+"""Also hashed when present: the autoencoder of a latent generator."""
 HINT = "train one with `wbc-data synth train --recipe <recipe>`"
 
 
@@ -63,6 +66,11 @@ class GeneratorInfo:
     created_at: str = ""
     content_hash: str = ""
     format: int = FORMAT_VERSION
+
+    @property
+    def kind(self) -> str:
+        """``pixel`` (a WbcCellPipeline folder) or ``sd-lora`` (LoRA weights on a base pipeline, see synth.lora)."""
+        return str(self.recipe.get("kind", "pixel"))
 
     @property
     def id(self) -> str:
@@ -86,9 +94,16 @@ class GeneratorInfo:
         return "; ".join([made, *cites])
 
 
-def content_hash(folder: Path) -> str:
+def hashed_files(folder: Path) -> tuple[str, ...]:
+    """The files the content hash covers: the pipeline's, plus the autoencoder's where the folder has one."""
+    latent = tuple(name for name in LATENT_FILES if (Path(folder) / name).is_file())
+    return (*HASHED_FILES, *latent)
+
+
+def content_hash(folder: Path, files: tuple[str, ...] | None = None) -> str:
+    """SHA-256 over ``files`` (default: a pixel or latent generator's, :func:`hashed_files`), names included."""
     digest = hashlib.sha256()
-    for source_path in HASHED_FILES:
+    for source_path in files if files is not None else hashed_files(folder):
         path = Path(folder) / source_path
         digest.update(source_path.encode() + b"\0")
         with open(path, "rb") as handle:
@@ -98,7 +113,12 @@ def content_hash(folder: Path) -> str:
 
 
 def save_generator(
-    folder: Path, unet: UNet2DModel, scheduler: DDPMScheduler, info: GeneratorInfo, rows: pd.DataFrame
+    folder: Path,
+    unet: UNet2DModel,
+    scheduler: DDPMScheduler,
+    info: GeneratorInfo,
+    rows: pd.DataFrame,
+    vae: AutoencoderKL | None = None,
 ) -> GeneratorInfo:
     """Write the generator folder (staged, then swapped in); returns ``info`` with its content hash."""
     from wbc_data.synth.pipeline import WbcCellPipeline
@@ -107,7 +127,9 @@ def save_generator(
     remove_stale(folder.parent, folder.name)
     tmp = staging_dir(folder)
     try:
-        pipe = WbcCellPipeline(unet=unet, scheduler=scheduler, class_names=list(CLASSES), domain_names=info.domains)
+        pipe = WbcCellPipeline(
+            unet=unet, scheduler=scheduler, class_names=list(CLASSES), domain_names=info.domains, vae=vae
+        )
         pipe.save_pretrained(tmp)
         shutil.copyfile(Path(__file__).with_name("pipeline.py"), tmp / PIPELINE_FILE)
         rows[["sample_id", "source", "label", "pixel_hash"]].to_parquet(tmp / ROWS_FILE, index=False)
@@ -145,12 +167,13 @@ def read_info(folder: Path | str) -> GeneratorInfo:
         raise SynthError(f"{path}: incomplete generator description ({exc})") from None
 
 
-def check_files(folder: Path, info: GeneratorInfo) -> None:
+def check_files(folder: Path, info: GeneratorInfo, files: tuple[str, ...] | None = None) -> None:
     """Every file of the pipeline is there and matches the content hash recorded when it was saved."""
-    for source_path in (*HASHED_FILES, ROWS_FILE):
+    files = files if files is not None else hashed_files(folder)
+    for source_path in (*files, ROWS_FILE):
         if not (folder / source_path).is_file():
             raise SynthError(f"{folder}: damaged generator, {source_path} is missing")
-    found = content_hash(folder)
+    found = content_hash(folder, files)
     if found != info.content_hash:
         raise SynthError(
             f"{folder}: damaged generator, its files changed since it was saved (content hash {found[:12]}, "
@@ -166,13 +189,20 @@ def load_generator(
 
     folder = Path(folder).expanduser()
     info = read_info(folder)
+    if info.kind != "pixel":  # LoRA weights on a pretrained base pipeline
+        from wbc_data.synth.lora.generator import load_lora_generator
+
+        return load_lora_generator(folder, info, device, dtype)
     check_files(folder, info)
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" bars; ours show the work
-    try:
-        extra = {"dtype": dtype} if dtype is not None else {}  # half precision is chosen at load (diffusers keeps
-        pipe = WbcCellPipeline.from_pretrained(folder, local_files_only=True, **extra)  # fp32-only modules in fp32)
+    import torch
+
+    try:  # the precision is chosen at load (diffusers keeps fp32-only modules in fp32); shipped generators store
+        # float16 weights, which compute in float32 unless half precision is asked for
+        dtype = torch.float32 if dtype is None else dtype
+        pipe = WbcCellPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype)
     except Exception as exc:  # diffusers/safetensors raise many types; the user needs the one line
         raise SynthError(
             f"{folder}: damaged generator, diffusers cannot load it ({type(exc).__name__}: {_first_line(exc)})"
@@ -181,6 +211,17 @@ def load_generator(
     if device is not None:
         pipe.to(device)
     return pipe, info
+
+
+def cell_view(info: GeneratorInfo) -> Any:
+    """How the generator's training cells became squares, so guards compare like with like: the pixel recipe's
+    centre crop (None: the default), or the LoRA recipe's letterbox (the classifier's)."""
+    if info.kind == "pixel":
+        return None
+    from wbc_data.train.augment import Letterbox
+
+    box = info.recipe.get("letterbox", {})
+    return Letterbox(info.resolution, tuple(box.get("fill", (128, 128, 128))), box.get("interpolation", "bicubic"))
 
 
 def training_rows(folder: Path | str) -> pd.DataFrame:

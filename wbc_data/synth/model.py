@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wbc_data.io.resources import pretrained_dir
 from wbc_data.synth import SynthError
 from wbc_data.synth.recipe import Recipe
 
@@ -19,9 +20,9 @@ def build_unet(recipe: Recipe, condition_rows: int) -> UNet2DModel:
 
     m = recipe.model
     return UNet2DModel(
-        sample_size=recipe.resolution,
-        in_channels=3,
-        out_channels=3,
+        sample_size=recipe.latent_side,
+        in_channels=recipe.channels,
+        out_channels=recipe.channels,
         block_out_channels=tuple(m.block_out_channels),
         layers_per_block=m.layers_per_block,
         down_block_types=tuple(m.down_block_types),
@@ -52,7 +53,7 @@ def unet_from_local(path: str | Path, recipe: Recipe, condition_rows: int) -> tu
     import torch
     from diffusers import UNet2DModel
 
-    folder = Path(path).expanduser()
+    folder = resolve_init(path)
     if not folder.is_dir():
         raise SynthError(
             f"{folder}: no diffusers model folder here (init_from needs a local path; nothing is downloaded)"
@@ -65,9 +66,12 @@ def unet_from_local(path: str | Path, recipe: Recipe, condition_rows: int) -> tu
     except Exception as exc:  # diffusers raises OSError, ValueError, EnvironmentError or safetensors errors
         raise SynthError(f"{folder}: cannot load a UNet2DModel ({type(exc).__name__}: {_first_line(exc)})") from None
     config = {k: v for k, v in source.config.items() if not k.startswith("_")}
-    if config.get("in_channels") != 3 or config.get("out_channels") != 3:
-        raise SynthError(f"{folder}: the model works on {config.get('in_channels')} channels; RGB needs 3")
-    config.update(sample_size=recipe.resolution, num_class_embeds=condition_rows, class_embed_type=None)
+    if config.get("in_channels") != recipe.channels or config.get("out_channels") != recipe.channels:
+        kind = "RGB" if recipe.autoencoder is None else "the recipe's latents"
+        raise SynthError(
+            f"{folder}: the model works on {config.get('in_channels')} channels; {kind} need {recipe.channels}"
+        )
+    config.update(sample_size=recipe.latent_side, num_class_embeds=condition_rows, class_embed_type=None)
     model = UNet2DModel(**config)
     state = source.state_dict()
     notes = [f"started from {folder}"]
@@ -85,9 +89,38 @@ def unet_from_local(path: str | Path, recipe: Recipe, condition_rows: int) -> tu
         raise SynthError(
             f"{folder}: weights do not fit the model ({len(missing)} missing, {len(unexpected)} unexpected)"
         )
-    if source.config.sample_size != recipe.resolution:
-        notes.append(f"trained at {source.config.sample_size} px, continued at {recipe.resolution} px")
+    if source.config.sample_size != recipe.latent_side:
+        notes.append(f"trained at side {source.config.sample_size}, continued at {recipe.latent_side}")
     return model, notes
+
+
+PRETRAINED_PREFIX = "pretrained:"
+
+
+def resolve_init(path: str | Path) -> Path:
+    """A local folder, or ``pretrained:<name>``: a generator shipped inside the package (``pretrained/<name>``)."""
+    text = str(path)
+    if text.startswith(PRETRAINED_PREFIX):
+        name = text[len(PRETRAINED_PREFIX) :]
+        folder = pretrained_dir() / name
+        if not folder.is_dir():
+            known = sorted(p.name for p in pretrained_dir().glob("*") if p.is_dir())
+            raise SynthError(f"{text}: no shipped generator of that name (shipped: {', '.join(known) or 'none'})")
+        return folder
+    return Path(path).expanduser()
+
+
+def autoencoder_from(folder: Path, subfolder: str = "vae") -> Any:
+    """The ``vae/`` of a generator folder (latent generators), or None when it has none."""
+    from diffusers import AutoencoderKL
+
+    if not (folder / subfolder / "config.json").is_file():
+        return None
+    try:
+        vae = AutoencoderKL.from_pretrained(folder, subfolder=subfolder, local_files_only=True)
+        return vae.float()  # shipped generators store float16 weights
+    except Exception as exc:  # diffusers raises OSError, ValueError or safetensors errors
+        raise SynthError(f"{folder}: cannot load its autoencoder ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,10 +20,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DDPMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    UNet2DModel,
+)
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -59,18 +67,21 @@ scheduler built in memory and one loaded from disk sample the same (diffusers' `
 its own defaults for keys the training scheduler left at theirs)."""
 
 
-def make_scheduler(kind: str, config: dict) -> DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler:
+def make_scheduler(
+    kind: str, config: dict, clip: bool = True
+) -> DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler:
     """A sampling scheduler with the training schedule's betas and prediction type. Timesteps are "trailing"
-    (they start at the last training step, which few-step sampling needs); x0 is clipped to [-1, 1] as pixels are."""
+    (they start at the last training step, which few-step sampling needs); with ``clip``, x0 is clipped to [-1, 1]
+    as pixels are (latents, whose range is wider, are not clipped)."""
     base = {key: config[key] for key in TRAINING_KEYS if key in config}
     base["timestep_spacing"] = "trailing"
     if kind == "ddpm":
-        return DDPMScheduler(**base, variance_type="fixed_small", clip_sample=True)
+        return DDPMScheduler(**base, variance_type="fixed_small", clip_sample=clip)
     if kind == "ddim":
-        return DDIMScheduler(**base, clip_sample=True, set_alpha_to_one=False)
+        return DDIMScheduler(**base, clip_sample=clip, set_alpha_to_one=False)
     if kind == "dpm":  # DPM-Solver++ (2M); thresholding at 1.0 is plain clipping of its x0 predictions
         return DPMSolverMultistepScheduler(
-            **base, algorithm_type="dpmsolver++", solver_order=2, thresholding=True, sample_max_value=1.0
+            **base, algorithm_type="dpmsolver++", solver_order=2, thresholding=clip, sample_max_value=1.0
         )
     raise ValueError(f"unknown scheduler {kind!r}: use one of {', '.join(SCHEDULER_CHOICES)}")
 
@@ -78,7 +89,8 @@ def make_scheduler(kind: str, config: dict) -> DDPMScheduler | DDIMScheduler | D
 class WbcCellPipeline(DiffusionPipeline):
     """Class-conditional (and optionally domain-conditional) pixel-space diffusion for white-blood-cell images."""
 
-    model_cpu_offload_seq = "unet"
+    model_cpu_offload_seq = "unet->vae"
+    _optional_components: ClassVar[list[str]] = ["vae"]
 
     def __init__(
         self,
@@ -86,10 +98,11 @@ class WbcCellPipeline(DiffusionPipeline):
         scheduler: DDPMScheduler,
         class_names: Sequence[str] | None = None,
         domain_names: Sequence[str] | None = None,
+        vae: AutoencoderKL | None = None,
     ) -> None:
         super().__init__()
         classes, domains = list(class_names or []), list(domain_names or [])
-        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_modules(unet=unet, scheduler=scheduler, vae=vae)
         self.register_to_config(class_names=classes, domain_names=domains)
         expected = condition_rows(len(classes), len(domains))
         rows = unet.config.num_class_embeds
@@ -202,7 +215,7 @@ class WbcCellPipeline(DiffusionPipeline):
             null = self.conditions(torch.full_like(classes, self.null_class), domains)
             cond = torch.cat([cond, null])
         cond = cond.to(device)
-        sampler = make_scheduler(scheduler, dict(self.scheduler.config))
+        sampler = make_scheduler(scheduler, dict(self.scheduler.config), clip=self.vae is None)
         sampler.set_timesteps(num_inference_steps, device=device)
         size = self.unet.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
@@ -225,6 +238,9 @@ class WbcCellPipeline(DiffusionPipeline):
                 conditional, unconditional = out.chunk(2)
                 out = unconditional + guidance_scale * (conditional - unconditional)
             image = sampler.step(out, t, image, **extra).prev_sample
+        if self.vae is not None:  # latent diffusion: decode the latents (scaled to unit variance in training)
+            latents = image.to(self.vae.dtype) / self.vae.config.scaling_factor
+            image = self.vae.decode(latents).sample
         image = (image.float() / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":
             images = image

@@ -13,11 +13,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wbc_data.core import config
 from wbc_data.io.resources import generators_dir
 from wbc_data.synth import SynthError
+
+if TYPE_CHECKING:
+    from wbc_data.synth.lora.recipe import LoraRecipe
 
 SCHEDULERS = ("ddpm", "ddim", "dpm")
 """Sampling schedulers: DDPM (ancestral, the training schedule), DDIM (deterministic), DPM-Solver++ (2nd order)."""
@@ -91,6 +94,20 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class AutoencoderSpec:
+    """Latent diffusion: a small diffusers ``AutoencoderKL`` learnt before the denoiser, which then works on its
+    latents (``wbc_data.synth.autoencoder``). Each down block after the first halves the side."""
+
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 1
+    latent_channels: int = 4
+    norm_num_groups: int = 16
+    steps: int = 3000
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+
+
+@dataclass(frozen=True)
 class SampleDefaults:
     scheduler: str = "dpm"
     steps: int = 25
@@ -104,7 +121,8 @@ class Recipe:
     resolution: int
     description: str = ""
     domain_condition: bool = False  # also condition on the source (stain / scanner look)
-    init_from: str | None = None  # a local diffusers UNet or pipeline folder to start from
+    init_from: str | None = None  # a generator or diffusers folder to start from, or "pretrained:<name>" (shipped)
+    autoencoder: AutoencoderSpec | None = None  # set: latent diffusion (the autoencoder is learnt first)
     expected_h100: str = ""  # expected wall time on one H100 (an estimate: how it was derived is in the file)
     model: ModelSpec = field(default_factory=ModelSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
@@ -126,6 +144,18 @@ class Recipe:
             data["train"].pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
+    @property
+    def latent_side(self) -> int:
+        """The side the denoiser works at: the resolution, or the autoencoder's latent side."""
+        if self.autoencoder is None:
+            return self.resolution
+        return self.resolution // 2 ** (len(self.autoencoder.block_out_channels) - 1)
+
+    @property
+    def channels(self) -> int:
+        """Channels the denoiser works on: RGB, or the autoencoder's latent channels."""
+        return 3 if self.autoencoder is None else self.autoencoder.latent_channels
+
     def with_overrides(self, **train: Any) -> Recipe:
         """A copy with some ``train`` fields replaced (``None`` values are ignored)."""
         changes = {k: v for k, v in train.items() if v is not None}
@@ -137,11 +167,18 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return config.find(name_or_path, generators_dir(), SynthError)
 
 
-def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Recipe | LoraRecipe:
     """Read, override (``--set key.path=value``) and check a recipe; every problem is one line naming the file and
-    the key."""
+    the key. ``kind: sd-lora`` recipes (LoRA on a pretrained latent diffusion model) are read by ``synth.lora``."""
     path = recipe_path(name_or_path)
     data = config.read(path, SynthError, "generator recipe", overrides)
+    kind = data.pop("kind", "pixel")
+    if kind != "pixel":
+        from wbc_data.synth.lora import recipe as lora_recipe
+
+        if kind != lora_recipe.KIND:
+            raise SynthError(f"{path}: kind {kind!r}: use pixel (the default) or {lora_recipe.KIND}")
+        return lora_recipe.build({**data, "kind": kind}, path)
     recipe = config.build(Recipe, {**data, "path": str(path)}, str(path), SynthError)
     _check(recipe, path)
     return recipe
@@ -166,8 +203,20 @@ def _check(recipe: Recipe, path: Path) -> None:
             fail(f"model: unknown block type {block!r} (known: {', '.join(BLOCK_TYPES)})")
     if any(c % m.norm_num_groups for c in m.block_out_channels):
         fail(f"model: every block_out_channels value must be a multiple of norm_num_groups ({m.norm_num_groups})")
-    if recipe.resolution % (2 ** (len(m.block_out_channels) - 1)):
-        fail(f"resolution {recipe.resolution} cannot be halved {len(m.block_out_channels) - 1} times by the UNet")
+    side = recipe.resolution
+    if recipe.autoencoder is not None:
+        a = recipe.autoencoder
+        if any(c % a.norm_num_groups for c in a.block_out_channels):
+            fail(f"autoencoder: block_out_channels must be multiples of norm_num_groups ({a.norm_num_groups})")
+        factor = 2 ** (len(a.block_out_channels) - 1)
+        if side % factor:
+            fail(f"resolution {side} cannot be halved {len(a.block_out_channels) - 1} times by the autoencoder")
+        side //= factor
+        for name in ("steps", "batch_size", "latent_channels"):
+            if getattr(a, name) < 1:
+                fail(f"autoencoder.{name} must be at least 1")
+    if side % (2 ** (len(m.block_out_channels) - 1)):
+        fail(f"a side of {side} cannot be halved {len(m.block_out_channels) - 1} times by the UNet")
     t = recipe.train
     for name in ("steps", "batch_size", "gradient_accumulation_steps", "checkpoint_every", "keep_checkpoints"):
         if getattr(t, name) < 1:

@@ -31,7 +31,7 @@ from wbc_data.sources.synth import GENERATION_FILE, SAMPLES_FILE, sample_line
 from wbc_data.synth import SynthError
 from wbc_data.synth.data import derive_seed, to_resolution
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
-from wbc_data.synth.generator import GeneratorInfo, read_info, training_rows
+from wbc_data.synth.generator import GeneratorInfo, cell_view, read_info, training_rows
 from wbc_data.synth.guards import Calibration, Diversity, Fidelity, MemorisationGuard, Verdict, diversity, fidelity
 from wbc_data.synth.recipe import SCHEDULERS
 from wbc_data.synth.rows import folder_rel, png_bytes, source_name
@@ -198,11 +198,12 @@ def sample_seed(seed: int, label: str, attempt: int) -> int:
 # --------------------------------------------------------------------------- real images
 
 
-def _open_at(frame: pd.DataFrame, workspace: Workspace, size: int) -> np.ndarray:
+def _open_at(frame: pd.DataFrame, workspace: Workspace, size: int, view: Any = None) -> np.ndarray:
     from wbc_data.io.pixels import PixelLoader, row_refs
 
     loader = PixelLoader.for_workspace(workspace)
-    images = [np.asarray(to_resolution(loader.open(ref), size)) for ref in row_refs(frame)]
+    view = view or (lambda image: to_resolution(image, size))
+    images = [np.asarray(view(loader.open(ref))) for ref in row_refs(frame)]
     return np.stack(images) if images else np.zeros((0, size, size, 3), dtype=np.uint8)
 
 
@@ -229,7 +230,7 @@ def training_images(
             "needs them (sample in the workspace the generator was trained on)"
         )
     found = found.set_index("sample_id").loc[rows["sample_id"]].reset_index()
-    return _open_at(found, workspace, info.resolution), found["sample_id"].tolist()
+    return _open_at(found, workspace, info.resolution, cell_view(info)), found["sample_id"].tolist()
 
 
 def reference_images(

@@ -12,6 +12,7 @@ uninterrupted one would have.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import signal
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +48,9 @@ from wbc_data.synth.data import (
 )
 from wbc_data.synth.generator import INFO_FILE, GeneratorInfo, read_info, save_generator
 from wbc_data.synth.recipe import Recipe, dump_recipe
+
+if TYPE_CHECKING:
+    from wbc_data.synth.lora.recipe import LoraRecipe
 
 
 @dataclass
@@ -97,16 +101,21 @@ class _Stop:
 
 def train(
     workspace: Workspace,
-    recipe: Recipe,
+    recipe: Recipe | LoraRecipe,
     out_dir: Path | None = None,
     resume: bool = False,
     max_minutes: float | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train ``recipe`` on the workspace's train split; see the module docstring. One writer per generator folder.
+    """Train ``recipe`` on the workspace's train split; see the module docstring (an ``sd-lora`` recipe: see
+    :mod:`wbc_data.synth.lora.train`). One writer per generator folder.
     ``progress`` hears two phases (decoding images, training: loss and images/s) and notes."""
     out = Path(out_dir) if out_dir else default_out(workspace, recipe)
     with writer_lock(workspace.root, f"generator-{out.name}"):
+        if getattr(recipe, "kind", "pixel") != "pixel":  # LoRA on a pretrained latent diffusion model
+            from wbc_data.synth.lora.train import train_lora
+
+            return train_lora(workspace, recipe, out, resume, max_minutes, or_null(progress))  # type: ignore[arg-type]
         return _train(workspace, recipe, out, resume, max_minutes, or_null(progress))
 
 
@@ -153,6 +162,7 @@ def _train(
     counts = data.class_counts()
     cache = _cache(data, workspace, recipe, out, accelerator, progress)
     say(f"{len(data):,} training images: " + ", ".join(f"{c} {n:,}" for c, n in counts.items() if n))
+    vae, latents = _latent_space(recipe, data, cache, out, accelerator, progress)
 
     rows = condition_rows(len(CLASSES), len(data.domain_names))
     torch.manual_seed(t.seed)
@@ -215,7 +225,7 @@ def _train(
     domains_all = torch.from_numpy(data.domains)
     device = accelerator.device
     per_step = t.batch_size * accelerator.num_processes * t.gradient_accumulation_steps
-    sampling_info = _Grid(recipe, data, out, accelerator)
+    sampling_info = _Grid(recipe, data, out, accelerator, vae)
 
     def step_once(step: int) -> float:
         total = 0.0
@@ -224,10 +234,15 @@ def _train(
                 derive_seed(t.seed, step, micro, accelerator.process_index)
             )
             idx = batches.indices(step, accelerator.process_index, micro)
-            pixels = torch.from_numpy(np.ascontiguousarray(cache[idx])).to(device)
-            clean = pixels.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-            if t.dihedral:
-                clean = dihedral(clean, gen)
+            if latents is not None:  # one of the 8 cached flips/rotations of each latent (all 8 with dihedral)
+                views = torch.randint(0, 8 if t.dihedral else 1, (len(idx),), generator=gen, device=device)
+                stack = torch.from_numpy(np.ascontiguousarray(latents[idx])).to(device).float()
+                clean = stack[torch.arange(len(idx), device=device), views]
+            else:
+                pixels = torch.from_numpy(np.ascontiguousarray(cache[idx])).to(device)
+                clean = pixels.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+                if t.dihedral:
+                    clean = dihedral(clean, gen)
             classes = drop_labels(labels_all[idx].to(device), t.label_dropout, NULL_CLASS, gen)
             if data.domain_names:
                 null_domain = offset + len(data.domain_names)
@@ -309,18 +324,18 @@ def _train(
     info = sampling_info.last_info or read_info(out / "generator")
     rate = state["images"] / state["seconds"] if state["seconds"] else 0.0
     return TrainResult(
-        out,
-        out / "generator",
-        info,
-        steps_done,
-        t.steps,
-        float(state["seconds"]),
-        rate,
-        float(state["loss"]) if state["loss"] is not None else float("nan"),
-        stopped,
-        sampling_info.grids,
-        notes,
-        accelerator.is_main_process,
+        out_dir=out,
+        generator_dir=out / "generator",
+        info=info,
+        steps=steps_done,
+        total_steps=t.steps,
+        seconds=float(state["seconds"]),
+        images_per_second=rate,
+        loss=float(state["loss"]) if state["loss"] is not None else float("nan"),
+        stopped=stopped,
+        main_process=accelerator.is_main_process,
+        grids=sampling_info.grids,
+        notes=notes,
     )
 
 
@@ -350,6 +365,57 @@ def _cache(
     return cache
 
 
+def _latent_space(
+    recipe: Recipe, data: TrainingSet, cache: np.ndarray, out: Path, accelerator: Any, progress: Progress
+) -> tuple[Any, np.ndarray | None]:
+    """Latent recipes: the autoencoder and the training images' latents (else ``(None, None)``).
+
+    The autoencoder comes from ``init_from`` when that generator has one (frozen: its denoiser was trained in that
+    latent space), else from this run's ``autoencoder/`` folder when it was trained on the same rows and recipe, else
+    it is trained now (main process) and saved there, so a resumed run never trains it twice."""
+    from wbc_data.synth.autoencoder import latent_cache, reconstruction_error, train_autoencoder
+    from wbc_data.synth.folders import replace_dir, staging_dir
+    from wbc_data.synth.model import autoencoder_from, resolve_init
+
+    spec = recipe.autoencoder
+    if spec is None:
+        return None, None
+    key = f"{data.fingerprint()}-{recipe.fingerprint()}"
+    folder = out / "autoencoder"
+    vae = autoencoder_from(resolve_init(recipe.init_from)) if recipe.init_from else None
+    fit_scale = False
+    if vae is not None:
+        progress.note(f"autoencoder: from {recipe.init_from} (kept as it is)")
+        key = f"{data.fingerprint()}-{recipe.init_from}"
+    elif (folder / "wbc_key.txt").is_file() and (folder / "wbc_key.txt").read_text().strip() == key:
+        vae = autoencoder_from(folder.parent, subfolder=folder.name)
+        progress.note(f"autoencoder: reused from {folder}")
+    elif accelerator.is_main_process:
+        try:
+            vae = train_autoencoder(cache, spec, recipe.resolution, recipe.train.seed, accelerator.device, progress)
+        except KeyboardInterrupt:
+            raise TrainInterrupted(
+                "interrupted while training the autoencoder (nothing to resume yet): run the command again"
+            ) from None
+        fit_scale = True
+    path = cache_folder(out) / f"latents-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
+    if accelerator.is_main_process:
+        latents = latent_cache(vae, cache, path, fit_scale=fit_scale)
+        if fit_scale:
+            error = reconstruction_error(vae, cache[: min(len(cache), 512)])
+            progress.note(f"autoencoder: {spec.steps:,} steps, reconstruction error {error:.3f} (mean |pixel|, 0-1)")
+            tmp = staging_dir(folder)
+            vae.save_pretrained(tmp)
+            (tmp / "wbc_key.txt").write_text(key + "\n", encoding="utf-8")
+            replace_dir(tmp, folder)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        vae = vae or autoencoder_from(folder.parent, subfolder=folder.name)
+        latents = np.load(path, mmap_mode="r")
+    vae.to(accelerator.device).eval().requires_grad_(False)
+    return vae, latents
+
+
 @contextmanager
 def _ema_weights(model: Any, ema: Any) -> Iterator[None]:
     """The model with its EMA weights inside the block, its training weights again after."""
@@ -370,7 +436,8 @@ def _append_log(out: Path, accelerator: Any, entry: dict[str, Any]) -> None:
 class _Grid:
     """Exports the generator and draws the per-class grid at each checkpoint (main process)."""
 
-    def __init__(self, recipe: Recipe, data: TrainingSet, out: Path, accelerator: Any) -> None:
+    def __init__(self, recipe: Recipe, data: TrainingSet, out: Path, accelerator: Any, vae: Any = None) -> None:
+        self.vae = vae
         self.recipe = recipe
         self.data = data
         self.out = out
@@ -396,7 +463,7 @@ class _Grid:
             init_from=self.recipe.init_from,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        self.last_info = save_generator(self.out / "generator", model, scheduler, info, self.data.frame)
+        self.last_info = save_generator(self.out / "generator", model, scheduler, info, self.data.frame, self.vae)
 
     def grid(self, model: Any, scheduler: Any, step: int) -> None:
         import torch
@@ -407,7 +474,7 @@ class _Grid:
         t = self.recipe.train
         if t.grid_per_class <= 0:
             return
-        pipe = WbcCellPipeline(model, scheduler, list(CLASSES), list(self.data.domain_names))
+        pipe = WbcCellPipeline(model, scheduler, list(CLASSES), list(self.data.domain_names), vae=self.vae)
         pipe.set_progress_bar_config(disable=True)
         samples = {}
         for index, name in enumerate(CLASSES):
