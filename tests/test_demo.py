@@ -61,6 +61,10 @@ def test_every_step_runs_and_the_report_holds_every_section(demo_run):
     sections = set(re.findall(r'<section id="([^"]+)"', index))
     expected = {"manifest", "dedup", "split", "gap-report", "synth-demo-pmy", "evaluate-compare", "publish-card"}
     assert expected <= sections
+    verdict = re.search(r"Did the synthetic PMY cells help\?</b> They (helped|did not help) here: .*?macro-F1 "
+                        r"([0-9.]+) with them against ([0-9.]+) without", index)  # fmt: skip
+    assert verdict, "the report says plainly whether the synthetic cells helped"
+    assert (verdict.group(1) == "helped") == (float(verdict.group(2)) > float(verdict.group(3)))
     for picture in (
         "Images per class and source",  # class distribution
         "Largest clusters",  # duplicate contact sheet

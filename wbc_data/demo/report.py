@@ -31,6 +31,35 @@ def steps_table(result: Any) -> str:
     )
 
 
+def synthetic_verdict(metrics_path: Path, rare: str) -> str:
+    """One plain sentence: did the synthetic cells help the classifier on the real test images, or not."""
+    import json
+
+    try:
+        models = json.loads(metrics_path.read_text(encoding="utf-8"))["models"]
+        with_synth, real_only = models["with-synthetic"], models["real-only"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+    def rare_f1(model: dict[str, Any]) -> float | None:
+        return next((row["f1"] for row in model.get("per_class", []) if row.get("class") == rare), None)
+
+    gain = round(with_synth["macro_f1"], 2) - round(real_only["macro_f1"], 2)  # as printed: no "helped" at a tie
+    helped = "helped" if gain > 0 else "did not help"
+    rare_with, rare_without = rare_f1(with_synth), rare_f1(real_only)
+    rare_text = (
+        f"; {rare} F1 {rare_with:.2f} with them against {rare_without:.2f} without"
+        if rare_with is not None and rare_without is not None
+        else ""
+    )
+    return (
+        f"<p><b>Did the synthetic {rare} cells help?</b> They {helped} here: on the same {with_synth['n']} real test "
+        f"images, macro-F1 {with_synth['macro_f1']:.2f} with them against {real_only['macro_f1']:.2f} without"
+        f"{rare_text}. With this few test images one or two images move these figures a lot: it shows the road, "
+        "not whether synthetic cells help on real data.</p>"
+    )
+
+
 def extra_parts(result: Any, directory: Path) -> list[Part]:
     parts: list[Part] = []
     evaluation = result.workspace.reports_dir / "evaluate-compare" / "report.html"
@@ -52,4 +81,7 @@ def write_index(result: Any) -> Path:
         "re-upload in their own layouts, plus augmented copies. Sizes are tiny so that it runs in minutes on a CPU; "
         "the numbers show the road works, not what real data and GPUs reach."
     )
-    return build_index(directory, "wbc-data demo", intro, steps_table(result), extra_parts(result, directory))
+    from wbc_data.demo.run import RARE
+
+    verdict = synthetic_verdict(directory / "evaluate-compare" / "metrics.json", RARE)
+    return build_index(directory, "wbc-data demo", intro, steps_table(result) + verdict, extra_parts(result, directory))
