@@ -142,8 +142,13 @@ def synth_sample(ws: Workspace, generator: Path, cls: str, n: int, steps: int, c
 def synth_summary(result: Any) -> str:
     parts = []
     for o in result.outcomes:
-        agreement = f", classifier agrees on {o.fidelity.agreement:.0%}" if o.fidelity is not None else ""
-        parts.append(f"{o.label}: {o.accepted} accepted, {o.rejected} rejected as near-copies{agreement}")
+        a = o.agreement
+        agreement = f", classifier agrees on {a.agreement:.0%}" if a is not None and a.agreement is not None else ""
+        gate = f", {o.implausible} rejected as not plausible {o.label} cells" if o.gate is not None else ""
+        parts.append(f"{o.label}: {o.accepted} of {o.attempts} drawn accepted, {o.rejected} rejected as near-copies"
+                     f"{gate}{agreement}")  # fmt: skip
+        if o.accepted == 0:
+            parts.append(f"NO {o.label} SAMPLE PASSED THE GUARDS: the generator does not draw {o.label} cells yet")
     return "; ".join(parts)
 
 
