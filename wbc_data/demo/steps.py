@@ -126,7 +126,39 @@ def train(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic
 
 
 def train_summary(result: Any) -> str:
+    if isinstance(result, Skipped):
+        return f"skipped: {result.reason}"
     return f"validation macro-F1 {result.val.macro_f1:.3f} ({len(result.members)} members): {result.out}"
+
+
+class Skipped:
+    """A step that had nothing to do, and why (shown as its summary)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def synthetic_train_rows(ws: Workspace) -> int:
+    """Usable synthetic rows in the merged manifest's train split."""
+    from wbc_data.core.stages import load_view
+
+    frame = load_view(ws).frame
+    if "is_synthetic" not in frame.columns:
+        return 0
+    synthetic = frame["is_synthetic"].fillna(False).astype(bool) & is_usable(frame)
+    return int((synthetic & (frame["split"] == "train")).sum())
+
+
+def train_with_synthetic(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float,
+                         progress: Progress | None = None) -> Any:  # fmt: skip
+    """:func:`train` with synthetic rows, or :class:`Skipped` when no synthetic sample passed the guards (the
+    generator drew no plausible cell: there is nothing to add, and the comparison would be real against real)."""
+    if not synthetic_train_rows(ws):
+        return Skipped(
+            "no synthetic sample passed the guards (see the synth-demo-pmy report), so there is nothing to add; "
+            "the classifier trained on real rows is evaluated alone"
+        )
+    return train(ws, recipe, overrides, out, synthetic_ratio, progress)
 
 
 def synth_sample(ws: Workspace, generator: Path, cls: str, n: int, steps: int, classifier: Path, name: str,
@@ -157,6 +189,16 @@ def evaluate(ws: Workspace, model: Path, compare: Path, out: Path) -> Any:
     from wbc_data.train.evaluate import evaluate as run
 
     return run(ws, model, EvalOptions(compare=compare, by_source=True, out=out))
+
+
+def evaluate_demo(ws: Workspace, with_synthetic: Path, real_only: Path, out: Path) -> Any:
+    """The two classifiers compared, or the real-only one alone when none was trained with synthetic rows."""
+    if (with_synthetic / "classifier.json").is_file():
+        return evaluate(ws, with_synthetic, real_only, out)
+    from wbc_data.train.evaluate import EvalOptions
+    from wbc_data.train.evaluate import evaluate as run
+
+    return run(ws, real_only, EvalOptions(by_source=True, out=out))
 
 
 def evaluate_summary(result: Any) -> str:
