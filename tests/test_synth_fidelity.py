@@ -171,6 +171,8 @@ def test_copy_guard_catches_rotated_rescaled_and_cropped_copies(pmy):
     assert found[0] is not None and abs(found[0].angle - 37) < 3 and abs(found[0].scale - 1) < 0.05
     assert found[1] is not None and abs(found[1].angle) < 3 and found[1].scale == pytest.approx(1.2, abs=0.05)
     assert found[2] is not None and found[2].scale == pytest.approx(1.25, abs=0.06)
+    on_torch = find_copies(encode(queries), encode(train), device="torch-cpu")  # the GPU path, run on the CPU
+    assert [f.reference if f else None for f in on_torch] == [3, 5, 7, None, None]
 
 
 def test_encode_marks_blank_images_and_finds_nothing_in_them():

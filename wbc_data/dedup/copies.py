@@ -11,8 +11,9 @@ of the smaller image. dedup then tells copies from overlapping views of one scen
 question like "did the generator reproduce a training image", both count, so this function does not.
 
 All pairs are registered (no candidate search: the reference sets here are a class's training images, hundreds, not
-a million); pairs whose log-polar correlation is flat stop after one FFT, and references are taken in blocks of
-``REFERENCE_BLOCK``, so memory stays bounded.
+a million); pairs whose log-polar correlation is flat stop after one FFT (on the GPU where there is one), and
+references are taken in blocks of ``REFERENCE_BLOCK``, so memory stays bounded. Cost: about 800 pairs/s on one
+busy CPU core at 64 px (64 samples against 500 training images: 40 s).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from wbc_data.dedup.batched import register_many
+from wbc_data.dedup.batched import register_many, resolve_device
 from wbc_data.dedup.confirm import RESULT_FIELDS
 from wbc_data.dedup.linkage import MIN_CORRELATION, MIN_TEXTURE
 from wbc_data.dedup.register import MIN_OVERLAP, Match
@@ -75,8 +76,12 @@ def encode(images: Sequence[np.ndarray | Image.Image]) -> Encoded:
     return Encoded(canvases, blank)
 
 
-def find_copies(queries: Encoded, references: Encoded, min_correlation: float = MIN_CORRELATION) -> list[Copy | None]:
-    """Per query, its best-matching reference under dedup's rule (highest correlation), or None."""
+def find_copies(
+    queries: Encoded, references: Encoded, min_correlation: float = MIN_CORRELATION, device: str = "auto"
+) -> list[Copy | None]:
+    """Per query, its best-matching reference under dedup's rule (highest correlation), or None. ``device``: where
+    the log-polar stage runs (``auto``: the GPU if torch sees one, else numpy; ``cpu``; ``cuda``)."""
+    torch_device = resolve_device(device)
     best: list[Copy | None] = [None] * len(queries)
     live_q = np.flatnonzero(~queries.blank)
     live_r = np.flatnonzero(~references.blank)
@@ -88,7 +93,7 @@ def find_copies(queries: Encoded, references: Encoded, min_correlation: float = 
         canvases = np.concatenate([references.canvases[block], queries.canvases[live_q]])
         ref_pos, query_pos = np.meshgrid(np.arange(len(block)), len(block) + np.arange(len(live_q)), indexing="ij")
         pairs = np.stack([ref_pos.reshape(-1), query_pos.reshape(-1)], axis=1)  # a = reference, b = query
-        results = register_many(canvases, pairs)
+        results = register_many(canvases, pairs, torch_device)
         matched = (
             (results[:, col["correlation"]] >= min_correlation)
             & (results[:, col["texture"]] >= MIN_TEXTURE)
