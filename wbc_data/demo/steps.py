@@ -3,6 +3,7 @@ one-line summary of each result (what the demo prints and the report's step tabl
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,10 @@ def train_summary(result: Any) -> str:
     return f"validation macro-F1 {result.val.macro_f1:.3f} ({len(result.members)} members): {result.out}"
 
 
+SKIPPED = "skipped.txt"
+"""Left in a step's output folder when the step had nothing to do (its output for the demo's reuse check)."""
+
+
 class Skipped:
     """A step that had nothing to do, and why (shown as its summary)."""
 
@@ -152,12 +157,22 @@ def synthetic_train_rows(ws: Workspace) -> int:
 def train_with_synthetic(ws: Workspace, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float,
                          progress: Progress | None = None) -> Any:  # fmt: skip
     """:func:`train` with synthetic rows, or :class:`Skipped` when no synthetic sample passed the guards (the
-    generator drew no plausible cell: there is nothing to add, and the comparison would be real against real)."""
+    generator drew no plausible cell: there is nothing to add, and the comparison would be real against real).
+    A skip leaves only ``SKIPPED`` (with the reason) in ``out``, so no older model is compared by mistake."""
+    marker = out / SKIPPED
     if not synthetic_train_rows(ws):
-        return Skipped(
+        reason = (
             "no synthetic sample passed the guards (see the synth-demo-pmy report), so there is nothing to add; "
             "the classifier trained on real rows is evaluated alone"
         )
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        marker.write_text(reason + "\n", encoding="utf-8")
+        return Skipped(reason)
+    if marker.is_file():
+        marker.unlink()
+        if not any(out.iterdir()):
+            out.rmdir()
     return train(ws, recipe, overrides, out, synthetic_ratio, progress)
 
 
