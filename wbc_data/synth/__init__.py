@@ -1,4 +1,5 @@
-"""``wbc-data synth``: a class-conditional diffusion generator for rare classes, and guards against copying.
+"""``wbc-data synth``: a class-conditional diffusion generator for rare classes, and guards against copies and
+against samples that are no cells.
 
 Small modules, one job each (imports of torch and diffusers stay inside them, so the CLI starts fast):
 
@@ -10,7 +11,10 @@ Small modules, one job each (imports of torch and diffusers stay inside them, so
 - :mod:`checkpoints` and :mod:`train` are the Accelerate training loop, checkpoints and resume;
 - :mod:`folders` swaps whole folders in atomically (generators, sample folders);
 - :mod:`generator` saves and loads a generator folder (pipeline + provenance);
-- :mod:`guards` and :mod:`frechet` check samples (memorisation, diversity, fidelity);
+- :mod:`guards` checks samples for copies (through dedup's public :mod:`wbc_data.dedup.copies`), diversity and a
+  classifier's agreement; :mod:`embedding` is an ImageNet embedding not trained on these cells, in which :mod:`gate`
+  rejects samples that are not plausible cells of their class and :mod:`fidelity` measures KID and
+  precision/recall beside real-vs-real and noise references;
 - :mod:`sample` draws accepted samples in batches, :mod:`rows` turns them into a synthetic source manifest;
 - :mod:`grids` and :mod:`report` draw what happened.
 """

@@ -40,7 +40,12 @@ def class_grid(samples: Mapping[str, np.ndarray], path: Path, title: str) -> Pat
 
 
 def beside_real(
-    real: Mapping[str, np.ndarray], synthetic: Mapping[str, np.ndarray], path: Path, title: str, columns: int = 8
+    real: Mapping[str, np.ndarray],
+    synthetic: Mapping[str, np.ndarray],
+    path: Path,
+    title: str,
+    columns: int = 8,
+    shown: str = "synthetic (accepted samples)",
 ) -> Path:
     """Per class: real images (left) beside synthetic samples (right), both at the generator's resolution."""
     from wbc_data.report.figures import plt, save_png
@@ -52,7 +57,7 @@ def beside_real(
     right = mosaic([synthetic[c] for c in names], columns)
     fig, axes = _figure(right, 2)
     _show(axes[0], left, names, "real (training images)")
-    _show(axes[1], right, names, "synthetic (accepted samples)")
+    _show(axes[1], right, names, shown)
     fig.suptitle(title, fontsize=11)
     plt.tight_layout()
     return save_png(fig, Path(path), dpi=100)

@@ -1,6 +1,9 @@
 """``wbc-data synth --cls PLY --n 500``: draw samples in batches on the best device, pass each through the
-memorisation guard, replace rejected ones until ``n`` are accepted (at most ``max_attempts`` x ``n`` draws), then
-measure diversity (and fidelity, given a classifier), and write PNGs, the synthetic source manifest and a report.
+memorisation guard and the fidelity gate (is it a plausible cell of its class at all?), replace rejected ones until
+``n`` are accepted (at most ``max_attempts`` x ``n`` draws), then measure diversity and fidelity (KID and
+precision/recall in an ImageNet embedding, beside real-vs-real and noise references; a classifier's agreement when
+one is given), and write PNGs, the synthetic source manifest and a report. Rejected samples are written too, under
+``rejected/``, with the reason, for inspection (never for training).
 
 Every sample has its own seed (derived from ``--seed``, its class and its attempt number), so it depends on nothing
 else: the same seed gives the same image, alone or in any batch, and a manifest row says how to make it again.
@@ -30,9 +33,12 @@ from wbc_data.io.locks import writer_lock
 from wbc_data.sources.synth import GENERATION_FILE, SAMPLES_FILE, sample_line
 from wbc_data.synth import SynthError
 from wbc_data.synth.data import derive_seed, to_resolution
+from wbc_data.synth.embedding import Embedder
+from wbc_data.synth.fidelity import ClassFidelity, measure
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
+from wbc_data.synth.gate import MIN_REAL, FidelityGate, GateCalibration, GateVerdict
 from wbc_data.synth.generator import GeneratorInfo, cell_view, read_info, training_rows
-from wbc_data.synth.guards import Calibration, Diversity, Fidelity, MemorisationGuard, Verdict, diversity, fidelity
+from wbc_data.synth.guards import Agreement, Calibration, Diversity, MemorisationGuard, Verdict, agreement, diversity
 from wbc_data.synth.recipe import SCHEDULERS
 from wbc_data.synth.rows import folder_rel, png_bytes, source_name
 from wbc_data.train.classifier import Classifier
@@ -41,8 +47,10 @@ Drawer = Callable[[str, list[int]], np.ndarray]
 """``draw(label, seeds) -> (len(seeds), h, w, 3) uint8``: one image per seed."""
 
 STATS_LIMIT = 1000
-"""Accepted samples per class kept in memory for diversity and fidelity (the rest are on disk)."""
+"""Samples per class kept in memory for diversity and fidelity (the rest are on disk)."""
 POOL_SIZE = 256
+EXAMPLES = 8
+"""Images per class shown in the report's grids."""
 
 
 @dataclass
@@ -57,9 +65,32 @@ class SynthOptions:
     max_attempts: float = 3.0  # draws per requested sample at most (rejected ones are replaced up to this)
     name: str | None = None
     device: str | None = None  # None: the best available
-    classifier: Classifier | None = None  # for the fidelity guard (agreement, Fréchet distance)
-    reference_max: int = 500  # real images of a class for the fidelity reference
-    reference_splits: list[str] | None = None  # splits the fidelity reference comes from (None: any)
+    classifier: Classifier | None = None  # reports its agreement with the intended class
+    reference_max: int = 500  # real images of a class for the fidelity numbers, and for calibrating the gate
+    reference_splits: list[str] | None = None  # splits the fidelity numbers' reference comes from (None: any)
+    fidelity_gate: bool = True  # reject samples that are not plausible cells of their class (see synth.gate)
+    fidelity_quantile: float = 0.95  # the gate's radius: this quantile of real cells' nearest-other-cell distances
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A sample's verdicts: the memorisation guard's, and the fidelity gate's (None when the gate is off)."""
+
+    verdict: Verdict
+    gate: GateVerdict | None = None
+
+    @property
+    def rejected_by(self) -> str | None:
+        if self.verdict.copy:
+            return "memorisation guard"
+        if self.gate is not None and not self.gate.plausible:
+            return "fidelity gate"
+        return None
+
+    @property
+    def reason(self) -> str | None:
+        reasons = [self.verdict.reason, self.gate.reason if self.gate is not None else None]
+        return "; ".join(r for r in reasons if r) or None
 
 
 @dataclass
@@ -67,18 +98,29 @@ class ClassOutcome:
     label: str
     requested: int
     accepted: int
-    rejected: int
+    rejected: int  # near-copies (memorisation guard)
     attempts: int
     calibration: Calibration
+    implausible: int = 0  # not plausible cells of the class (fidelity gate)
+    gate: GateCalibration | None = None  # None: the gate was off, or the class has too few real cells
+    gate_note: str | None = None  # why the gate was not applied
     diversity: Diversity | None = None
-    fidelity: Fidelity | None = None
-    accepted_distances: list[float] = field(default_factory=list)
-    rejected_distances: list[float] = field(default_factory=list)
+    fidelity: ClassFidelity | None = None  # the accepted samples against real cells of the class
+    fidelity_drawn: ClassFidelity | None = None  # every drawn sample, before the guards (when the gate ran)
+    agreement: Agreement | None = None
+    accepted_distances: list[float] = field(default_factory=list)  # pixel distance, samples that are no copy
+    rejected_distances: list[float] = field(default_factory=list)  # pixel distance, near-copies
+    gate_distances: dict[bool, list[float]] = field(default_factory=dict)  # plausible? -> embedding distances
     seconds: float = 0.0
 
     @property
     def short(self) -> int:
         return self.requested - self.accepted
+
+    @property
+    def yield_rate(self) -> float:
+        """Accepted samples per draw (the guards' yield: 1 when nothing was rejected)."""
+        return self.accepted / self.attempts if self.attempts else float("nan")
 
 
 @dataclass
@@ -158,6 +200,8 @@ def check_request(info: GeneratorInfo, folder: Path, options: SynthOptions) -> N
         raise SynthError(f"--scheduler {options.scheduler}: use one of {', '.join(SCHEDULERS)}")
     if options.max_attempts < 1:
         raise SynthError(f"--max-attempts {options.max_attempts}: at least 1 (one draw per requested image)")
+    if not 0.0 < options.fidelity_quantile <= 1.0:
+        raise SynthError(f"--fidelity-quantile {options.fidelity_quantile}: use a value in (0, 1]")
 
 
 def run_name(info: GeneratorInfo, options: SynthOptions) -> str:
@@ -255,6 +299,20 @@ def reference_images(
 # --------------------------------------------------------------------------- the run
 
 
+@dataclass
+class Draws:
+    """What :func:`sample_class` drew for one class."""
+
+    accepted: int = 0
+    rejected: int = 0  # near-copies
+    implausible: int = 0  # failed the fidelity gate
+    attempts: int = 0
+    kept: list[np.ndarray] = field(default_factory=list)  # accepted images (up to STATS_LIMIT)
+    kept_features: list[np.ndarray] = field(default_factory=list)  # their embedding (when the gate ran)
+    drawn_features: list[np.ndarray] = field(default_factory=list)  # every drawn sample's embedding (gate ran)
+    rejected_examples: list[np.ndarray] = field(default_factory=list)  # the first few rejected images
+
+
 def sample_class(
     label: str,
     n: int,
@@ -262,30 +320,40 @@ def sample_class(
     guard: MemorisationGuard,
     options: SynthOptions,
     batch_size: int,
-    emit: Callable[[str, int, np.ndarray, Verdict, int], None],
+    emit: Callable[[str, int, np.ndarray, Judged, int], None],
     progress: Callable[[int], None] | None = None,
-) -> tuple[int, int, int, list[np.ndarray]]:
-    """Draw until ``n`` samples pass the guard or ``max_attempts`` x ``n`` draws are spent; ``emit`` each sample
-    (label, attempt, image, verdict, seed). Returns (accepted, rejected, attempts, accepted images kept for stats)."""
+    gate: FidelityGate | None = None,
+) -> Draws:
+    """Draw until ``n`` samples pass the guard (and the gate, if any) or ``max_attempts`` x ``n`` draws are spent;
+    ``emit`` each sample (label, attempt, image, verdicts, seed)."""
     cap = max(n, math.ceil(n * options.max_attempts))
-    accepted = rejected = attempt = 0
-    kept: list[np.ndarray] = []
-    while accepted < n and attempt < cap:
-        m = min(batch_size, n - accepted, cap - attempt)
-        seeds = [sample_seed(options.seed, label, attempt + k) for k in range(m)]
+    out = Draws()
+    while out.accepted < n and out.attempts < cap:
+        m = min(batch_size, n - out.accepted, cap - out.attempts)
+        seeds = [sample_seed(options.seed, label, out.attempts + k) for k in range(m)]
         images = np.asarray(draw(label, seeds), dtype=np.uint8)
+        gated, features = gate.check(images) if gate is not None else ([None] * m, None)
         for k, (image, verdict) in enumerate(zip(images, guard.check(images), strict=True)):
-            emit(label, attempt + k, image, verdict, seeds[k])
-            if verdict.copy:
-                rejected += 1
-            elif accepted < n:
-                accepted += 1
-                if len(kept) < STATS_LIMIT:
-                    kept.append(image)
-        attempt += m
+            judged = Judged(verdict, gated[k])
+            emit(label, out.attempts + k, image, judged, seeds[k])
+            if features is not None and len(out.drawn_features) < STATS_LIMIT:
+                out.drawn_features.append(features[k])
+            if judged.rejected_by and len(out.rejected_examples) < EXAMPLES:
+                out.rejected_examples.append(image)
+            if judged.rejected_by == "memorisation guard":
+                out.rejected += 1
+            elif judged.rejected_by == "fidelity gate":
+                out.implausible += 1
+            elif out.accepted < n:
+                out.accepted += 1
+                if len(out.kept) < STATS_LIMIT:
+                    out.kept.append(image)
+                    if features is not None:
+                        out.kept_features.append(features[k])
+        out.attempts += m
         if progress:
             progress(m)
-    return accepted, rejected, attempt, kept
+    return out
 
 
 class _Writer:
@@ -299,18 +367,32 @@ class _Writer:
         self.settings = settings
         self.lines: list[dict[str, Any]] = []
         self.distances: dict[tuple[str, bool], list[float]] = {}
+        self.gate_distances: dict[str, dict[bool, list[float]]] = {}
 
-    def __call__(self, label: str, attempt: int, image: np.ndarray, verdict: Verdict, seed: int) -> None:
-        source_path = f"{'rejected/' if verdict.copy else ''}{label}/{label}_{attempt:06d}.png"
+    def __call__(self, label: str, attempt: int, image: np.ndarray, judged: Judged, seed: int) -> None:
+        verdict, gate = judged.verdict, judged.gate
+        source_path = f"{'rejected/' if judged.rejected_by else ''}{label}/{label}_{attempt:06d}.png"
         path = self.staged / source_path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png_bytes(image))
         s = self.settings
-        judged = {"copy": verdict.copy, "reason": verdict.reason, "hamming": verdict.hamming,
-                  "correlation": round(verdict.correlation, 4), "nearest_id": verdict.nearest_id,
-                  "distance": float(verdict.distance)}  # fmt: skip
+        match = verdict.registered
+        line: dict[str, Any] = {
+            "copy": verdict.copy,
+            "rejected_by": judged.rejected_by,
+            "reason": judged.reason,
+            "nearest_id": verdict.nearest_id,
+            "distance": float(verdict.distance),
+            "copy_of": verdict.registered_id,
+            "correlation": round(match.correlation, 4) if match is not None else None,
+            "transform": match.describe() if match is not None else None,
+        }
+        if gate is not None:
+            line |= {"plausible": gate.plausible, "embedding_distance": round(gate.distance, 4),
+                     "embedding_nearest": gate.nearest_id}  # fmt: skip
+            self.gate_distances.setdefault(label, {}).setdefault(gate.plausible, []).append(gate.distance)
         self.lines.append(
-            sample_line(source_path, label, seed, s["guidance"], s["steps"], s["scheduler"], s["domain"], judged)
+            sample_line(source_path, label, seed, s["guidance"], s["steps"], s["scheduler"], s["domain"], line)
         )
         self.distances.setdefault((label, verdict.copy), []).append(verdict.distance)
 
@@ -368,6 +450,9 @@ def run_synth(
         "domain": options.domain,
         "batch_size": options.batch_size or int(defaults.get("batch_size", 64)),
         "max_attempts": options.max_attempts,
+        "fidelity_gate": options.fidelity_gate,
+        "fidelity_quantile": options.fidelity_quantile,
+        "reference_max": options.reference_max,
     }
     if settings["steps"] < 1 or settings["batch_size"] < 1:
         raise SynthError("--steps and --batch-size must be at least 1")
@@ -398,8 +483,10 @@ def run_synth(
         progress.phase("sampling", sum(options.counts.values()))
         ticker = _Ticker(sum(options.counts.values()), device_name.startswith("cpu"), progress)
         outcomes: list[ClassOutcome] = []
+        embedder = Embedder(device=options.device or best_device())
         real_grid: dict[str, np.ndarray] = {}
         synth_grid: dict[str, np.ndarray] = {}
+        rejected_grid: dict[str, np.ndarray] = {}
         pool: np.ndarray | None = None
         try:
             for label, n in options.counts.items():
@@ -409,32 +496,43 @@ def run_synth(
                     pool, _ = training_images(workspace, folder, info, frame, None, POOL_SIZE, options.seed)
                 guard, calibration = MemorisationGuard.calibrated(reals, ids, pool, options.seed)
                 say(f"{label}: {len(reals):,} training images; near-copy when {calibration.describe()}")
-                accepted, rejected, attempts, kept = sample_class(
-                    label, n, draw, guard, options, settings["batch_size"], writer, ticker
-                )
+                gate, gate_calibration, gate_note = _gate(label, reals, ids, options, embedder)
+                say(f"{label}: fidelity gate: {gate_calibration.describe(label) if gate_calibration else gate_note}")
+                draws = sample_class(label, n, draw, guard, options, settings["batch_size"], writer, ticker, gate)
                 outcome = ClassOutcome(
                     label,
                     n,
-                    accepted,
-                    rejected,
-                    attempts,
+                    draws.accepted,
+                    draws.rejected,
+                    draws.attempts,
                     calibration,
+                    implausible=draws.implausible,
+                    gate=gate_calibration,
+                    gate_note=gate_note,
                     accepted_distances=writer.distances.get((label, False), []),
                     rejected_distances=writer.distances.get((label, True), []),
+                    gate_distances=writer.gate_distances.get(label, {}),
                 )
-                if kept:
-                    outcome.diversity = diversity(np.stack(kept), reals, guard.threshold, seed=options.seed)
+                if draws.kept:
+                    outcome.diversity = diversity(np.stack(draws.kept), reals, guard.threshold, seed=options.seed)
                     if options.classifier is not None:
-                        outcome.fidelity = _fidelity(options, workspace, frame, label, info.resolution, kept)
-                    order = np.random.default_rng(options.seed).permutation(len(reals))[:8]
-                    real_grid[label] = reals[np.sort(order)]
-                    synth_grid[label] = np.stack(kept[:8])
+                        from PIL import Image
+
+                        kept_images = [Image.fromarray(a) for a in draws.kept]
+                        outcome.agreement = agreement(options.classifier, label, kept_images)
+                    synth_grid[label] = np.stack(draws.kept[:EXAMPLES])
+                if draws.rejected_examples:
+                    rejected_grid[label] = np.stack(draws.rejected_examples)
+                order = np.random.default_rng(options.seed).permutation(len(reals))[:EXAMPLES]
+                real_grid[label] = reals[np.sort(order)]
+                _measure(outcome, draws, options, workspace, frame, info.resolution, embedder)
                 outcome.seconds = time.perf_counter() - t0
                 outcomes.append(outcome)
-                if accepted < n:
+                if draws.accepted < n:
                     say(
-                        f"{label}: only {accepted:,} of {n:,} samples passed the guards after {attempts:,} draws "
-                        f"({rejected:,} near-copies rejected); raise --max-attempts or train longer"
+                        f"{label}: only {draws.accepted:,} of {n:,} samples passed the guards after "
+                        f"{draws.attempts:,} draws ({draws.rejected:,} near-copies, {draws.implausible:,} not "
+                        f"plausible {label} cells rejected); raise --max-attempts or train longer"
                     )
             writer.finish(notes_for(outcomes, info, settings))
             replace_dir(staged, final)
@@ -447,20 +545,51 @@ def run_synth(
         result = SynthResult(name, source, manifest_path, final, info, device_name, seconds, settings, outcomes)
         from wbc_data.synth.report import write_report
 
-        write_report(result, workspace, real_grid, synth_grid)
+        write_report(result, workspace, real_grid, synth_grid, rejected_grid)
         return result
 
 
-def _fidelity(
-    options: SynthOptions, workspace: Workspace, frame: pd.DataFrame, label: str, size: int, kept: list[np.ndarray]
-) -> Fidelity:
-    from PIL import Image
-
-    refs = reference_images(
-        workspace, frame, label, size, options.reference_max, options.seed, options.reference_splits
+def _gate(
+    label: str, reals: np.ndarray, ids: list[str], options: SynthOptions, embedder: Embedder
+) -> tuple[FidelityGate | None, GateCalibration | None, str | None]:
+    """The class's fidelity gate, calibrated on up to ``reference_max`` of its training images; or why there is
+    none."""
+    if not options.fidelity_gate:
+        return None, None, "off (--no-fidelity-gate)"
+    if len(reals) < MIN_REAL:
+        return None, None, f"not applied: {len(reals)} real {label} training image(s), at least {MIN_REAL} needed"
+    pick = np.sort(np.random.default_rng(options.seed).permutation(len(reals))[: options.reference_max])
+    gate, calibration = FidelityGate.calibrated(
+        label, reals[pick], [ids[i] for i in pick], embedder, options.fidelity_quantile
     )
-    synthetic = [Image.fromarray(a) for a in kept]
-    return fidelity(options.classifier, label, synthetic, [Image.fromarray(a) for a in refs], options.seed)
+    return gate, calibration, None
+
+
+def _measure(
+    outcome: ClassOutcome,
+    draws: Draws,
+    options: SynthOptions,
+    workspace: Workspace,
+    frame: pd.DataFrame,
+    size: int,
+    embedder: Embedder,
+) -> None:
+    """KID and precision/recall of the accepted samples (and, when the gate ran, of every drawn sample) against
+    the class's real cells, with the references of :mod:`wbc_data.synth.fidelity`."""
+    if not draws.kept and not draws.drawn_features:
+        return
+    refs = reference_images(
+        workspace, frame, outcome.label, size, options.reference_max, options.seed, options.reference_splits
+    )
+    if len(refs) < 2:
+        return
+    features = np.stack(draws.kept_features) if draws.kept_features else None
+    if features is None and draws.kept:
+        features = embedder(np.stack(draws.kept))
+    if features is not None:
+        outcome.fidelity = measure(refs, features, embedder, seed=options.seed)
+    if draws.drawn_features:
+        outcome.fidelity_drawn = measure(refs, np.stack(draws.drawn_features), embedder, seed=options.seed)
 
 
 def notes_for(outcomes: list[ClassOutcome], info: GeneratorInfo, settings: dict[str, Any]) -> dict[str, Any]:
@@ -471,16 +600,22 @@ def notes_for(outcomes: list[ClassOutcome], info: GeneratorInfo, settings: dict[
             "requested": o.requested,
             "accepted": o.accepted,
             "rejected_near_copies": o.rejected,
+            "rejected_not_plausible": o.implausible,
             "attempts": o.attempts,
+            "yield": round(o.yield_rate, 4) if o.attempts else None,
             "threshold": round(o.calibration.threshold, 5),
             "calibration": o.calibration.describe(),
+            "fidelity_gate": o.gate.describe(o.label) if o.gate else o.gate_note,
         }
         if o.diversity:
             entry["diversity"] = o.diversity.describe()
             entry["collapsed"] = o.diversity.collapsed
-        if o.fidelity:
-            entry["agreement"] = o.fidelity.agreement
-            entry["frechet"] = o.fidelity.frechet
+        if o.agreement:
+            entry["agreement"] = o.agreement.agreement
+        for key, fid in (("fidelity", o.fidelity), ("fidelity_drawn", o.fidelity_drawn)):
+            if fid is not None:
+                entry[key] = {name: {"kid": c.kid, "precision": c.precision, "recall": c.recall, "n": c.n_other}
+                              for name, c in fid.rows()}  # fmt: skip
         per_class[o.label] = entry
     rule = "every licence of the generator's training data (all classes: the model learnt from all of them)"
     return {"generator": info.id, "settings": settings, "classes": per_class, "licence_rule": rule}

@@ -1,5 +1,5 @@
-"""The contract between ``wbc-data train`` (which saves classifiers) and the stages that use one: synth's fidelity
-guard (class agreement, Fréchet distance in the classifier's embedding space), evaluate and predict.
+"""The contract between ``wbc-data train`` (which saves classifiers) and the stages that use one: synth's
+agreement check (does the classifier call samples what they were drawn as), evaluate and predict.
 
 A classifier folder written by ``wbc-data train`` loads with :func:`load_classifier`; anything with the same three
 members (a test double, another framework's model) can stand in wherever a :class:`Classifier` is expected.
@@ -25,7 +25,7 @@ class Classifier(Protocol):
         ...
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(n, d) features (the input of the classification head), for Fréchet distances between image sets."""
+        """(n, d) features (the input of the classification head), e.g. for retrieval or distances between sets."""
         ...
 
 
