@@ -121,6 +121,7 @@ def test_each_demo_step_calls_what_its_printed_command_says(tmp_path, monkeypatc
     for target, kind in (("wbc_data.ingest.engine.run_ingest", "ingest"), ("wbc_data.dedup.run.dedup", "dedup"),
                          ("wbc_data.split.run_split", "split"), ("wbc_data.train.run.run_train", "train")):  # fmt: skip
         monkeypatch.setattr(target, lambda ws, options, progress=None, kind=kind: calls.append((kind, options)))
+    monkeypatch.setattr("wbc_data.demo.steps.synthetic_train_rows", lambda ws: 1)  # train-mix: as if samples passed
     commands = typer.main.get_command(app).commands
     checked = set()
     for step in plan_steps(Workspace(tmp_path / "ws"), DemoSettings(quick=True, workers=2)):
