@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.core.errors import UserError
-from wbc_data.io.atomic import atomic_write_text
 from wbc_data.io.pixels import PixelLoader
-from wbc_data.report.document import Report, Section, write
+from wbc_data.report.document import Report, Section, write, write_csv
 from wbc_data.report.figures import plt, save_png
 
 SHEET_ROWS = 6
@@ -155,7 +154,7 @@ def build(
     csv_path = directory / "dedup_pairs.csv"
     columns = ["sample_id_a", "sample_id_b", "source_a", "source_b", "kind", "distance", "transform", "correlation"]
     columns += [c for c in ("texture",) if c in pairs.columns]
-    atomic_write_text(csv_path, pairs[columns].to_csv(index=False))
+    write_csv(csv_path, pairs[columns])
 
     in_cluster = out[out["dup_cluster"].notna()]
     sizes = in_cluster["dup_cluster"].value_counts()
