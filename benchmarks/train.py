@@ -84,8 +84,9 @@ def wbc_data_loop(model_name: str, data: list, recipe, accelerator) -> float:
     from timm.optim import create_optimizer_v2
     from torchvision.transforms import v2
 
+    from wbc_data.core.progress import NullProgress
     from wbc_data.core.taxonomy import CLASSES
-    from wbc_data.train.loop import SilentProgress, train_epoch
+    from wbc_data.train.loop import train_epoch
     from wbc_data.train.models import create_model
     from wbc_data.train.recipe import MemberSpec
 
@@ -100,7 +101,7 @@ def wbc_data_loop(model_name: str, data: list, recipe, accelerator) -> float:
     cutmix = v2.CutMix(alpha=recipe.augment.cutmix.alpha, num_classes=len(CLASSES))
 
     def epoch(part: list) -> None:
-        train_epoch(accelerator, recipe, model, optimizer, part, cutmix, SilentProgress(), lambda: False)
+        train_epoch(accelerator, recipe, model, optimizer, part, cutmix, NullProgress(), lambda: False)
 
     return _timed(epoch, data, whole=True)
 

@@ -91,10 +91,11 @@ def train_and_test(
     from accelerate import Accelerator
 
     from wbc_data.core.device import mixed_precision as resolve_mixed_precision
+    from wbc_data.core.progress import NullProgress
     from wbc_data.train.augment import tensor_transform
     from wbc_data.train.cache import AugmentedImages, Normalize
     from wbc_data.train.ensemble import soft_vote
-    from wbc_data.train.loop import MemberData, SilentProgress, train_member
+    from wbc_data.train.loop import MemberData, train_member
     from wbc_data.train.metrics import classification_metrics
     from wbc_data.train.recipe import load_recipe
 
@@ -125,7 +126,7 @@ def train_and_test(
     for member in recipe.members:
         began = time.perf_counter()
         folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"wbc-gpu-check-{member.name}-{os.getpid()}"
-        result = train_member(accelerator, recipe, member, data, folder, SilentProgress())
+        result = train_member(accelerator, recipe, member, data, folder, NullProgress())
         model = result.model.to(accelerator.device).eval()
         chunks = []
         with torch.no_grad(), accelerator.autocast():
