@@ -167,3 +167,21 @@ def test_report_csv_sidecars_hold_the_table_as_pandas_writes_it(tmp_path):
     assert plain.read_text() == "class,f1\nSNE,0.123456\nBA,1.0\n"
     indexed = write_csv(tmp_path / "indexed.csv", table, index=True, float_format="%.4f")
     assert indexed.read_text() == "class,f1\nSNE,0.1235\nBA,1.0000\n"
+
+
+def test_synth_train_takes_options_whose_recipe_flags_fit_its_kind():
+    """`wbc-data synth train` builds SynthTrainOptions and calls run_synth_train; the recipe logic (overrides, which
+    flag fits which kind of recipe) lives in the options, not in the CLI."""
+    import pytest
+
+    from wbc_data.synth import SynthError
+    from wbc_data.synth.train import SynthTrainOptions
+
+    options = SynthTrainOptions(recipe="tiny-latent", steps=3, checkpoint_every=3, init_from="pretrained:x")
+    built = options.build_recipe()
+    assert (built.train.steps, built.train.checkpoint_every, built.init_from) == (3, 3, "pretrained:x")
+    assert SynthTrainOptions(recipe="tiny-cpu", overrides=["train.batch_size=4"]).build_recipe().train.batch_size == 4
+    with pytest.raises(SynthError, match="--base: recipe tiny-cpu"):
+        SynthTrainOptions(recipe="tiny-cpu", base="some/model").build_recipe()
+    with pytest.raises(SynthError, match="no recipe"):
+        SynthTrainOptions().build_recipe()

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, given
 from wbc_data.core.workspace import Workspace
 
 synth_app = typer.Typer(
@@ -204,25 +204,26 @@ def train_cmd(
 ) -> None:
     """Train a class-conditional diffusion generator on the train split (Accelerate: `accelerate launch` for GPUs);
     `--recipe sd-lora --base <model>` fine-tunes a pretrained Stable-Diffusion-style model with LoRA instead."""
-    from wbc_data.synth import SynthError
-    from wbc_data.synth.recipe import load_recipe
-    from wbc_data.synth.train import train
+    from wbc_data.synth.train import SynthTrainOptions, run_synth_train
 
-    chosen = load_recipe(recipe, overrides or []).with_overrides(
-        steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every
+    options = SynthTrainOptions(
+        recipe=recipe,
+        overrides=overrides or [],
+        **given(
+            steps=steps,
+            batch_size=batch_size,
+            checkpoint_every=checkpoint_every,
+            init_from=str(init_from) if init_from is not None else None,
+            base=base,
+            out=out,
+            resume=resume or None,
+            max_minutes=max_minutes,
+        ),
     )
-    lora = getattr(chosen, "kind", "pixel") != "pixel"
-    if base is not None and not lora:
-        raise SynthError(f"--base: recipe {chosen.name} trains a pixel model from scratch; use --init-from for it")
-    if init_from is not None and lora:
-        raise SynthError(f"--init-from: recipe {chosen.name} adapts a base pipeline; give it with --base")
-    if lora:
-        chosen = chosen.with_base(base)  # type: ignore[union-attr]
-    if init_from is not None:
-        chosen = dataclasses.replace(chosen, init_from=str(init_from))
+    chosen = options.build_recipe()  # a bad recipe or flag is one line before anything starts
     _threads(threads)
     with RichProgress("synth train") as progress:
-        result = train(Workspace.at(workspace), chosen, out, resume=resume, max_minutes=max_minutes, progress=progress)
+        result = run_synth_train(Workspace.at(workspace), dataclasses.replace(options, recipe=chosen), progress)
     if not result.main_process:
         return  # under `accelerate launch` the main process reports
     info = result.info

@@ -131,11 +131,10 @@ def synth_train(ctx: Context, recipe: str, steps: int, batch_size: int, out: Pat
     """A generator trained for ``steps`` steps, checkpointed once at the end."""
 
     def call(progress: Progress | None) -> Any:
-        from wbc_data.synth.recipe import load_recipe
-        from wbc_data.synth.train import train
+        from wbc_data.synth.train import SynthTrainOptions, run_synth_train
 
-        chosen = load_recipe(recipe).with_overrides(steps=steps, batch_size=batch_size, checkpoint_every=steps)
-        return train(ctx.ws, chosen, out, progress=progress)
+        options = SynthTrainOptions(recipe=recipe, steps=steps, batch_size=batch_size, checkpoint_every=steps, out=out)
+        return run_synth_train(ctx.ws, options, progress)
 
     argv = ["synth", "train", "--recipe", recipe, "--steps", str(steps), "--batch-size", str(batch_size),
             "--checkpoint-every", str(steps), "--out", str(out), *ctx.w]  # fmt: skip

@@ -99,6 +99,55 @@ class _Stop:
         self.requested = True
 
 
+@dataclass
+class SynthTrainOptions:
+    """What ``wbc-data synth train`` trains and how; the defaults live here only (the CLI passes what the user gave).
+
+    ``recipe`` is a :class:`Recipe`, a recipe YAML or a shipped recipe's name; ``steps``, ``batch_size`` and
+    ``checkpoint_every`` override its ``train`` values; ``init_from`` starts a pixel or latent recipe from a local
+    folder or ``pretrained:<name>``; ``base`` is the pipeline an ``sd-lora`` recipe adapts."""
+
+    recipe: Any = None
+    overrides: list[str] = field(default_factory=list)
+    steps: int | None = None
+    batch_size: int | None = None
+    checkpoint_every: int | None = None
+    init_from: str | None = None
+    base: str | None = None
+    out: Path | None = None
+    resume: bool = False
+    max_minutes: float | None = None
+
+    def build_recipe(self) -> Any:
+        """The recipe to train, with the overrides applied; a flag that does not fit the recipe's kind is one line."""
+        import dataclasses
+
+        from wbc_data.synth.recipe import load_recipe
+
+        if self.recipe is None:
+            raise SynthError("no recipe: name a shipped one (e.g. pbc-latent-32) or a recipe YAML")
+        chosen = self.recipe if not isinstance(self.recipe, (str, Path)) else load_recipe(self.recipe, self.overrides)
+        chosen = chosen.with_overrides(
+            steps=self.steps, batch_size=self.batch_size, checkpoint_every=self.checkpoint_every
+        )
+        lora = getattr(chosen, "kind", "pixel") != "pixel"
+        if self.base is not None and not lora:
+            raise SynthError(f"--base: recipe {chosen.name} trains a pixel model from scratch; use --init-from for it")
+        if self.init_from is not None and lora:
+            raise SynthError(f"--init-from: recipe {chosen.name} adapts a base pipeline; give it with --base")
+        if lora:
+            chosen = chosen.with_base(self.base)
+        if self.init_from is not None:
+            chosen = dataclasses.replace(chosen, init_from=str(self.init_from))
+        return chosen
+
+
+def run_synth_train(workspace: Workspace, options: SynthTrainOptions, progress: Progress | None = None) -> TrainResult:
+    """The stage's one entry point: build the recipe from ``options`` and train it (see :func:`train`)."""
+    recipe = options.build_recipe()
+    return train(workspace, recipe, options.out, options.resume, options.max_minutes, progress)
+
+
 def train(
     workspace: Workspace,
     recipe: Recipe | LoraRecipe,
