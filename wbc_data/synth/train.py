@@ -189,14 +189,7 @@ def _train(
 
     say = progress.note
     out = Path(out_dir) if out_dir else default_out(workspace, recipe)
-    found = ckpt.latest(out / "checkpoints")
-    if found and not resume:
-        raise SynthError(
-            f"{out}: holds checkpoints of an earlier run (step {found[0]:,}): pass --resume to continue it, "
-            "or --out for a new run"
-        )
-    if resume and not found:
-        raise SynthError(f"{out}: no checkpoint to resume from (train without --resume to start)")
+    found = resumable(out, resume)
 
     t = recipe.train
     precision = mixed_precision(t.mixed_precision)
@@ -329,42 +322,9 @@ def _train(
         _append_log(out, accelerator, {"step": step, **{k: state[k] for k in ("seconds", "images", "loss")}})
         say(f"step {step:,}: checkpoint, generator and sample grid saved")
 
-    budget = max_minutes * 60.0 if max_minutes else math.inf
-    began = time.perf_counter()
-    session_images = 0
-    session_train = 0.0
-    smoothed = float("nan")
-    stopped = None
-    steps_done = start
-    progress.phase(TRAIN_PHASE, t.steps)
-    with _Stop() as stop:
-        for step in range(start, t.steps):
-            tick = time.perf_counter()
-            loss = step_once(step)
-            spent = time.perf_counter() - tick
-            session_train += spent
-            session_images += per_step
-            state["seconds"] = float(state["seconds"]) + spent
-            state["images"] = int(state["images"]) + per_step
-            smoothed = loss if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * loss
-            state["loss"] = smoothed
-            done = steps_done = step + 1
-            try:
-                progress.advance(done, t.steps, loss=smoothed, images_per_s=session_images / max(session_train, 1e-9))
-            except KeyboardInterrupt:
-                stop.requested = True
-            over_time = time.perf_counter() - began > budget
-            if done % t.checkpoint_every == 0 or done == t.steps or stop.requested or over_time:
-                save_all(done)
-            if stop.requested:
-                raise TrainInterrupted(
-                    f"interrupted at step {done:,} of {t.steps:,}: checkpoint saved in {out / 'checkpoints'}; "
-                    "re-run with --resume to continue"
-                )
-            if over_time and done < t.steps:
-                stopped = "time"
-                say(f"time budget of {max_minutes:g} min reached at step {done:,} of {t.steps:,}")
-                break
+    steps_done, stopped = run_steps(
+        t.steps, start, t.checkpoint_every, step_once, save_all, state, per_step, max_minutes, out, progress
+    )
     if sampling_info.last_info is None and not (out / "generator" / INFO_FILE).is_file():
         with _ema_weights(accelerator.unwrap_model(model), ema):  # nothing trained here: export what was resumed
             if accelerator.is_main_process:
@@ -386,6 +346,69 @@ def _train(
         grids=sampling_info.grids,
         notes=notes,
     )
+
+
+def resumable(out: Path, resume: bool) -> tuple[int, Path] | None:
+    """The checkpoint to resume from; a run folder in the wrong state for ``resume`` is one line."""
+    found = ckpt.latest(out / "checkpoints")
+    if found and not resume:
+        raise SynthError(
+            f"{out}: holds checkpoints of an earlier run (step {found[0]:,}): pass --resume to continue it, "
+            "or --out for a new run"
+        )
+    if resume and not found:
+        raise SynthError(f"{out}: no checkpoint to resume from (train without --resume to start)")
+    return found
+
+
+def run_steps(
+    total: int,
+    start: int,
+    checkpoint_every: int,
+    step_once: Any,
+    save_all: Any,
+    state: dict[str, Any],
+    per_step: int,
+    max_minutes: float | None,
+    out: Path,
+    progress: Progress,
+) -> tuple[int, str | None]:
+    """Steps ``start..total`` with progress, checkpoints, Ctrl-C and the time budget: the one loop of the pixel,
+    latent and LoRA recipes. Returns the steps done and why it stopped early ("time"), if it did."""
+    budget = max_minutes * 60.0 if max_minutes else math.inf
+    began = time.perf_counter()
+    session_images, session_train, smoothed = 0, 0.0, float("nan")
+    steps_done, stopped = start, None
+    progress.phase(TRAIN_PHASE, total)
+    with _Stop() as stop:
+        for step in range(start, total):
+            tick = time.perf_counter()
+            loss = step_once(step)
+            spent = time.perf_counter() - tick
+            session_train += spent
+            session_images += per_step
+            state["seconds"] = float(state["seconds"]) + spent
+            state["images"] = int(state["images"]) + per_step
+            smoothed = loss if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * loss
+            state["loss"] = smoothed
+            done = steps_done = step + 1
+            try:
+                progress.advance(done, total, loss=smoothed, images_per_s=session_images / max(session_train, 1e-9))
+            except KeyboardInterrupt:
+                stop.requested = True
+            over_time = time.perf_counter() - began > budget
+            if done % checkpoint_every == 0 or done == total or stop.requested or over_time:
+                save_all(done)
+            if stop.requested:
+                raise TrainInterrupted(
+                    f"interrupted at step {done:,} of {total:,}: checkpoint saved in {out / 'checkpoints'}; "
+                    "re-run with --resume to continue"
+                )
+            if over_time and done < total:
+                stopped = "time"
+                progress.note(f"time budget of {max_minutes:g} min reached at step {done:,} of {total:,}")
+                break
+    return steps_done, stopped
 
 
 def _target(kind: str, scheduler: Any, clean: Any, noise: Any, steps: Any) -> Any:

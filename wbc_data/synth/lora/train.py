@@ -22,8 +22,6 @@ a loss on base-model images of the class prompt, is left out on purpose: the bas
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -37,29 +35,16 @@ from wbc_data.core.progress import NullProgress, Progress
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
 from wbc_data.io.atomic import atomic_write_text
-from wbc_data.synth import SynthError, TrainInterrupted
+from wbc_data.synth import SynthError
 from wbc_data.synth import checkpoints as ckpt
 from wbc_data.synth.data import BalancedBatches, TrainingSet, cache_folder, derive_seed, dihedral, drop_labels
 from wbc_data.synth.generator import INFO_FILE, GeneratorInfo, read_info
 from wbc_data.synth.lora.generator import LoraCellPipeline, save_lora_generator
 from wbc_data.synth.lora.recipe import LoraRecipe
 from wbc_data.synth.recipe import dump_recipe
-from wbc_data.synth.train import CACHE_PHASE, TRAIN_PHASE, TrainResult, _append_log, _Stop, _target
+from wbc_data.synth.train import CACHE_PHASE, TrainResult, _append_log, _target, resumable, run_steps
 
 DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
-
-
-def resumable(out: Path, resume: bool) -> tuple[int, Path] | None:
-    """The checkpoint to resume from; a run folder in the wrong state for ``resume`` is one line."""
-    found = ckpt.latest(out / "checkpoints")
-    if found and not resume:
-        raise SynthError(
-            f"{out}: holds checkpoints of an earlier run (step {found[0]:,}): pass --resume to continue it, "
-            "or --out for a new run"
-        )
-    if resume and not found:
-        raise SynthError(f"{out}: no checkpoint to resume from (train without --resume to start)")
-    return found
 
 
 def row_prompts(recipe: LoraRecipe, data: TrainingSet) -> tuple[list[str], np.ndarray]:
@@ -308,7 +293,7 @@ def train_lora(
         _append_log(out, accelerator, {"step": step, **{k: state[k] for k in ("seconds", "images", "loss")}})
         say(f"step {step:,}: checkpoint, generator and sample grid saved")
 
-    steps_done, stopped = _run(
+    steps_done, stopped = run_steps(
         t.steps, start, t.checkpoint_every, step_once, save_all, state, per_step, max_minutes, out, progress
     )
     if exporter.last_info is None and not (out / "generator" / INFO_FILE).is_file():
@@ -370,55 +355,6 @@ def _checkpoint_adapters(accelerator: Any, unet_type: type, trained: list[Any]) 
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
-
-
-def _run(
-    total: int,
-    start: int,
-    checkpoint_every: int,
-    step_once: Any,
-    save_all: Any,
-    state: dict[str, Any],
-    per_step: int,
-    max_minutes: float | None,
-    out: Path,
-    progress: Progress,
-) -> tuple[int, str | None]:
-    """Steps ``start..total`` with progress, checkpoints, Ctrl-C and the time budget (as the pixel loop)."""
-    budget = max_minutes * 60.0 if max_minutes else math.inf
-    began = time.perf_counter()
-    session_images, session_train, smoothed = 0, 0.0, float("nan")
-    steps_done, stopped = start, None
-    progress.phase(TRAIN_PHASE, total)
-    with _Stop() as stop:
-        for step in range(start, total):
-            tick = time.perf_counter()
-            loss = step_once(step)
-            spent = time.perf_counter() - tick
-            session_train += spent
-            session_images += per_step
-            state["seconds"] = float(state["seconds"]) + spent
-            state["images"] = int(state["images"]) + per_step
-            smoothed = loss if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * loss
-            state["loss"] = smoothed
-            done = steps_done = step + 1
-            try:
-                progress.advance(done, total, loss=smoothed, images_per_s=session_images / max(session_train, 1e-9))
-            except KeyboardInterrupt:
-                stop.requested = True
-            over_time = time.perf_counter() - began > budget
-            if done % checkpoint_every == 0 or done == total or stop.requested or over_time:
-                save_all(done)
-            if stop.requested:
-                raise TrainInterrupted(
-                    f"interrupted at step {done:,} of {total:,}: checkpoint saved in {out / 'checkpoints'}; "
-                    "re-run with --resume to continue"
-                )
-            if over_time and done < total:
-                stopped = "time"
-                progress.note(f"time budget of {max_minutes:g} min reached at step {done:,} of {total:,}")
-                break
-    return steps_done, stopped
 
 
 class _Exporter:
