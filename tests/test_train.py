@@ -170,3 +170,49 @@ def test_predict_writes_a_valid_submission(trained, tmp_path):
     assert result.exit_code == 2
     assert "00000001.jpg" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def _apl_aml_subset(dest, per_class: int):
+    """Two real APL/AML patients' signed crops, ``per_class`` per class folder, with the study's master.csv."""
+    source = shared_path("apl_aml")
+    for patient in ("Patient_01", "Patient_07"):
+        for folder in sorted((source / patient / "Signed slides").iterdir()):
+            target = dest / patient / "Signed slides" / folder.name
+            target.mkdir(parents=True)
+            for path in sorted(folder.glob("*.jpg"))[:per_class]:
+                shutil.copy(path, target / path.name)
+    shutil.copy(source / "master.csv", dest / "master.csv")
+    return dest
+
+
+@pytest.mark.slow
+def test_test_source_scores_every_unseen_row_of_another_source(trained, tmp_path):
+    """Domain shift in one option: every APL/AML crop (any split) of the classes the PBC model learned is scored
+    beside the PBC test rows; the classes it never learned are left out and said so."""
+    from wbc_data.core.workspace import Workspace
+    from wbc_data.dedup.run import DedupOptions, dedup
+    from wbc_data.ingest.engine import IngestOptions, ingest
+    from wbc_data.manifest.merge import merge
+    from wbc_data.split import SplitOptions, run_split
+    from wbc_data.train.evaluate import EvalOptions, evaluate
+
+    ws, out, _ = trained
+    copy = Workspace(tmp_path / "ws")
+    shutil.copytree(ws.root, copy.root)
+    ingest("apl-aml", _apl_aml_subset(tmp_path / "apl", per_class=4), copy, IngestOptions(workers=1))
+    merge(copy)
+    dedup(copy, DedupOptions(workers=1, reports=False))  # a user adds a source the same way: then dedup, split
+    run_split(copy, SplitOptions(val=0.2, test=0.2, seed=0))
+    apl = select_rows(load_view(copy).frame, None, synthetic=False, sources=["apl-aml"])
+    known = {"EO", "BA", "LY", "MO"}  # the four PBC classes the model was trained on
+    expected = int(apl["label"].isin(known).sum())
+    assert 0 < expected < len(apl)  # the subset holds learned and unlearned classes
+
+    plain = evaluate(copy, out, EvalOptions(by_source=True, out=tmp_path / "plain"))
+    shifted = evaluate(copy, out, EvalOptions(by_source=True, test_sources=["apl-aml"], out=tmp_path / "shift"))
+    by_source = shifted.scores[0].by_source.set_index("source")
+    assert by_source.loc["apl-aml", "n"] == expected
+    pbc_test = plain.scores[0].by_source.set_index("source").loc["pbc", "n"]
+    assert by_source.loc["pbc", "n"] == pbc_test > 0  # the in-domain test rows are unchanged beside them
+    assert set(shifted.rows.loc[shifted.rows["source"] == "apl-aml", "label"]) <= known
+    assert any("of classes it never learned left out" in note for note in shifted.notes)

@@ -85,7 +85,7 @@ class _Scripted:
         return loss, f1, f1
 
 
-def _tiny_run(tmp_path, monkeypatch, overrides, losses, f1s, progress=None):
+def _tiny_run(tmp_path, monkeypatch, overrides, losses, f1s, progress=None, scripted=None):
     from accelerate import Accelerator
     from torch.utils.data import TensorDataset
 
@@ -107,7 +107,7 @@ def _tiny_run(tmp_path, monkeypatch, overrides, losses, f1s, progress=None):
         0.0,
         0,
     )
-    scripted = _Scripted(losses, f1s)
+    scripted = scripted or _Scripted(losses, f1s)
     monkeypatch.setattr(loop, "_validate", scripted)
     result = loop.train_member(
         Accelerator(cpu=True), recipe, member, data, tmp_path / "ckpt", progress or NullProgress()
@@ -157,6 +157,65 @@ def test_the_loop_reports_through_the_one_progress_protocol(tmp_path, monkeypatc
     epoch_notes = [e[1] for e in progress.events if e[0] == "note" and " epoch " in e[1]]
     assert len(epoch_notes) == 2 and epoch_notes[0].startswith(f"{member} {stage} epoch 1: loss ")
     assert "val macro-F1 0.1000" in epoch_notes[0] and epoch_notes[1].endswith(" best")
+
+
+class _Weights(_Scripted):
+    """Validation stand-in that also keeps a copy of the weights it was asked to judge."""
+
+    def __init__(self, losses, f1s):
+        super().__init__(losses, f1s)
+        self.judged = []
+
+    def __call__(self, accelerator, runner, loader, normalize=None):
+        self.judged.append({k: v.detach().clone() for k, v in runner.state_dict().items() if v.is_floating_point()})
+        return super().__call__(accelerator, runner, loader, normalize)
+
+
+def _moved(before, after) -> float:
+    return max(float((after[k] - before[k]).abs().max()) for k in before)
+
+
+def test_model_ema_is_what_validation_judges_and_what_is_kept(tmp_path, monkeypatch):
+    """With ``train.ema`` validation sees timm's EMA copy and the best checkpoint holds it: at a decay near 1 it
+    hardly moves between epochs while the trained weights do; without EMA the judged weights are the trained ones."""
+    from wbc_data.train import checkpoint
+
+    runs = {}
+    for name, overrides in {"plain": [], "ema": ["train.ema=0.999999"]}.items():
+        scripted = _Weights([1.0, 0.9, 0.8], [0.1, 0.2, 0.3])
+        overrides = [*overrides, "members.0.stages.0.epochs=3", "members.0.stages.0.lr=0.05"]
+        _tiny_run(tmp_path / name, monkeypatch, overrides, [], [], scripted=scripted)
+        runs[name] = scripted.judged
+    plain, ema = runs["plain"], runs["ema"]
+    assert len(plain) == len(ema) == 3
+    assert _moved(plain[0], plain[2]) > 1e-2  # training moves the weights
+    assert _moved(ema[0], ema[2]) < 1e-3 * _moved(plain[0], plain[2])  # the EMA at decay ~1 barely follows
+    best = checkpoint.load_best(tmp_path / "ema" / "ckpt")
+    assert _moved(ema[2], {k: best[k] for k in ema[2]}) < 1e-6  # the kept weights are the EMA's (last = best)
+
+
+def test_learning_rate_scales_with_the_global_batch(tmp_path, monkeypatch):
+    """Stage lrs are for ``train.lr_base_batch``: the optimizer runs at lr x global batch / base batch."""
+    from wbc_data.train import loop
+
+    recipe = load_recipe("tiny-cpu", ["data.batch_size=32", "train.lr_base_batch=128"])
+    assert loop.lr_scale(recipe, 1) == 0.25 and loop.lr_scale(recipe, 8) == 2.0
+    assert loop.lr_scale(load_recipe("tiny-cpu", ["data.batch_size=32"]), 4) == 4.0  # default base: one process
+
+    seen = {}
+    original = loop.train_epoch
+
+    def recording(accelerator, recipe, runner, optimizer, *args, **kwargs):
+        seen.setdefault(recipe.train.lr_base_batch, []).append(optimizer.param_groups[0]["lr"])
+        return original(accelerator, recipe, runner, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_epoch", recording)
+    common = ["members.0.stages.0.epochs=2", "train.warmup_epochs=0", "train.schedule=constant"]
+    _tiny_run(tmp_path / "a", monkeypatch, common, [1.0, 0.9], [0.1, 0.2])
+    _tiny_run(tmp_path / "b", monkeypatch, [*common, "train.lr_base_batch=16"], [1.0, 0.9], [0.1, 0.2])
+    stage_lr = load_recipe("tiny-cpu").members[0].stages[0].lr
+    assert seen[None] == pytest.approx([stage_lr, stage_lr])  # batch 4 on one process, base 4
+    assert seen[16] == pytest.approx([stage_lr / 4, stage_lr / 4])  # batch 4 against a base of 16
 
 
 def test_a_stage_when_improving_runs_only_if_the_last_one_was_still_improving(tmp_path, monkeypatch):

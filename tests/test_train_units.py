@@ -54,6 +54,25 @@ def test_metrics_equal_scikit_learn_on_a_hand_made_case():
     assert m.confusion.to_numpy().tolist() == confusion_matrix(y_true, y_pred, labels=[0, 2, 5, 12])[[0, 1, 3]].tolist()
 
 
+def test_coarse_figures_fold_neutrophils_and_immature_granulocytes():
+    """A BNE called SNE or an MY called PMY is right at PBC's granularity (neutrophil, IG), still wrong at 13."""
+    from sklearn.metrics import f1_score
+
+    from wbc_data.train.metrics import coarse_summary
+
+    i = {c: CLASSES.index(c) for c in ("SNE", "BNE", "LY", "MY", "MMY", "PMY")}
+    y_true = np.array([i["SNE"], i["BNE"], i["BNE"], i["MY"], i["MMY"], i["PMY"], i["LY"], i["LY"]])
+    y_pred = np.array([i["BNE"], i["SNE"], i["BNE"], i["PMY"], i["MY"], i["PMY"], i["LY"], i["MY"]])
+    folded = {"SNE": "n", "BNE": "n", "MY": "ig", "MMY": "ig", "PMY": "ig", "LY": "ly"}
+    names = {v: k for k, v in i.items()}
+    t = [folded[names[x]] for x in y_true]
+    p = [folded[names[x]] for x in y_pred]
+    figures = coarse_summary(y_true, y_pred)
+    assert figures["accuracy coarse"] == pytest.approx(7 / 8)  # only the LY called MY is wrong
+    assert figures["macro_f1 coarse"] == pytest.approx(f1_score(t, p, average="macro"))
+    assert classification_metrics(y_true, y_pred).accuracy == pytest.approx(3 / 8)
+
+
 def test_per_source_table_adds_up_to_the_whole():
     rows = pd.DataFrame({"source": ["a"] * 6 + ["b"] * 4, "label": ["SNE"] * 10})
     truth = np.array([0, 0, 2, 2, 12, 12, 0, 2, 2, 12])

@@ -114,7 +114,7 @@ def evaluate_cmd(
 ) -> None:
     """Macro-F1, balanced accuracy, per-class precision/recall/F1/accuracy and a confusion matrix (scikit-learn),
     per source with --by source, side by side with --compare."""
-    from wbc_data.train.evaluate import EvalOptions, EvaluateError, evaluate, model_workspace
+    from wbc_data.train.evaluate import EvalOptions, EvaluateError, evaluate, model_workspace, summary_table
 
     if by not in (None, "source"):
         raise EvaluateError(f"--by {by}: only 'source' is supported")
@@ -131,7 +131,7 @@ def evaluate_cmd(
             console.print(frame_table(s.by_source.round(4), title=f"{s.name} per source"))
     if result.comparison is not None:
         console.print(frame_table(result.comparison.round(4), title="Side by side (F1 change = second - first)"))
-    summary = pd.DataFrame([{"model": s.name, **s.metrics.summary(), **s.rules} for s in result.scores]).round(4)
+    summary = summary_table(result.scores).round(4)
     console.print(frame_table(summary, title=f"{split}: {len(result.rows):,} real images"))
     console.print(f"report: {result.out / 'report.html'}", highlight=False)
 

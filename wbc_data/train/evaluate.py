@@ -56,6 +56,7 @@ class ModelScore:
     by_source: pd.DataFrame | None = None  # source, n, correct, macro_f1, balanced_accuracy, accuracy
     by_source_classes: pd.DataFrame | None = None  # source, class, support, precision, recall, f1, accuracy
     rules: dict[str, float] = field(default_factory=dict)  # macro-F1 under the prior correction and thresholds
+    coarse: dict[str, float] = field(default_factory=dict)  # macro-F1 and accuracy at the literature's granularity
 
 
 @dataclass
@@ -137,11 +138,11 @@ def score(
     by_source: bool,
     decision: dict[str, Any] | None = None,
 ) -> ModelScore:
-    from wbc_data.train.metrics import decide, macro_f1
+    from wbc_data.train.metrics import coarse_summary, decide, macro_f1
 
     truth = label_indices(rows["label"])
     predicted = probabilities.argmax(1)
-    result = ModelScore(name, folder, classification_metrics(truth, predicted))
+    result = ModelScore(name, folder, classification_metrics(truth, predicted), coarse=coarse_summary(truth, predicted))
     if decision:
         result.rules = {
             f"macro_f1 {rule}": macro_f1(truth, decide(probabilities, rule, decision))
@@ -150,6 +151,11 @@ def score(
     if by_source:
         result.by_source, result.by_source_classes = per_source(rows, truth, predicted)
     return result
+
+
+def summary_table(scores: list[ModelScore]) -> pd.DataFrame:
+    """One row per model: the headline figures, the decision rules beside the argmax, the coarse figures."""
+    return pd.DataFrame([{"model": s.name, **s.metrics.summary(), **s.rules, **s.coarse} for s in scores])
 
 
 def per_source(rows: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -318,7 +324,7 @@ def _write(result: EvalResult, options: EvalOptions) -> list[Path]:
         f"{len(result.rows):,} real images (exact labels, deduplicated, never trained on); metrics from "
         "scikit-learn, averaged over the classes present. " + " ".join(result.notes),
     )
-    summary = pd.DataFrame([{"model": s.name, **s.metrics.summary(), **s.rules} for s in result.scores])
+    summary = summary_table(result.scores)
     report.add(
         Section(
             "Summary",
@@ -343,6 +349,7 @@ def _write(result: EvalResult, options: EvalOptions) -> list[Path]:
         metrics_json["models"][s.name] = {
             **s.metrics.summary(),
             **s.rules,
+            **s.coarse,
             "folder": str(s.folder),
             "per_class": s.metrics.per_class.to_dict(orient="records"),
         }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wbc_data.core.taxonomy import CLASSES
+from wbc_data.core.taxonomy import CLASSES, COARSE_GROUPS
 
 
 @dataclass
@@ -92,6 +92,29 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], names: 
         per_class=per_class,
         confusion=confusion,
     )
+
+
+# --------------------------------------------------------------------------- the literature's granularity
+
+PUBLISHED_GROUPS = ("neutrophil", "IG")
+"""Groups that public PBC classifiers report as one class (PBC's folders: neutrophil = SNE + BNE, ig = MY + MMY +
+PMY): their 96-99.5% accuracies are at this granularity, not at WBCBench's 13 classes."""
+
+
+def coarse(indices: np.ndarray, names: Sequence[str] = CLASSES) -> np.ndarray:
+    """Class indices with each published group's members folded onto the group's first member."""
+    folded = np.arange(len(names))
+    for group in PUBLISHED_GROUPS:
+        members = [names.index(code) for code in COARSE_GROUPS[group] if code in names]
+        folded[members] = min(members)
+    return folded[np.asarray(indices, dtype=np.int64)]
+
+
+def coarse_summary(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Macro-F1 and accuracy with neutrophils and immature granulocytes each one class: the figure to set beside
+    published PBC results."""
+    t, p = coarse(y_true), coarse(y_pred)
+    return {"macro_f1 coarse": macro_f1(t, p), "accuracy coarse": float((t == p).mean()) if len(t) else 0.0}
 
 
 # --------------------------------------------------------------------------- decision rules beside the argmax
