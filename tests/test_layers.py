@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "wbc_data"
 LAYERS = {
     "core": 0, "io": 0, "imaging": 0, "sources": 0, "report": 0,  # what every stage shares
     "ingest": 1, "manifest": 1, "dedup": 1, "split": 1, "gap": 1, "synth": 1, "train": 1, "publish": 1, "demo": 1,
+    "experiment": 1,
     "cli": 2,
 }  # fmt: skip
 """Top-level package -> layer (0 base, 1 stages, 2 CLI)."""

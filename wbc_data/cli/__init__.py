@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Any
 
-COMMAND_MODULES = ("data", "dedup", "split", "gap", "synth", "train", "publish", "demo")
+COMMAND_MODULES = ("data", "dedup", "split", "gap", "synth", "train", "experiment", "publish", "demo")
 INTERRUPTED_EXIT = 130
 
 __all__ = ["app", "main"]

@@ -93,8 +93,11 @@ def _first(values: pd.Series) -> str | None:
     return str(found.iloc[0]) if len(found) else None
 
 
-def training_set(workspace: Workspace, domain_condition: bool = False) -> TrainingSet:
-    """The train split's real, exact-label, kept rows (a missing or stale split is one clear line)."""
+def training_set(
+    workspace: Workspace, domain_condition: bool = False, only: frozenset[str] | None = None
+) -> TrainingSet:
+    """The train split's real, exact-label, kept rows (a missing or stale split is one clear line); ``only``: just
+    these of them (by sample_id), e.g. the rows a classifier run trained on, so that both learn from the same cells."""
     from wbc_data.core.stages import load_view
 
     view = load_view(workspace)
@@ -102,6 +105,10 @@ def training_set(workspace: Workspace, domain_condition: bool = False) -> Traini
     frame = select_rows(view.frame, ["train"], exact_only=True, kept_only=True, synthetic=False)
     if frame.empty:
         raise SynthError(f"{view.path}: no real, exact-label rows in the train split to train a generator on")
+    if only is not None:
+        frame = frame[frame["sample_id"].isin(only)]
+        if frame.empty:
+            raise SynthError(f"{view.path}: none of the {len(only):,} rows asked for is a usable train row")
     frame = frame.sort_values("sample_id", kind="stable").reset_index(drop=True)
     labels = label_indices(frame["label"])
     names = sorted(frame["source"].astype(str).unique()) if domain_condition else []

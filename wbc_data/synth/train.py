@@ -117,6 +117,7 @@ class SynthTrainOptions:
     out: Path | None = None
     resume: bool = False
     max_minutes: float | None = None
+    only_rows: frozenset[str] | None = None  # train on just these train rows (sample_ids); None: the whole split
 
     def build_recipe(self) -> Any:
         """The recipe to train, with the overrides applied; a flag that does not fit the recipe's kind is one line."""
@@ -145,7 +146,7 @@ class SynthTrainOptions:
 def run_synth_train(workspace: Workspace, options: SynthTrainOptions, progress: Progress | None = None) -> TrainResult:
     """The stage's one entry point: build the recipe from ``options`` and train it (see :func:`train`)."""
     recipe = options.build_recipe()
-    return train(workspace, recipe, options.out, options.resume, options.max_minutes, progress)
+    return train(workspace, recipe, options.out, options.resume, options.max_minutes, progress, options.only_rows)
 
 
 def train(
@@ -155,17 +156,18 @@ def train(
     resume: bool = False,
     max_minutes: float | None = None,
     progress: Progress | None = None,
+    only_rows: frozenset[str] | None = None,
 ) -> TrainResult:
-    """Train ``recipe`` on the workspace's train split; see the module docstring (an ``sd-lora`` recipe: see
-    :mod:`wbc_data.synth.lora.train`). One writer per generator folder.
+    """Train ``recipe`` on the workspace's train split (``only_rows``: just those rows of it); see the module
+    docstring (an ``sd-lora`` recipe: see :mod:`wbc_data.synth.lora.train`). One writer per generator folder.
     ``progress`` hears two phases (decoding images, training: loss and images/s) and notes."""
     out = Path(out_dir) if out_dir else default_out(workspace, recipe)
     with writer_lock(workspace.root, f"generator-{out.name}"):
         if getattr(recipe, "kind", "pixel") != "pixel":  # LoRA on a pretrained latent diffusion model
             from wbc_data.synth.lora.train import train_lora
 
-            return train_lora(workspace, recipe, out, resume, max_minutes, or_null(progress))  # type: ignore[arg-type]
-        return _train(workspace, recipe, out, resume, max_minutes, or_null(progress))
+            return train_lora(workspace, recipe, out, resume, max_minutes, or_null(progress), only_rows)  # type: ignore[arg-type]
+        return _train(workspace, recipe, out, resume, max_minutes, or_null(progress), only_rows)
 
 
 def _train(
@@ -175,6 +177,7 @@ def _train(
     resume: bool,
     max_minutes: float | None,
     progress: Progress,
+    only_rows: frozenset[str] | None = None,
 ) -> TrainResult:
     """Train ``recipe`` on the workspace's train split; see the module docstring."""
     import torch
@@ -200,7 +203,7 @@ def _train(
     else:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))  # the run's own copy, --set values included
-    data = training_set(workspace, recipe.domain_condition)
+    data = training_set(workspace, recipe.domain_condition, only_rows)
     counts = data.class_counts()
     cache = _cache(data, workspace, recipe, out, accelerator, progress)
     say(f"{len(data):,} training images: " + ", ".join(f"{c} {n:,}" for c, n in counts.items() if n))

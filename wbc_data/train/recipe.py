@@ -157,6 +157,8 @@ class DataSpec:
     hold_rare: dict[str, int] = field(
         default_factory=dict
     )  # {PMY: 13}: keep that many real train images, test the rest
+    select_seed: int | None = None  # seeds the rows hold_rare and max_per_class choose (None: the recipe's seed), so
+    # that runs of several training seeds can keep the same rows
 
     def check(self, where: str) -> None:
         if self.batch_size < 1:

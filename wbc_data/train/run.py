@@ -118,7 +118,7 @@ def run_train(workspace: Workspace, options: TrainOptions, progress: Progress | 
         synthetic_ratio=options.synthetic_ratio,
         hold_rare=hold,
         max_per_class=recipe.data.max_per_class,
-        seed=recipe.seed,
+        seed=recipe.seed if recipe.data.select_seed is None else recipe.data.select_seed,
     )
     out = Path(options.out) if options.out else default_out(workspace, recipe)
     with writer_lock(workspace.root, f"model-{out.name}"):

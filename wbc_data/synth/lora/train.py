@@ -123,8 +123,10 @@ def train_lora(
     resume: bool,
     max_minutes: float | None,
     progress: Progress,
+    only_rows: frozenset[str] | None = None,
 ) -> TrainResult:
-    """Fine-tune ``recipe.base`` with LoRA on the workspace's train split; see the module docstring."""
+    """Fine-tune ``recipe.base`` with LoRA on the workspace's train split (``only_rows``: just those rows of it);
+    see the module docstring."""
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
@@ -154,7 +156,7 @@ def train_lora(
         atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
     say(f"base {base.name}: {base.folder}" + (f" (revision {base.revision[:12]})" if base.revision else ""))
 
-    data = training_set_for(workspace, recipe)
+    data = training_set_for(workspace, recipe, only_rows)
     class_prompts = {c: recipe.prompts.for_class(c) for c in CLASSES}
     check_prompts(base.pipe.tokenizer, class_prompts)
     prompts, prompt_of_row = row_prompts(recipe, data)
@@ -318,10 +320,10 @@ def train_lora(
     )
 
 
-def training_set_for(workspace: Workspace, recipe: LoraRecipe) -> TrainingSet:
+def training_set_for(workspace: Workspace, recipe: LoraRecipe, only_rows: frozenset[str] | None = None) -> TrainingSet:
     from wbc_data.synth.data import training_set
 
-    return training_set(workspace, recipe.prompts.domain_condition)
+    return training_set(workspace, recipe.prompts.domain_condition, only_rows)
 
 
 def _checkpoint_adapters(accelerator: Any, unet_type: type, trained: list[Any]) -> None:
