@@ -120,6 +120,20 @@ def test_gate_rejects_noise_and_blank_images_and_accepts_held_out_cells(pmy, emb
     assert not any(v.plausible for v in bad), [round(v.distance, 2) for v in bad]
     assert all(v.reason.startswith("not a plausible PMY") for v in bad)
     assert min(v.distance for v in bad) > 1.2 * calibration.radius  # far outside, not at the edge
+    strict, tight = FidelityGate.calibrated("PMY", calibrate, [f"pmy{i}" for i in range(80)], embed, 0.5)
+    assert tight.radius == pytest.approx(tight.real_median) and tight.radius < calibration.radius
+    assert np.mean([v.plausible for v in strict.check(held_out)[0]]) < np.mean([v.plausible for v in real])
+
+
+def test_the_gate_quantile_is_a_flag_and_checked(tmp_path):
+    from typer.testing import CliRunner
+
+    from wbc_data.cli import app
+
+    result = CliRunner().invoke(app, ["synth", "--cls", "PMY", "--n", "1", "--fidelity-quantile", "1.5",
+                                      "-w", str(tmp_path)])  # fmt: skip
+    assert result.exit_code != 0 and "--fidelity-quantile 1.5: a quantile above 0, at most 1" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.slow

@@ -74,6 +74,13 @@ def synth(
             help="Reject samples that are not plausible cells of their class (ImageNet embedding; default: on).",
         ),
     ] = True,
+    fidelity_quantile: Annotated[
+        float | None,
+        typer.Option(
+            "--fidelity-quantile",
+            help="The gate's radius: this quantile of real cells' distances to their nearest other cell (0.95).",
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Name of the synthetic source (default: generator + classes).")
     ] = None,
@@ -114,6 +121,7 @@ def synth(
         classifier=_classifier(classifier),
         reference_splits=reference_split or None,
         fidelity_gate=fidelity_gate,
+        **given(fidelity_quantile=fidelity_quantile),
     )
     with RichProgress("synth") as progress:
         result = run_synth(Workspace.at(workspace), generator, options, progress)

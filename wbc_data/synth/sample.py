@@ -71,6 +71,10 @@ class SynthOptions:
     fidelity_gate: bool = True  # reject samples that are not plausible cells of their class (see synth.gate)
     fidelity_quantile: float = 0.95  # the gate's radius: this quantile of real cells' nearest-other-cell distances
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fidelity_quantile <= 1.0:
+            raise SynthError(f"--fidelity-quantile {self.fidelity_quantile:g}: a quantile above 0, at most 1")
+
 
 @dataclass(frozen=True)
 class Judged:
