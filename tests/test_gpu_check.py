@@ -42,3 +42,8 @@ def test_gpu_check_smoke(tmp_path):
     lite = report["lite0_cpu_recipe"]
     assert lite["members"][0]["pretrained"] is True and 0.0 <= lite["test_macro_f1"] <= 1.0
     assert report["seed_ensemble_random_init"]["members"][0]["pretrained"] is False
+    generator = report["generator"]  # the latent generator through ingest, split and synth train, then sampled
+    assert generator["steps"] == 4 and generator["sampling"][0]["images_per_s"] > 0, generator
+    assert generator["fidelity"], generator
+    for figures in generator["fidelity"].values():
+        assert figures["samples"]["n_other"] == 8 and figures["samples"]["kid"] is not None

