@@ -61,10 +61,12 @@ def test_every_step_runs_and_the_report_holds_every_section(demo_run):
     sections = set(re.findall(r'<section id="([^"]+)"', index))
     expected = {"manifest", "dedup", "split", "gap-report", "synth-demo-pmy", "evaluate-compare", "publish-card"}
     assert expected <= sections
-    verdict = re.search(r"Did the synthetic PMY cells help\?</b> They (helped|did not help) here: .*?macro-F1 "
-                        r"([0-9.]+) with them against ([0-9.]+) without", index)  # fmt: skip
+    verdict = re.search(r"Did the synthetic PMY cells help\?</b> They (helped|hurt|made no detectable change) here: "
+                        r".*?interval ([-+0-9.]+) to ([-+0-9.]+)\)", index)  # fmt: skip
     assert verdict, "the report says plainly whether the synthetic cells helped"
-    assert (verdict.group(1) == "helped") == (float(verdict.group(2)) > float(verdict.group(3)))
+    low, high = float(verdict.group(2)), float(verdict.group(3))
+    expected = "helped" if low > 0 else "hurt" if high < 0 else "made no detectable change"
+    assert verdict.group(1) == expected and low <= high
     for picture in (
         "Images per class and source",  # class distribution
         "Largest clusters",  # duplicate contact sheet

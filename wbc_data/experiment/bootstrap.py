@@ -110,10 +110,13 @@ def per_run(truth: Sequence[str], without: Sequence[Sequence[str]], with_synthet
     return pd.DataFrame(rows)
 
 
-def verdict(row: pd.Series) -> str:
-    """``helped``, ``hurt`` or ``no detectable change``: whether the interval of the change excludes zero."""
-    if row["change low"] > 0:
-        return "helped"
-    if row["change high"] < 0:
-        return "hurt"
-    return "no detectable change"
+def verdict(row: pd.Series, run_changes: Sequence[float] | None = None) -> str:
+    """``helped`` or ``hurt`` when the interval of the change excludes zero and every training run moved the same
+    way; ``seeds disagree`` when the interval excludes zero but some run moved the other way (training noise is as
+    large as the effect); else ``no detectable change``."""
+    if row["change low"] <= 0 <= row["change high"]:
+        return "no detectable change"
+    sign = 1 if row["change low"] > 0 else -1
+    if run_changes is not None and any(sign * change <= 0 for change in run_changes):
+        return "seeds disagree"
+    return "helped" if sign > 0 else "hurt"

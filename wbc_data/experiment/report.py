@@ -48,6 +48,8 @@ def sentence(result: Any, options: Any) -> str:
         "helped": f"Synthetic {result.rare} cells helped",
         "hurt": f"Synthetic {result.rare} cells hurt",
         "no detectable change": f"Synthetic {result.rare} cells did not help detectably",
+        "seeds disagree": f"Synthetic {result.rare} cells did not change {result.rare} F1 consistently (the test-set "
+        "interval excludes zero, but the training seeds moved it both ways)",
     }[result.verdict]
     added = result.synthetic.get("accepted", 0)
     runs = len(result.runs)

@@ -164,12 +164,13 @@ def run_experiment(
     truth, without, with_synthetic, notes = _predictions(ws, out, options.seeds, progress)
     table = paired_bootstrap(truth, without, with_synthetic, options.resamples, options.confidence, options.seed)
     rare_row = table.set_index("class").loc[options.rare]
+    runs = per_run(truth, without, with_synthetic, options.rare)
     result = ExperimentResult(
         out=out,
         rare=options.rare,
         table=table,
-        runs=per_run(truth, without, with_synthetic, options.rare),
-        verdict=verdict(rare_row),
+        runs=runs,
+        verdict=verdict(rare_row, runs["change"].tolist()),
         synthetic=_synthetic_summary(out),
         test_rows=len(truth),
         notes=notes,
@@ -180,8 +181,8 @@ def run_experiment(
 
 
 def _state(out: Path, options: ExperimentOptions) -> dict[str, Any]:
-    """The steps already done for these options; another set of options starts afresh (the old folder is
-    replaced only once the first new step finishes writing)."""
+    """The steps already done for these options; another set of options starts afresh (the earlier run's models,
+    samples and reports are removed first, so no result of other options is ever reported as this one's)."""
     key = json.loads(json.dumps(options.key(), default=str))
     path = out / STATE
     if path.is_file():
@@ -191,8 +192,12 @@ def _state(out: Path, options: ExperimentOptions) -> dict[str, Any]:
             found = {}
         if found.get("key") == key:
             return found
-        for name in ("workspace", "without", "generator", "with", "evaluation"):
-            shutil.rmtree(out / name, ignore_errors=True)
+        for pattern in ("workspace", "without*", "with*", "generator", "evaluation*"):
+            for folder in out.glob(pattern):
+                shutil.rmtree(folder, ignore_errors=True)
+        for pattern in ("samples.json", "result.json", "report.*", "experiment.csv", "change.png"):
+            for file in out.glob(pattern):
+                file.unlink()
     return {"key": key, "done": [], "seconds": {}}
 
 
