@@ -252,6 +252,38 @@ def test_cuda_path_agrees_with_the_numpy_path_on_a_gpu():
     assert (copy_relation(numpy_path, CANVAS, none, none) == copy_relation(cuda_path, CANVAS, none, none)).all()
 
 
+def test_an_executor_receives_signature_and_registration_batches(tmp_path, workspace):
+    """Any concurrent.futures-style executor (Dask's is one) gets both phases' batches as tasks, and the clusters
+    are the local pool's: checked here with an in-process thread pool that records what it ran."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Recording(ThreadPoolExecutor):
+        def __init__(self):
+            super().__init__(max_workers=2)
+            self.ran = []
+
+        def submit(self, fn, *args, **kwargs):
+            self.ran.append(fn.__name__)
+            return super().submit(fn, *args, **kwargs)
+
+    cells = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:20]
+    root = tmp_path / "a" / "cells"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for path in cells:
+        shutil.copy(path, root / path.name)
+    for path in cells[:4]:
+        (root / f"{path.stem}_copy.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
+    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    local = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False)).frame
+    shutil.rmtree(workspace.root / "cache")
+    with Recording() as executor:
+        remote = dedup(workspace, DedupOptions(reports=False, executor=executor, cache_pairs=False)).frame
+    assert "compute_batch" in executor.ran and "_task" in executor.ran  # signatures and registration
+    assert _clusters(remote) == _clusters(local) and len(_clusters(local)) >= 4
+
+
 def test_dedup_on_a_local_dask_cluster_gives_the_local_clusters(tmp_path, workspace):
     """Signature and registration batches as Dask tasks (a local cluster of 2 processes standing in for a real
     one): the same clusters as the local worker pool."""

@@ -154,7 +154,7 @@ def register_pairs(
     def fresh(p: np.ndarray) -> np.ndarray:
         if len(p):  # none when every pair came from the cache
             progress.phase(what, len(p))
-        return confirm(p, view.canvases, workers, progress, engine, torch_device)
+        return confirm(p, view.canvases, workers, progress, engine, torch_device, executor)
 
     return view.register(pairs, view.keys, fresh, engine)
 
