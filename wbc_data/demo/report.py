@@ -55,8 +55,8 @@ def synthetic_verdict(evaluation: Path, rare: str) -> str:
     return (
         f"<p><b>Did the synthetic {rare} cells help?</b> They {said[verdict(macro)]} here: on the same {len(rows)} "
         f"real test images, macro-F1 {macro['f1 with']:.2f} with them against {macro['f1 without']:.2f} without "
-        f"(change {macro['change']:+.2f}, 95% paired bootstrap interval {macro['change low']:+.2f} to "
-        f"{macro['change high']:+.2f}){rare_text}. With this few test images the interval is wide: the demo shows "
+        f"(change {macro['change']:+.2f}, 95% paired bootstrap interval {macro['change low']:+.3f} to "
+        f"{macro['change high']:+.3f}){rare_text}. With this few test images the interval is wide: the demo shows "
         "the road; `wbc-data experiment` asks the question on real data.</p>"
     )
 
