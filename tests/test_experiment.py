@@ -178,3 +178,20 @@ def test_other_options_start_afresh_and_more_seeds_do_not(tmp_path):
     assert (tmp_path / "without-seed1").is_dir()
     assert _state(tmp_path, ExperimentOptions(hold_rare={"PMY": 13}, n=200))["done"] == []
     assert not (tmp_path / "without-seed1").exists() and not (tmp_path / "report.html").exists()
+
+
+def test_the_fork_leaves_the_users_synthetic_rows_behind(tmp_path):
+    """An experiment compares real rows with real rows plus its own samples: a workspace that already holds
+    synthetic rows is forked without them, its stage results still fresh, and the original is untouched."""
+    from wbc_data.core.rows import is_synthetic
+    from wbc_data.experiment.run import fork_workspace
+
+    ws = real_workspace(tmp_path, per_class=8, synthetic=5)
+    before = load_view(ws).frame
+    assert is_synthetic(before).sum() == 5
+    forked = fork_workspace(ws, tmp_path / "fork")
+    view = load_view(forked)
+    assert not is_synthetic(view.frame).any() and len(view.frame) == len(before) - 5
+    view.require("split", "the experiment")  # fresh for every real row
+    assert sorted(p.name for p in forked.sources_dir.iterdir()) == ["pbc.parquet"]
+    assert is_synthetic(load_view(ws).frame).sum() == 5

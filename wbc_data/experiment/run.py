@@ -101,27 +101,41 @@ class ExperimentResult:
 
 
 def fork_workspace(source: Workspace, dest: Path) -> Workspace:
-    """A workspace holding ``source``'s manifests and stage results, with every source root pointing where it
-    lies for ``source`` (the images are not copied). Its synthetic sources are left behind: the experiment compares
-    real rows against real rows plus its own samples."""
+    """A workspace holding ``source``'s real sources and stage results, merged again, with every source root
+    pointing where it lies for ``source`` (the images are not copied). Synthetic sources are left behind: the
+    experiment compares real rows against real rows plus its own samples, never the user's earlier ones."""
     from wbc_data.core.roots import save_roots
     from wbc_data.core.workspace import workspace_roots
+    from wbc_data.manifest.merge import MergeOptions, run_merge
 
     if not source.unified_manifest.is_file():
         raise ExperimentError(f"{source.root}: no manifest (run `wbc-data manifest` first)")
-    forked = Workspace(dest)
-    staging = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    shutil.copy2(source.unified_manifest, staging / source.unified_manifest.name)
-    for folder in (source.sources_dir, source.stages_dir):
-        if folder.is_dir():
-            shutil.copytree(folder, staging / folder.name, ignore=shutil.ignore_patterns("*.tmp", "*.partial"))
+    staging = Workspace(dest.with_name(dest.name + ".partial"))
+    shutil.rmtree(staging.root, ignore_errors=True)
+    staging.sources_dir.mkdir(parents=True)
     roots = workspace_roots(source)
-    save_roots(staging, {name: roots.location(name) for name in roots.names()})
+    real = []
+    for manifest in source.source_manifests():
+        if _synthetic_source(manifest):
+            continue
+        shutil.copy2(manifest, staging.sources_dir / manifest.name)
+        real.append(manifest.stem)
+    if source.stages_dir.is_dir():
+        shutil.copytree(source.stages_dir, staging.stages_dir, ignore=shutil.ignore_patterns("*.tmp", "*.partial"))
+    save_roots(staging.root, {name: roots.location(name) for name in roots.names() if name in real})
+    run_merge(staging, MergeOptions(reports=False))
     shutil.rmtree(dest, ignore_errors=True)
-    staging.rename(dest)
-    return forked
+    staging.root.rename(dest)
+    return Workspace(dest)
+
+
+def _synthetic_source(manifest: Path) -> bool:
+    """Whether a per-source manifest holds generated rows (``wbc-data synth`` writes ``is_synthetic``)."""
+    import pyarrow.parquet as pq
+
+    if "is_synthetic" not in pq.read_schema(manifest).names:
+        return False
+    return any(pq.read_table(manifest, columns=["is_synthetic"]).column(0).to_pylist())
 
 
 def run_experiment(
