@@ -252,6 +252,24 @@ def test_cuda_path_agrees_with_the_numpy_path_on_a_gpu():
     assert (copy_relation(numpy_path, CANVAS, none, none) == copy_relation(cuda_path, CANVAS, none, none)).all()
 
 
+def _local_clusters_of_copies(tmp_path, workspace, cells: int, copies: int):
+    """Real sample cells and augmented copies of the first few, ingested and deduplicated by the local pool; the
+    signature cache is then removed, so the next dedup computes everything again (elsewhere)."""
+    paths = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:cells]
+    root = tmp_path / "a" / "cells"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for path in paths:
+        shutil.copy(path, root / path.name)
+    for path in paths[:copies]:
+        (root / f"{path.stem}_copy.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
+    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    local = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False)).frame
+    shutil.rmtree(workspace.root / "cache")
+    return local
+
+
 def test_an_executor_receives_signature_and_registration_batches(tmp_path, workspace):
     """Any concurrent.futures-style executor (Dask's is one) gets both phases' batches as tasks, and the clusters
     are the local pool's: checked here with an in-process thread pool that records what it ran."""
@@ -266,18 +284,7 @@ def test_an_executor_receives_signature_and_registration_batches(tmp_path, works
             self.ran.append(fn.__name__)
             return super().submit(fn, *args, **kwargs)
 
-    cells = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:20]
-    root = tmp_path / "a" / "cells"
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(5)
-    for path in cells:
-        shutil.copy(path, root / path.name)
-    for path in cells[:4]:
-        (root / f"{path.stem}_copy.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
-    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
-    merge(workspace)
-    local = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False)).frame
-    shutil.rmtree(workspace.root / "cache")
+    local = _local_clusters_of_copies(tmp_path, workspace, cells=20, copies=4)
     with Recording() as executor:
         remote = dedup(workspace, DedupOptions(reports=False, executor=executor, cache_pairs=False)).frame
     assert "compute_batch" in executor.ran and "_task" in executor.ran  # signatures and registration
@@ -288,18 +295,7 @@ def test_dedup_on_a_local_dask_cluster_gives_the_local_clusters(tmp_path, worksp
     """Signature and registration batches as Dask tasks (a local cluster of 2 processes standing in for a real
     one): the same clusters as the local worker pool."""
     distributed = pytest.importorskip("distributed", reason="the dask group is not installed (uv sync --group dask)")
-    cells = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:30]
-    root = tmp_path / "a" / "cells"
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(5)
-    for path in cells:
-        shutil.copy(path, root / path.name)
-    for path in cells[:5]:
-        (root / f"{path.stem}_copy.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
-    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
-    merge(workspace)
-    local = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False)).frame
-    shutil.rmtree(workspace.root / "cache")
+    local = _local_clusters_of_copies(tmp_path, workspace, cells=30, copies=5)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     with cluster, distributed.Client(cluster) as client:
         on_dask = dedup(workspace, DedupOptions(reports=False, executor=client.get_executor(), cache_pairs=False))

@@ -334,20 +334,29 @@ def _train(
                 sampling_info.export(accelerator.unwrap_model(model), scheduler, start, state, notes)
     accelerator.wait_for_everyone()
     info = sampling_info.last_info or read_info(out / "generator")
+    return finished(out, info, steps_done, t.steps, state, stopped, accelerator.is_main_process,
+                    sampling_info.grids, notes)  # fmt: skip
+
+
+def finished(out: Path, info: GeneratorInfo, steps_done: int, total_steps: int, state: dict[str, Any],
+             stopped: str | None, main_process: bool, grids: list[Path],
+             notes: list[str] | None = None) -> TrainResult:  # fmt: skip
+    """The result of a run (pixel, latent or LoRA) from its exported generator and its step-loop state, built by
+    keyword in one place (a positional build once swapped three fields)."""
     rate = state["images"] / state["seconds"] if state["seconds"] else 0.0
     return TrainResult(
         out_dir=out,
         generator_dir=out / "generator",
         info=info,
         steps=steps_done,
-        total_steps=t.steps,
+        total_steps=total_steps,
         seconds=float(state["seconds"]),
         images_per_second=rate,
         loss=float(state["loss"]) if state["loss"] is not None else float("nan"),
         stopped=stopped,
-        main_process=accelerator.is_main_process,
-        grids=sampling_info.grids,
-        notes=notes,
+        main_process=main_process,
+        grids=grids,
+        notes=list(notes or []),
     )
 
 

@@ -42,7 +42,7 @@ from wbc_data.synth.generator import INFO_FILE, GeneratorInfo, read_info
 from wbc_data.synth.lora.generator import LoraCellPipeline, save_lora_generator
 from wbc_data.synth.lora.recipe import LoraRecipe
 from wbc_data.synth.recipe import dump_recipe
-from wbc_data.synth.train import CACHE_PHASE, TrainResult, _append_log, _target, resumable, run_steps
+from wbc_data.synth.train import CACHE_PHASE, TrainResult, _append_log, _target, finished, resumable, run_steps
 
 DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 
@@ -304,20 +304,7 @@ def train_lora(
                 exporter.export(unwrapped, start, state)
     accelerator.wait_for_everyone()
     info = exporter.last_info or read_info(out / "generator")
-    rate = state["images"] / state["seconds"] if state["seconds"] else 0.0
-    return TrainResult(
-        out_dir=out,
-        generator_dir=out / "generator",
-        info=info,
-        steps=steps_done,
-        total_steps=t.steps,
-        seconds=float(state["seconds"]),
-        images_per_second=rate,
-        loss=float(state["loss"]) if state["loss"] is not None else float("nan"),
-        stopped=stopped,
-        main_process=accelerator.is_main_process,
-        grids=exporter.grids,
-    )
+    return finished(out, info, steps_done, t.steps, state, stopped, accelerator.is_main_process, exporter.grids)
 
 
 def training_set_for(workspace: Workspace, recipe: LoraRecipe, only_rows: frozenset[str] | None = None) -> TrainingSet:
