@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from tests.fixtures import mini_bccd
+from wbc_data.core.progress import NullProgress
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
@@ -96,3 +97,20 @@ class RednessClassifier:
         for i, colour in enumerate(self.embed(images)):
             out[i, CLASSES.index("PMY" if colour[0] > colour[2] else "LY")] = 1.0
         return out
+
+
+class KillAtStep(NullProgress):
+    """Raises KeyboardInterrupt (what Ctrl-C does between steps) when the training phase reaches ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.name = ""
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.name = name
+
+    def advance(self, done: int, total: int | None = None, **stats: Any) -> None:
+        from wbc_data.synth.train import TRAIN_PHASE
+
+        if self.name == TRAIN_PHASE and done == self.step:
+            raise KeyboardInterrupt

@@ -13,14 +13,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.synth_fixtures import one_thread, split_workspace
+from tests.synth_fixtures import KillAtStep, one_thread, split_workspace
 from wbc_data.cli import app
-from wbc_data.core.progress import NullProgress
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.synth import SynthError, TrainInterrupted
 from wbc_data.synth.checkpoints import checkpoints
 from wbc_data.synth.recipe import load_recipe
-from wbc_data.synth.train import TRAIN_PHASE, train
+from wbc_data.synth.train import train
 
 SIZE = 16  # pixels; the tiny VAE halves them once: 8x8 latents
 SETTINGS = [
@@ -264,16 +263,8 @@ def test_resume_after_a_kill_gives_the_same_adapters_bit_for_bit(ws, base, tmp_p
     chosen = recipe(base, "train.steps=6", "train.checkpoint_every=3", "train.train_text_encoder=true")
     train(ws, chosen, tmp_path / "whole")
 
-    class KillAtThree(NullProgress):
-        def phase(self, name, total=None):
-            self.name = name
-
-        def advance(self, done, total=None, **stats):
-            if self.name == TRAIN_PHASE and done == 3:
-                raise KeyboardInterrupt  # what Ctrl-C does between steps
-
     with pytest.raises(TrainInterrupted, match="re-run with --resume"):
-        train(ws, chosen, tmp_path / "killed", progress=KillAtThree())
+        train(ws, chosen, tmp_path / "killed", progress=KillAtStep(3))
     assert [step for step, _ in checkpoints(tmp_path / "killed" / "checkpoints")] == [3]
     assert not list((tmp_path / "killed" / "checkpoints").rglob("model*.safetensors"))  # adapters only, no base
     with pytest.raises(SynthError, match="pass --resume"):

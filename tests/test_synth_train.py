@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.synth_fixtures import one_thread, split_workspace, tiny
-from wbc_data.core.progress import NullProgress
+from tests.synth_fixtures import KillAtStep, one_thread, split_workspace, tiny
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.synth import SynthError, TrainInterrupted
 from wbc_data.synth.checkpoints import checkpoints
@@ -21,7 +20,7 @@ from wbc_data.synth.generator import load_generator
 from wbc_data.synth.model import build_unet, denoising_loss, noise_scheduler, unet_from_local
 from wbc_data.synth.pipeline import condition_rows
 from wbc_data.synth.recipe import load_recipe
-from wbc_data.synth.train import TRAIN_PHASE, train
+from wbc_data.synth.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -136,16 +135,8 @@ def test_resume_after_a_kill_continues_exactly(ws, tmp_path):
     recipe = tiny(steps=6, checkpoint_every=3, grid_per_class=0)
     whole = train(ws, recipe, tmp_path / "whole")
 
-    class KillAtThree(NullProgress):
-        def phase(self, name, total=None):
-            self.name = name
-
-        def advance(self, done, total=None, **stats):
-            if self.name == TRAIN_PHASE and done == 3:
-                raise KeyboardInterrupt  # what Ctrl-C does between steps
-
     with pytest.raises(TrainInterrupted, match="re-run with --resume"):
-        train(ws, recipe, tmp_path / "killed", progress=KillAtThree())
+        train(ws, recipe, tmp_path / "killed", progress=KillAtStep(3))
     assert [step for step, _ in checkpoints(tmp_path / "killed" / "checkpoints")] == [3]
     with pytest.raises(SynthError, match="pass --resume"):
         train(ws, recipe, tmp_path / "killed")
