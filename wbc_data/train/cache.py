@@ -187,9 +187,11 @@ class AugmentedImages(Dataset):
     """Training images from the cache with the recipe's tensor augmentations, ``rare`` for rare classes.
 
     Keys are ``(index, seed)`` pairs from the sampler: each sample's augmentation is drawn from its own seed mixed
-    with the process rank, so it does not depend on which worker loads it or when (persistent workers, resumed runs),
-    and every process augments differently. With ``on_device`` the dataset returns the uint8 image and the seed and
-    :meth:`augment_batch` applies the same transforms to the batch on the GPU."""
+    with the process rank, so it does not depend on which worker loads it, which samples share its batch, or when
+    (persistent workers, resumed runs), and every process augments differently. A DataLoader fetches a whole batch
+    through :meth:`__getitems__`, which augments it in one pass (:class:`~wbc_data.train.batch_augment.BatchAugment`:
+    one warp and batched colour for the batch instead of torchvision's per-image calls). With ``on_device`` it returns
+    the uint8 images and their seeds, and :meth:`augment_batch` applies the same augmentation on the GPU."""
 
     def __init__(
         self,
@@ -200,9 +202,16 @@ class AugmentedImages(Dataset):
         rank: int = 0,
         on_device: bool = False,
     ) -> None:
+        from wbc_data.train.batch_augment import BatchAugment, without_final_scaling
+
         self.base = base
-        self.normal = normal
-        self.rare = rare
+        # both end in uint8 -> [0, 1] scaling: leave it to Normalize, so batches cross processes as uint8 (a quarter
+        # of the bytes) and are scaled once on the device
+        short = [without_final_scaling(t) for t in (normal, rare)]
+        if all(t is not None for t in short):
+            normal, rare = short  # type: ignore[assignment]
+        self.normal = BatchAugment(normal)
+        self.rare = BatchAugment(rare)
         self.rare_labels = frozenset(rare_labels)
         self.rank = rank
         self.on_device = on_device
@@ -210,33 +219,42 @@ class AugmentedImages(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def transform(self, image: torch.Tensor, label: int, seed: int) -> torch.Tensor:
-        transform = self.rare if label in self.rare_labels else self.normal
-        if torch.utils.data.get_worker_info() is not None:  # a loader worker's RNG serves these draws only
-            torch.manual_seed(item_seed(seed, self.rank))
-            return transform(image)
-        devices = [image.device] if image.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # the caller's RNG (CutMix, sampling) is left as it was
-            torch.manual_seed(item_seed(seed, self.rank))
-            return transform(image)
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[tuple[torch.Tensor, int, int]]:
+        pairs = [key if isinstance(key, tuple) else (key, key) for key in keys]
+        items = [self.base[index] for index, _ in pairs]
+        seeds = [seed for _, seed in pairs]
+        labels = [label for _, label in items]
+        if self.on_device:
+            return [(image, label, seed) for (image, label), seed in zip(items, seeds, strict=True)]
+        images = self.augment_batch(torch.stack([image for image, _ in items]), labels, seeds)
+        return list(zip(images.unbind(0), labels, seeds, strict=True))
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, int]:
-        index, seed = key if isinstance(key, tuple) else (key, key)
-        image, label = self.base[index]
-        if self.on_device:
-            return image, label, seed
-        return self.transform(image, label, seed), label, seed
+        return self.__getitems__([key])[0]
 
-    def augment_batch(self, images: torch.Tensor, labels: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
-        """The augmentations of a uint8 batch already on the device (one seed per sample), floats in [0, 1]."""
-        if images.dtype != torch.uint8:
-            return images
-        return torch.stack(
-            [
-                self.transform(images[i], int(label), int(seed))
-                for i, (label, seed) in enumerate(zip(labels.tolist(), seeds.tolist(), strict=True))
-            ]
-        )
+    def augment_batch(
+        self, images: torch.Tensor, labels: torch.Tensor | Sequence[int], seeds: torch.Tensor | Sequence[int]
+    ) -> torch.Tensor:
+        """The augmentation of a uint8 batch (one seed per sample; on the CPU or the device): uint8 where the
+        recipe's transforms end in plain scaling (:class:`Normalize` scales), else floats in [0, 1]."""
+        labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
+        seeds = [item_seed(s, self.rank) for s in (seeds.tolist() if isinstance(seeds, torch.Tensor) else seeds)]
+        rare = [i for i, label in enumerate(labels) if label in self.rare_labels]
+        if not rare:
+            return self.normal(images, seeds)
+        normal = [i for i, label in enumerate(labels) if label not in self.rare_labels]
+        out: torch.Tensor | None = None
+        for augment, chosen in ((self.normal, normal), (self.rare, rare)):
+            if not chosen:
+                continue
+            part = augment(images[chosen], [seeds[i] for i in chosen])
+            if part.dtype == torch.uint8 and (out is not None and out.dtype != torch.uint8):
+                part = part.float().div_(255.0)
+            if out is None:
+                out = part.new_empty((len(images), *part.shape[1:]))
+            out[chosen] = part
+        assert out is not None
+        return out
 
 
 class Normalize:

@@ -333,11 +333,11 @@ def train_epoch(
     seen = 0
     start = time.perf_counter()
     normalize = data.normalize if data is not None else None
-    augment_batch = getattr(data.train, "augment_batch", None) if data is not None else None
+    on_device = data is not None and getattr(data.train, "on_device", False)
     for step, batch in enumerate(loader, 1):
         images, labels = batch[0], batch[1]
-        if augment_batch is not None and images.dtype == torch.uint8:
-            images = augment_batch(images, labels, batch[2])
+        if on_device:
+            images = data.train.augment_batch(images, labels, batch[2])  # type: ignore[union-attr]
         if normalize is not None:
             images = normalize(images)
         if recipe.train.channels_last:

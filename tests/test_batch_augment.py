@@ -1,0 +1,132 @@
+"""The batched augmentation is torchvision's, proven on real cells: every shipped recipe's transforms give, batch
+by batch, the images torchvision's own per-image transforms give with the same draws; an image's augmentation does
+not depend on the other images of its batch; the caller's RNG is left alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from tests.conftest import shared_path
+from tests.train_helpers import one_thread  # noqa: F401
+from wbc_data.train.augment import tensor_transform
+from wbc_data.train.batch_augment import BatchAugment, stage_seed, without_final_scaling
+from wbc_data.train.recipe import ImageSpec, load_recipe
+
+SPEC = ImageSpec(size=48, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")
+RECIPES = ["lite0-cpu", "wbcbench-ensemble", "resnet34-twophase", "tiny-cpu"]
+
+
+@pytest.fixture(scope="module")
+def cells() -> torch.Tensor:
+    """12 real PBC cells of six classes at 48 px, uint8 CHW."""
+    root = shared_path("pbc", "PBC_dataset_normal_DIB")
+    files = [f for folder in sorted(root.iterdir()) if folder.is_dir() for f in sorted(folder.glob("*.jpg"))[:2]][:12]
+    pictures = [np.asarray(Image.open(f).convert("RGB").resize((48, 48), Image.Resampling.BILINEAR)) for f in files]
+    return torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).contiguous()
+
+
+def torchvision_per_image(augment: BatchAugment, image: torch.Tensor, seed: int) -> torch.Tensor:
+    """The reference: torchvision's transforms called on one image, each stage seeded as the batch seeds it."""
+    for number, stage in enumerate(augment.stages):
+        torch.default_generator.manual_seed(stage_seed(seed, number))
+        for step in stage.steps:
+            image = step(image)
+    return image
+
+
+def reference(augment: BatchAugment, images: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    return torch.stack([torchvision_per_image(augment, i, s) for i, s in zip(images, seeds, strict=True)])
+
+
+@pytest.mark.parametrize("recipe_name", RECIPES)
+@pytest.mark.parametrize("strength", ["normal", "rare"])
+def test_each_recipe_batched_equals_torchvision_per_image(cells, recipe_name, strength):
+    augment = load_recipe(recipe_name).augment
+    chosen = augment.normal if strength == "normal" else augment.rare_strength()
+    transform = tensor_transform(SPEC, chosen, augment.degrade)
+    batched = BatchAugment(transform)
+    seeds = [1000 + 37 * i for i in range(len(cells))]
+    got = batched(cells, seeds)
+    expected = reference(batched, cells, seeds)
+    assert got.dtype == expected.dtype == torch.float32 and got.shape == expected.shape
+    difference = (got - expected).abs()
+    # torchvision blends with one fused multiply-add (a scalar ratio), the batch with one ratio per image: a pixel on
+    # a rounding step may land one level apart, which a later hue shift can widen to a few; rarely
+    assert float(difference.max()) <= 4.0 / 255 + 1e-6
+    assert float((difference > 1e-6).float().mean()) < 1e-3
+    # and the augmentation did something: not the identity (every shipped strength warps or recolours)
+    assert float((got - cells.float() / 255).abs().mean()) > 0.01
+
+
+def test_geometry_and_colour_stages_match_torchvision_exactly(cells):
+    """Rotation with fill, shift, zoom, shear, flips before and after the warp, and every colour adjustment,
+    bilinear and nearest: the batched stages give torchvision's uint8 images."""
+    fill = [200, 150, 170]
+    for interpolation in (v2.InterpolationMode.BILINEAR, v2.InterpolationMode.NEAREST):
+        transform = v2.Compose(
+            [
+                v2.RandomVerticalFlip(),
+                v2.RandomAffine(
+                    180, translate=(0.1, 0.1), scale=(0.8, 1.2), shear=10, interpolation=interpolation, fill=fill
+                ),
+                v2.RandomHorizontalFlip(),
+                v2.ColorJitter(0.3, 0.3, 0.3, 0.05),
+            ]
+        )
+        batched = BatchAugment(transform)
+        assert [s.batched for s in batched.stages] == [True, True]  # one warp with its flips, then colour
+        seeds = list(range(len(cells)))
+        got = batched(cells, seeds)
+        expected = reference(batched, cells, seeds)
+        assert got.dtype == torch.uint8
+        difference = (got.int() - expected.int()).abs()
+        assert int(difference.max()) <= 1 and float((difference > 0).float().mean()) < 1e-3, interpolation
+
+
+def test_an_images_augmentation_does_not_depend_on_its_batch(cells):
+    transform = tensor_transform(SPEC, load_recipe("wbcbench-ensemble").augment.rare_strength(), load_recipe(
+        "wbcbench-ensemble").augment.degrade)  # fmt: skip
+    batched = BatchAugment(transform)
+    seeds = [5, 6, 7, 8, 9, 10]
+    together = batched(cells[:6], seeds)
+    alone = torch.stack([batched(cells[i : i + 1], seeds[i : i + 1])[0] for i in range(6)])
+    shuffled = batched(cells[[3, 0, 5, 1, 4, 2]], [seeds[i] for i in (3, 0, 5, 1, 4, 2)])
+    assert torch.equal(together, alone)
+    assert torch.equal(together[[3, 0, 5, 1, 4, 2]], shuffled)
+    assert not torch.equal(batched(cells[:1], [5]), batched(cells[:1], [6]))  # the seed matters
+
+
+def test_callers_rng_is_left_alone_and_final_scaling_can_be_left_to_the_device(cells):
+    transform = tensor_transform(
+        SPEC, load_recipe("lite0-cpu").augment.normal, load_recipe("lite0-cpu").augment.degrade
+    )
+    torch.manual_seed(3)
+    before = torch.rand(4)
+    torch.manual_seed(3)
+    BatchAugment(transform)(cells[:4], [1, 2, 3, 4])
+    assert torch.equal(torch.rand(4), before)
+    short = without_final_scaling(transform)
+    assert short is not None
+    as_uint8 = BatchAugment(short)(cells[:4], [1, 2, 3, 4])
+    as_float = BatchAugment(transform)(cells[:4], [1, 2, 3, 4])
+    assert as_uint8.dtype == torch.uint8 and torch.allclose(as_uint8.float() / 255, as_float, atol=1e-6)
+    noisy = tensor_transform(
+        SPEC, load_recipe("tiny-cpu").augment.rare_strength(), load_recipe("tiny-cpu").augment.degrade
+    )
+    assert without_final_scaling(noisy) is None  # noise comes after the scaling: nothing to leave out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU path is the same code on the device")
+def test_on_the_gpu_the_batch_gets_the_cpus_images(cells):
+    transform = tensor_transform(
+        SPEC, load_recipe("lite0-cpu").augment.normal, load_recipe("lite0-cpu").augment.degrade
+    )
+    batched = BatchAugment(transform)
+    seeds = list(range(len(cells)))
+    cpu = batched(cells, seeds)
+    gpu = batched(cells.cuda(), seeds).cpu()
+    assert float((cpu - gpu).abs().max()) <= 1.0 / 255 + 1e-6

@@ -1,0 +1,290 @@
+"""A recipe's torchvision v2 augmentations applied to a whole batch, each sample drawn from its own seed.
+
+torchvision's v2 transforms work one image at a time. On a CPU a 128 px image costs far more in per-call Python and
+small-tensor overhead than in arithmetic (``RandomAffine`` and ``ColorJitter`` were 8 of the 9 ms an image took in
+the loader), so the training cache's loader ran at 1.5x the PIL path. Here the same ``Compose`` runs on a batch:
+
+- the steps are cut into **stages**: a run of steps that have a batched form here (one ``RandomAffine`` with the
+  flips around it, ``ColorJitter``, ``ToDtype``), or a single step without one (crop, perspective, blur, noise,
+  degradation), which runs image by image;
+- at the start of each stage every sample's RNG is seeded from its own seed and the stage's number, and
+  torchvision's own ``make_params`` (and the ``p`` draw of a random-apply step) draws its parameters, so the draws
+  are torchvision's and never depend on which other samples share the batch (persistent workers and resumed runs see
+  the same images);
+- the geometry of the whole batch is then one ``grid_sample`` (each sample's inverse affine matrix, flips folded in
+  as sign changes, torchvision's fill mask), and the colour steps are batched tensor operations that follow
+  torchvision's kernels step for step (uint8 in, uint8 out, truncation where torchvision truncates).
+
+``tests/test_batch_augment.py`` proves each batched stage against torchvision's per-image transforms with the same
+draws on real cells; ``benchmarks/train.py`` measures the gain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as TF
+
+STAGE_MIX = 0xBF58476D1CE4E5B9
+GEOMETRY = (v2.RandomAffine, v2.RandomHorizontalFlip, v2.RandomVerticalFlip)
+BATCHED = (*GEOMETRY, v2.ColorJitter, v2.ToDtype)
+
+
+def stage_seed(seed: int, stage: int) -> int:
+    """The RNG seed of one sample in one stage: the sample's seed mixed with the stage's number."""
+    return (int(seed) + (stage + 1) * STAGE_MIX) & (2**63 - 1)
+
+
+def seed_rng(seed: int, device: torch.device) -> None:
+    """Seed the RNGs a step on ``device`` draws from. ``torch.manual_seed`` would also queue lazy seeding of every
+    accelerator backend, recording a stack trace each time (about 1 ms per call on a CPU machine, more than the
+    augmentation of a 128 px image); the CPU generator, plus the device's own, is all a step uses."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
+def without_final_scaling(transform: Callable[[Any], Any]) -> v2.Compose | None:
+    """The transform without its last step when that step only scales uint8 to float [0, 1] (``ToDtype(float32,
+    scale=True)``), for callers that scale on the device; ``None`` when it ends otherwise."""
+    steps = list(transform.transforms) if isinstance(transform, v2.Compose) else [transform]
+    last = steps[-1] if steps else None
+    if isinstance(last, v2.ToDtype) and last.dtype == torch.float32 and last.scale:
+        return v2.Compose(steps[:-1] or [v2.Identity()])
+    return None
+
+
+def _draw(step: Any, image: torch.Tensor) -> dict[str, Any] | None:
+    """One step's parameters for one image, drawn as the step's own ``forward`` draws them; ``None``: not applied."""
+    flip = isinstance(step, (v2.RandomHorizontalFlip, v2.RandomVerticalFlip))
+    if flip and torch.rand(1) >= step.p:
+        return None
+    return step.make_params([image])
+
+
+@dataclass
+class _Stage:
+    steps: list[Any]
+    batched: bool
+
+
+def stages_of(transform: Callable[[Any], Any]) -> list[_Stage]:
+    """Cut a ``v2.Compose`` (or a single step) into stages; one stage holds at most one interpolating warp."""
+    steps = list(transform.transforms) if isinstance(transform, v2.Compose) else [transform]
+    stages: list[_Stage] = []
+    for step in steps:
+        if isinstance(step, v2.Identity):
+            continue
+        if not isinstance(step, BATCHED):
+            stages.append(_Stage([step], batched=False))
+            continue
+        last = stages[-1] if stages and stages[-1].batched else None
+        kinds = [type(s) for s in last.steps] if last else []
+        starts_new = (
+            last is None
+            or (isinstance(step, v2.RandomAffine) and v2.RandomAffine in kinds)
+            or isinstance(step, GEOMETRY) != all(k in GEOMETRY for k in kinds)  # geometry and colour apart
+        )
+        if starts_new:
+            stages.append(_Stage([step], batched=True))
+        else:
+            last.steps.append(step)
+    return stages
+
+
+class BatchAugment:
+    """``augment(images, seeds)``: the transform applied to every image of a ``(B, 3, H, W)`` batch with its seed,
+    exactly as per image (``augment(images[i:i+1], seeds[i:i+1])`` gives the same image).
+
+    uint8 batches are carried between batched stages as float32 holding whole levels 0-255 (``levels``): each step
+    rounds or truncates as torchvision does for uint8, without converting back and forth at every step."""
+
+    def __init__(self, transform: Callable[[Any], Any]) -> None:
+        self.transform = transform
+        self.stages = stages_of(transform)
+
+    def __call__(self, images: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+        if len(images) == 0:
+            return images
+        devices = [images.device] if images.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the caller's RNG (sampling, CutMix) is left as it was
+            levels = images.dtype == torch.uint8
+            x = images.to(torch.float32) if levels else images
+            for number, stage in enumerate(self.stages):
+                if stage.batched:
+                    x, levels = self._batched(stage, number, x, levels, seeds)
+                else:
+                    x, levels = self._one_by_one(stage.steps[0], number, x, levels, seeds)
+            return x.to(torch.uint8) if levels else x
+
+    @staticmethod
+    def _one_by_one(
+        step: Any, number: int, x: torch.Tensor, levels: bool, seeds: Sequence[int]
+    ) -> tuple[torch.Tensor, bool]:
+        out = []
+        for image, seed in zip(x.to(torch.uint8) if levels else x, seeds, strict=True):
+            seed_rng(stage_seed(seed, number), x.device)
+            out.append(step(image))
+        result = torch.stack(out)
+        return (result.to(torch.float32), True) if result.dtype == torch.uint8 else (result, False)
+
+    @staticmethod
+    def _batched(
+        stage: _Stage, number: int, x: torch.Tensor, levels: bool, seeds: Sequence[int]
+    ) -> tuple[torch.Tensor, bool]:
+        draws: list[list[dict[str, Any] | None]] = [[] for _ in stage.steps]
+        for image, seed in zip(x, seeds, strict=True):
+            seed_rng(stage_seed(seed, number), x.device)
+            for k, step in enumerate(stage.steps):
+                draws[k].append(_draw(step, image))
+        if isinstance(stage.steps[0], GEOMETRY):
+            return _geometry(x, levels, stage.steps, draws), levels
+        for step, params in zip(stage.steps, draws, strict=True):
+            if isinstance(step, v2.ColorJitter):
+                x = _colour_jitter(x, levels, params)
+            elif levels and step.dtype == torch.float32 and step.scale:
+                x, levels = x.mul_(1.0 / 255), False  # torchvision's uint8 -> float32 scaling
+            else:  # any other ToDtype: torchvision's own, on the batch
+                x, levels = _retype(step(x.to(torch.uint8) if levels else x))
+        return x, levels
+
+
+def _retype(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    return (x.to(torch.float32), True) if x.dtype == torch.uint8 else (x, False)
+
+
+# --- geometry -------------------------------------------------------------------------------------------------------
+
+
+def _inverse_affine(params: dict[str, Any]) -> list[float]:
+    """torchvision's inverse matrix for one sample (centre of the image as origin, as ``affine_image`` uses)."""
+    from torchvision.transforms.v2.functional._geometry import _get_inverse_affine_matrix
+
+    translate = [float(t) for t in params["translate"]]
+    return _get_inverse_affine_matrix([0.0, 0.0], params["angle"], translate, params["scale"], list(params["shear"]))
+
+
+def _geometry(
+    x: torch.Tensor, levels: bool, steps: list[Any], draws: list[list[dict[str, Any] | None]]
+) -> torch.Tensor:
+    """Flips and one affine warp of the whole batch: flips are sign changes of the output (after the warp) or input
+    (before it) coordinates, the warp is torchvision's grid, one ``grid_sample`` for the batch, with
+    torchvision's fill."""
+    n, _, h, w = x.shape
+    warp = next((s for s in steps if isinstance(s, v2.RandomAffine)), None)
+    if warp is None:  # flips only: exact pixel moves
+        for step, params in zip(steps, draws, strict=True):
+            chosen = torch.tensor([p is not None for p in params], device=x.device)
+            if chosen.any():
+                dim = -1 if isinstance(step, v2.RandomHorizontalFlip) else -2
+                x = torch.where(chosen.view(-1, 1, 1, 1), x.flip(dim), x)
+        return x
+    position = next(i for i, s in enumerate(steps) if s is warp)
+    out_sign = torch.ones(n, 2, dtype=torch.float32)  # flips after the warp: on the output grid
+    in_sign = torch.ones(n, 2, dtype=torch.float32)  # flips before it: on the sampled coordinates
+    for k, (step, params) in enumerate(zip(steps, draws, strict=True)):
+        if step is warp:
+            continue
+        axis = 0 if isinstance(step, v2.RandomHorizontalFlip) else 1
+        for i, p in enumerate(params):
+            if p is not None:
+                (out_sign if k > position else in_sign)[i, axis] *= -1
+    theta = torch.tensor([_inverse_affine(p) for p in draws[position]], dtype=torch.float32).view(n, 2, 3)
+    theta[:, :, :2] *= out_sign.view(n, 1, 2)  # M @ diag(out_sign): flip the output coordinates first
+    theta *= in_sign.view(n, 2, 1)  # diag(in_sign) @ M: then flip where the input is read
+    theta = theta.to(x.device)
+    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=x.device)
+    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=x.device)
+    base = torch.stack([xs.expand(h, w), ys.view(h, 1).expand(h, w), torch.ones(h, w, device=x.device)], dim=-1)
+    scale = torch.tensor([0.5 * w, 0.5 * h], device=x.device)
+    grid = (base.view(1, h * w, 3) @ (theta.transpose(1, 2) / scale)).view(n, h, w, 2)
+    fill = _fill_of(warp, x)
+    mode = InterpolationMode(warp.interpolation).value
+    if fill is None:
+        out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    else:  # torchvision's fill: a mask channel sampled with the image, then blended as its kernel does
+        ones = torch.ones(n, 1, h, w, dtype=x.dtype, device=x.device)
+        sampled = F.grid_sample(torch.cat([x, ones], dim=1), grid, mode=mode, padding_mode="zeros", align_corners=False)
+        out, mask = sampled[:, :-1], sampled[:, -1:]
+        fill_image = torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        if mode == "nearest":
+            out = torch.where(mask < 0.5, fill_image.expand_as(out), out)
+        else:
+            out = out.sub_(fill_image).mul_(mask).add_(fill_image)
+    return out.round_().clamp_(0, 255) if levels else out
+
+
+def _fill_of(warp: v2.RandomAffine, x: torch.Tensor) -> list[float] | None:
+    """The warp's fill for plain tensors (torchvision keeps fills per input type, ``"others"`` for the rest)."""
+    from torchvision.transforms.v2._utils import _get_fill
+
+    fill = _get_fill(warp._fill, type(x))
+    if fill is None:
+        return None
+    return [float(v) for v in fill] if isinstance(fill, (list, tuple)) else [float(fill)] * x.shape[1]
+
+
+# --- colour ---------------------------------------------------------------------------------------------------------
+# Each adjustment follows torchvision's kernel; on whole levels it clamps and truncates as its ``.to(uint8)`` does.
+
+
+def _settle(x: torch.Tensor, levels: bool) -> torch.Tensor:
+    return x.clamp_(0, 255).floor_() if levels else x.clamp_(0, 1)
+
+
+def _grey(x: torch.Tensor, levels: bool) -> torch.Tensor:
+    grey = TF.rgb_to_grayscale(x, num_output_channels=1)
+    return grey.floor_() if levels else grey
+
+
+def _brightness(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Tensor:
+    return _settle(x.mul(factor), levels)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor, levels: bool) -> torch.Tensor:
+    return _settle(x.mul(ratio).add_(other * (1.0 - ratio)), levels)
+
+
+def _contrast(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Tensor:
+    return _blend(x, _grey(x, levels).mean(dim=(-3, -2, -1), keepdim=True), factor, levels)
+
+
+def _saturation(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Tensor:
+    return _blend(x, _grey(x, levels), factor, levels)
+
+
+def _hue(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Tensor:
+    """Hue stays image by image (torchvision's kernel, one factor each): no recipe shipped here shifts hue."""
+    images = x.to(torch.uint8) if levels else x
+    out = torch.stack([TF.adjust_hue(i, float(f)) for i, f in zip(images, factor.flatten().tolist(), strict=True)])
+    return out.to(torch.float32) if levels else out
+
+
+ADJUST = ((0, "brightness_factor", _brightness), (1, "contrast_factor", _contrast),
+          (2, "saturation_factor", _saturation), (3, "hue_factor", _hue))  # fmt: skip
+
+
+def _colour_jitter(x: torch.Tensor, levels: bool, draws: list[dict[str, Any] | None]) -> torch.Tensor:
+    """``ColorJitter`` on the batch: each sample applies its adjustments in its own drawn order. Samples that share
+    an order (of the configured adjustments: at most 24) are adjusted together, one pass per adjustment."""
+    configured = [(fn, name, adjust) for fn, name, adjust in ADJUST if draws[0][name] is not None]  # type: ignore[index]
+    if not configured:
+        return x
+    ids = {fn for fn, _, _ in configured}
+    orders = [tuple(int(f) for f in d["fn_idx"] if int(f) in ids) for d in draws]  # type: ignore[index]
+    by_fn = {fn: (name, adjust) for fn, name, adjust in configured}
+    out = torch.empty_like(x)
+    for order in sorted(set(orders)):
+        chosen = [i for i, o in enumerate(orders) if o == order]
+        part = x[chosen] if len(chosen) < len(x) else x
+        for fn in order:
+            name, adjust = by_fn[fn]
+            factor = torch.tensor([float(draws[i][name]) for i in chosen], device=x.device)  # type: ignore[index]
+            part = adjust(part, factor.view(-1, 1, 1, 1), levels)
+        out[chosen] = part
+    return out
