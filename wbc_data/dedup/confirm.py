@@ -1,9 +1,10 @@
 """Register candidate pairs on every core, in bounded batches.
 
-Pairs are sorted by their first row and cut into batches of ``BATCH_PAIRS``; the main process reads the canvases
+Pairs are sorted by their first row and cut into batches (:func:`batch_size`); the main process reads the canvases
 a batch needs from the signature store and hands them to a worker, with at most two batches per worker in
-flight, so memory holds a few batches whatever the number of pairs. Each worker prepares a canvas once per batch
-(a small LRU) and registers every pair (:func:`wbc_data.dedup.register.register`).
+flight, so memory holds a few batches whatever the number of pairs. Each batch prepares each of its rows once (the
+costly part of the cheap log-polar test), so the fewer rows a batch touches per pair, the less is prepared again in
+the next one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,20 @@ from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.register import NO_MATCH, POLAR_FLOOR, Match, Prepared, polar_peak, polar_spectra, prepare, register
 from wbc_data.io.parallel import worker_pool
 
-BATCH_PAIRS = 4096
+BATCH_PAIRS = 12_000
+"""Most pairs per batch. On the real PBC half's 69,590 candidates (sorted by first row, whose neighbours are
+mostly cells of the same class nearby) batches of 4,096 prepared 29,682 rows, 12,000 prepared 20,417 (a third
+fewer); a batch's rows take about 80 KB each for the log-polar stage, 300 KB for those that pass it."""
+
+MIN_BATCH_PAIRS = 1024
+
+
+def batch_size(pairs: int, workers: int) -> int:
+    """``BATCH_PAIRS``, but at least two batches per worker where there are enough pairs, so that no core idles
+    while the last big batch runs."""
+    return max(MIN_BATCH_PAIRS, min(BATCH_PAIRS, -(-pairs // (2 * max(1, workers)))))
+
+
 PREPARED_CACHE = 256
 RESULT_FIELDS = ("correlation", "texture", "overlap", "angle", "scale", "mirror", "dx", "dy")
 """Columns of :func:`confirm`'s result, one row per pair."""
@@ -114,7 +128,9 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
     if not len(pairs):
         return out
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-    batches = [order[s : s + BATCH_PAIRS] for s in range(0, len(order), BATCH_PAIRS)]
+    workers = workers or os.cpu_count() or 1
+    size = batch_size(len(pairs), workers)
+    batches = [order[s : s + size] for s in range(0, len(order), size)]
 
     def payload(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, str | None]:
         rows, local = np.unique(pairs[batch].reshape(-1), return_inverse=True)
@@ -130,7 +146,6 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
             done += len(batch)
             progress.advance(done, len(pairs))
         return out
-    workers = workers or os.cpu_count() or 1
     if torch_device is not None and torch_device.startswith("cuda"):
         workers = 1  # one process drives the GPU (forked workers cannot share its context)
     done = 0
