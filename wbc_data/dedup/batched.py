@@ -152,8 +152,8 @@ def complete_rows(rows: Rows, which: np.ndarray) -> None:
     rows.windowed = np.zeros((r, n, n), np.float32)
     if len(which):
         _, _, rows.values[which], rows.mask[which], rows.windowed[which] = _content(rows.canvases[which])
-    texture = np.zeros_like(rows.values)
-    inner = np.zeros_like(rows.mask)
+    texture = np.zeros((r, n, n), np.float32)  # np.zeros: pages of rows never touched cost nothing (zeros_like
+    inner = np.zeros((r, n, n), np.float32)  # would write every one)
     coarse = np.zeros((r, COARSE, COARSE), np.float32)
     for k in which:
         texture[k] = band_pass(rows.values[k])
