@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode, v2
@@ -197,14 +198,14 @@ def _geometry(
     theta = torch.tensor([_inverse_affine(p) for p in draws[position]], dtype=torch.float32).view(n, 2, 3)
     theta[:, :, :2] *= out_sign.view(n, 1, 2)  # M @ diag(out_sign): flip the output coordinates first
     theta *= in_sign.view(n, 2, 1)  # diag(in_sign) @ M: then flip where the input is read
+    fill = _fill_of(warp, x)
+    mode = InterpolationMode(warp.interpolation).value
     theta = theta.to(x.device)
     ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=x.device)
     xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=x.device)
     base = torch.stack([xs.expand(h, w), ys.view(h, 1).expand(h, w), torch.ones(h, w, device=x.device)], dim=-1)
     scale = torch.tensor([0.5 * w, 0.5 * h], device=x.device)
     grid = (base.view(1, h * w, 3) @ (theta.transpose(1, 2) / scale)).view(n, h, w, 2)
-    fill = _fill_of(warp, x)
-    mode = InterpolationMode(warp.interpolation).value
     if fill is None:
         out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
     else:  # torchvision's fill: a mask channel sampled with the image, then blended as its kernel does
@@ -277,6 +278,15 @@ def _colour_jitter(x: torch.Tensor, levels: bool, draws: list[dict[str, Any] | N
         return x
     ids = {fn for fn, _, _ in configured}
     orders = [tuple(int(f) for f in d["fn_idx"] if int(f) in ids) for d in draws]  # type: ignore[index]
+    if x.device.type == "cpu" and 3 not in ids:  # no hue: the compiled kernel, each image in cache
+        return _colour_jitter_kernel(x, levels, draws, orders, configured)
+    return _colour_jitter_torch(x, levels, draws, orders, configured)
+
+
+def _colour_jitter_torch(
+    x: torch.Tensor, levels: bool, draws: list[dict[str, Any] | None], orders: list[tuple[int, ...]], configured: list
+) -> torch.Tensor:
+    """:func:`_colour_jitter` in torch operations (any device): samples with one order are adjusted together."""
     by_fn = {fn: (name, adjust) for fn, name, adjust in configured}
     out = torch.empty_like(x)
     for order in sorted(set(orders)):
@@ -287,4 +297,21 @@ def _colour_jitter(x: torch.Tensor, levels: bool, draws: list[dict[str, Any] | N
             factor = torch.tensor([float(draws[i][name]) for i in chosen], device=x.device)  # type: ignore[index]
             part = adjust(part, factor.view(-1, 1, 1, 1), levels)
         out[chosen] = part
+    return out
+
+
+def _colour_jitter_kernel(
+    x: torch.Tensor, levels: bool, draws: list[dict[str, Any] | None], orders: list[tuple[int, ...]], configured: list
+) -> torch.Tensor:
+    """:func:`_colour_jitter` on a CPU batch by :func:`~wbc_data.train.augment_kernels.colour_jitter`."""
+    from wbc_data.train.augment_kernels import colour_jitter
+
+    order = np.full((len(x), 3), -1, np.int64)
+    factors = np.ones((len(x), 3), np.float32)
+    for i, sample in enumerate(orders):
+        order[i, : len(sample)] = sample
+        for fn, name, _ in configured:
+            factors[i, fn] = float(draws[i][name])  # type: ignore[index]
+    out = x.to(torch.float32).contiguous().clone()
+    colour_jitter(out.numpy(), order, factors, levels)
     return out
