@@ -328,7 +328,8 @@ def train_epoch(
 ) -> tuple[float, int]:
     """One pass over the epoch's batches; the summed loss (per image) and the images seen, all processes.
     The loss is read back from the device only every ``REPORT_EVERY`` steps, so the GPU never waits on the bar.
-    Cached batches arrive as uint8 (augmented on the device here) or [0, 1] floats and are normalised here."""
+    Cached batches arrive augmented by the loader workers (uint8, or [0, 1] floats where a recipe adds noise after
+    scaling), or raw uint8 augmented here on the device (``on_device``); all are normalised here."""
     loss_sum = torch.zeros((), device=accelerator.device)
     seen = 0
     start = time.perf_counter()
