@@ -131,8 +131,7 @@ class BatchAugment:
         for image, seed in zip(x.to(torch.uint8) if levels else x, seeds, strict=True):
             seed_rng(stage_seed(seed, number), x.device)
             out.append(step(image))
-        result = torch.stack(out)
-        return (result.to(torch.float32), True) if result.dtype == torch.uint8 else (result, False)
+        return _retype(torch.stack(out))
 
     @staticmethod
     def _batched(
@@ -156,6 +155,7 @@ class BatchAugment:
 
 
 def _retype(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """A step's output in the carried form: uint8 back to float whole levels (``levels`` True), floats as they are."""
     return (x.to(torch.float32), True) if x.dtype == torch.uint8 else (x, False)
 
 

@@ -248,8 +248,6 @@ class AugmentedImages(Dataset):
             if not chosen:
                 continue
             part = augment(images[chosen], [seeds[i] for i in chosen])
-            if part.dtype == torch.uint8 and (out is not None and out.dtype != torch.uint8):
-                part = part.float().div_(255.0)
             if out is None:
                 out = part.new_empty((len(images), *part.shape[1:]))
             out[chosen] = part
