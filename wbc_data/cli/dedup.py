@@ -45,6 +45,13 @@ def dedup_cmd(
         bool,
         typer.Option("--fields/--no-fields", help="Search rows inside field images (crops of a field, at any angle)."),
     ] = True,
+    regions: Annotated[
+        bool,
+        typer.Option(
+            "--regions/--no-regions",
+            help="With --fields: match keypoints to find zoomed, rotated or sheared regions of field images.",
+        ),
+    ] = True,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (default: every core).")] = 0,
     engine: Annotated[
         str,
@@ -74,6 +81,7 @@ def dedup_cmd(
         min_correlation=DEFAULT_MIN_CORRELATION if min_correlation is None else min_correlation,
         neighbours=DEFAULT_NEIGHBOURS if neighbours is None else neighbours,
         fields=fields,
+        regions=regions,
         engine=engine,
         device=device,
     )

@@ -120,7 +120,7 @@ def audit(
     def cross(pairs: np.ndarray) -> np.ndarray:
         return (pairs[:, 0] < n) != (pairs[:, 1] < n)
 
-    table_, parts, _, _ = find_relations(both, view, options, progress, allowed=cross)
+    table_, parts, _, _, _ = find_relations(both, view, options, progress, allowed=cross)
     pairs = table_.pairs()
     found = np.isin(table_.relation, [COPY, OVERLAP])
     kinds = np.where(table_.relation[found] == COPY, "near", "overlap")

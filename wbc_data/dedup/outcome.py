@@ -19,7 +19,6 @@ from scipy.sparse.csgraph import connected_components
 
 from wbc_data.dedup.linkage import OVERLAP, PairTable
 from wbc_data.dedup.participants import Participants
-from wbc_data.dedup.relations import Parts
 
 FIELD_DECISION = "field image: not a training cell (its copies, crops and parts are linked to it)"
 
@@ -44,11 +43,13 @@ def decide(
     parts: Participants,
     leader_of_rep: np.ndarray,
     table: PairTable,
-    found_parts: Parts,
+    part_of: tuple[np.ndarray, np.ndarray],
     skipped: dict[str, np.ndarray] | None = None,
 ) -> Outcome:
-    """``leader_of_rep``: the copy-set leader of each representative row (itself elsewhere). ``skipped`` names
-    rows not compared by content, by reason (their decision says so)."""
+    """``leader_of_rep``: the copy-set leader of each representative row (itself elsewhere). ``part_of``: (rows,
+    fields) where a row was found inside a field (a window or a region of it). ``skipped`` names rows not compared
+    by content, by reason (their decision says so)."""
+    part_rows, part_fields = part_of
     frame = parts.frame
     n = len(frame)
     ids = frame["sample_id"].to_numpy(object)
@@ -75,12 +76,12 @@ def decide(
     a_links.append(pairs[over, 0])
     b_links.append(pairs[over, 1])
     kinds.append(np.full(int(over.sum()), "overlap", dtype=object))
-    a_links.append(found_parts.row)
-    b_links.append(found_parts.field)
-    kinds.append(np.full(len(found_parts.row), "part", dtype=object))
+    a_links.append(part_rows)
+    b_links.append(part_fields)
+    kinds.append(np.full(len(part_rows), "part", dtype=object))
     # a field is linked when dedup found something about it: copies, parts, overlapping views
     linked_field = np.zeros(n, bool)
-    linked_field[found_parts.field] = True
+    linked_field[part_fields] = True
     linked_field[is_field & (set_size[copy_set] > 1)] = True
     linked_field[pairs[over].reshape(-1)] = linked_field[pairs[over].reshape(-1)] | is_field[pairs[over].reshape(-1)]
     position = pd.Index(ids)
@@ -116,9 +117,9 @@ def decide(
     derived[in_field_set] = ids[field_of_set[copy_set[in_field_set]]]
     derived[crops] = ids[parent[crops]]
     linked_by[crops] = np.where(linked_by[crops] == None, "crop", linked_by[crops])  # noqa: E711
-    if len(found_parts.row):
-        derived[found_parts.row] = ids[found_parts.field]
-        linked_by[found_parts.row] = np.where(linked_by[found_parts.row] == None, "part", linked_by[found_parts.row])  # noqa: E711
+    if len(part_rows):
+        derived[part_rows] = ids[part_fields]
+        linked_by[part_rows] = np.where(linked_by[part_rows] == None, "part", linked_by[part_rows])  # noqa: E711
     over_rows = pairs[over].reshape(-1)
     linked_by[over_rows] = np.where(linked_by[over_rows] == None, "overlap", linked_by[over_rows])  # noqa: E711
 

@@ -39,18 +39,21 @@ def pair_codes(keys_a: np.ndarray, keys_b: np.ndarray) -> np.ndarray:
 
 
 class PairCache:
-    def __init__(self, directory: Path) -> None:
+    """Results of one verifier: ``width`` float32 columns per pair (registration's ``RESULT_FIELDS`` by default)."""
+
+    def __init__(self, directory: Path, width: int = len(RESULT_FIELDS)) -> None:
         self.directory = Path(directory)
+        self.width = width
         self._codes: np.ndarray | None = None
         self._results: np.ndarray | None = None
 
     @classmethod
-    def beside(cls, store: SignatureStore, engine: str) -> PairCache:
-        return cls(store.directory.parent / f"dedup-pairs-{VERSION}-{REGISTRATION_VERSION}-{engine}")
+    def beside(cls, store: SignatureStore, engine: str, width: int = len(RESULT_FIELDS)) -> PairCache:
+        return cls(store.directory.parent / f"dedup-pairs-{VERSION}-{REGISTRATION_VERSION}-{engine}", width)
 
     def _load(self) -> tuple[np.ndarray, np.ndarray]:
         if self._codes is None or self._results is None:
-            codes, results = [np.zeros((0, 2), np.uint64)], [np.zeros((0, len(RESULT_FIELDS)), np.float32)]
+            codes, results = [np.zeros((0, 2), np.uint64)], [np.zeros((0, self.width), np.float32)]
             if self.directory.is_dir():
                 for shard in sorted(p for p in self.directory.iterdir() if p.name.startswith("shard-")):
                     try:
@@ -58,7 +61,7 @@ class PairCache:
                         r = np.load(shard / "results.npy", allow_pickle=False)
                     except (OSError, ValueError):
                         continue  # a damaged shard is recomputed, never trusted
-                    if c.shape == (len(r), 2) and r.shape[1:] == (len(RESULT_FIELDS),):
+                    if c.shape == (len(r), 2) and r.shape[1:] == (self.width,):
                         codes.append(c.astype(np.uint64))
                         results.append(r.astype(np.float32))
             all_codes, all_results = np.concatenate(codes), np.concatenate(results)
@@ -118,7 +121,7 @@ def cached_register(
     cache.clear_partial()
     codes = pair_codes(keys[pairs[:, 0]], keys[pairs[:, 1]])
     found = cache.lookup(codes)
-    out = np.empty((len(pairs), len(RESULT_FIELDS)), np.float32)
+    out = np.empty((len(pairs), cache.width), np.float32)
     known = found >= 0
     out[known] = cache.results(found[known])
     missing = np.flatnonzero(~known)

@@ -24,6 +24,7 @@ from wbc_data.core.errors import DedupError
 from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.stages import set_aside_if_damaged, write_stage
 from wbc_data.core.workspace import Workspace
+from wbc_data.dedup import keypoints
 from wbc_data.dedup import participants as participants_mod
 from wbc_data.dedup.confirm import as_match, column
 from wbc_data.dedup.dihedral import dihedral_phashes
@@ -33,6 +34,7 @@ from wbc_data.dedup.outcome import decide
 from wbc_data.dedup.pairs import PAIR_COLUMNS, member_distance
 from wbc_data.dedup.participants import Participants
 from wbc_data.dedup.policy import KeepPolicy, default_policy
+from wbc_data.dedup.regions import RegionMatches, find_regions
 from wbc_data.dedup.relations import (
     Parts,
     SignatureView,
@@ -83,6 +85,7 @@ class DedupOptions:
     reports: bool = True
     neighbours: int = DEFAULT_NEIGHBOURS
     fields: bool = True  # search crops inside field images (their windows)
+    regions: bool = True  # with fields: keypoint matching for zoomed, rotated, sheared regions of fields
     engine: str = "batched"  # registration: "batched" (array passes) or "reference" (one pair at a time)
     cache_pairs: bool = True  # reuse registration results of earlier runs (workspace cache)
     device: str = "auto"  # batched registration's log-polar stage: auto (a CUDA GPU if torch sees one), cpu, cuda
@@ -206,8 +209,9 @@ def _describe(results: np.ndarray) -> np.ndarray:
     return np.array([as_match(r).describe() for r in results], dtype=object)
 
 
-def _pair_frame(parts: Participants, table: PairTable, found_parts: Parts, hashes: np.ndarray) -> pd.DataFrame:
-    """All found pairs: exact (file/pixels), near copies, overlapping views, parts of fields."""
+def _pair_frame(parts: Participants, table: PairTable, found_parts: Parts, regions: RegionMatches,
+                hashes: np.ndarray) -> pd.DataFrame:  # fmt: skip
+    """All found pairs: exact (file/pixels), near copies, overlapping views, parts and regions of fields."""
     frames = [_exact_pairs(parts)]
     pairs = table.pairs()
     for relation, kind in ((COPY, "near"), (OVERLAP, "overlap")):
@@ -225,6 +229,11 @@ def _pair_frame(parts: Participants, table: PairTable, found_parts: Parts, hashe
                                     "transform": _describe(found_parts.results) + np.array(boxes, dtype=object),
                                     "correlation": column(found_parts.results, "correlation").astype(float),
                                     "texture": column(found_parts.results, "texture").astype(float)}))  # fmt: skip
+    if len(regions.row):
+        frames.append(pd.DataFrame({"a": regions.row, "b": regions.field, "kind": "part",
+                                    "distance": _hash_distance(hashes, regions.row, regions.field),
+                                    "transform": [keypoints.describe(r) for r in regions.results],
+                                    "correlation": np.nan, "texture": np.nan}))  # fmt: skip
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PAIR_COLUMNS)
 
@@ -238,9 +247,10 @@ def _hash_distance(hashes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
 
 def find_relations(
     parts: Participants, view: SignatureView, options: DedupOptions, progress: Progress | None = None,
-    allowed: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> tuple[PairTable, Parts, dict[str, int], np.ndarray]:  # fmt: skip
-    """Registered candidate pairs (copy sets formed over them) and parts of fields; returns the table, the parts,
+    allowed: Callable[[np.ndarray], np.ndarray] | None = None, loader: PixelLoader | None = None,
+) -> tuple[PairTable, Parts, RegionMatches, dict[str, int], np.ndarray]:  # fmt: skip
+    """Registered candidate pairs (copy sets formed over them), parts of fields (window registration) and regions
+    of fields (keypoints, only with a ``loader`` to reopen rows); returns the table, the parts, the regions,
     counts, and the copy-set leader of every representative."""
     from wbc_data.dedup.batched import resolve_device
 
@@ -263,7 +273,10 @@ def find_relations(
     progress.phase("copy sets")
     order = parts.reps[view.searchable[parts.reps]]
     sets = copy_sets(order, table, lambda pairs: relate(pairs, "verify against leaders"))
+    leader = np.arange(n)
+    leader[order] = sets.leader[order]
     found_parts = Parts.empty()
+    regions = RegionMatches.empty()
     fields = parts.reps[parts.is_field[parts.reps]]
     if options.fields and len(fields):
         progress.phase("field windows")
@@ -282,12 +295,24 @@ def find_relations(
             keep = allowed(np.stack([found_parts.row, found_parts.field], axis=1))
             found_parts = Parts(found_parts.row[keep], found_parts.field[keep], found_parts.box[keep],
                                 found_parts.results[keep])  # fmt: skip
+        if options.regions and loader is not None:
+            # rows not linked to a field yet: neither a part of one nor in a copy set with one
+            field_sets = np.zeros(n, bool)
+            field_sets[leader[fields]] = True
+            open_rows = queries[~np.isin(queries, found_parts.row) & ~field_sets[leader[queries]]]
+            progress.phase("field regions")
+            frame = parts.frame
+
+            def refs(rows: np.ndarray) -> list:
+                return row_refs(frame.iloc[rows])
+
+            regions = find_regions(view, windows, open_rows, refs, loader, options.workers, own_field, progress,
+                                   options.executor)  # fmt: skip
     counts = {"candidates": len(candidates.pairs), "hash candidates": candidates.hash_pairs,
               "word candidates": candidates.word_pairs, "capped": candidates.capped, "rounds": sets.rounds,
-              "registered against leaders": sets.registered_on_demand}  # fmt: skip
-    leader = np.arange(n)
-    leader[order] = sets.leader[order]
-    return sets.table, found_parts, counts, leader
+              "registered against leaders": sets.registered_on_demand,
+              "regions of fields": len(regions.row)}  # fmt: skip
+    return sets.table, found_parts, regions, counts, leader
 
 
 def dedup(workspace: Workspace, options: DedupOptions | None = None, progress: Progress | None = None) -> DedupResult:
@@ -311,15 +336,17 @@ def _dedup(workspace: Workspace, options: DedupOptions, progress: Progress) -> D
     frame = parts.frame
     n = len(frame)
     progress.phase("signatures")
-    view, _failed = compute_signatures(parts, workspace, options, progress)
+    loader = PixelLoader.for_workspace(workspace)
+    view, _failed = compute_signatures(parts, workspace, options, progress, loader=loader)
     view.use_cache = options.cache_pairs
-    table, found_parts, counts, leader = find_relations(parts, view, options, progress)
+    table, found_parts, regions, counts, leader = find_relations(parts, view, options, progress, loader=loader)
     blank_rows = np.flatnonzero(view.blank[parts.rep])
     no_pixels = np.flatnonzero(~view.has[parts.rep] & frame["pixel_hash"].notna().to_numpy())
     skipped = {"blank image (one flat colour): only exact copies were looked for": blank_rows,
                "pixels not available here: only exact copies were looked for": no_pixels}  # fmt: skip
     progress.phase("cluster")
-    out = decide(parts, leader, table, found_parts, skipped)
+    part_of = (np.concatenate([found_parts.row, regions.row]), np.concatenate([found_parts.field, regions.field]))
+    out = decide(parts, leader, table, part_of, skipped)
 
     # distance and transform to the kept row (or the set's leader for a set of fields)
     hashes = dihedral_phashes(view.thumbs)
@@ -352,7 +379,7 @@ def _dedup(workspace: Workspace, options: DedupOptions, progress: Progress) -> D
     result_frame["copy_set"] = ids[out.copy_set]  # not a stage column: the report's label conflicts use it
     result_frame["linked_by"] = out.linked_by
 
-    pairs = _pair_frame(parts, table, found_parts, hashes)
+    pairs = _pair_frame(parts, table, found_parts, regions, hashes)
     leaks = pd.DataFrame()
     if options.against is not None:
         from wbc_data.dedup.leakage import audit
@@ -411,7 +438,6 @@ def _dedup(workspace: Workspace, options: DedupOptions, progress: Progress) -> D
         progress.phase("report")
         from wbc_data.dedup.report import build
 
-        loader = PixelLoader.for_workspace(workspace)
         dedup_result.report_paths = build(dedup_result, result_frame, workspace.reports_dir, options, loader,
                                           parts.thumbs)  # fmt: skip
     return dedup_result

@@ -1,0 +1,106 @@
+"""Issue 21: region-of-field copies. Regions of real BCCD fields (``../shared/data/bccd``), drawn by the generator of
+``benchmarks/region.py`` over its ranges (zoom 1.5-3x, -20..20 degrees with black corners, shift, shear, half size,
+JPEG), are linked to their own field by keypoint matching, and distinct fields of the same smear are not. Recovered
+angles and scales are compared within a tolerance (SIFT and RANSAC round differently across CPUs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.region import Region, pick_fields, region_copies, render, score, voc_boxes
+from tests.conftest import shared_path
+from wbc_data.core.workspace import Workspace
+from wbc_data.dedup.keypoints import column, detect, linked, match
+from wbc_data.dedup.run import DedupOptions, dedup
+from wbc_data.ingest.engine import IngestOptions, ingest
+from wbc_data.manifest.merge import merge
+
+
+def _field(bccd, stem: str) -> np.ndarray:
+    with Image.open(bccd / "BCCD" / "JPEGImages" / f"{stem}.jpg") as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    import io
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_keypoint_match_links_regions_to_their_field_and_recovers_the_affine():
+    bccd = shared_path("bccd")
+    stems = pick_fields(bccd, 8, seed=3)
+    fields = {s: detect(_field(bccd, s)) for s in stems}
+    rng = np.random.default_rng(3)
+    own, other, angles, scales = [], [], [], []
+    for k, stem in enumerate(stems):
+        rgb = _field(bccd, stem)
+        boxes = voc_boxes(bccd / "BCCD" / "Annotations" / f"{stem}.xml")
+        for _ in range(2):
+            region = Region.draw(rng, boxes, rgb.shape[1], rgb.shape[0])
+            points = detect(_decoded(render(rgb, region)))
+            result = match(points, fields[stem])[None]
+            own.append(result)
+            for other_stem in (stems + stems)[k + 1 : k + 4]:
+                other.append(match(points, fields[other_stem])[None])
+            if linked(result)[0] and region.shear == 0:
+                # the affine maps region pixels to field pixels: the drawn rotation, scale 1 / (zoom x half size)
+                angles.append((float(column(result, "angle")[0]), region.angle))
+                scales.append((float(column(result, "scale")[0]), 1 / (region.zoom * 0.5)))
+    own_a, other_a = np.concatenate(own), np.concatenate(other)
+    assert linked(own_a).sum() >= 10, column(own_a, "inliers")  # of 16
+    assert not linked(other_a).any(), column(other_a, "inliers")
+    assert len(angles) >= 5
+    for found, drawn in angles:
+        assert abs(found - drawn) < 2.0
+    for found, drawn in scales:
+        assert found == pytest.approx(drawn, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def region_workspace(tmp_path_factory):
+    """6 real BCCD fields (ingested as fields) and 2 regions of each (an imagefolder re-upload)."""
+    from benchmarks.region import bccd_subset
+
+    bccd = shared_path("bccd")
+    work = tmp_path_factory.mktemp("regions")
+    stems = pick_fields(bccd, 6, seed=11)
+    bccd_subset(bccd, work / "bccd", stems)
+    truth = region_copies(bccd, work / "up", stems, 2, seed=11)
+    ws = Workspace(work / "ws")
+    ingest("bccd", work / "bccd", ws, IngestOptions(workers=1))
+    ingest("imagefolder", work / "up", ws, IngestOptions(workers=1))
+    merge(ws)
+    return ws, truth
+
+
+def test_dedup_links_regions_to_their_field_and_not_to_others(region_workspace):
+    ws, truth = region_workspace
+    without = score(dedup(ws, DedupOptions(reports=False, workers=1, regions=False)).frame, truth)
+    result = dedup(ws, DedupOptions(reports=False, workers=2))
+    found = score(result.frame, truth)
+    assert found["linked to another field"] == 0
+    assert found["different-scene pairs clustered"] == 0
+    assert found["linked to own field (or a copy of it)"] >= 8, found  # of 12
+    assert found["linked to own field (or a copy of it)"] > without["linked to own field (or a copy of it)"]
+    # distinct fields of one smear stay apart
+    frame = result.frame
+    fields = frame[(frame["source"] == "bccd") & (frame["status"] == "auxiliary")]
+    clusters = fields["dup_cluster"].dropna()
+    assert clusters.is_unique
+    # a region found by its keypoints says how it sits in its field (the others by the window registration)
+    regions = result.pairs[result.pairs["transform"].astype(str).str.startswith("region x")]
+    assert result.findings["regions of fields"] == len(regions) > 0
+    assert (regions["kind"] == "part").all()
+
+
+def test_warm_rerun_takes_region_matches_from_the_cache(region_workspace):
+    ws, truth = region_workspace
+    first = dedup(ws, DedupOptions(reports=False, workers=1))
+    again = dedup(ws, DedupOptions(reports=False, workers=1))
+    assert again.findings.get("region pairs matched", 0) == 0
+    assert again.findings["region pairs cached"] > 0
+    assert score(again.frame, truth) == score(first.frame, truth)
