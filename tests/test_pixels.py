@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -106,6 +107,21 @@ def test_crops_of_one_field_decode_it_once(tmp_path, monkeypatch):
     for ref in row_refs(frame):
         small.open(ref)
     assert len(small._parents) == 1
+
+
+def test_a_caller_changing_an_opened_field_leaves_its_crops_intact(tmp_path):
+    """The dedup report thumbnails every image it shows in place; a field opened after one of its crops used to
+    be the loader's cached parent itself, so the field's later crops came out of a 160 px thumbnail (black)."""
+    ws = Workspace(tmp_path / "ws")
+    ingest("bccd", mini_bccd(tmp_path / "bccd", fields=1), ws, IngestOptions(workers=1))
+    merge(ws)
+    frame = manifest.read_frame(ws.unified_manifest)
+    crop = row_refs(frame[frame["crop_box"].notna()].head(1))[0]
+    field = row_refs(frame[frame["sample_id"] == frame.loc[frame["crop_box"].notna(), "parent_id"].iloc[0]])[0]
+    loader = PixelLoader.for_workspace(ws)
+    before = np.asarray(loader.open(crop, verify=True))
+    loader.open(field).thumbnail((16, 16))
+    assert np.array_equal(np.asarray(loader.open(crop, verify=True)), before)
 
 
 def test_missing_changed_and_unknown_are_one_line(tmp_path):

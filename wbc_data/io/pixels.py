@@ -170,6 +170,8 @@ class PixelLoader:
         image = self._decoded(ref)
         if ref.crop_box is not None:
             image = image.crop(ref.crop_box)
+        elif self._parents.get((ref.root, ref.source_path)) is image:
+            image = image.copy()  # the cached field stays intact whatever the caller does to it (thumbnail())
         if verify:
             if ref.pixel_hash is None:
                 raise PixelMismatch(f"{self._where(ref)}: the manifest has no pixel hash to verify against")
