@@ -95,6 +95,8 @@ def test_dedup_links_regions_to_their_field_and_not_to_others(region_workspace):
     regions = result.pairs[result.pairs["transform"].astype(str).str.startswith("region x")]
     assert result.findings["regions of fields"] == len(regions) > 0
     assert (regions["kind"] == "part").all()
+    shown = frame.loc[frame["sample_id"].isin(regions["sample_id_a"]), "dup_transform"].astype(str)
+    assert shown.str.startswith("region x").any()  # the manifest says how a lone region sits in its field
 
 
 def test_warm_rerun_takes_region_matches_from_the_cache(region_workspace):

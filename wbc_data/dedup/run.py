@@ -366,6 +366,13 @@ def _dedup(workspace: Workspace, options: DedupOptions, progress: Progress) -> D
     exact = parts.rep != np.arange(n)
     transform[exact & (out.cluster >= 0)] = "identity"
     distance[exact & (out.cluster >= 0)] = 0
+    pairs = _pair_frame(parts, table, found_parts, regions, hashes)
+    # a part of a field that is the only image of its kind says how it sits in the field, not "identity"
+    found_in = pairs[pairs["kind"] == "part"].drop_duplicates("a")
+    alone = found_in["a"].to_numpy(np.int64)
+    alone_mask = anchor[alone] == alone
+    transform[alone[alone_mask]] = found_in["transform"].to_numpy(object)[alone_mask]
+    distance[alone[alone_mask]] = found_in["distance"].to_numpy(np.int64)[alone_mask]
 
     ids = frame["sample_id"].to_numpy(object)
     result_frame = frame.copy()
@@ -379,7 +386,6 @@ def _dedup(workspace: Workspace, options: DedupOptions, progress: Progress) -> D
     result_frame["copy_set"] = ids[out.copy_set]  # not a stage column: the report's label conflicts use it
     result_frame["linked_by"] = out.linked_by
 
-    pairs = _pair_frame(parts, table, found_parts, regions, hashes)
     leaks = pd.DataFrame()
     if options.against is not None:
         from wbc_data.dedup.leakage import audit
