@@ -12,7 +12,8 @@ from PIL import Image
 from benchmarks.region import Region, pick_fields, region_copies, render, score, voc_boxes
 from tests.conftest import shared_path
 from wbc_data.core.workspace import Workspace
-from wbc_data.dedup.keypoints import column, detect, linked, match
+from wbc_data.dedup.keypoints import ROW_SCALE, column, detect, linked, match
+from wbc_data.dedup.regions import _rank_within
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
 from wbc_data.manifest.merge import merge
@@ -41,7 +42,7 @@ def test_keypoint_match_links_regions_to_their_field_and_recovers_the_affine():
         boxes = voc_boxes(bccd / "BCCD" / "Annotations" / f"{stem}.xml")
         for _ in range(2):
             region = Region.draw(rng, boxes, rgb.shape[1], rgb.shape[0])
-            points = detect(_decoded(render(rgb, region)))
+            points = detect(_decoded(render(rgb, region)), ROW_SCALE)
             result = match(points, fields[stem])[None]
             own.append(result)
             for other_stem in (stems + stems)[k + 1 : k + 4]:
@@ -58,6 +59,15 @@ def test_keypoint_match_links_regions_to_their_field_and_recovers_the_affine():
         assert abs(found - drawn) < 2.0
     for found, drawn in scales:
         assert found == pytest.approx(drawn, rel=0.05)
+
+
+def test_rank_within_groups_matches_pandas():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    group, score = rng.integers(0, 7, 200), rng.random(200)
+    expected = pd.Series(score).groupby(group).rank(ascending=False, method="first").to_numpy() - 1
+    assert np.array_equal(_rank_within(group, score), expected.astype(np.int64))
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,12 @@ MAX_SIDE = 800
 """Images are reduced (aspect kept) so that their longer side is at most this before detection: larger fields cost
 more time without linking more regions."""
 
+ROW_SCALE = 0.5
+"""Rows matched against fields are detected at half their resolution (fields at full): SIFT's cost is its
+pyramid, so this costs a quarter (10 ms instead of 44 ms for a PBC cell, 6 instead of 20 for a 320x240 region),
+and on 40 real BCCD fields x 3 regions 0.958 of regions were still linked to their field (0.967 at full size), no
+pair of distinct fields above 6 inliers (benchmarks/README.md, dedup)."""
+
 FILL_MARGIN = 4
 """Keypoints closer than this many pixels to fill (black corners of a rotated copy) are dropped: their patch sees
 the fill's edge, which the field does not have."""
@@ -62,10 +68,11 @@ class Keypoints:
         return len(self.xy)
 
 
-def detect(rgb: np.ndarray) -> Keypoints:
-    """SIFT keypoints of an (h, w, 3) uint8 RGB image, away from constant fill, in the image's pixel coordinates."""
+def detect(rgb: np.ndarray, factor: float = 1.0) -> Keypoints:
+    """SIFT keypoints of an (h, w, 3) uint8 RGB image, away from constant fill, in the image's pixel coordinates;
+    detected at ``factor`` times its size (and never above ``MAX_SIDE``)."""
     h, w = rgb.shape[:2]
-    scale = min(1.0, MAX_SIDE / max(h, w))
+    scale = min(factor, MAX_SIDE / max(h, w))
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     valid = (~fill_mask(rgb)).astype(np.uint8) * 255
     if scale < 1.0:

@@ -26,23 +26,32 @@ import numpy as np
 from wbc_data.core.errors import Interrupted, UserError
 from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.extract import in_order
-from wbc_data.dedup.keypoints import KEYPOINT_FIELDS, NO_MATCH, Keypoints, detect, linked, match
+from wbc_data.dedup.keypoints import KEYPOINT_FIELDS, NO_MATCH, ROW_SCALE, Keypoints, detect, linked, match
 from wbc_data.dedup.neighbours import nearest
 from wbc_data.dedup.paircache import PairCache, cached_register
 from wbc_data.dedup.relations import SignatureView, Windows
 from wbc_data.io.parallel import worker_pool
 from wbc_data.io.pixels import PixelLoader, RowRef
 
-VERSION = "k2"
+VERSION = "k3"
 """Changes whenever detection or matching changes, so neither cached keypoints nor cached results are reused."""
 
-NEAREST_WINDOWS = 16
+NEAREST_WINDOWS = 32
 """Field windows per row (image and mirror image each) whose fields are tried: on 40 real BCCD fields x 3 regions,
-a region's own field is among the fields of its 8 nearest windows for about 0.87 of regions (benchmarks/README.md,
-dedup)."""
+a region's own field is among the fields of its 32 nearest windows for 0.80 of regions (0.74 with 16, 0.69 with 8;
+benchmarks/README.md, dedup)."""
+
+MIN_WORD_SCORE = 0.4
+"""A (row, field) pair is tried only when one of the field's windows is at least this similar to the row in
+bag-of-words space (cosine of the tf-idf vectors). On 200 real BCCD fields x 3 regions, 99.3% of the regions whose
+own field was a candidate scored above it; of the PBC half's cells (none of which is a region of a BCCD field),
+16% of candidate windows did (benchmarks/README.md, dedup)."""
+
+MAX_FIELDS = 32
+"""Fields tried per row at most, the most similar first."""
 
 PER_FIELD = 256
-"""Rows tried per field at most, the closest in bag-of-words space first."""
+"""Rows tried per field at most, the most similar first."""
 
 TASK_ROWS = 16
 """Rows per task handed to a worker (or a cluster executor)."""
@@ -77,7 +86,7 @@ def candidates(view: SignatureView, windows: Windows, queries: np.ndarray,
         fields.append(windows.field[found[ok]])
         scores.append(score[ok])
     row, field, score = np.concatenate(rows), np.concatenate(fields), np.concatenate(scores)
-    keep = row != field
+    keep = (row != field) & (score >= MIN_WORD_SCORE)
     if excluded is not None and keep.any():
         keep &= ~excluded(row, field)
     row, field, score = row[keep], field[keep], score[keep]
@@ -86,12 +95,21 @@ def candidates(view: SignatureView, windows: Windows, queries: np.ndarray,
     first = np.ones(len(order), bool)
     first[1:] = (row[order][1:] != row[order][:-1]) | (field[order][1:] != field[order][:-1])
     row, field, score = row[order][first], field[order][first], score[order][first]
-    order = np.lexsort((-score, field))
-    row, field = row[order], field[order]
-    starts = np.flatnonzero(np.r_[True, field[1:] != field[:-1]])
-    rank = np.arange(len(field)) - np.repeat(starts, np.diff(np.r_[starts, len(field)]))
-    pairs = np.stack([row[rank < PER_FIELD], field[rank < PER_FIELD]], axis=1)
+    best = _rank_within(row, score) < MAX_FIELDS
+    row, field, score = row[best], field[best], score[best]
+    best = _rank_within(field, score) < PER_FIELD
+    pairs = np.stack([row[best], field[best]], axis=1)
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+def _rank_within(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Each item's rank (0 = highest score) among the items of its group."""
+    order = np.lexsort((-score, group))
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]]) if len(order) else np.zeros(0, int)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return rank
 
 
 # --------------------------------------------------------------------------- field keypoints, cached
@@ -153,12 +171,12 @@ def _init(loader: PixelLoader, store: KeypointStore) -> None:
     _field_keypoints.cache_clear()
 
 
-def _keypoints(ref: RowRef) -> Keypoints:
+def _keypoints(ref: RowRef, factor: float = 1.0) -> Keypoints:
     assert _LOADER is not None
-    return detect(np.asarray(_LOADER.open(ref).convert("RGB")))
+    return detect(np.asarray(_LOADER.open(ref).convert("RGB")), factor)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=1024)  # about 75 KB a field: a worker keeps a thousand fields (reading one costs 1 ms)
 def _field_keypoints(key: str, ref: RowRef) -> Keypoints:
     """A field's keypoints: from the store, else detected and stored (a field is matched against many rows)."""
     assert _STORE is not None
@@ -173,7 +191,7 @@ def run_task(task: Task) -> np.ndarray:
     """(len(task.fields), len(KEYPOINT_FIELDS)) results; no match where an image cannot be opened here."""
     out = np.tile(NO_MATCH, (len(task.fields), 1))
     try:
-        region = _keypoints(task.ref)
+        region = _keypoints(task.ref, ROW_SCALE)
     except UserError:
         return out
     for k, (key, ref) in enumerate(task.fields):
