@@ -13,7 +13,6 @@ from benchmarks.region import Region, pick_fields, region_copies, render, score,
 from tests.conftest import shared_path
 from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.keypoints import ROW_SCALE, column, detect, linked, match
-from wbc_data.dedup.regions import _rank_within
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
 from wbc_data.manifest.merge import merge
@@ -61,15 +60,6 @@ def test_keypoint_match_links_regions_to_their_field_and_recovers_the_affine():
         assert found == pytest.approx(drawn, rel=0.05)
 
 
-def test_rank_within_groups_matches_pandas():
-    import pandas as pd
-
-    rng = np.random.default_rng(0)
-    group, score = rng.integers(0, 7, 200), rng.random(200)
-    expected = pd.Series(score).groupby(group).rank(ascending=False, method="first").to_numpy() - 1
-    assert np.array_equal(_rank_within(group, score), expected.astype(np.int64))
-
-
 @pytest.fixture(scope="module")
 def region_workspace(tmp_path_factory):
     """6 real BCCD fields (ingested as fields) and 2 regions of each (an imagefolder re-upload)."""
@@ -113,6 +103,40 @@ def test_warm_rerun_takes_region_matches_from_the_cache(region_workspace):
     ws, truth = region_workspace
     first = dedup(ws, DedupOptions(reports=False, workers=1))
     again = dedup(ws, DedupOptions(reports=False, workers=1))
-    assert again.findings.get("region pairs matched", 0) == 0
-    assert again.findings["region pairs cached"] > 0
+    assert again.findings.get("rows searched for regions", 0) == 0
+    assert again.findings["region searches cached"] > 0
     assert score(again.frame, truth) == score(first.frame, truth)
+
+
+def test_field_index_votes_equal_a_brute_force_search(monkeypatch):
+    """The faiss index (exact, and the inverted file used above ``EXACT_LIMIT``) against numpy's full distance
+    matrix on real BCCD keypoints; a pickled index (what a cluster executor receives) votes the same."""
+    import pickle
+
+    from wbc_data.dedup import fieldindex
+    from wbc_data.dedup.fieldindex import VOTE_RATIO, FieldIndex
+
+    bccd = shared_path("bccd")
+    stems = pick_fields(bccd, 6, seed=21)
+    fields = [detect(_field(bccd, s)) for s in stems]
+    rng = np.random.default_rng(21)
+    rgb = _field(bccd, stems[2])
+    region = Region.draw(rng, voc_boxes(bccd / "BCCD" / "Annotations" / f"{stems[2]}.xml"), rgb.shape[1], rgb.shape[0])
+    query = detect(_decoded(render(rgb, region)), ROW_SCALE)
+
+    base = np.concatenate([f.descriptors for f in fields]).astype(np.float64)
+    owner = np.repeat(np.arange(len(fields)), [len(f) for f in fields])
+    d2 = ((query.descriptors.astype(np.float64)[:, None, :] - base[None]) ** 2).sum(-1)
+    two = np.sort(d2, axis=1)[:, :2]
+    clear = two[:, 0] < VOTE_RATIO**2 * two[:, 1]
+    expected = np.bincount(owner[np.argmin(d2, axis=1)[clear]], minlength=len(fields))
+
+    exact = FieldIndex.build(fields)
+    assert np.array_equal(exact.votes(query), expected)
+    assert np.array_equal(pickle.loads(pickle.dumps(exact)).votes(query), expected)
+    assert expected.argmax() == 2 and expected[2] > 3 * np.sort(expected)[-2]  # the region's own field
+
+    monkeypatch.setattr(fieldindex, "EXACT_LIMIT", 100)
+    inverted = FieldIndex.build(fields)
+    votes = inverted.votes(query)
+    assert votes.argmax() == 2 and votes[2] >= 0.8 * expected[2]

@@ -1,31 +1,33 @@
 """Region-of-field copies: rows that show a zoomed, rotated, shifted or sheared region of a field image, found by
-keypoint matching (:mod:`keypoints`) after the window registration of :mod:`relations` has had its turn.
+keypoints (:mod:`keypoints`) after the window registration of :mod:`relations` has had its turn.
 
-Which pairs are tried (the bound that keeps this cheap): every searchable row that is not a field and is not yet
-linked to one gets the fields of its ``NEAREST_WINDOWS`` nearest field windows in bag-of-words space (image and
-mirror image); each field then keeps at most ``PER_FIELD`` of those rows, the closest first. Work therefore grows
-with the number of fields, not with rows x fields, and a workspace without fields pays nothing.
+1. Every field's SIFT keypoints, detected once and cached by pixel hash (``<workspace>/cache/
+   dedup-keypoints-<VERSION>/``), go into one descriptor index (:mod:`fieldindex`).
+2. Each row not yet linked to a field, and resembling some field window in bag-of-words space (``MIN_WORD_SCORE``:
+   the cheap filter that spares most cells of cell-crop datasets), is detected at half resolution; its descriptors
+   vote for fields, and the ``VOTE_FIELDS`` fields with most votes (at least ``MIN_VOTES``) are matched: an affine
+   fitted by RANSAC links the row to the field when enough keypoints agree.
 
-Costs are paid once: the keypoints of each field are cached by its pixel hash (``<workspace>/cache/
-dedup-keypoints-<VERSION>/``, one file per field written atomically), and every matched pair's result goes to the
-registration cache (:mod:`paircache`), so a warm re-run detects keypoints only on rows with a pair never tried.
+A workspace without fields pays nothing. Each row's outcome is cached against the set of fields it was searched in
+(the registration cache of :mod:`paircache`, keyed by the row and a digest of the field keys): a re-run after adding
+a source of cells only searches the new rows; adding fields searches every row again.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from wbc_data.core.errors import Interrupted, UserError
 from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.extract import in_order
+from wbc_data.dedup.fieldindex import FieldIndex, KeypointStore
 from wbc_data.dedup.keypoints import KEYPOINT_FIELDS, NO_MATCH, ROW_SCALE, Keypoints, detect, linked, match
 from wbc_data.dedup.neighbours import nearest
 from wbc_data.dedup.paircache import PairCache, cached_register
@@ -33,28 +35,25 @@ from wbc_data.dedup.relations import SignatureView, Windows
 from wbc_data.io.parallel import worker_pool
 from wbc_data.io.pixels import PixelLoader, RowRef
 
-VERSION = "k3"
-"""Changes whenever detection or matching changes, so neither cached keypoints nor cached results are reused."""
-
-NEAREST_WINDOWS = 32
-"""Field windows per row (image and mirror image each) whose fields are tried: on 40 real BCCD fields x 3 regions,
-a region's own field is among the fields of its 32 nearest windows for 0.80 of regions (0.74 with 16, 0.69 with 8;
-benchmarks/README.md, dedup)."""
+VERSION = "k5"
+"""Changes whenever detection, voting or matching changes, so neither cached keypoints nor outcomes are reused."""
 
 MIN_WORD_SCORE = 0.4
-"""A (row, field) pair is tried only when one of the field's windows is at least this similar to the row in
-bag-of-words space (cosine of the tf-idf vectors). On 200 real BCCD fields x 3 regions, 99.3% of the regions whose
-own field was a candidate scored above it; of the PBC half's cells (none of which is a region of a BCCD field),
-16% of candidate windows did (benchmarks/README.md, dedup)."""
+"""A row is searched only when some field window is at least this similar to it in bag-of-words space (cosine of
+the tf-idf vectors). Of 600 regions of 200 real BCCD fields, 99% pass; of the PBC half's cells (none of which is a
+region of a BCCD field), 49% do against all of BCCD (benchmarks/README.md, dedup)."""
 
-MAX_FIELDS = 32
-"""Fields tried per row at most, the most similar first."""
-
-PER_FIELD = 256
-"""Rows tried per field at most, the most similar first."""
+VOTE_FIELDS = 2
+MIN_VOTES = 6
+"""The fields matched per row: the two with most descriptor votes, each with at least this many (an affine needs
+``keypoints.MIN_INLIERS`` agreeing keypoints, which all vote for their field)."""
 
 TASK_ROWS = 16
 """Rows per task handed to a worker (or a cluster executor)."""
+
+OUTCOME = ("field", *KEYPOINT_FIELDS)
+"""A row's cached outcome: the position of the best matched field among the sorted field keys (-1: none), then its
+match."""
 
 
 class RegionsInterrupted(Interrupted):
@@ -72,214 +71,176 @@ class RegionMatches:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(KEYPOINT_FIELDS)), np.float32))
 
 
-def candidates(view: SignatureView, windows: Windows, queries: np.ndarray,
-               excluded: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
-    """(p, 2) pairs (row, field row) to match, sorted by row; ``excluded(rows, fields)`` drops known relations."""
+def rows_to_search(view: SignatureView, windows: Windows, queries: np.ndarray) -> np.ndarray:
+    """The ``queries`` whose nearest field window (image or mirror image) scores at least ``MIN_WORD_SCORE``."""
     queries = queries[view.has_words[queries]]
     if not len(queries) or not len(windows.keys):
-        return np.zeros((0, 2), np.int64)
-    rows, fields, scores = [], [], []
+        return queries[:0]
+    best = np.zeros(len(queries), np.float32)
     for side in (0, 1):
-        found, score = nearest(windows.words, view.words[queries, side], NEAREST_WINDOWS)
-        ok = found >= 0
-        rows.append(np.repeat(queries, found.shape[1])[ok.reshape(-1)])
-        fields.append(windows.field[found[ok]])
-        scores.append(score[ok])
-    row, field, score = np.concatenate(rows), np.concatenate(fields), np.concatenate(scores)
-    keep = (row != field) & (score >= MIN_WORD_SCORE)
-    if excluded is not None and keep.any():
-        keep &= ~excluded(row, field)
-    row, field, score = row[keep], field[keep], score[keep]
-    # the best score per (row, field), then the PER_FIELD best rows per field
-    order = np.lexsort((-score, row, field))
-    first = np.ones(len(order), bool)
-    first[1:] = (row[order][1:] != row[order][:-1]) | (field[order][1:] != field[order][:-1])
-    row, field, score = row[order][first], field[order][first], score[order][first]
-    best = _rank_within(row, score) < MAX_FIELDS
-    row, field, score = row[best], field[best], score[best]
-    best = _rank_within(field, score) < PER_FIELD
-    pairs = np.stack([row[best], field[best]], axis=1)
-    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        found, score = nearest(windows.words, view.words[queries, side], 1)
+        best = np.maximum(best, np.where(found[:, 0] >= 0, score[:, 0], 0))
+    return queries[best >= MIN_WORD_SCORE]
 
 
-def _rank_within(group: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Each item's rank (0 = highest score) among the items of its group."""
-    order = np.lexsort((-score, group))
-    sorted_group = group[order]
-    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]]) if len(order) else np.zeros(0, int)
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    return rank
-
-
-# --------------------------------------------------------------------------- field keypoints, cached
-
-
-class KeypointStore:
-    """Keypoints of field images, one ``.npz`` per pixel hash, written to a temporary name and renamed."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-
-    @classmethod
-    def beside(cls, signature_store_directory: Path) -> KeypointStore:
-        return cls(Path(signature_store_directory).parent / f"dedup-keypoints-{VERSION}")
-
-    def path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.npz"
-
-    def has(self, key: str) -> bool:
-        return self.path(key).is_file()
-
-    def get(self, key: str) -> Keypoints | None:
-        try:
-            with np.load(self.path(key), allow_pickle=False) as data:
-                return Keypoints(data["xy"], data["descriptors"], (int(data["size"][0]), int(data["size"][1])))
-        except (OSError, ValueError, KeyError):
-            return None  # absent or damaged: detected again
-
-    def put(self, key: str, keypoints: Keypoints) -> None:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.npz")
-        try:
-            np.savez(tmp, xy=keypoints.xy, descriptors=keypoints.descriptors, size=np.array(keypoints.size))
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-
-# --------------------------------------------------------------------------- matching, on every core
+# --------------------------------------------------------------------------- workers
 
 
 @dataclass(frozen=True)
 class Task:
-    """One row and the fields it is matched against (keys for the keypoint store, references to reopen them)."""
-
     ref: RowRef
-    fields: tuple[tuple[str, RowRef], ...]
+    excluded: tuple[int, ...]  # field positions the row may not be linked to (the field its own source cut it from)
+
+
+@dataclass(frozen=True)
+class Fields:
+    """What a worker needs of the fields: keys and references (in position order) and their descriptor index."""
+
+    keys: tuple[str, ...]
+    refs: tuple[RowRef, ...]
+    index: FieldIndex | None = None
 
 
 _LOADER: PixelLoader | None = None
 _STORE: KeypointStore | None = None
+_FIELDS: Fields | None = None
 
 
-def _init(loader: PixelLoader, store: KeypointStore) -> None:
-    global _LOADER, _STORE
-    _LOADER, _STORE = loader, store
+def _init(loader: PixelLoader, store: KeypointStore, fields: Fields | None = None) -> None:
+    global _LOADER, _STORE, _FIELDS
+    _LOADER, _STORE, _FIELDS = loader, store, fields
     _field_keypoints.cache_clear()
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # one process per core already
 
 
-def _keypoints(ref: RowRef, factor: float = 1.0) -> Keypoints:
+def _open_keypoints(ref: RowRef, factor: float = 1.0) -> Keypoints:
     assert _LOADER is not None
     return detect(np.asarray(_LOADER.open(ref).convert("RGB")), factor)
 
 
 @lru_cache(maxsize=1024)  # about 75 KB a field: a worker keeps a thousand fields (reading one costs 1 ms)
-def _field_keypoints(key: str, ref: RowRef) -> Keypoints:
-    """A field's keypoints: from the store, else detected and stored (a field is matched against many rows)."""
-    assert _STORE is not None
+def _field_keypoints(position: int) -> Keypoints:
+    """A field's keypoints: from the store, else detected and stored."""
+    assert _STORE is not None and _FIELDS is not None
+    key = _FIELDS.keys[position]
     found = _STORE.get(key)
     if found is None:
-        found = _keypoints(ref)
+        found = _open_keypoints(_FIELDS.refs[position])
         _STORE.put(key, found)
     return found
 
 
-def run_task(task: Task) -> np.ndarray:
-    """(len(task.fields), len(KEYPOINT_FIELDS)) results; no match where an image cannot be opened here."""
-    out = np.tile(NO_MATCH, (len(task.fields), 1))
+def detect_field(position: int) -> int:
+    """Make sure one field's keypoints are in the store (phase one); returns how many it has (0 when unreadable)."""
     try:
-        region = _keypoints(task.ref, ROW_SCALE)
+        return len(_field_keypoints(position))
+    except UserError:
+        return 0
+
+
+def search_row(task: Task) -> np.ndarray:
+    """The row's outcome (``OUTCOME``): its best field among the most voted, or -1 and no match."""
+    assert _FIELDS is not None and _FIELDS.index is not None
+    out = np.concatenate([[-1.0], NO_MATCH]).astype(np.float32)
+    try:
+        row = _open_keypoints(task.ref, ROW_SCALE)
     except UserError:
         return out
-    for k, (key, ref) in enumerate(task.fields):
+    votes = _FIELDS.index.votes(row)
+    votes[list(task.excluded)] = 0
+    best = np.argsort(-votes, kind="stable")[:VOTE_FIELDS]
+    for position in best[votes[best] >= MIN_VOTES]:
         try:
-            out[k] = match(region, _field_keypoints(key, ref))
+            result = match(row, _field_keypoints(int(position)))
         except UserError:
             continue
+        if linked(result[None])[0] and result[0] > out[1]:
+            out = np.concatenate([[float(position)], result]).astype(np.float32)
     return out
 
 
-def run_tasks(loader: PixelLoader, store: KeypointStore, tasks: list[Task]) -> list[np.ndarray]:
-    """A batch of tasks: an independent, picklable unit for a cluster executor (``DedupOptions.executor``)."""
-    _init(loader, store)
-    return [run_task(t) for t in tasks]
+def run_batch(loader: PixelLoader, store: KeypointStore, fields: Fields, fn: Callable, items: list) -> list:
+    """A batch of ``fn(item)``: an independent, picklable unit for a cluster executor (``DedupOptions.executor``)."""
+    _init(loader, store, fields)
+    return [fn(item) for item in items]
 
 
-def _results(tasks: list[Task], loader: PixelLoader, store: KeypointStore, workers: int,
-             executor: Any) -> Iterator[np.ndarray]:  # fmt: skip
+def _pooled(fn: Callable, items: list, loader: PixelLoader, store: KeypointStore, fields: Fields, workers: int,
+            executor: Any) -> Iterator[Any]:  # fmt: skip
+    """``fn(item)`` for every item, in order, on every core (or on the executor)."""
     if executor is not None:
-        batches = ((run_tasks, (loader, store, tasks[s : s + TASK_ROWS])) for s in range(0, len(tasks), TASK_ROWS))
+        batches = ((run_batch, (loader, store, fields, fn, items[s : s + TASK_ROWS]))
+                   for s in range(0, len(items), TASK_ROWS))  # fmt: skip
         for done in in_order(executor, batches, 16):
             yield from done
         return
     workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(tasks) < 8:
-        _init(loader, store)
-        yield from (run_task(t) for t in tasks)
+    if workers == 1 or len(items) < 8:
+        _init(loader, store, fields)
+        yield from (fn(item) for item in items)
         return
-    with worker_pool(workers, _init, (loader, store), opencv=True) as pool:
-        yield from pool.imap(run_task, tasks, chunksize=max(1, min(TASK_ROWS, len(tasks) // (workers * 4))))
+    with worker_pool(workers, _init, (loader, store, fields), opencv=True) as pool:
+        yield from pool.imap(fn, items, chunksize=max(1, min(TASK_ROWS, len(items) // (workers * 4))))
 
 
-def match_pairs(pairs: np.ndarray, refs: Callable[[np.ndarray], list[RowRef]], keys: np.ndarray,
-                loader: PixelLoader, store: KeypointStore, workers: int = 0, progress: Progress | None = None,
-                executor: Any = None) -> np.ndarray:  # fmt: skip
-    """Results for (row, field) ``pairs`` sorted by row: one task per row. Rows done are reported as
-    ``progress.advance`` within the caller's phase."""
-    progress = or_null(progress)
-    out = np.tile(NO_MATCH, (len(pairs), 1))
-    if not len(pairs):
-        return out
-    starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
-    ends = np.r_[starts[1:], len(pairs)]
-    nodes = np.unique(pairs.reshape(-1))
-    ref_of = dict(zip(nodes.tolist(), refs(nodes), strict=True))
-    tasks = [Task(ref_of[int(pairs[s, 0])], tuple((str(keys[f]), ref_of[int(f)]) for f in pairs[s:e, 1]))
-             for s, e in zip(starts, ends, strict=True)]  # fmt: skip
-    progress.advance(0, len(tasks))
-    done = 0
+def _run(fn: Callable, items: list, what: str, loader: PixelLoader, store: KeypointStore, fields: Fields,
+         workers: int, progress: Progress, executor: Any) -> list:  # fmt: skip
+    progress.phase(what, len(items))
+    out: list = []
     try:
-        for (s, e), result in zip(zip(starts, ends, strict=True), _results(tasks, loader, store, workers, executor),
-                                  strict=True):  # fmt: skip
-            out[s:e] = result
-            done += 1
-            progress.advance(done, len(tasks))
+        for result in _pooled(fn, items, loader, store, fields, workers, executor):
+            out.append(result)
+            progress.advance(len(out), len(items))
     except KeyboardInterrupt:
         raise RegionsInterrupted(
-            f"interrupted after {done:,} of {len(tasks):,} rows matched against fields; field keypoints are cached, "
-            "re-run to resume (the previous dedup results are untouched)"
+            f"interrupted after {len(out):,} of {len(items):,} ({what}); field keypoints are cached, re-run to "
+            "resume (the previous dedup results are untouched)"
         ) from None
     return out
 
 
-def find_regions(view: SignatureView, windows: Windows, queries: np.ndarray, refs: Callable[[np.ndarray], list],
-                 loader: PixelLoader, workers: int = 0, excluded: Callable | None = None,
-                 progress: Progress | None = None, executor: Any = None) -> RegionMatches:  # fmt: skip
-    """Rows among ``queries`` that are a region of a field (the best-supported field per row)."""
-    pairs = candidates(view, windows, queries, excluded)
-    if not len(pairs):
-        return RegionMatches.empty()
+def find_regions(
+    view: SignatureView, windows: Windows, queries: np.ndarray, field_rows: np.ndarray, parent_field: np.ndarray,
+    refs: Callable[[np.ndarray], list], loader: PixelLoader, workers: int = 0, progress: Progress | None = None,
+    executor: Any = None,
+) -> RegionMatches:  # fmt: skip
+    """Rows among ``queries`` that are a region of one of ``field_rows``; ``parent_field[r]`` is the field row that
+    row ``r``'s own source cut it from (-1: none), never reported."""
     progress = or_null(progress)
-    store = KeypointStore.beside(view.store.directory)
-    width = len(KEYPOINT_FIELDS)
-    cache = PairCache.beside(view.store, f"keypoints-{VERSION}", width) if view.use_cache else None
+    rows = rows_to_search(view, windows, queries)
+    field_rows = field_rows[view.has[field_rows] & ~view.blank[field_rows]]
+    if not len(rows) or not len(field_rows):
+        return RegionMatches.empty()
+    field_rows = field_rows[np.argsort(view.keys[field_rows].astype(str), kind="stable")]
+    keys = tuple(str(k) for k in view.keys[field_rows])
+    digest = xxhash.xxh3_128_hexdigest("\n".join(keys).encode())
+    store = KeypointStore(view.store.directory.parent / f"dedup-keypoints-{VERSION}")
+    width = len(OUTCOME)
+    cache = PairCache.beside(view.store, f"regions-{VERSION}", width) if view.use_cache else None
+    position_of = {int(r): p for p, r in enumerate(field_rows)}
+    n = len(view.keys)
+    all_keys = np.concatenate([view.keys, np.array([digest], dtype=object)])
 
-    def fresh(p: np.ndarray) -> np.ndarray:
-        if not len(p):
+    def fresh(pairs: np.ndarray) -> np.ndarray:
+        if not len(pairs):
             return np.zeros((0, width), np.float32)
-        progress.phase("field regions", len(np.unique(p[:, 0])))
-        return match_pairs(p, refs, view.keys, loader, store, workers, progress, executor)
+        bare = Fields(keys, tuple(refs(field_rows)))
+        _run(detect_field, list(range(len(keys))), "field keypoints", loader, store, bare, workers, progress,
+             executor)  # fmt: skip
+        fields = Fields(keys, bare.refs, FieldIndex.build([store.get(k) or _empty() for k in keys]))
+        todo = pairs[:, 0]
+        tasks = [Task(ref, tuple([position_of[int(p)]] if int(p) in position_of else []))
+                 for ref, p in zip(refs(todo), parent_field[todo], strict=True)]  # fmt: skip
+        return np.stack(_run(search_row, tasks, "field regions", loader, store, fields, workers, progress, executor))
 
-    results, registered = cached_register(cache, view.keys, pairs, fresh)
-    view.counts["region pairs matched"] = view.counts.get("region pairs matched", 0) + registered
-    view.counts["region pairs cached"] = view.counts.get("region pairs cached", 0) + len(pairs) - registered
-    good = linked(results)
-    row, field, results = pairs[good, 0], pairs[good, 1], results[good]
-    # the field with most inliers per row
-    order = np.lexsort((-results[:, 0], row))
-    first = np.r_[True, row[order][1:] != row[order][:-1]] if len(order) else np.zeros(0, bool)
-    pick = order[first]
-    return RegionMatches(row[pick], field[pick], results[pick])
+    outcome, searched = cached_register(cache, all_keys, np.stack([rows, np.full(len(rows), n)], axis=1), fresh)
+    view.counts["rows searched for regions"] = view.counts.get("rows searched for regions", 0) + searched
+    view.counts["region searches cached"] = view.counts.get("region searches cached", 0) + len(rows) - searched
+    found = outcome[:, 0] >= 0
+    return RegionMatches(rows[found], field_rows[outcome[found, 0].astype(np.int64)], outcome[found, 1:])
+
+
+def _empty() -> Keypoints:
+    return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (0, 0))

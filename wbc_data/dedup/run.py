@@ -300,14 +300,15 @@ def find_relations(
             field_sets = np.zeros(n, bool)
             field_sets[leader[fields]] = True
             open_rows = queries[~np.isin(queries, found_parts.row) & ~field_sets[leader[queries]]]
-            progress.phase("field regions")
+            parent_field = pd.Index(ids).get_indexer(parent)
             frame = parts.frame
 
             def refs(rows: np.ndarray) -> list:
                 return row_refs(frame.iloc[rows])
 
-            regions = find_regions(view, windows, open_rows, refs, loader, options.workers, own_field, progress,
-                                   options.executor)  # fmt: skip
+            progress.phase("field regions")
+            regions = find_regions(view, windows, open_rows, fields, parent_field, refs, loader, options.workers,
+                                   progress, options.executor)  # fmt: skip
     counts = {"candidates": len(candidates.pairs), "hash candidates": candidates.hash_pairs,
               "word candidates": candidates.word_pairs, "capped": candidates.capped, "rounds": sets.rounds,
               "registered against leaders": sets.registered_on_demand,
