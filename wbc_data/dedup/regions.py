@@ -40,7 +40,7 @@ VERSION = "k5"
 
 MIN_WORD_SCORE = 0.4
 """A row is searched only when some field window is at least this similar to it in bag-of-words space (cosine of
-the tf-idf vectors). Of 600 regions of 200 real BCCD fields, 99% pass; of the PBC half's cells (none of which is a
+the tf-idf vectors). Of 600 regions of 200 real BCCD fields, 96% pass; of the PBC half's cells (none of which is a
 region of a BCCD field), 49% do against all of BCCD (benchmarks/README.md, dedup)."""
 
 VOTE_FIELDS = 2
