@@ -115,7 +115,7 @@ class BatchAugment:
         devices = [images.device] if images.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the caller's RNG (sampling, CutMix) is left as it was
             levels = images.dtype == torch.uint8
-            x = images.to(torch.float32) if levels else images
+            x = images.to(torch.float32) if levels else images.clone()  # the batch is ours: stages work in place
             for number, stage in enumerate(self.stages):
                 if stage.batched:
                     x, levels = self._batched(stage, number, x, levels, seeds)
@@ -312,6 +312,6 @@ def _colour_jitter_kernel(
         order[i, : len(sample)] = sample
         for fn, name, _ in configured:
             factors[i, fn] = float(draws[i][name])  # type: ignore[index]
-    out = x.to(torch.float32).contiguous().clone()
+    out = x.to(torch.float32).contiguous()  # the batch is BatchAugment's own (see __call__): adjusted in place
     colour_jitter(out.numpy(), order, factors, levels)
     return out
