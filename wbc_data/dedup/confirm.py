@@ -18,7 +18,7 @@ import numpy as np
 
 from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.register import NO_MATCH, POLAR_FLOOR, Match, Prepared, polar_peak, polar_spectra, prepare, register
-from wbc_data.io.parallel import worker_pool
+from wbc_data.io.parallel import in_order, worker_pool
 
 BATCH_PAIRS = 12_000
 """Most pairs per batch. On the real PBC half's 69,590 candidates (sorted by first row, whose neighbours are
@@ -138,8 +138,6 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
 
     done = 0
     if executor is not None:  # a cluster (Dask...): each batch is an independent task
-        from wbc_data.dedup.extract import in_order
-
         tasks = ((_task, (payload(batch),)) for batch in batches)
         for batch, result in zip(batches, in_order(executor, tasks, 16), strict=True):
             out[batch] = result

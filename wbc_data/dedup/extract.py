@@ -9,9 +9,7 @@ stored thumbnail only and says so.
 
 from __future__ import annotations
 
-import os
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +20,7 @@ from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.signature import Signature, signature
 from wbc_data.dedup.store import SHARD_ROWS, SignatureStore
 from wbc_data.dedup.windows import boxes_as_fractions, grid_windows
-from wbc_data.io.parallel import worker_pool
+from wbc_data.io.parallel import in_order, pool_map
 from wbc_data.io.pixels import PixelLoader, RowRef
 
 JOBS_PER_ROUND = 16_384
@@ -83,18 +81,6 @@ EXECUTOR_BATCH = 256
 """Jobs per task handed to an executor (a cluster): large enough that scheduling costs nothing."""
 
 
-def in_order(executor: Any, tasks: Iterator[tuple[Callable, tuple]], in_flight: int) -> Iterator[Any]:
-    """Results of ``executor.submit(fn, *args)`` for each task, in order, with at most ``in_flight`` submitted and
-    not yet collected (memory stays bounded however many tasks there are)."""
-    pending: deque = deque()
-    for fn, args in tasks:
-        pending.append(executor.submit(fn, *args))
-        while len(pending) >= in_flight:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
 def _results(jobs: list[Job], loader: PixelLoader, workers: int,
              executor: Any = None) -> Iterator[tuple[Job, list, str | None]]:  # fmt: skip
     if executor is not None:
@@ -102,17 +88,8 @@ def _results(jobs: list[Job], loader: PixelLoader, workers: int,
         for done in in_order(executor, batches, 16):
             yield from done
         return
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(jobs) < 32:
-        _init(loader)
-        for job in jobs:
-            yield compute(job)
-        return
-    with worker_pool(workers, _init, (loader,), opencv=True) as pool:
-        for start in range(0, len(jobs), JOBS_PER_ROUND):
-            part = jobs[start : start + JOBS_PER_ROUND]
-            chunk = max(1, min(32, len(part) // (workers * 8)))
-            yield from pool.imap_unordered(compute, part, chunksize=chunk)
+    yield from pool_map(compute, jobs, _init, (loader,), workers, ordered=False, serial_below=32,
+                        round_size=JOBS_PER_ROUND, opencv=True)  # fmt: skip
 
 
 def extract(

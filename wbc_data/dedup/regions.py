@@ -15,7 +15,6 @@ a source of cells only searches the new rows; adding fields searches every row a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,13 +25,12 @@ import xxhash
 
 from wbc_data.core.errors import Interrupted, UserError
 from wbc_data.core.progress import Progress, or_null
-from wbc_data.dedup.extract import in_order
 from wbc_data.dedup.fieldindex import FieldIndex, KeypointStore
 from wbc_data.dedup.keypoints import KEYPOINT_FIELDS, NO_MATCH, ROW_SCALE, Keypoints, detect, linked, match
 from wbc_data.dedup.neighbours import nearest
 from wbc_data.dedup.paircache import PairCache, cached_register
 from wbc_data.dedup.relations import SignatureView, Windows
-from wbc_data.io.parallel import worker_pool
+from wbc_data.io.parallel import in_order, pool_map
 from wbc_data.io.pixels import PixelLoader, RowRef
 
 VERSION = "k5"
@@ -49,7 +47,7 @@ MIN_VOTES = 6
 ``keypoints.MIN_INLIERS`` agreeing keypoints, which all vote for their field)."""
 
 TASK_ROWS = 16
-"""Rows per task handed to a worker (or a cluster executor)."""
+"""Rows per task handed to a cluster executor."""
 
 OUTCOME = ("field", *KEYPOINT_FIELDS)
 """A row's cached outcome: the position of the best matched field among the sorted field keys (-1: none), then its
@@ -176,13 +174,7 @@ def _pooled(fn: Callable, items: list, loader: PixelLoader, store: KeypointStore
         for done in in_order(executor, batches, 16):
             yield from done
         return
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(items) < 8:
-        _init(loader, store, fields)
-        yield from (fn(item) for item in items)
-        return
-    with worker_pool(workers, _init, (loader, store, fields), opencv=True) as pool:
-        yield from pool.imap(fn, items, chunksize=max(1, min(TASK_ROWS, len(items) // (workers * 4))))
+    yield from pool_map(fn, items, _init, (loader, store, fields), workers, opencv=True)
 
 
 def _run(fn: Callable, items: list, what: str, loader: PixelLoader, store: KeypointStore, fields: Fields,

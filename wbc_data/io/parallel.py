@@ -23,7 +23,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.pool import Pool
 from typing import Any
 
@@ -61,6 +62,46 @@ def worker_pool(
         raise
     finally:
         pool.join()
+
+
+def pool_map(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    initializer: Callable[..., None],
+    initargs: tuple[Any, ...],
+    workers: int = 0,
+    *,
+    ordered: bool = True,
+    serial_below: int = 8,
+    round_size: int = 16_384,
+    opencv: bool = False,
+) -> Iterator[Any]:
+    """``fn(item)`` for every item on ``workers`` processes (0: every core), each set up by ``initializer(*initargs)``;
+    in this process when one worker is asked for or there are fewer than ``serial_below`` items. Items go to the
+    pool ``round_size`` at a time, so its queue never holds a million; ``ordered=False`` yields as they finish."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(items) < serial_below:
+        initializer(*initargs)
+        yield from map(fn, items)
+        return
+    with worker_pool(workers, initializer, initargs, opencv=opencv) as pool:
+        for start in range(0, len(items), round_size):
+            part = items[start : start + round_size]
+            chunk = max(1, min(32, len(part) // (workers * 8)))
+            yield from (pool.imap if ordered else pool.imap_unordered)(fn, part, chunksize=chunk)
+
+
+def in_order(executor: Any, tasks: Iterator[tuple[Callable, tuple]], in_flight: int) -> Iterator[Any]:
+    """Results of ``executor.submit(fn, *args)`` for each task (any concurrent.futures-style executor, e.g. Dask's),
+    in order, with at most ``in_flight`` submitted and not yet collected (memory stays bounded however many tasks
+    there are)."""
+    pending: deque = deque()
+    for fn, args in tasks:
+        pending.append(executor.submit(fn, *args))
+        while len(pending) >= in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _start_worker(
