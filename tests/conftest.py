@@ -41,20 +41,33 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
     return ws, result.output
 
 
+REAL_DEDUP_PBC_FOLDERS = ("basophil", "erythroblast", "monocyte", "ig", "lymphocyte")
+"""The PBC folders the session's real dedup takes: the three the Kaggle re-upload copies, the immature granulocytes
+(three fine classes) and lymphocytes, 4,062 files. The whole half (8,487) doubled the suite's costliest step without
+testing anything more; dedup at full scale is measured in benchmarks/dedup.py --case pbc."""
+
+
 @pytest.fixture(scope="session")
 def real_deduped(tmp_path_factory: pytest.TempPathFactory):
-    """The shared PBC half, the Kaggle re-upload and BCCD, ingested, merged and deduplicated once for the session
-    (dedup on ~9,900 real rows is the suite's costliest step). Tests may add later stages (split), never re-merge."""
+    """Five folders of the shared PBC half (:data:`REAL_DEDUP_PBC_FOLDERS`, copied in PBC's own layout), the whole
+    Kaggle re-upload and BCCD, ingested, merged and deduplicated once for the session (dedup on ~5,800 real rows is
+    the suite's costliest step). Tests may add later stages (split), never re-merge."""
+    import shutil
+
     from wbc_data.core.workspace import Workspace
     from wbc_data.dedup.run import DedupOptions, dedup
     from wbc_data.ingest.engine import IngestOptions, ingest
     from wbc_data.manifest.merge import merge
 
-    pbc, kaggle, bccd = shared_path("pbc"), shared_path("kaggle_cancer_mix"), shared_path("bccd")
-    ws = Workspace(tmp_path_factory.mktemp("real") / "ws")
+    pbc_half, kaggle, bccd = shared_path("pbc"), shared_path("kaggle_cancer_mix"), shared_path("bccd")
+    root = tmp_path_factory.mktemp("real")
+    pbc = root / "pbc"
+    for folder in REAL_DEDUP_PBC_FOLDERS:
+        shutil.copytree(pbc_half / "PBC_dataset_normal_DIB" / folder, pbc / "PBC_dataset_normal_DIB" / folder)
+    ws = Workspace(root / "ws")
     for source, path in (("pbc", pbc), ("kaggle-cancer-mix", kaggle), ("bccd", bccd)):
         ingest(source, path, ws, IngestOptions(workers=2))
     merge(ws)
     # field windows off: what these tests check is copies of cells and leak units; copies inside real BCCD fields
-    # are tested in test_dedup_augmented.py at a size the suite can afford
+    # are tested in test_dedup_augmented.py and test_dedup_regions.py at a size the suite can afford
     return ws, dedup(ws, DedupOptions(workers=2, fields=False))

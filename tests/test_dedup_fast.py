@@ -30,6 +30,7 @@ from wbc_data.io.resources import sample_dir
 from wbc_data.manifest.merge import merge
 
 ANGLE_TOLERANCE = 2.5  # degrees: the log-polar image has a row every 2 degrees, refined by a centroid
+SCALE_TOLERANCE = 0.05  # the log-polar image has a column every 4.1% of scale (ln 48 / 96), refined by a centroid
 CORRELATION_TOLERANCE = 0.03  # decisions are equal; a copy refined a degree apart correlates a little differently
 
 
@@ -82,7 +83,7 @@ def test_batched_registration_agrees_with_the_reference_on_real_copies():
     assert np.abs(ref[:, col["texture"]] - fast[:, col["texture"]]).max() <= 2 * CORRELATION_TOLERANCE
     turn = (ref[:, col["angle"]] - fast[:, col["angle"]] + 180) % 360 - 180
     assert np.abs(turn).max() <= ANGLE_TOLERANCE
-    assert np.abs(ref[:, col["scale"]] / fast[:, col["scale"]] - 1).max() <= 0.02
+    assert np.abs(ref[:, col["scale"]] / fast[:, col["scale"]] - 1).max() <= SCALE_TOLERANCE
     assert (ref[:, col["mirror"]] == fast[:, col["mirror"]]).all()
     assert np.abs(ref[:, col["dx"] :] - fast[:, col["dx"] :]).max() <= 1.0
 

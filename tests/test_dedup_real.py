@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
-from tests.conftest import shared_path
+from tests.conftest import REAL_DEDUP_PBC_FOLDERS, shared_path
 from wbc_data.cli import app
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
@@ -24,7 +24,7 @@ TRANSPOSES = [None, *Image.Transpose.__members__.values()][:8]
 
 @pytest.mark.slow
 def test_kaggle_pbc_copies_all_found(real_deduped):
-    workspace, result = real_deduped  # PBC half + Kaggle + BCCD, deduplicated (default options but field windows)
+    workspace, result = real_deduped  # five PBC folders + Kaggle + BCCD, deduplicated (defaults but field windows)
     pbc_parent, kaggle = shared_path("pbc"), shared_path("kaggle_cancer_mix")
     pbc_root = pbc_parent / "PBC_dataset_normal_DIB"
     # ground truth straight from disk: Kaggle files whose PBC namesake has the same bytes
@@ -51,7 +51,8 @@ def test_kaggle_pbc_copies_all_found(real_deduped):
 
     assert "dup_keep" not in manifest.read(workspace.unified_manifest).column_names
     written = load_view(workspace).frame
-    assert written["source"].value_counts()[["pbc", "kaggle-cancer-mix"]].tolist() == [8488, 1000]
+    pbc_files = sum(1 for folder in REAL_DEDUP_PBC_FOLDERS for _ in (pbc_root / folder).iterdir())
+    assert written["source"].value_counts()[["pbc", "kaggle-cancer-mix"]].tolist() == [pbc_files, 1000]
     assert written.loc[written.status == "ok", "dup_keep"].notna().all()
     assert written.loc[written.status != "ok", "dup_keep"].isna().all()
     assert (workspace.reports_dir / "dedup.html").is_file() and (workspace.reports_dir / "dedup_largest.png").is_file()

@@ -560,19 +560,22 @@ class _Grid:
             return
         pipe = WbcCellPipeline(model, scheduler, list(CLASSES), list(self.data.domain_names), vae=self.vae)
         pipe.set_progress_bar_config(disable=True)
-        samples = {}
-        for index, name in enumerate(CLASSES):
-            if not self.data.class_counts()[name]:
-                continue
-            gens = [torch.Generator().manual_seed(derive_seed(t.seed, index, k)) for k in range(t.grid_per_class)]
-            images = pipe(
-                [name] * t.grid_per_class,
-                guidance_scale=self.recipe.sample.guidance,
-                num_inference_steps=t.grid_steps,
-                scheduler=self.recipe.sample.scheduler,
-                generator=gens,
-                output_type="uint8",
-            ).images
-            samples[name] = images
+        counts = self.data.class_counts()
+        shown = [(index, name) for index, name in enumerate(CLASSES) if counts[name]]
+        # one batch for every class (each image still draws from its own seed): on a CPU, 9 classes sampled apart
+        # took 25 s of a 10-step demo fine-tune, most of it per-call overhead of batches of 4
+        labels = [name for _, name in shown for _ in range(t.grid_per_class)]
+        gens = [
+            torch.Generator().manual_seed(derive_seed(t.seed, i, k)) for i, _ in shown for k in range(t.grid_per_class)
+        ]
+        images = pipe(
+            labels,
+            guidance_scale=self.recipe.sample.guidance,
+            num_inference_steps=t.grid_steps,
+            scheduler=self.recipe.sample.scheduler,
+            generator=gens,
+            output_type="uint8",
+        ).images
+        samples = {name: images[k * t.grid_per_class : (k + 1) * t.grid_per_class] for k, (_, name) in enumerate(shown)}
         title = f"{self.recipe.name}: step {step:,} (EMA weights, {self.recipe.sample.scheduler} {t.grid_steps} steps)"
         self.grids.append(class_grid(samples, self.out / "samples" / f"step-{step:07d}.png", title))
