@@ -140,3 +140,31 @@ def test_field_index_votes_equal_a_brute_force_search(monkeypatch):
     inverted = FieldIndex.build(fields)
     votes = inverted.votes(query)
     assert votes.argmax() == 2 and votes[2] >= 0.8 * expected[2]
+
+
+def test_leakage_audit_finds_training_regions_of_evaluation_fields(tmp_path):
+    """``--against``: training rows that are zoomed, rotated regions of an evaluation set's real BCCD fields leak
+    into those fields (the keypoint stage runs in the audit too), and into no other field."""
+    from benchmarks.region import bccd_subset
+
+    bccd = shared_path("bccd")
+    stems = pick_fields(bccd, 4, seed=5)
+    bccd_subset(bccd, tmp_path / "bccd", stems)
+    truth = region_copies(bccd, tmp_path / "up", stems, 2, seed=5)
+    evaluation = Workspace(tmp_path / "eval")
+    held_out = ingest("bccd", tmp_path / "bccd", evaluation, IngestOptions(workers=1)).manifest_path
+    ws = Workspace(tmp_path / "ws")
+    ingest("imagefolder", tmp_path / "up", ws, IngestOptions(workers=1))
+    merge(ws)
+
+    def leaks(regions: bool) -> dict[str, str]:
+        frame = dedup(ws, DedupOptions(reports=False, workers=1, against=held_out, regions=regions)).frame
+        found = frame.dropna(subset=["leak_match"])
+        return dict(zip(found["source_path"], found["leak_match"], strict=True))
+
+    without, found = leaks(False), leaks(True)
+    field_ids = {f"{stem}.jpg": f"bccd:BCCD/JPEGImages/{stem}.jpg" for stem in stems}
+    # the own field or one of its WBC crops (``<field id>#wbc0``), never another field
+    wrong = {path: match for path, match in found.items() if match.split("#")[0] != field_ids[truth[path]]}
+    assert not wrong, (wrong, found)
+    assert len(found) >= 6 and len(found) > len(without), (found, without)  # of 8 regions

@@ -1,17 +1,18 @@
-"""Leakage audit: which training rows have a copy (exact, near at any angle, or a part of a field) in an
-evaluation set.
+"""Leakage audit: which training rows have a copy (exact, near at any angle, or a part or a zoomed, rotated region
+of a field) in an evaluation set.
 
 The evaluation set (a manifest, or a folder ingested with the imagefolder adapter into a temporary workspace)
-goes through the same signatures, candidates and registration as a dedup run, on the training and evaluation rows
-together, with only cross pairs registered. Field images take part on both sides: a training row inside an
-evaluation field leaks into that field's crops, and the crops of a training field leak when the field matches an
-evaluation row.
+goes through the same signatures, candidates, registration and field-region search as a dedup run, on the
+training and evaluation rows together, with only cross pairs kept. Field images take part on both sides: a training
+row inside an evaluation field leaks into that field's crops, and the crops of a training field leak when the field
+matches an evaluation row.
 """
 
 from __future__ import annotations
 
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from wbc_data.dedup import participants as participants_mod
 from wbc_data.dedup.linkage import COPY, OVERLAP
 from wbc_data.dedup.participants import Participants
 from wbc_data.dedup.relations import SignatureView
-from wbc_data.io.pixels import PixelLoader
+from wbc_data.io.pixels import PixelLoader, RowRef
 
 if TYPE_CHECKING:
     from wbc_data.core.workspace import Workspace
@@ -73,9 +74,29 @@ def loader_for_manifest(path: Path) -> PixelLoader:
     return PixelLoader(Roots(infos, read_roots_file(workspace), workspace))
 
 
+EVALUATION_ROOT = "against:"
+"""Prefix of the evaluation rows' ``source_root`` in the joined frame, so one loader can reopen rows of both sides
+(the two sets may name roots alike, e.g. both a ``pbc`` source, stored in different places)."""
+
+
+@dataclass(frozen=True)
+class JoinedLoader:
+    """Reopens training rows with the workspace's loader and evaluation rows (roots prefixed by
+    :data:`EVALUATION_ROOT`) with the evaluation set's; picklable like both, for the region workers."""
+
+    train: PixelLoader
+    evaluation: PixelLoader
+
+    def open(self, ref: RowRef):
+        if ref.root.startswith(EVALUATION_ROOT):
+            return self.evaluation.open(replace(ref, root=ref.root[len(EVALUATION_ROOT) :]))
+        return self.train.open(ref)
+
+
 def _join(train: Participants, other: Participants) -> Participants:
     n = len(train.frame)
-    frame = pd.concat([train.frame, other.frame], ignore_index=True)
+    marked = other.frame.assign(source_root=EVALUATION_ROOT + other.frame["source_root"].astype(str))
+    frame = pd.concat([train.frame, marked], ignore_index=True)
     return Participants(
         frame,
         np.concatenate([train.thumbs, other.thumbs]),
@@ -113,14 +134,15 @@ def audit(
             raise DedupError(f"--against {options.against}: not a wbc-data manifest")
         other = participants_mod.build(table, options.policy)
         other_view, _ = compute_signatures(other, workspace, options, progress, loader=loader, store=train_view.store)
-    n = len(train.frame)
-    both = _join(train, other)
-    view = _join_views(train_view, other_view)
+        n = len(train.frame)
+        both = _join(train, other)
+        view = _join_views(train_view, other_view)
 
-    def cross(pairs: np.ndarray) -> np.ndarray:
-        return (pairs[:, 0] < n) != (pairs[:, 1] < n)
+        def cross(pairs: np.ndarray) -> np.ndarray:
+            return (pairs[:, 0] < n) != (pairs[:, 1] < n)
 
-    table_, parts, _, _, _ = find_relations(both, view, options, progress, allowed=cross)
+        joined = JoinedLoader(PixelLoader.for_workspace(workspace), loader)
+        table_, parts, regions, _, _ = find_relations(both, view, options, progress, allowed=cross, loader=joined)
     pairs = table_.pairs()
     found = np.isin(table_.relation, [COPY, OVERLAP])
     kinds = np.where(table_.relation[found] == COPY, "near", "overlap")
@@ -131,6 +153,11 @@ def audit(
         b = np.concatenate([b, parts.field])
         kinds = np.concatenate([kinds, np.full(len(parts.row), "part")])
         corr = np.concatenate([corr, parts.results[:, 0]])
+    if len(regions.row):  # regions carry keypoint inliers, not a correlation
+        a = np.concatenate([a, regions.row])
+        b = np.concatenate([b, regions.field])
+        kinds = np.concatenate([kinds, np.full(len(regions.row), "part")])
+        corr = np.concatenate([corr, np.full(len(regions.row), np.nan, np.float32)])
     tr, ev = np.where(a < n, a, b), np.where(a < n, b, a) - n
     leaks = pd.DataFrame({"train": tr, "eval": ev, "kind": kinds, "correlation": corr})
     # a training field leaks through its crops; exact copies of a leaking row leak too

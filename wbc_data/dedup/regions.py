@@ -31,7 +31,7 @@ from wbc_data.dedup.neighbours import nearest
 from wbc_data.dedup.paircache import PairCache, cached_register
 from wbc_data.dedup.relations import SignatureView, Windows
 from wbc_data.io.parallel import in_order, pool_map
-from wbc_data.io.pixels import PixelLoader, RowRef
+from wbc_data.io.pixels import RowOpener, RowRef
 
 VERSION = "k5"
 """Changes whenever detection, voting or matching changes, so neither cached keypoints nor outcomes are reused."""
@@ -99,12 +99,12 @@ class Fields:
     index: FieldIndex | None = None
 
 
-_LOADER: PixelLoader | None = None
+_LOADER: RowOpener | None = None
 _STORE: KeypointStore | None = None
 _FIELDS: Fields | None = None
 
 
-def _init(loader: PixelLoader, store: KeypointStore, fields: Fields | None = None) -> None:
+def _init(loader: RowOpener, store: KeypointStore, fields: Fields | None = None) -> None:
     global _LOADER, _STORE, _FIELDS
     _LOADER, _STORE, _FIELDS = loader, store, fields
     _field_keypoints.cache_clear()
@@ -159,13 +159,13 @@ def search_row(task: Task) -> np.ndarray:
     return out
 
 
-def run_batch(loader: PixelLoader, store: KeypointStore, fields: Fields, fn: Callable, items: list) -> list:
+def run_batch(loader: RowOpener, store: KeypointStore, fields: Fields, fn: Callable, items: list) -> list:
     """A batch of ``fn(item)``: an independent, picklable unit for a cluster executor (``DedupOptions.executor``)."""
     _init(loader, store, fields)
     return [fn(item) for item in items]
 
 
-def _pooled(fn: Callable, items: list, loader: PixelLoader, store: KeypointStore, fields: Fields, workers: int,
+def _pooled(fn: Callable, items: list, loader: RowOpener, store: KeypointStore, fields: Fields, workers: int,
             executor: Any) -> Iterator[Any]:  # fmt: skip
     """``fn(item)`` for every item, in order, on every core (or on the executor)."""
     if executor is not None:
@@ -177,7 +177,7 @@ def _pooled(fn: Callable, items: list, loader: PixelLoader, store: KeypointStore
     yield from pool_map(fn, items, _init, (loader, store, fields), workers, opencv=True)
 
 
-def _run(fn: Callable, items: list, what: str, loader: PixelLoader, store: KeypointStore, fields: Fields,
+def _run(fn: Callable, items: list, what: str, loader: RowOpener, store: KeypointStore, fields: Fields,
          workers: int, progress: Progress, executor: Any) -> list:  # fmt: skip
     progress.phase(what, len(items))
     out: list = []
@@ -195,7 +195,7 @@ def _run(fn: Callable, items: list, what: str, loader: PixelLoader, store: Keypo
 
 def find_regions(
     view: SignatureView, windows: Windows, queries: np.ndarray, field_rows: np.ndarray, parent_field: np.ndarray,
-    refs: Callable[[np.ndarray], list], loader: PixelLoader, workers: int = 0, progress: Progress | None = None,
+    refs: Callable[[np.ndarray], list], loader: RowOpener, workers: int = 0, progress: Progress | None = None,
     executor: Any = None,
 ) -> RegionMatches:  # fmt: skip
     """Rows among ``queries`` that are a region of one of ``field_rows``; ``parent_field[r]`` is the field row that

@@ -48,7 +48,7 @@ from wbc_data.dedup.store import SignatureStore
 from wbc_data.dedup.windows import grid_windows
 from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
 from wbc_data.io.locks import check_workspace_folder, writer_lock
-from wbc_data.io.pixels import PixelLoader, row_refs
+from wbc_data.io.pixels import PixelLoader, RowOpener, row_refs
 
 DEFAULT_THRESHOLD = 8
 """Hamming radius on 64-bit pHashes for the hash candidates. Measured on the shared real data (PBC half + Kaggle
@@ -247,7 +247,7 @@ def _hash_distance(hashes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
 
 def find_relations(
     parts: Participants, view: SignatureView, options: DedupOptions, progress: Progress | None = None,
-    allowed: Callable[[np.ndarray], np.ndarray] | None = None, loader: PixelLoader | None = None,
+    allowed: Callable[[np.ndarray], np.ndarray] | None = None, loader: RowOpener | None = None,
 ) -> tuple[PairTable, Parts, RegionMatches, dict[str, int], np.ndarray]:  # fmt: skip
     """Registered candidate pairs (copy sets formed over them), parts of fields (window registration) and regions
     of fields (keypoints, only with a ``loader`` to reopen rows); returns the table, the parts, the regions,
@@ -309,6 +309,9 @@ def find_relations(
             progress.phase("field regions")
             regions = find_regions(view, windows, open_rows, fields, parent_field, refs, loader, options.workers,
                                    progress, options.executor)  # fmt: skip
+            if allowed is not None and len(regions.row):
+                keep = allowed(np.stack([regions.row, regions.field], axis=1))
+                regions = RegionMatches(regions.row[keep], regions.field[keep], regions.results[keep])
     counts = {"candidates": len(candidates.pairs), "hash candidates": candidates.hash_pairs,
               "word candidates": candidates.word_pairs, "capped": candidates.capped, "rounds": sets.rounds,
               "registered against leaders": sets.registered_on_demand,

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from PIL import Image
@@ -45,6 +45,12 @@ class PixelMissing(PixelError):
 
 class PixelMismatch(PixelError):
     """The pixels reopened differ from those ingest hashed (the file changed, or the root points elsewhere)."""
+
+
+class RowOpener(Protocol):
+    """Anything that reopens rows as :class:`PixelLoader` does (e.g. one that joins two sets' loaders)."""
+
+    def open(self, ref: RowRef) -> Image.Image: ...
 
 
 @dataclass(frozen=True)

@@ -277,10 +277,15 @@ def _colour_jitter(x: torch.Tensor, levels: bool, draws: list[dict[str, Any] | N
     if not configured:
         return x
     ids = {fn for fn, _, _ in configured}
-    orders = [tuple(int(f) for f in d["fn_idx"] if int(f) in ids) for d in draws]  # type: ignore[index]
+    # fn_idx is torchvision's permutation tensor: one tolist() per sample instead of a 0-d tensor per element
+    orders = [tuple(f for f in _as_list(d["fn_idx"]) if f in ids) for d in draws]  # type: ignore[index]
     if x.device.type == "cpu" and 3 not in ids:  # no hue: the compiled kernel, each image in cache
         return _colour_jitter_kernel(x, levels, draws, orders, configured)
     return _colour_jitter_torch(x, levels, draws, orders, configured)
+
+
+def _as_list(order: Any) -> list[int]:
+    return order.tolist() if isinstance(order, torch.Tensor) else [int(f) for f in order]
 
 
 def _colour_jitter_torch(
