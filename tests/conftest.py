@@ -24,6 +24,7 @@ SESSION_GROUPS = {"demo_run": "session:demo", "real_deduped": "session:real-dedu
 """Session fixtures too costly to build twice: every test using one runs in the same xdist worker."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the scheduling key
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Schedule by file under ``--dist loadgroup`` (a module's fixtures are built once), except that the users of
     a costly session fixture share one group across files."""
