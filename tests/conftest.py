@@ -20,20 +20,6 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-SESSION_GROUPS = {"demo_run": "session:demo", "real_deduped": "session:real-dedup"}
-"""Session fixtures too costly to build twice: every test using one runs in the same xdist worker."""
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the scheduling key
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Schedule by file under ``--dist loadgroup`` (a module's fixtures are built once), except that the users of
-    a costly session fixture share one group across files."""
-    for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        group = next((g for fixture, g in SESSION_GROUPS.items() if fixture in names), item.nodeid.split("::")[0])
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture
 def workspace(tmp_path: Path):
     from wbc_data.core.workspace import Workspace

@@ -25,29 +25,6 @@ def test_sources_lists_every_definition():
     assert "CC BY 4.0" in result.output and "doi:10.17632/snkd93bnjr.1" in result.output
 
 
-def test_demo_then_manifest(demo_run, tmp_path):
-    import hashlib
-    import shutil
-
-    from wbc_data.core.stages import load_view
-    from wbc_data.core.workspace import Workspace
-
-    ws = tmp_path / "ws"
-    shutil.copytree(demo_run[0], ws)
-    assert "1 rejected with a reason" in demo_run[1] and (ws / "manifest.parquet").is_file()
-    # dedup ran: every Kaggle sample file that is byte-identical to a PBC sample file is a dropped duplicate
-    pbc = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (sample_dir() / "pbc").rglob("*.jpg")}
-    copies = [p for p in (sample_dir() / "kaggle_cancer_mix").rglob("*.jpg")
-              if hashlib.sha256(p.read_bytes()).hexdigest() in pbc]  # fmt: skip
-    frame = load_view(Workspace(ws), ["source"]).frame
-    dropped = frame[frame.dup_keep.eq(False).fillna(False)]
-    assert len(copies) == 6 and (dropped.source == "kaggle-cancer-mix").sum() == len(copies)
-    assert "pbc" not in set(dropped.source)  # the original is kept, the re-upload's copy dropped
-    assert (ws / "reports" / "gap-report.html").is_file() and (ws / "reports" / "synth-plan.yaml").is_file()
-    result = runner.invoke(app, ["manifest", "-w", str(ws)])
-    assert result.exit_code == 0 and "kaggle-cancer-mix" in result.output and "pbc" in result.output
-
-
 def test_ingest_prints_summary(tmp_path):
     result = runner.invoke(app, ["ingest", "pbc", str(sample_dir() / "pbc"), "-w", str(tmp_path), "-j", "1"])
     assert result.exit_code == 0, result.output
@@ -74,21 +51,6 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         runner.invoke(app, ["ingest", "imagefolder", str(tmp_path), "--label-map", str(bad_map)]), "map.yaml", "NEUT"
     )
     _one_line_error(runner.invoke(app, ["manifest", "-w", str(tmp_path / "empty-ws")]), "nothing ingested")
-
-
-def test_manifest_report_written(demo_run):
-    import numpy as np
-    from PIL import Image
-
-    from wbc_data.core.taxonomy import CLASSES
-
-    ws = demo_run[0]
-    png = ws / "reports" / "class-distribution.png"
-    with Image.open(png) as image:
-        assert image.size[0] > 500 and len(np.unique(np.asarray(image.convert("L")))) > 10  # a real chart, not blank
-    html = (ws / "reports" / "manifest.html").read_text()
-    assert all(f"<td>{c}</td>" in html for c in CLASSES) and "data:image/png;base64," in html
-    assert "not an image" in (ws / "reports" / "manifest.md").read_text()
 
 
 def test_dedup_finds_a_cropped_copy_only_with_crop_search(tmp_path):

@@ -1,4 +1,5 @@
-"""Dedup on real data: the Kaggle re-upload's PBC copies, ground-truth variants, leakage, CLI."""
+"""Dedup on real data: the Kaggle re-upload's PBC copies, ground-truth variants, leakage, CLI; and the split of the
+same deduplicated real workspace (its session fixture is built once, in one test process)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
 from tests.conftest import REAL_DEDUP_PBC_FOLDERS, shared_path
+from tests.test_split import _never_straddles
 from wbc_data.cli import app
+from wbc_data.core.stages import load_view
+from wbc_data.core.taxonomy import CLASSES
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
 from wbc_data.manifest.merge import merge
+from wbc_data.split import SplitOptions, run_split
 
 TRANSPOSES = [None, *Image.Transpose.__members__.values()][:8]
 
@@ -188,3 +193,30 @@ def test_real_distinct_cells_that_once_matched_through_a_crop_stay_apart(tmp_pat
     for a, b in pairs:
         assert frozenset({a.name, b.name}) not in names
         assert frozenset({a.name, "crop.png"}) in names
+
+
+@pytest.mark.slow
+def test_real_pbc_kaggle_bccd_split_never_leaks(real_deduped):
+    ws = real_deduped[0]  # five PBC folders + the Kaggle re-upload + BCCD, deduplicated
+    result = run_split(ws, SplitOptions(val=0.15, test=0.15, seed=0))
+    frame = load_view(ws).frame
+    ok = frame[frame["status"] == "ok"]
+    for column in ("parent_id", "group_id", "dup_cluster", "split_unit"):
+        _never_straddles(ok, column)
+    # every Kaggle copy of a PBC file shares its original's split (they are one duplicate cluster)
+    kaggle = ok[(ok["source"] == "kaggle-cancer-mix") & ok["dup_cluster"].notna()]
+    by_cluster = ok.dropna(subset=["dup_cluster"]).groupby("dup_cluster")["split_unit"].nunique()
+    assert len(kaggle) > 250 and (by_cluster == 1).all()
+    # validation and test: exact, real, kept rows only
+    held = ok[ok["split"].isin(["val", "test"])]
+    assert (held["label_status"] == "exact").all() and held["dup_keep"].all()
+    assert (ok.loc[ok["label_status"] != "exact", "split"].isin(["train", "excluded"])).all()
+    # almost every unit is a single image here: every class within one image of its ideal share
+    singles = ok[ok["split_unit"] == ok["sample_id"]]
+    assert len(singles) > 4000
+    table = result.table
+    for cls in CLASSES:
+        total = int(table.loc[cls, ["train", "val", "test"]].sum())
+        for split, share in (("val", 0.15), ("test", 0.15)):
+            assert abs(int(table.loc[cls, split]) - share * total) <= 1.0, (cls, split)
+    assert (ws.reports_dir / "split.png").is_file() and (ws.reports_dir / "split.html").is_file()

@@ -17,6 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from wbc_data.cli import app
+from wbc_data.io.resources import sample_dir
 
 runner = CliRunner()
 STEPS = 16
@@ -209,3 +210,41 @@ def test_demo_report_reads_in_chromium(demo_run, tmp_path):
     facts = check_in_browser(index, tmp_path / "index.png")
     assert_readable(facts, index.parent)
     assert {"manifest", "dedup", "split", "gap-report", "evaluate-compare", "publish-card"} <= set(facts["sections"])
+
+
+def test_demo_then_manifest(demo_run, tmp_path):
+    import hashlib
+    import shutil
+
+    from wbc_data.core.stages import load_view
+    from wbc_data.core.workspace import Workspace
+
+    ws = tmp_path / "ws"
+    shutil.copytree(demo_run[0], ws)
+    assert "1 rejected with a reason" in demo_run[1] and (ws / "manifest.parquet").is_file()
+    # dedup ran: every Kaggle sample file that is byte-identical to a PBC sample file is a dropped duplicate
+    pbc = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (sample_dir() / "pbc").rglob("*.jpg")}
+    copies = [p for p in (sample_dir() / "kaggle_cancer_mix").rglob("*.jpg")
+              if hashlib.sha256(p.read_bytes()).hexdigest() in pbc]  # fmt: skip
+    frame = load_view(Workspace(ws), ["source"]).frame
+    dropped = frame[frame.dup_keep.eq(False).fillna(False)]
+    assert len(copies) == 6 and (dropped.source == "kaggle-cancer-mix").sum() == len(copies)
+    assert "pbc" not in set(dropped.source)  # the original is kept, the re-upload's copy dropped
+    assert (ws / "reports" / "gap-report.html").is_file() and (ws / "reports" / "synth-plan.yaml").is_file()
+    result = runner.invoke(app, ["manifest", "-w", str(ws)])
+    assert result.exit_code == 0 and "kaggle-cancer-mix" in result.output and "pbc" in result.output
+
+
+def test_manifest_report_written(demo_run):
+    import numpy as np
+    from PIL import Image
+
+    from wbc_data.core.taxonomy import CLASSES
+
+    ws = demo_run[0]
+    png = ws / "reports" / "class-distribution.png"
+    with Image.open(png) as image:
+        assert image.size[0] > 500 and len(np.unique(np.asarray(image.convert("L")))) > 10  # a real chart, not blank
+    html = (ws / "reports" / "manifest.html").read_text()
+    assert all(f"<td>{c}</td>" in html for c in CLASSES) and "data:image/png;base64," in html
+    assert "not an image" in (ws / "reports" / "manifest.md").read_text()

@@ -48,33 +48,6 @@ def _within_one_of_ideal(frame: pd.DataFrame, shares: dict[str, float]) -> None:
             assert abs(got - share * len(part)) <= 1.0, (cls, split, got, share * len(part))
 
 
-@pytest.mark.slow
-def test_real_pbc_kaggle_bccd_split_never_leaks(real_deduped):
-    ws = real_deduped[0]  # five PBC folders + the Kaggle re-upload + BCCD, deduplicated
-    result = run_split(ws, SplitOptions(val=0.15, test=0.15, seed=0))
-    frame = load_view(ws).frame
-    ok = frame[frame["status"] == "ok"]
-    for column in ("parent_id", "group_id", "dup_cluster", "split_unit"):
-        _never_straddles(ok, column)
-    # every Kaggle copy of a PBC file shares its original's split (they are one duplicate cluster)
-    kaggle = ok[(ok["source"] == "kaggle-cancer-mix") & ok["dup_cluster"].notna()]
-    by_cluster = ok.dropna(subset=["dup_cluster"]).groupby("dup_cluster")["split_unit"].nunique()
-    assert len(kaggle) > 250 and (by_cluster == 1).all()
-    # validation and test: exact, real, kept rows only
-    held = ok[ok["split"].isin(["val", "test"])]
-    assert (held["label_status"] == "exact").all() and held["dup_keep"].all()
-    assert (ok.loc[ok["label_status"] != "exact", "split"].isin(["train", "excluded"])).all()
-    # almost every unit is a single image here: every class within one image of its ideal share
-    singles = ok[ok["split_unit"] == ok["sample_id"]]
-    assert len(singles) > 4000
-    table = result.table
-    for cls in CLASSES:
-        total = int(table.loc[cls, ["train", "val", "test"]].sum())
-        for split, share in (("val", 0.15), ("test", 0.15)):
-            assert abs(int(table.loc[cls, split]) - share * total) <= 1.0, (cls, split)
-    assert (ws.reports_dir / "split.png").is_file() and (ws.reports_dir / "split.html").is_file()
-
-
 @pytest.fixture
 def sample_ws(tmp_path):
     ws = Workspace(tmp_path / "ws")
