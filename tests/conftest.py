@@ -47,16 +47,16 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
     return ws, result.output
 
 
-REAL_DEDUP_PBC_FOLDERS = ("basophil", "erythroblast", "monocyte", "ig", "lymphocyte")
-"""The PBC folders the session's real dedup takes: the three the Kaggle re-upload copies, the immature granulocytes
-(three fine classes) and lymphocytes, 4,062 files. The whole half (8,487) doubled the suite's costliest step without
-testing anything more; dedup at full scale is measured in benchmarks/dedup.py --case pbc."""
+REAL_DEDUP_PBC_FOLDERS = ("basophil", "erythroblast", "monocyte", "lymphocyte")
+"""The PBC folders the session's real dedup takes: the three the Kaggle re-upload copies, and lymphocytes, 2,631
+files. The whole half (8,487) tripled the suite's costliest step without testing anything more; dedup at full scale
+is measured in benchmarks/dedup.py --case pbc."""
 
 
 @pytest.fixture(scope="session")
 def real_deduped(tmp_path_factory: pytest.TempPathFactory):
-    """Five folders of the shared PBC half (:data:`REAL_DEDUP_PBC_FOLDERS`, copied in PBC's own layout), the whole
-    Kaggle re-upload and BCCD, ingested, merged and deduplicated once for the session (dedup on ~5,800 real rows is
+    """Four folders of the shared PBC half (:data:`REAL_DEDUP_PBC_FOLDERS`, copied in PBC's own layout), the whole
+    Kaggle re-upload and BCCD, ingested, merged and deduplicated once for the session (dedup on ~4,400 real rows is
     the suite's costliest step). Tests may add later stages (split), never re-merge."""
     import shutil
 
