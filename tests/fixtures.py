@@ -82,28 +82,6 @@ def mini_bccd(root: Path, fields: int = 4) -> Path:
     return root
 
 
-def real_bccd_slice(bccd: Path, root: Path, fields: int) -> Path:
-    """The first ``fields`` images of the real BCCD folder (``bccd``), copied in its own layout with their
-    annotations, image-set lines and ``labels.csv`` rows, so a test pays for a slice of the fields, not all 364."""
-    names = sorted(p.stem for p in (bccd / "BCCD/JPEGImages").glob("*.jpg"))[:fields]
-    (root / "BCCD/JPEGImages").mkdir(parents=True)
-    (root / "BCCD/Annotations").mkdir()
-    (root / "BCCD/ImageSets/Main").mkdir(parents=True)
-    for name in names:
-        shutil.copy2(bccd / f"BCCD/JPEGImages/{name}.jpg", root / f"BCCD/JPEGImages/{name}.jpg")
-        if (bccd / f"BCCD/Annotations/{name}.xml").is_file():
-            shutil.copy2(bccd / f"BCCD/Annotations/{name}.xml", root / f"BCCD/Annotations/{name}.xml")
-    kept = set(names)
-    for listing in (bccd / "BCCD/ImageSets/Main").glob("*.txt"):
-        lines = [line for line in listing.read_text().splitlines() if line.strip() in kept]
-        (root / "BCCD/ImageSets/Main" / listing.name).write_text("".join(f"{line}\n" for line in lines))
-    numbers = {str(int(name.rsplit("_", 1)[1])) for name in names}
-    with open(bccd / "labels.csv", newline="") as source, open(root / "labels.csv", "w", newline="") as target:
-        rows = list(csv.reader(source))
-        csv.writer(target).writerows([rows[0], *(row for row in rows[1:] if len(row) > 1 and row[1] in numbers)])
-    return root
-
-
 def hub_folder(folder: Path, n_train: int = 5, n_test: int = 2) -> Path:
     """A Hub dataset saved with ``save_to_disk`` (image + ClassLabel label + patient)."""
     import datasets

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.region import bccd_subset
 from tests.conftest import shared_path
-from tests.fixtures import real_bccd_slice
 from wbc_data.core.stages import load_view
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
@@ -63,7 +63,9 @@ def test_real_images_publish_and_load_back_pixel_identical(tmp_path):
     pbc, kaggle = real_slice(tmp_path)
     ws = Workspace(tmp_path / "ws")
     ingest("pbc", pbc, ws, IngestOptions(workers=2))
-    ingest("bccd", real_bccd_slice(shared_path("bccd"), tmp_path / "bccd", BCCD_FIELDS), ws, IngestOptions(workers=2))
+    bccd = shared_path("bccd")
+    fields = sorted(p.stem for p in (bccd / "BCCD" / "JPEGImages").glob("*.jpg"))[:BCCD_FIELDS]
+    ingest("bccd", bccd_subset(bccd, tmp_path / "bccd", fields), ws, IngestOptions(workers=2))
     ingest("kaggle-cancer-mix", kaggle, ws, IngestOptions(workers=2))
     merge(ws)
     dedup(ws, DedupOptions(workers=2, reports=False))

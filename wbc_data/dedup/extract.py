@@ -20,7 +20,7 @@ from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.signature import Signature, signature
 from wbc_data.dedup.store import SHARD_ROWS, SignatureStore
 from wbc_data.dedup.windows import boxes_as_fractions, grid_windows
-from wbc_data.io.parallel import in_order, pool_map
+from wbc_data.io.parallel import executor_map, pool_map
 from wbc_data.io.pixels import PixelLoader, RowRef
 
 JOBS_PER_ROUND = 16_384
@@ -84,9 +84,7 @@ EXECUTOR_BATCH = 256
 def _results(jobs: list[Job], loader: PixelLoader, workers: int,
              executor: Any = None) -> Iterator[tuple[Job, list, str | None]]:  # fmt: skip
     if executor is not None:
-        batches = ((compute_batch, (loader, jobs[s : s + EXECUTOR_BATCH])) for s in range(0, len(jobs), EXECUTOR_BATCH))
-        for done in in_order(executor, batches, 16):
-            yield from done
+        yield from executor_map(executor, compute_batch, (loader,), jobs, EXECUTOR_BATCH)
         return
     yield from pool_map(compute, jobs, _init, (loader,), workers, ordered=False, serial_below=32,
                         round_size=JOBS_PER_ROUND, opencv=True)  # fmt: skip

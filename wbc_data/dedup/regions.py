@@ -30,7 +30,7 @@ from wbc_data.dedup.keypoints import KEYPOINT_FIELDS, NO_MATCH, ROW_SCALE, Keypo
 from wbc_data.dedup.neighbours import nearest
 from wbc_data.dedup.paircache import PairCache, cached_register
 from wbc_data.dedup.relations import SignatureView, Windows
-from wbc_data.io.parallel import in_order, pool_map
+from wbc_data.io.parallel import executor_map, pool_map
 from wbc_data.io.pixels import RowOpener, RowRef
 
 VERSION = "k5"
@@ -169,10 +169,7 @@ def _pooled(fn: Callable, items: list, loader: RowOpener, store: KeypointStore, 
             executor: Any) -> Iterator[Any]:  # fmt: skip
     """``fn(item)`` for every item, in order, on every core (or on the executor)."""
     if executor is not None:
-        batches = ((run_batch, (loader, store, fields, fn, items[s : s + TASK_ROWS]))
-                   for s in range(0, len(items), TASK_ROWS))  # fmt: skip
-        for done in in_order(executor, batches, 16):
-            yield from done
+        yield from executor_map(executor, run_batch, (loader, store, fields, fn), items, TASK_ROWS)
         return
     yield from pool_map(fn, items, _init, (loader, store, fields), workers, opencv=True)
 

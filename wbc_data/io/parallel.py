@@ -91,6 +91,16 @@ def pool_map(
             yield from (pool.imap if ordered else pool.imap_unordered)(fn, part, chunksize=chunk)
 
 
+def executor_map(
+    executor: Any, batch_fn: Callable[..., list], fixed: tuple[Any, ...], items: Sequence[Any], batch_size: int
+) -> Iterator[Any]:
+    """The results of ``batch_fn(*fixed, part)`` for consecutive parts of ``items`` (``batch_size`` each), run as
+    independent tasks on a cluster executor and flattened, in order (at most 16 parts in flight)."""
+    tasks = ((batch_fn, (*fixed, items[s : s + batch_size])) for s in range(0, len(items), batch_size))
+    for done in in_order(executor, tasks, 16):
+        yield from done
+
+
 def in_order(executor: Any, tasks: Iterator[tuple[Callable, tuple]], in_flight: int) -> Iterator[Any]:
     """Results of ``executor.submit(fn, *args)`` for each task (any concurrent.futures-style executor, e.g. Dask's),
     in order, with at most ``in_flight`` submitted and not yet collected (memory stays bounded however many tasks
