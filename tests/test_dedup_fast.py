@@ -6,6 +6,7 @@ No timings here: speed is measured in ``benchmarks/dedup.py --case dense|pbc``."
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import cv2
@@ -14,18 +15,22 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from benchmarks import signature_reference
 from benchmarks.augment import ACCURACY_LABEL_MAP, Augmentation, augment, augmented_set, load_rgb
 from tests.conftest import shared_path
 from wbc_data.core.labelmap import LabelMap
 from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.confirm import RESULT_FIELDS, register_batch
+from wbc_data.dedup.fill import fill_mask
 from wbc_data.dedup.kernels import masked_correlations, top_local_peaks
 from wbc_data.dedup.linkage import COPY, copy_relation
 from wbc_data.dedup.register import correlation
 from wbc_data.dedup.run import DedupOptions, dedup
-from wbc_data.dedup.signature import CANVAS, grey_and_valid, make_canvas, orb_descriptors
+from wbc_data.dedup.signature import CANVAS, grey_and_valid, make_canvas, orb_descriptors, signature
 from wbc_data.dedup.words import default_embedder
+from wbc_data.imaging.signatures import THUMB_SIZE
 from wbc_data.ingest.engine import IngestOptions, ingest
+from wbc_data.ingest.worker import image_facts
 from wbc_data.io.resources import sample_dir
 from wbc_data.manifest.merge import merge
 
@@ -166,6 +171,41 @@ def test_nearest_words_equal_opencv_bfmatcher():
     noise = rng.integers(0, 256, (500, 32), dtype=np.uint8)
     assert (embedder.counts(noise) == embedder.counts_reference(noise)).all()
     assert checked > 100
+
+
+def test_signatures_equal_the_straightforward_code_on_real_images_with_and_without_fill():
+    """The signature shortcuts (fill borders without OpenCV's component statistics, no resize or erosion of an
+    all-valid mask, OpenCV's masked deviation, the manifest's thumbnail where there is no fill) give the reference
+    code's signatures bit for bit: on the built-in sample's real PBC cells and BCCD fields, on augmented copies of
+    them with black and white fill corners, and on blank and letterboxed images."""
+    embedder = default_embedder()
+    sample = sample_dir()
+    originals = [load_rgb(p) for p in sorted((sample / "pbc").rglob("*.jpg"))[:10]]
+    originals += [load_rgb(p) for p in sorted((sample / "bccd").rglob("*.jpg"))[:3]]
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rgb) for rgb in originals]
+    images += [Image.open(io.BytesIO(augment(rgb, Augmentation.draw(rng)))).convert("RGB") for rgb in originals]
+    letterbox = np.zeros((120, 200, 3), np.uint8)
+    letterbox[:, 40:160] = cv2.resize(originals[0], (120, 120))
+    images += [
+        Image.fromarray(letterbox),
+        Image.new("RGB", (90, 70), (0, 0, 0)),
+        Image.new("RGB", (90, 70), (200, 40, 90)),
+    ]
+    filled = 0
+    for image in images:
+        reference = signature_reference.signature(image, embedder, CANVAS)
+        stored = np.frombuffer(image_facts(image)["thumb"], np.uint8).reshape(THUMB_SIZE, THUMB_SIZE)  # ingest's
+        fast, with_stored = signature(image, embedder), signature(image, embedder, stored)
+        assert (with_stored.thumb == reference.thumb).all()  # the manifest's thumbnail is reused only where exact
+        filled += fast.fill > 0
+        assert (fast.canvas == reference.canvas).all()
+        assert (fast.words == reference.words).all()
+        assert (fast.thumb == reference.thumb).all()
+        assert (fast.fill, fast.blank) == (reference.fill, reference.blank)
+        array = np.asarray(image)
+        assert (fill_mask(array) == signature_reference.fill_mask(array)).all()
+    assert filled >= len(originals)  # the copies' corners (and the letterbox) were really fill
 
 
 def test_kernels_equal_their_references():

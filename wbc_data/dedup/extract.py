@@ -36,6 +36,7 @@ class Job:
     key: str  # pixel hash
     ref: RowRef
     windows: bool  # a field image: add its window signatures
+    thumb: np.ndarray | None = None  # the manifest's (THUMB_SIZE, THUMB_SIZE) thumbnail of these pixels, if stored
 
 
 def window_key(key: str, box: tuple[int, int, int, int]) -> str:
@@ -60,7 +61,7 @@ def compute(job: Job) -> tuple[Job, list[tuple[str, Signature, np.ndarray | None
     except UserError as exc:
         return job, [], str(exc)
     embedder = default_embedder()
-    out: list[tuple[str, Signature, np.ndarray | None]] = [(job.key, signature(image, embedder), None)]
+    out: list[tuple[str, Signature, np.ndarray | None]] = [(job.key, signature(image, embedder, job.thumb), None)]
     if job.windows:
         boxes = grid_windows(image.width, image.height)
         fractions = boxes_as_fractions(boxes, image.width, image.height)

@@ -188,7 +188,8 @@ def compute_signatures(
         loader = loader or PixelLoader.for_workspace(workspace)
         refs = row_refs(parts.frame.iloc[missing])
         fields = parts.is_field[missing] & options.fields
-        jobs = [Job(keys[r], ref, bool(f)) for r, ref, f in zip(missing, refs, fields, strict=True)]
+        thumbs = [parts.thumbs[r] if parts.thumbs[r].any() else None for r in missing]  # zeros: none stored
+        jobs = [Job(keys[r], ref, bool(f), t) for r, ref, f, t in zip(missing, refs, fields, thumbs, strict=True)]
         progress = or_null(progress)
         progress.phase("signatures", len(jobs))
         failed = extract(jobs, store, loader, options.workers, progress, options.executor)
