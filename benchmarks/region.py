@@ -8,7 +8,9 @@ does (320x240 images from about 400 BCCD fields). Ground truth is the field each
   of the region's size per axis;
 - rotated by up to 20 degrees either way, corners filled black;
 - sheared (x by y) by up to 0.15 in one region out of three;
-- then resized to half the field's size (320x240 for BCCD's 640x480), JPEG quality 85-95.
+- then resized to half the field's size (320x240 for BCCD's 640x480), JPEG quality 85-95;
+- mirrored (left-right) in a share of the regions chosen by ``--mirror-share`` (0 by default, as the figures before
+  mirrored regions were measured; nothing else is drawn differently when it is 0).
 
 ``main`` ingests ``--fields`` real BCCD fields (as the ``bccd`` source: fields with windows) and their regions (an
 ``imagefolder`` source), runs ``dedup`` and reports: regions linked to their own field (``dup_derived_from``),
@@ -49,18 +51,21 @@ class Region:
     angle: float  # degrees, counter-clockwise
     shear: float
     quality: int
+    mirror: bool = False
 
     @classmethod
     def draw(cls, rng: np.random.Generator, boxes: list[tuple[float, float, float, float]], width: int,
-             height: int) -> Region:  # fmt: skip
+             height: int, mirror_share: float = 0.0) -> Region:  # fmt: skip
         zoom = float(rng.uniform(*RANGES["zoom"]))
         x0, y0, x1, y1 = boxes[int(rng.integers(len(boxes)))] if boxes else (0, 0, width, height)
         shift = RANGES["shift"]
         cx = (x0 + x1) / 2 + rng.uniform(-shift, shift) * width / zoom
         cy = (y0 + y1) / 2 + rng.uniform(-shift, shift) * height / zoom
         shear = float(rng.uniform(-RANGES["shear"], RANGES["shear"])) if rng.random() < RANGES["shear_share"] else 0.0
-        return cls((float(cx), float(cy)), zoom, float(rng.uniform(*RANGES["angle"])), shear,
-                   int(rng.integers(RANGES["quality"][0], RANGES["quality"][1] + 1)))  # fmt: skip
+        angle = float(rng.uniform(*RANGES["angle"]))
+        quality = int(rng.integers(RANGES["quality"][0], RANGES["quality"][1] + 1))
+        mirror = bool(mirror_share > 0 and rng.random() < mirror_share)  # no draw at 0: the regions stay as they were
+        return cls((float(cx), float(cy)), zoom, angle, shear, quality, mirror)
 
 
 def render(rgb: np.ndarray, region: Region) -> bytes:
@@ -76,6 +81,8 @@ def render(rgb: np.ndarray, region: Region) -> bytes:
     matrix = np.hstack([a, (np.array([out_w / 2, out_h / 2]) - a @ centre)[:, None]])
     out = cv2.warpAffine(rgb, matrix, (out_w, out_h), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))  # fmt: skip
+    if region.mirror:
+        out = np.ascontiguousarray(out[:, ::-1])
     buffer = io.BytesIO()
     Image.fromarray(out).save(buffer, "JPEG", quality=region.quality)
     return buffer.getvalue()
@@ -115,9 +122,10 @@ def bccd_subset(bccd: Path, out: Path, stems: list[str]) -> Path:
     return out
 
 
-def region_copies(bccd: Path, out: Path, stems: list[str], per_field: int, seed: int) -> dict[str, str]:
-    """Write ``per_field`` regions of each field under ``out/regions/`` (an imagefolder); {relative path: field
-    file name}."""
+def region_copies(bccd: Path, out: Path, stems: list[str], per_field: int, seed: int,
+                  mirror_share: float = 0.0) -> dict[str, str]:  # fmt: skip
+    """Write ``per_field`` regions of each field under ``out/regions/`` (an imagefolder; mirrored ones are named
+    ``..._m<k>.jpg``); {relative path: field file name}."""
     rng = np.random.default_rng(seed)
     truth = {}
     folder = out / "regions"
@@ -127,8 +135,8 @@ def region_copies(bccd: Path, out: Path, stems: list[str], per_field: int, seed:
             rgb = np.asarray(image.convert("RGB"))
         boxes = voc_boxes(bccd / "BCCD" / "Annotations" / f"{stem}.xml")
         for k in range(per_field):
-            region = Region.draw(rng, boxes, rgb.shape[1], rgb.shape[0])
-            name = f"regions/{stem}_r{k}.jpg"
+            region = Region.draw(rng, boxes, rgb.shape[1], rgb.shape[0], mirror_share)
+            name = f"regions/{stem}_{'m' if region.mirror else 'r'}{k}.jpg"
             (out / name).write_bytes(render(rgb, region))
             truth[name] = f"{stem}.jpg"
     return truth
@@ -191,6 +199,7 @@ def main() -> None:
     parser.add_argument("--engine", default="batched")
     parser.add_argument("--work", default=None)
     parser.add_argument("--no-regions", action="store_true", help="window registration only (the keypoint stage off)")
+    parser.add_argument("--mirror-share", type=float, default=0.0, help="share of regions mirrored left-right")
     args = parser.parse_args()
     from wbc_data.core.workspace import Workspace
     from wbc_data.dedup.run import DedupOptions, dedup
@@ -200,7 +209,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="dedup-region-"))
     stems = pick_fields(BCCD, args.fields, args.seed)
     bccd_subset(BCCD, work / "bccd", stems)
-    truth = region_copies(BCCD, work / "up", stems, args.per_field, args.seed)
+    truth = region_copies(BCCD, work / "up", stems, args.per_field, args.seed, args.mirror_share)
     ws = Workspace(work / "ws")
     ingest("bccd", work / "bccd", ws, IngestOptions(workers=args.workers))
     ingest("imagefolder", work / "up", ws, IngestOptions(workers=args.workers))
@@ -211,7 +220,7 @@ def main() -> None:
         ws, DedupOptions(reports=False, workers=args.workers, engine=args.engine, regions=not args.no_regions)
     )
     seconds = time.perf_counter() - start
-    print(f"{args.fields} BCCD fields x {args.per_field} regions, ranges {RANGES}")
+    print(f"{args.fields} BCCD fields x {args.per_field} regions, ranges {RANGES}, mirrored {args.mirror_share}")
     import resource
 
     peak = [resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
@@ -220,6 +229,9 @@ def main() -> None:
         f"main process (ingest included), {peak[1]:,.0f} MB in the largest worker"
     )
     print(score(result.frame, truth))
+    mirrored = {name: field for name, field in truth.items() if "_m" in name.rsplit("/", 1)[-1]}
+    if mirrored:
+        print("mirrored regions only:", score(result.frame, mirrored))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from wbc_data.dedup import fill as F
+from wbc_data.dedup.kernels import popcount64
 from wbc_data.dedup.signature import (
     BLANK_STD,
     BLANK_VALID,
@@ -22,7 +23,6 @@ from wbc_data.dedup.signature import (
     Signature,
     fitted,
 )
-from wbc_data.dedup.kernels import popcount64
 from wbc_data.dedup.words import Embedder
 from wbc_data.imaging.signatures import THUMB_SIZE, grey_thumbnail
 

@@ -12,7 +12,16 @@ from PIL import Image
 from benchmarks.region import Region, pick_fields, region_copies, render, score, voc_boxes
 from tests.conftest import shared_path
 from wbc_data.core.workspace import Workspace
-from wbc_data.dedup.keypoints import ROW_SCALE, column, detect, linked, match
+from wbc_data.dedup.keypoints import (
+    KEYPOINT_FIELDS,
+    ROW_SCALE,
+    column,
+    describe,
+    detect,
+    linked,
+    match,
+    match_mirror,
+)
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
 from wbc_data.manifest.merge import merge
@@ -60,9 +69,45 @@ def test_keypoint_match_links_regions_to_their_field_and_recovers_the_affine():
         assert found == pytest.approx(drawn, rel=0.05)
 
 
+def test_mirrored_regions_are_matched_from_the_keypoints_already_detected():
+    """A region mirrored left-right is not linked as it is (SIFT is not mirror invariant), but its mirror image's
+    keypoints, made by permuting the detected ones (``keypoints.mirrored``), link it with the drawn rotation and
+    scale, a negative scale saying it is mirrored; wrong fields stay unlinked either way."""
+    bccd = shared_path("bccd")
+    stems = pick_fields(bccd, 6, seed=5)
+    fields = {s: detect(_field(bccd, s)) for s in stems}
+    rng = np.random.default_rng(5)
+    plain, mirror, wrong, transforms = [], [], [], []
+    for k, stem in enumerate(stems):
+        rgb = _field(bccd, stem)
+        boxes = voc_boxes(bccd / "BCCD" / "Annotations" / f"{stem}.xml")
+        for _ in range(2):
+            region = Region.draw(rng, boxes, rgb.shape[1], rgb.shape[0], mirror_share=1.0)
+            assert region.mirror
+            points = detect(_decoded(render(rgb, region)), ROW_SCALE)
+            plain.append(match(points, fields[stem])[None])
+            mirror.append(match_mirror(points, fields[stem])[None])
+            for other_stem in (stems + stems)[k + 1 : k + 4]:
+                wrong += [match(points, fields[other_stem])[None], match_mirror(points, fields[other_stem])[None]]
+            if linked(mirror[-1])[0] and region.shear == 0:
+                transforms.append((mirror[-1][0], region))
+    plain_a, mirror_a, wrong_a = np.concatenate(plain), np.concatenate(mirror), np.concatenate(wrong)
+    assert not linked(plain_a).any(), column(plain_a, "inliers")
+    assert linked(mirror_a).sum() >= 8, column(mirror_a, "inliers")  # of 12
+    assert not linked(wrong_a).any(), column(wrong_a, "inliers")
+    assert len(transforms) >= 3
+    for result, region in transforms:
+        found = dict(zip(KEYPOINT_FIELDS, result, strict=True))
+        assert found["mirror"] == 1 and found["scale"] < 0
+        assert abs(found["angle"] - region.angle) < 2.0  # the mirror image is the drawn region, unflipped
+        assert -found["scale"] == pytest.approx(1 / (region.zoom * 0.5), rel=0.05)
+        assert describe(result).startswith("mirrored region x")
+
+
 @pytest.fixture(scope="module")
 def region_workspace(tmp_path_factory):
-    """6 real BCCD fields (ingested as fields) and 2 regions of each (an imagefolder re-upload)."""
+    """6 real BCCD fields (ingested as fields), 2 regions of each and 1 mirrored region of each (an imagefolder
+    re-upload); returns the workspace, the plain regions' truth and the mirrored ones'."""
     from benchmarks.region import bccd_subset
 
     bccd = shared_path("bccd")
@@ -70,37 +115,47 @@ def region_workspace(tmp_path_factory):
     stems = pick_fields(bccd, 6, seed=11)
     bccd_subset(bccd, work / "bccd", stems)
     truth = region_copies(bccd, work / "up", stems, 2, seed=11)
+    mirrored = region_copies(bccd, work / "up", stems, 1, seed=12, mirror_share=1.0)
     ws = Workspace(work / "ws")
     ingest("bccd", work / "bccd", ws, IngestOptions(workers=1))
     ingest("imagefolder", work / "up", ws, IngestOptions(workers=1))
     merge(ws)
-    return ws, truth
+    return ws, truth, mirrored
 
 
 def test_dedup_links_regions_to_their_field_and_not_to_others(region_workspace):
-    ws, truth = region_workspace
-    without = score(dedup(ws, DedupOptions(reports=False, workers=1, regions=False)).frame, truth)
+    ws, truth, mirrored = region_workspace
+    without_frame = dedup(ws, DedupOptions(reports=False, workers=1, regions=False)).frame
+    without, without_mirrored = score(without_frame, truth), score(without_frame, mirrored)
     result = dedup(ws, DedupOptions(reports=False, workers=2))
-    found = score(result.frame, truth)
+    found, found_mirrored = score(result.frame, truth), score(result.frame, mirrored)
     assert found["linked to another field"] == 0
     assert found["different-scene pairs clustered"] == 0
     assert found["linked to own field (or a copy of it)"] >= 8, found  # of 12
     assert found["linked to own field (or a copy of it)"] > without["linked to own field (or a copy of it)"]
+    # mirrored regions too, through their mirror image's keypoints (the window registration found 1 of 6)
+    assert found_mirrored["linked to another field"] == 0
+    assert found_mirrored["linked to own field (or a copy of it)"] >= 4, found_mirrored  # of 6
+    assert (
+        found_mirrored["linked to own field (or a copy of it)"]
+        > without_mirrored["linked to own field (or a copy of it)"]
+    )
     # distinct fields of one smear stay apart
     frame = result.frame
     fields = frame[(frame["source"] == "bccd") & (frame["status"] == "auxiliary")]
     clusters = fields["dup_cluster"].dropna()
     assert clusters.is_unique
     # a region found by its keypoints says how it sits in its field (the others by the window registration)
-    regions = result.pairs[result.pairs["transform"].astype(str).str.startswith("region x")]
+    regions = result.pairs[result.pairs["transform"].astype(str).str.contains(r"^(?:mirrored )?region x")]
     assert result.findings["regions of fields"] == len(regions) > 0
     assert (regions["kind"] == "part").all()
     shown = frame.loc[frame["sample_id"].isin(regions["sample_id_a"]), "dup_transform"].astype(str)
     assert shown.str.startswith("region x").any()  # the manifest says how a lone region sits in its field
+    assert shown.str.startswith("mirrored region x").any()
 
 
 def test_warm_rerun_takes_region_matches_from_the_cache(region_workspace):
-    ws, truth = region_workspace
+    ws, truth, _ = region_workspace
     first = dedup(ws, DedupOptions(reports=False, workers=1))
     again = dedup(ws, DedupOptions(reports=False, workers=1))
     assert again.findings.get("rows searched for regions", 0) == 0

@@ -49,7 +49,7 @@ def dedup_cmd(
         bool,
         typer.Option(
             "--regions/--no-regions",
-            help="With --fields: match keypoints to find zoomed, rotated or sheared regions of field images.",
+            help="With --fields: match keypoints to find zoomed, rotated, sheared or mirrored regions of field images.",
         ),
     ] = True,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (default: every core).")] = 0,

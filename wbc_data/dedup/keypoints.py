@@ -50,12 +50,20 @@ x 3 regions, 0.97 of regions reached it and no pair of distinct fields went abov
 SCALE_RANGE = (1 / 8, 8.0)
 """Affines that shrink or enlarge beyond this are not a re-upload (they are degenerate fits)."""
 
-KEYPOINT_FIELDS = ("inliers", "matches", "angle", "scale", "shear", "dx", "dy", "inside")
+KEYPOINT_FIELDS = ("inliers", "matches", "angle", "scale", "shear", "dx", "dy", "inside", "mirror")
 """Columns of :func:`match`'s result: inlier count, ratio-test matches, and the affine from the region's pixels
-to the field's (rotation in degrees, mean scale, shear, translation in field pixels), and the fraction of the
-region's corners that land inside the field."""
+(from its mirror image's, when ``mirror`` is 1) to the field's (rotation in degrees, mean scale, negative for a
+mirrored match, shear, translation in field pixels), and the fraction of the region's corners that land inside the
+field."""
 
-NO_MATCH = np.array([0, 0, 0, 1, 0, 0, 0, 0], np.float32)
+NO_MATCH = np.array([0, 0, 0, 1, 0, 0, 0, 0, 0], np.float32)
+
+MIRROR_DESCRIPTOR = np.arange(128).reshape(4, 4, 8)[::-1][..., (-np.arange(8)) % 8].reshape(-1)
+"""Where a SIFT descriptor's values go in the descriptor of the same keypoint in the mirror image. OpenCV's
+descriptor is 4 x 4 cells x 8 orientation bins in the keypoint's own frame: mirroring the image reverses the cells
+along the first axis and the bins' angles. Why: a mirrored region is matched with the keypoints already detected
+(0.06 ms) instead of detecting the flipped image again (15 ms); on 40 real BCCD fields x 3 mirrored regions both
+linked 0.95 of the regions to their field, and no wrong field came above 6 inliers (benchmarks/README.md, dedup)."""
 
 
 @dataclass
@@ -86,6 +94,21 @@ def detect(rgb: np.ndarray, factor: float = 1.0) -> Keypoints:
         return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), (w, h))
     xy = np.array([p.pt for p in points], np.float32) / scale
     return Keypoints(xy, np.asarray(descriptors, np.uint8), (w, h))
+
+
+def mirrored(keypoints: Keypoints) -> Keypoints:
+    """The keypoints of the mirror image (left-right) of the image ``keypoints`` were detected in."""
+    xy = keypoints.xy.copy()
+    xy[:, 0] = keypoints.size[0] - 1 - xy[:, 0]
+    return Keypoints(xy, keypoints.descriptors[:, MIRROR_DESCRIPTOR], keypoints.size)
+
+
+def match_mirror(region: Keypoints, field: Keypoints) -> np.ndarray:
+    """:func:`match` for the mirror image of ``region``: its scale negative and ``mirror`` 1."""
+    out = match(mirrored(region), field)
+    out[KEYPOINT_FIELDS.index("scale")] *= -1
+    out[KEYPOINT_FIELDS.index("mirror")] = 1
+    return out
 
 
 def match(region: Keypoints, field: Keypoints) -> np.ndarray:
@@ -123,7 +146,7 @@ def _result(inliers: int, matches: int, affine: np.ndarray | None, region_size: 
     inside = float(np.mean((mapped[:, 0] >= -0.05 * fw) & (mapped[:, 0] <= 1.05 * fw)
                            & (mapped[:, 1] >= -0.05 * fh) & (mapped[:, 1] <= 1.05 * fh)))  # fmt: skip
     scale = float(np.sign(det) * np.sqrt(abs(det)))  # negative: a mirrored fit
-    return np.array([inliers, matches, angle, scale, shear, affine[0, 2], affine[1, 2], inside], np.float32)
+    return np.array([inliers, matches, angle, scale, shear, affine[0, 2], affine[1, 2], inside, 0], np.float32)
 
 
 def column(results: np.ndarray, name: str) -> np.ndarray:
@@ -131,22 +154,27 @@ def column(results: np.ndarray, name: str) -> np.ndarray:
 
 
 def linked(results: np.ndarray) -> np.ndarray:
-    """Pairs whose affine links the region to the field: enough inliers, a plausible scale, not mirrored (a
-    negative determinant), and the region's footprint mostly inside the field."""
+    """Pairs whose affine links the region to the field: enough inliers, a plausible scale, a determinant of the
+    sign the match asked for (positive, or negative for a mirror-image match: the other sign is a degenerate fit),
+    and the region's footprint mostly inside the field."""
     scale = column(results, "scale")
+    size = np.abs(scale)
     return (
         (column(results, "inliers") >= MIN_INLIERS)
-        & (scale >= SCALE_RANGE[0])
-        & (scale <= SCALE_RANGE[1])
+        & (size >= SCALE_RANGE[0])
+        & (size <= SCALE_RANGE[1])
+        & ((scale < 0) == (column(results, "mirror") > 0))
         & (column(results, "inside") >= 0.5)
     )
 
 
 def describe(row: np.ndarray) -> str:
     """Short text for the manifest, e.g. ``region x0.42 rot 12 shear 0.10 (37 keypoints)``: the region's scale
-    relative to the field's pixels, rotation, shear, and how many keypoints agreed."""
+    relative to the field's pixels, rotation, shear, and how many keypoints agreed (``mirrored region`` when the
+    region is a mirror image)."""
     values = dict(zip(KEYPOINT_FIELDS, (float(v) for v in row), strict=True))
-    parts = [f"region x{values['scale']:.2f}", f"rot {values['angle']:.0f}"]
+    kind = "mirrored region" if values["mirror"] else "region"
+    parts = [f"{kind} x{abs(values['scale']):.2f}", f"rot {values['angle']:.0f}"]
     if abs(values["shear"]) >= 0.02:
         parts.append(f"shear {values['shear']:.2f}")
     parts.append(f"({values['inliers']:.0f} keypoints)")

@@ -6,7 +6,8 @@ keypoints (:mod:`keypoints`) after the window registration of :mod:`relations` h
 2. Each row not yet linked to a field, and resembling some field window in bag-of-words space (``MIN_WORD_SCORE``:
    the cheap filter that spares most cells of cell-crop datasets), is detected at half resolution; its descriptors
    vote for fields, and the ``VOTE_FIELDS`` fields with most votes (at least ``MIN_VOTES``) are matched: an affine
-   fitted by RANSAC links the row to the field when enough keypoints agree.
+   fitted by RANSAC links the row to the field when enough keypoints agree. The row's mirror image votes and is
+   matched the same way, from the same keypoints (:func:`keypoints.mirrored`), so a flipped region is found too.
 
 A workspace without fields pays nothing. Each row's outcome is cached against the set of fields it was searched in
 (the registration cache of :mod:`paircache`, keyed by the row and a digest of the field keys): a re-run after adding
@@ -26,14 +27,24 @@ import xxhash
 from wbc_data.core.errors import Interrupted, UserError
 from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.fieldindex import FieldIndex, KeypointStore
-from wbc_data.dedup.keypoints import KEYPOINT_FIELDS, NO_MATCH, ROW_SCALE, Keypoints, detect, linked, match
+from wbc_data.dedup.keypoints import (
+    KEYPOINT_FIELDS,
+    NO_MATCH,
+    ROW_SCALE,
+    Keypoints,
+    detect,
+    linked,
+    match,
+    match_mirror,
+    mirrored,
+)
 from wbc_data.dedup.neighbours import nearest
 from wbc_data.dedup.paircache import PairCache, cached_register
 from wbc_data.dedup.relations import SignatureView, Windows
 from wbc_data.io.parallel import executor_map, pool_map
 from wbc_data.io.pixels import RowOpener, RowRef
 
-VERSION = "k5"
+VERSION = "k6"
 """Changes whenever detection, voting or matching changes, so neither cached keypoints nor outcomes are reused."""
 
 MIN_WORD_SCORE = 0.4
@@ -139,23 +150,25 @@ def detect_field(position: int) -> int:
 
 
 def search_row(task: Task) -> np.ndarray:
-    """The row's outcome (``OUTCOME``): its best field among the most voted, or -1 and no match."""
+    """The row's outcome (``OUTCOME``): its best field among the most voted, as it is or as its mirror image, or -1
+    and no match."""
     assert _FIELDS is not None and _FIELDS.index is not None
     out = np.concatenate([[-1.0], NO_MATCH]).astype(np.float32)
     try:
         row = _open_keypoints(task.ref, ROW_SCALE)
     except UserError:
         return out
-    votes = _FIELDS.index.votes(row)
-    votes[list(task.excluded)] = 0
-    best = np.argsort(-votes, kind="stable")[:VOTE_FIELDS]
-    for position in best[votes[best] >= MIN_VOTES]:
-        try:
-            result = match(row, _field_keypoints(int(position)))
-        except UserError:
-            continue
-        if linked(result[None])[0] and result[0] > out[1]:
-            out = np.concatenate([[float(position)], result]).astype(np.float32)
+    for keypoints, matcher in ((row, match), (mirrored(row), match_mirror)):
+        votes = _FIELDS.index.votes(keypoints)
+        votes[list(task.excluded)] = 0
+        best = np.argsort(-votes, kind="stable")[:VOTE_FIELDS]
+        for position in best[votes[best] >= MIN_VOTES]:
+            try:
+                result = matcher(row, _field_keypoints(int(position)))
+            except UserError:
+                continue
+            if linked(result[None])[0] and result[0] > out[1]:
+                out = np.concatenate([[float(position)], result]).astype(np.float32)
     return out
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.core.errors import UserError
+from wbc_data.dedup.keypoints import MIN_INLIERS
 from wbc_data.io.pixels import PixelLoader
 from wbc_data.report.document import Report, Section, write, write_csv
 from wbc_data.report.figures import plt, save_png
@@ -141,7 +142,10 @@ METHOD = (
     "accepted as a copy when the valid pixels of both correlate >= {r} with the centres within 25% of the canvas; "
     "with different exact labels it must reach 0.95 within 10%. A row joins a copy set only when it is verified "
     "against the set's leader (no chains); each set keeps one training row ({policy}). Field images take part: "
-    "their copies, their crops and rows found inside their windows are linked to them (dup_derived_from) and kept."
+    "their copies, their crops and rows found inside their windows are linked to them (dup_derived_from) and kept. "
+    "With regions on, rows that resemble a field window are also matched to fields by SIFT keypoints (an affine "
+    "agreed by at least {inliers} keypoints, the row taken as it is and as its mirror image): zoomed, rotated, "
+    "sheared or flipped regions of a field are linked to it the same way."
 )
 
 
@@ -177,6 +181,7 @@ def build(
             c=options.crop_threshold,
             r=options.min_correlation,
             policy=options.policy.describe(),
+            inliers=MIN_INLIERS,
         ),
     )
     fields = out["dup_keep"].isna()
