@@ -20,9 +20,10 @@ from benchmarks.augment import ACCURACY_LABEL_MAP, Augmentation, augment, augmen
 from tests.conftest import shared_path
 from wbc_data.core.labelmap import LabelMap
 from wbc_data.core.workspace import Workspace
-from wbc_data.dedup.confirm import RESULT_FIELDS, register_batch
+from wbc_data.dedup import confirm as confirm_module
+from wbc_data.dedup.confirm import RESULT_FIELDS, column, confirm, register_batch
 from wbc_data.dedup.fill import fill_mask
-from wbc_data.dedup.kernels import masked_correlations, top_local_peaks
+from wbc_data.dedup.kernels import batch_starts, masked_correlations, top_local_peaks
 from wbc_data.dedup.linkage import COPY, copy_relation
 from wbc_data.dedup.register import correlation
 from wbc_data.dedup.run import DedupOptions, dedup
@@ -231,6 +232,45 @@ def test_kernels_equal_their_references():
     want = [correlation(a[k], ma[k], b[rows[k]], mb[rows[k]], int(minimum[k])) for k in range(5)]
     assert np.allclose(got, want, atol=1e-9)
     assert got[2] == -1.0
+
+
+def test_batches_bound_pairs_and_distinct_rows():
+    """Registration batches hold at most the pairs and the distinct rows allowed (the rows bound a worker's memory),
+    cover every pair once in order, and are cut where a plain greedy walk cuts them."""
+    rng = np.random.default_rng(4)
+    pairs = rng.integers(0, 300, (5_000, 2))
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    starts = batch_starts(np.ascontiguousarray(pairs[order]), 700, 120, 300)
+    expected, rows, count = [0], set(), 0
+    for i, (a, b) in enumerate(pairs[order]):
+        if count and (count >= 700 or len(rows | {a, b}) > 120):
+            expected.append(i)
+            rows, count = set(), 0
+        rows |= {a, b}
+        count += 1
+    assert starts.tolist() == expected
+    batches = np.split(order, starts[1:])
+    assert np.array_equal(np.concatenate(batches), order)
+    assert all(len(b) <= 700 and len(np.unique(pairs[b])) <= 120 for b in batches)
+    assert len(batches) > 5_000 // 700 + 1  # the row bound cut too
+
+
+def test_registration_does_not_depend_on_how_pairs_are_batched(monkeypatch):
+    """The same results when a batch may touch only a few rows (many small batches) as in one batch: on real cells
+    of the built-in sample and augmented copies of them."""
+    rng = np.random.default_rng(6)
+    cells = [load_rgb(p) for p in sorted((sample_dir() / "pbc").rglob("*.jpg"))[:6]]
+    canvases = np.stack([_canvas(rgb) for rgb in cells] + [_canvas(_decoded(augment(rgb, Augmentation.draw(rng))))
+                                                          for rgb in cells])  # fmt: skip
+    pairs = np.array([(a, b) for a in range(len(canvases)) for b in range(a + 1, len(canvases))], np.int64)
+    whole = confirm(pairs, lambda rows: canvases[rows], workers=1)
+    monkeypatch.setattr(confirm_module, "BATCH_ROWS", 4)
+    assert len(confirm_module.batches_of(pairs, np.arange(len(pairs)), 1)) > 10
+    small = confirm(pairs, lambda rows: canvases[rows], workers=1)
+    copies = column(whole, "correlation") >= 0.9
+    assert copies.sum() >= 4  # the copies were found ...
+    assert np.array_equal(copies, column(small, "correlation") >= 0.9)  # ... either way
+    np.testing.assert_allclose(small, whole, atol=1e-4)
 
 
 def test_warm_rerun_registers_only_new_pairs(tmp_path, workspace):

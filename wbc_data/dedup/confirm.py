@@ -1,6 +1,7 @@
 """Register candidate pairs on every core, in bounded batches.
 
-Pairs are sorted by their first row and cut into batches (:func:`batch_size`); the main process reads the canvases
+Pairs are sorted by their first row and cut into batches (:func:`batches_of`: at most :func:`batch_size` pairs
+and ``BATCH_ROWS`` distinct rows each); the main process reads the canvases
 a batch needs from the signature store and hands them to a worker, with at most two batches per worker in
 flight, so memory holds a few batches whatever the number of pairs. Each batch prepares each of its rows once (the
 costly part of the cheap log-polar test), so the fewer rows a batch touches per pair, the less is prepared again in
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from wbc_data.core.progress import Progress, or_null
+from wbc_data.dedup.kernels import batch_starts
 from wbc_data.dedup.register import NO_MATCH, POLAR_FLOOR, Match, Prepared, polar_peak, polar_spectra, prepare, register
 from wbc_data.io.parallel import in_order, worker_pool
 
@@ -26,6 +28,21 @@ mostly cells of the same class nearby) batches of 4,096 prepared 29,682 rows, 12
 fewer); a batch's rows take about 80 KB each for the log-polar stage, 300 KB for those that pass it."""
 
 MIN_BATCH_PAIRS = 1024
+
+BATCH_ROWS = 4096
+"""Most distinct rows per batch. A batch prepares each of its rows (about 80 KB, and 300 KB more for rows of pairs
+that pass the log-polar stage), so this bounds a worker at about 1.5 GB whatever the candidates. Bounded by pairs
+alone, a batch of 12,000 pairs among the 12,376 regions of 364 BCCD fields touched nearly every row: 3.4 GB in one
+worker (benchmarks/README.md, dedup). On the PBC half a batch of 12,000 pairs touches about 3,400 rows, so the bound
+rarely cuts there."""
+
+
+def batches_of(pairs: np.ndarray, order: np.ndarray, workers: int) -> list[np.ndarray]:
+    """``order`` (positions into ``pairs``) cut into consecutive batches of at most :func:`batch_size` pairs and
+    ``BATCH_ROWS`` distinct rows."""
+    ordered = np.ascontiguousarray(pairs[order], np.int64)
+    starts = batch_starts(ordered, batch_size(len(pairs), workers), BATCH_ROWS, int(pairs.max()) + 1)
+    return np.split(order, starts[1:])
 
 
 def batch_size(pairs: int, workers: int) -> int:
@@ -129,8 +146,7 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
         return out
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     workers = workers or os.cpu_count() or 1
-    size = batch_size(len(pairs), workers)
-    batches = [order[s : s + size] for s in range(0, len(order), size)]
+    batches = batches_of(pairs, order, workers)
 
     def payload(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, str | None]:
         rows, local = np.unique(pairs[batch].reshape(-1), return_inverse=True)

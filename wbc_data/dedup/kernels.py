@@ -434,6 +434,30 @@ def nearest_words(descriptors: np.ndarray, words: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True)
+def batch_starts(pairs: np.ndarray, max_pairs: int, max_rows: int, n_rows: int) -> np.ndarray:
+    """Where each batch starts in ``pairs`` ((p, 2) row positions, in the order they will be cut) so that a batch
+    holds at most ``max_pairs`` pairs and touches at most ``max_rows`` distinct rows (a single pair always fits)."""
+    seen = np.full(n_rows, -1, np.int64)  # the last batch that touched each row
+    starts = np.empty(len(pairs) + 1, np.int64)
+    starts[0] = 0
+    batches, batch, rows, count = 1, 0, 0, 0
+    for i in range(len(pairs)):
+        a, b = pairs[i, 0], pairs[i, 1]
+        new = (seen[a] != batch) + (seen[b] != batch and b != a)
+        if count > 0 and (count >= max_pairs or rows + new > max_rows):
+            batch += 1
+            starts[batches] = i
+            batches += 1
+            rows, count = 0, 0
+        for r in (a, b):
+            if seen[r] != batch:
+                seen[r] = batch
+                rows += 1
+        count += 1
+    return starts[:batches].copy()
+
+
+@nb.njit(cache=True)
 def top_local_peaks(surfaces: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``count`` highest local maxima of each (h, w) cyclic surface of a stack: pixels not below any pixel of
     their 5 x 5 neighbourhood (wrapping around), as ``register.phase_peaks`` finds them with a dilation.
