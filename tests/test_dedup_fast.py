@@ -20,6 +20,7 @@ from benchmarks.augment import ACCURACY_LABEL_MAP, Augmentation, augment, augmen
 from tests.conftest import shared_path
 from wbc_data.core.labelmap import LabelMap
 from wbc_data.core.workspace import Workspace
+from wbc_data.dedup import batched as batched_module
 from wbc_data.dedup import confirm as confirm_module
 from wbc_data.dedup.confirm import RESULT_FIELDS, column, confirm, register_batch
 from wbc_data.dedup.fill import fill_mask
@@ -256,8 +257,8 @@ def test_batches_bound_pairs_and_distinct_rows():
 
 
 def test_registration_does_not_depend_on_how_pairs_are_batched(monkeypatch):
-    """The same results when a batch may touch only a few rows (many small batches) as in one batch: on real cells
-    of the built-in sample and augmented copies of them."""
+    """The same results when a batch may touch only a few rows (many small batches), or works in array passes of a
+    few pairs and rows, as in one batch in one pass: on real cells of the built-in sample and augmented copies."""
     rng = np.random.default_rng(6)
     cells = [load_rgb(p) for p in sorted((sample_dir() / "pbc").rglob("*.jpg"))[:6]]
     canvases = np.stack([_canvas(rgb) for rgb in cells] + [_canvas(_decoded(augment(rgb, Augmentation.draw(rng))))
@@ -267,10 +268,15 @@ def test_registration_does_not_depend_on_how_pairs_are_batched(monkeypatch):
     monkeypatch.setattr(confirm_module, "BATCH_ROWS", 4)
     assert len(confirm_module.batches_of(pairs, np.arange(len(pairs)), 1)) > 10
     small = confirm(pairs, lambda rows: canvases[rows], workers=1)
+    monkeypatch.undo()  # one batch again, but
+    monkeypatch.setattr(batched_module, "CHUNK", 3)  # array passes of a few pairs and rows inside it
+    monkeypatch.setattr(batched_module, "PREPARE_CHUNK", 2)
+    chunked = confirm(pairs, lambda rows: canvases[rows], workers=1)
     copies = column(whole, "correlation") >= 0.9
     assert copies.sum() >= 4  # the copies were found ...
-    assert np.array_equal(copies, column(small, "correlation") >= 0.9)  # ... either way
-    np.testing.assert_allclose(small, whole, atol=1e-4)
+    for other in (small, chunked):
+        assert np.array_equal(copies, column(other, "correlation") >= 0.9)  # ... either way
+        np.testing.assert_allclose(other, whole, atol=1e-4)
 
 
 def test_warm_rerun_registers_only_new_pairs(tmp_path, workspace):

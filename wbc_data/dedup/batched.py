@@ -147,23 +147,25 @@ def complete_rows(rows: Rows, which: np.ndarray) -> None:
     rows ``which`` (those in a pair that passed the log-polar stage; the others stay zero, never touched)."""
     assert rows.canvases is not None
     r, n, _ = rows.canvases.shape
+    # np.zeros: pages of rows never touched cost nothing (zeros_like would write every one)
     rows.values = np.zeros((r, n, n), np.float32)
     rows.mask = np.zeros((r, n, n), np.float32)
     rows.windowed = np.zeros((r, n, n), np.float32)
-    if len(which):
-        _, _, rows.values[which], rows.mask[which], rows.windowed[which] = _content(rows.canvases[which])
-    texture = np.zeros((r, n, n), np.float32)  # np.zeros: pages of rows never touched cost nothing (zeros_like
-    inner = np.zeros((r, n, n), np.float32)  # would write every one)
-    coarse = np.zeros((r, COARSE, COARSE), np.float32)
-    for k in which:
-        texture[k] = band_pass(rows.values[k])
-        inner[k] = cv2.erode(rows.mask[k], _KERNEL)
-        coarse[k] = cv2.resize(rows.windowed[k], (COARSE, COARSE), interpolation=cv2.INTER_AREA)
-    rows.texture, rows.inner, rows.coarse = texture, inner, coarse
+    rows.texture = np.zeros((r, n, n), np.float32)
+    rows.inner = np.zeros((r, n, n), np.float32)
+    rows.coarse = np.zeros((r, COARSE, COARSE), np.float32)
     rows.spectrum = np.zeros((r, n, n // 2 + 1), np.complex64)
-    rows.spectrum[which] = _phase(_rfft2(rows.windowed[which] * _window(n)))
     rows.coarse_spectrum = np.zeros((r, COARSE, COARSE // 2 + 1), np.complex64)
-    rows.coarse_spectrum[which] = _phase(_rfft2(coarse[which] * _window(COARSE)))
+    window, coarse_window = _window(n), _window(COARSE)
+    for start in range(0, len(which), PREPARE_CHUNK):  # the temporaries of a chunk, never of the whole batch
+        part = which[start : start + PREPARE_CHUNK]
+        _, _, rows.values[part], rows.mask[part], rows.windowed[part] = _content(rows.canvases[part])
+        for k in part:
+            rows.texture[k] = band_pass(rows.values[k])
+            rows.inner[k] = cv2.erode(rows.mask[k], _KERNEL)
+            rows.coarse[k] = cv2.resize(rows.windowed[k], (COARSE, COARSE), interpolation=cv2.INTER_AREA)
+        rows.spectrum[part] = _phase(_rfft2(rows.windowed[part] * window))
+        rows.coarse_spectrum[part] = _phase(_rfft2(rows.coarse[part] * coarse_window))
 
 
 def _centroids(surfaces: np.ndarray, py: np.ndarray, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -389,20 +391,23 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | N
         return out
     win = np.array(winners, np.int64)
     h_win = chosen[win]
-    texture = np.empty((len(win), n, n), np.float32)
-    inner_a = np.empty((len(win), n, n), np.float32)
-    for j, (k, h) in enumerate(zip(win, h_win, strict=True)):
-        a = pairs[hp[h], 0]
-        matrix = _rotation(n, ht[h], hs[h])
-        matrix[:, 2] += (tx[k], ty[k])
-        texture[j] = cv2.warpAffine(_side(rows.texture[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
-                                    borderValue=0.0)  # fmt: skip
-        moved_mask = cv2.warpAffine(_side(rows.mask[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
-                                    borderValue=0.0)  # fmt: skip
-        inner_a[j] = cv2.erode((moved_mask > 0.99).astype(np.float32), _KERNEL)
-    a_rows, b_rows = pairs[hp[h_win], 0], pairs[hp[h_win], 1]
-    min_pixels = (MIN_OVERLAP * np.minimum(rows.valid[a_rows], rows.valid[b_rows])).astype(np.int64) // 4
-    texture_score = masked_correlations(texture, inner_a, rows.texture, rows.inner, b_rows, min_pixels)
+    texture_score = np.full(len(win), np.nan)
+    for start in range(0, len(win), CHUNK):  # a chunk's warped textures at a time: a batch of copies has many winners
+        part = slice(start, min(len(win), start + CHUNK))
+        texture = np.empty((len(win[part]), n, n), np.float32)
+        inner_a = np.empty((len(win[part]), n, n), np.float32)
+        for j, (k, h) in enumerate(zip(win[part], h_win[part], strict=True)):
+            a = pairs[hp[h], 0]
+            matrix = _rotation(n, ht[h], hs[h])
+            matrix[:, 2] += (tx[k], ty[k])
+            texture[j] = cv2.warpAffine(_side(rows.texture[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
+                                        borderValue=0.0)  # fmt: skip
+            moved_mask = cv2.warpAffine(_side(rows.mask[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
+                                        borderValue=0.0)  # fmt: skip
+            inner_a[j] = cv2.erode((moved_mask > 0.99).astype(np.float32), _KERNEL)
+        a_rows, b_rows = pairs[hp[h_win[part]], 0], pairs[hp[h_win[part]], 1]
+        min_pixels = (MIN_OVERLAP * np.minimum(rows.valid[a_rows], rows.valid[b_rows])).astype(np.int64) // 4
+        texture_score[part] = masked_correlations(texture, inner_a, rows.texture, rows.inner, b_rows, min_pixels)
     angle = ((-ht[h_win] + 180) % 360) - 180
     out[hp[h_win]] = np.stack([score[win], texture_score, overlap[win], angle, hs[h_win], hm[h_win].astype(float),
                                tx[win], ty[win]], axis=1).astype(np.float32)  # fmt: skip
