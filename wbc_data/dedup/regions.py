@@ -150,8 +150,8 @@ def detect_field(position: int) -> int:
 
 
 def search_row(task: Task) -> np.ndarray:
-    """The row's outcome (``OUTCOME``): its best field among the most voted, as it is or as its mirror image, or -1
-    and no match."""
+    """The row's outcome (``OUTCOME``): its best field among the most voted, as it is or else as its mirror image,
+    or -1 and no match."""
     assert _FIELDS is not None and _FIELDS.index is not None
     out = np.concatenate([[-1.0], NO_MATCH]).astype(np.float32)
     try:
@@ -159,6 +159,8 @@ def search_row(task: Task) -> np.ndarray:
     except UserError:
         return out
     for keypoints, matcher in ((row, match), (mirrored(row), match_mirror)):
+        if out[0] >= 0:  # linked as it is: its mirror image is not searched (half the votes of a region-heavy set)
+            break
         votes = _FIELDS.index.votes(keypoints)
         votes[list(task.excluded)] = 0
         best = np.argsort(-votes, kind="stable")[:VOTE_FIELDS]
