@@ -92,6 +92,25 @@ def test_geometry_and_colour_stages_match_torchvision_exactly(cells):
         assert int(difference.max()) <= 1 and float((difference > 0).float().mean()) < 1e-3, (interpolation, hue)
 
 
+def test_sampling_grid_equals_torchvisions_affine_grid():
+    """The batch's sampling grid (broadcast multiply-adds) is torchvision's ``_affine_grid`` (a (h*w, 3) @ (3, 2)
+    product) for each sample: the same values to float rounding, for rotations, scales, shears, shifts and flips."""
+    from torchvision.transforms.v2.functional._geometry import _affine_grid
+
+    from wbc_data.train.batch_augment import _sampling_grid
+
+    generator = torch.Generator().manual_seed(0)
+    theta = torch.tensor([[1.0, 0, 0], [0, 1, 0]]) + torch.randn(16, 2, 3, generator=generator) * torch.tensor(
+        [[0.4, 0.4, 9.0], [0.4, 0.4, 9.0]]
+    )
+    theta[::3, :, :2] *= -1  # flips
+    for h, w in ((128, 128), (96, 160)):
+        ours = _sampling_grid(theta, h, w)
+        for k in range(len(theta)):
+            reference = _affine_grid(theta[k : k + 1].clone(), w, h, w, h)[0]
+            torch.testing.assert_close(ours[k], reference, rtol=0, atol=1e-6)
+
+
 def test_an_images_augmentation_does_not_depend_on_its_batch(cells):
     transform = tensor_transform(SPEC, load_recipe("wbcbench-ensemble").augment.rare_strength(), load_recipe(
         "wbcbench-ensemble").augment.degrade)  # fmt: skip
