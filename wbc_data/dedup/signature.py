@@ -91,13 +91,13 @@ def make_canvas(grey: np.ndarray, valid: np.ndarray, side: int = CANVAS) -> np.n
     return out
 
 
-def filled_thumb(rgb: Image.Image, grey: np.ndarray, valid: np.ndarray, stored: np.ndarray | None = None) -> np.ndarray:
+def filled_thumb(grey: np.ndarray, valid: np.ndarray, stored: np.ndarray | None = None) -> np.ndarray:
     """The pHash thumbnail, with fill pixels set to the mean valid grey first (unchanged when nothing is fill: then
     the thumbnail ingest ``stored`` from the same pixels is that thumbnail, and is not computed again)."""
     if valid.all() and stored is not None:
         return stored
     if valid.all() or not valid.any():
-        return grey_thumbnail(Image.fromarray(np.ascontiguousarray(grey), "L"))  # the grey ``rgb.convert("L")`` gave
+        return grey_thumbnail(Image.fromarray(np.ascontiguousarray(grey), "L"))  # PIL's grey, as ingest hashed it
     flat = np.where(valid, grey, np.uint8(round(float(grey[valid].mean()))))
     return grey_thumbnail(Image.fromarray(flat.astype(np.uint8), "L"))
 
@@ -133,7 +133,7 @@ def signature(rgb: Image.Image, embedder: Embedder, stored_thumb: np.ndarray | N
     fill = 1.0 - float(valid.mean())
     blank = fill > 1.0 - BLANK_VALID or valid_std(grey, valid) < BLANK_STD
     canvas = make_canvas(grey, valid)
-    thumb = filled_thumb(rgb, grey, valid, stored_thumb)
+    thumb = filled_thumb(grey, valid, stored_thumb)
     if blank:
         words = np.zeros((2, embedder.dim), np.float16)
     else:
