@@ -111,6 +111,62 @@ def test_sampling_grid_equals_torchvisions_affine_grid():
             torch.testing.assert_close(ours[k], reference, rtol=0, atol=1e-6)
 
 
+def test_fill_coverage_equals_the_sampled_ones_channel():
+    """The fill mask computed from the grid is what torchvision samples (an all-ones channel through the same
+    bilinear ``grid_sample``): 1 inside, 0 far outside, the fraction along the border, for rotated, scaled, sheared,
+    shifted and flipped grids."""
+    import torch.nn.functional as F
+
+    from wbc_data.train.batch_augment import _bilinear_coverage, _sampling_grid
+
+    generator = torch.Generator().manual_seed(1)
+    theta = torch.tensor([[1.0, 0, 0], [0, 1, 0]]) + torch.randn(16, 2, 3, generator=generator) * torch.tensor(
+        [[0.5, 0.5, 12.0], [0.5, 0.5, 12.0]]
+    )
+    theta[::3, :, :2] *= -1
+    for h, w in ((64, 64), (40, 72)):
+        grid = _sampling_grid(theta, h, w)
+        ones = torch.ones(len(theta), 1, h, w)
+        sampled = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        coverage = _bilinear_coverage(grid, h, w)
+        assert coverage.shape == sampled.shape
+        torch.testing.assert_close(coverage, sampled, rtol=0, atol=1e-5)
+        partial = (sampled > 0.01) & (sampled < 0.99)
+        assert partial.any() and (sampled < 0.01).any()  # the grids do reach the border and beyond
+
+
+@pytest.mark.parametrize("levels", [True, False])
+@pytest.mark.parametrize("fill", [[200.0, 180.0, 220.0], None])
+def test_compiled_warp_equals_the_torch_warp(cells, levels, fill):
+    """The CPU's compiled warp (one pass per pixel) gives the torch warp's images (torchvision's grid,
+    ``grid_sample``, fill blend): on whole levels at most one level apart on a few pixels, in [0, 1] to float
+    rounding; rotations, scales, shears, shifts and flips whose corners leave the image."""
+    from wbc_data.train.batch_augment import _warp_compiled, _warp_torch
+
+    generator = torch.Generator().manual_seed(2)
+    n = len(cells)
+    angle = torch.rand(n, generator=generator) * 6.3
+    scale = 0.8 + 0.5 * torch.rand(n, generator=generator)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) * scale, -torch.sin(angle) * scale
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) * scale, torch.cos(angle) * scale
+    theta[:, :, :2] += 0.2 * torch.randn(n, 2, 2, generator=generator)  # shear
+    theta[:, :, 2] = 6 * torch.randn(n, 2, generator=generator)
+    theta[::3, :, :2] *= -1
+    x = cells.float() if levels else cells.float() / 255
+    if fill is not None and not levels:
+        fill = [v / 255 for v in fill]
+    compiled = _warp_compiled(x.clone(), theta, fill, levels)
+    reference = _warp_torch(x.clone(), theta, fill, "bilinear", levels)
+    difference = (compiled - reference).abs()
+    if levels:
+        assert float(difference.max()) <= 1.0 and float((difference > 0).float().mean()) < 1e-3
+        assert torch.equal(compiled, compiled.round())
+    else:
+        assert float(difference.max()) < 1e-4
+    assert float((compiled - x).abs().mean()) > (5.0 if levels else 0.02)  # the images did move
+
+
 def test_an_images_augmentation_does_not_depend_on_its_batch(cells):
     transform = tensor_transform(SPEC, load_recipe("wbcbench-ensemble").augment.rare_strength(), load_recipe(
         "wbcbench-ensemble").augment.degrade)  # fmt: skip

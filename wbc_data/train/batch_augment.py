@@ -11,8 +11,9 @@ the loader), so the training cache's loader ran at 1.5x the PIL path. Here the s
   torchvision's own ``make_params`` (and the ``p`` draw of a random-apply step) draws its parameters, so the draws
   are torchvision's and never depend on which other samples share the batch (persistent workers and resumed runs see
   the same images);
-- the geometry of the whole batch is then one ``grid_sample`` (each sample's inverse affine matrix, flips folded in
-  as sign changes, torchvision's fill mask), and the colour steps are batched tensor operations that follow
+- the geometry of the whole batch is then one warp (each sample's inverse affine matrix, flips folded in as sign
+  changes, torchvision's fill): one ``grid_sample`` on a GPU, a compiled per-pixel kernel on a CPU
+  (:mod:`~wbc_data.train.augment_kernels`, which also holds the colour kernel), and the colour steps follow
   torchvision's kernels step for step (uint8 in, uint8 out, truncation where torchvision truncates).
 
 ``tests/test_batch_augment.py`` proves each batched stage against torchvision's per-image transforms with the same
@@ -174,9 +175,9 @@ def _geometry(
     x: torch.Tensor, levels: bool, steps: list[Any], draws: list[list[dict[str, Any] | None]]
 ) -> torch.Tensor:
     """Flips and one affine warp of the whole batch: flips are sign changes of the output (after the warp) or input
-    (before it) coordinates, the warp is torchvision's grid, one ``grid_sample`` for the batch, with
-    torchvision's fill."""
-    n, _, h, w = x.shape
+    (before it) coordinates, the warp is torchvision's (its grid, bilinear or nearest sampling, its fill): on a CPU
+    the compiled kernel for bilinear, else one ``grid_sample`` for the batch."""
+    n = len(x)
     warp = next((s for s in steps if isinstance(s, v2.RandomAffine)), None)
     if warp is None:  # flips only: exact pixel moves
         for step, params in zip(steps, draws, strict=True):
@@ -200,19 +201,52 @@ def _geometry(
     theta *= in_sign.view(n, 2, 1)  # diag(in_sign) @ M: then flip where the input is read
     fill = _fill_of(warp, x)
     mode = InterpolationMode(warp.interpolation).value
+    if x.device.type == "cpu" and mode == "bilinear":
+        return _warp_compiled(x, theta, fill, levels)
+    return _warp_torch(x, theta, fill, mode, levels)
+
+
+def _coefficients(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(n, 3, 2): rows x, y, 1 of each sample's inverse affine, columns the grid's x and y in ``grid_sample``'s
+    normalised units."""
+    scale = torch.tensor([0.5 * w, 0.5 * h], device=theta.device)
+    return theta.transpose(1, 2) / scale
+
+
+def _warp_torch(
+    x: torch.Tensor, theta: torch.Tensor, fill: list[float] | None, mode: str, levels: bool
+) -> torch.Tensor:
+    """The warp as torchvision computes it (its grid, ``grid_sample``, its fill blend): any device and mode."""
+    n, _, h, w = x.shape
     grid = _sampling_grid(theta.to(x.device), h, w)
     if fill is None:
         out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    elif mode == "bilinear":  # torchvision's fill blend, with its sampled mask computed from the grid (see below)
+        out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+        fill_image = torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        out = out.sub_(fill_image).mul_(_bilinear_coverage(grid, h, w)).add_(fill_image)
     else:  # torchvision's fill: a mask channel sampled with the image, then blended as its kernel does
         ones = torch.ones(n, 1, h, w, dtype=x.dtype, device=x.device)
         sampled = F.grid_sample(torch.cat([x, ones], dim=1), grid, mode=mode, padding_mode="zeros", align_corners=False)
         out, mask = sampled[:, :-1], sampled[:, -1:]
         fill_image = torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        if mode == "nearest":
-            out = torch.where(mask < 0.5, fill_image.expand_as(out), out)
-        else:
-            out = out.sub_(fill_image).mul_(mask).add_(fill_image)
+        out = torch.where(mask < 0.5, fill_image.expand_as(out), out)
     return out.round_().clamp_(0, 255) if levels else out
+
+
+def _warp_compiled(x: torch.Tensor, theta: torch.Tensor, fill: list[float] | None, levels: bool) -> torch.Tensor:
+    """The bilinear warp on a CPU by :func:`~wbc_data.train.augment_kernels.affine_warp`: one pass per output pixel
+    for all channels instead of the grid, ``grid_sample``, mask and blend passes (tested against
+    :func:`_warp_torch` and torchvision)."""
+    from wbc_data.train.augment_kernels import affine_warp
+
+    _, channels, h, w = x.shape
+    source = x.to(torch.float32).contiguous()
+    out = torch.empty_like(source)
+    fill_values = np.asarray(fill if fill is not None else [0.0] * channels, np.float32)
+    coefficients = _coefficients(theta, h, w).to(torch.float32).contiguous()
+    affine_warp(source.numpy(), coefficients.numpy(), fill_values, fill is not None, levels, out.numpy())
+    return out.to(x.dtype)
 
 
 def _sampling_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -224,12 +258,23 @@ def _sampling_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
     n = len(theta)
     ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=theta.device).view(1, h, 1)
     xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=theta.device).view(1, 1, w)
-    scale = torch.tensor([0.5 * w, 0.5 * h], device=theta.device)
-    m = (theta.transpose(1, 2) / scale).view(n, 3, 2, 1, 1)  # rows: x, y, 1; columns: grid x, grid y
+    m = _coefficients(theta, h, w).view(n, 3, 2, 1, 1)  # rows: x, y, 1; columns: grid x, grid y
     grid = torch.empty(n, h, w, 2, device=theta.device)
     for j in (0, 1):
         torch.add(xs * m[:, 0, j], ys * m[:, 1, j], out=grid[..., j]).add_(m[:, 2, j])
     return grid
+
+
+def _bilinear_coverage(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """What torchvision's fill mask is, without sampling it: ``grid_sample`` of an all-ones channel (bilinear, zero
+    padding, ``align_corners=False``) at each grid point. Per axis, the in-bounds neighbours' weights sum to
+    ``clamp(min(i + 1, size - i), 0, 1)`` at the unnormalised coordinate ``i = g * size / 2 + (size - 1) / 2``,
+    which is ``clamp((size + 1) / 2 - |g| * size / 2, 0, 1)``; the 2-D mask is the product of the two axes.
+    Sampling a fourth channel (and concatenating it to the batch) cost a third of the warp on a CPU; this is three
+    element-wise passes (tested against the sampled mask)."""
+    half = torch.tensor([0.5 * w, 0.5 * h], dtype=grid.dtype, device=grid.device)
+    axes = torch.addcmul(half + 0.5, grid.abs(), half, value=-1.0).clamp_(0.0, 1.0)
+    return (axes[..., 0] * axes[..., 1]).unsqueeze_(1)
 
 
 def _fill_of(warp: v2.RandomAffine, x: torch.Tensor) -> list[float] | None:
