@@ -160,3 +160,36 @@ def test_cutmix_as_configured_mixes_pixels_and_targets():
     off = load_recipe("tiny-cpu", ["augment.cutmix.p=0.0"])
     same, plain = apply_cutmix(off, images, labels)
     assert torch.equal(same, images) and torch.equal(plain, labels)
+
+
+def test_centre_crop_is_what_the_cache_evaluation_and_a_saved_model_see(tmp_path):
+    """``image.centre`` keeps the middle of each side before the letterbox, in the cache, in evaluation and in a saved
+    model's predictions alike (a model that saw centred crops must be given centred crops by ``predict``)."""
+    import timm
+
+    from wbc_data.train.cache import cache_folder
+    from wbc_data.train.classifier import load_classifier
+    from wbc_data.train.model_io import save_member
+    from wbc_data.train.recipe import RecipeError
+
+    centred = ImageSpec(size=32, mean=SPEC.mean, std=SPEC.std, interpolation="bicubic", centre=0.5)
+    image = cell(60, 40, 5)
+    middle = image.crop((15, 10, 45, 30))  # the centred half of each side
+    assert torch.allclose(eval_transform(centred)(image), eval_transform(SPEC)(middle), atol=1e-6)
+    assert not torch.allclose(eval_transform(centred)(image), eval_transform(SPEC)(image), atol=0.05)
+
+    rows = frame({"a": image}, {"a": "h-a"})
+    cached = PixelCache.for_workspace(tmp_path, centred).build(rows, StubLoader({"a": image}))
+    assert cache_folder(tmp_path, centred) != cache_folder(tmp_path, SPEC)  # a full-image cache is never reused
+    got = Normalize(SPEC.mean, SPEC.std)(cached[0][0][None])[0]
+    assert torch.allclose(got, eval_transform(SPEC)(middle), atol=1e-6)
+
+    model = timm.create_model("test_resnet", num_classes=13).eval()
+    for name, spec in (("centred", centred), ("whole", SPEC)):
+        save_member(tmp_path / name, model, name=name, architecture="test_resnet", image=spec, trained_classes=["LY"])
+    via_centre = load_classifier(tmp_path / "centred").predict_proba([image])
+    assert np.allclose(via_centre, load_classifier(tmp_path / "whole").predict_proba([middle]), atol=1e-5)
+    assert not np.allclose(via_centre, load_classifier(tmp_path / "whole").predict_proba([image]), atol=1e-5)
+
+    with pytest.raises(RecipeError, match=r"image\.centre 0\.1"):
+        ImageSpec(centre=0.1).check("recipe.yaml")

@@ -22,17 +22,24 @@ RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling
 
 
 class Letterbox:
-    """Resize the longer side to ``size`` (PIL's antialiased bilinear or bicubic) and pad the shorter one to a
-    centred square with ``fill``. Every row, real or synthetic, goes through it (the training cache too), so padding
-    is never a shortcut a classifier could learn."""
+    """Keep the centred ``centre`` fraction of each side, resize the longer side to ``size`` (PIL's antialiased
+    bilinear or bicubic) and pad the shorter one to a centred square with ``fill``. Every row, real or synthetic, goes
+    through it (the training cache too), so neither framing nor padding is a shortcut a classifier could learn."""
 
-    def __init__(self, size: int, fill: tuple[int, int, int], interpolation: str = "bilinear") -> None:
+    def __init__(
+        self, size: int, fill: tuple[int, int, int], interpolation: str = "bilinear", centre: float = 1.0
+    ) -> None:
         self.size = size
         self.fill = tuple(fill)
         self.interpolation = interpolation
+        self.centre = centre
 
     def __call__(self, image: Image.Image) -> Image.Image:
         image = image.convert("RGB")
+        if self.centre < 1.0:
+            width, height = max(1, round(image.width * self.centre)), max(1, round(image.height * self.centre))
+            left, top = (image.width - width) // 2, (image.height - height) // 2
+            image = image.crop((left, top, left + width, top + height))
         scale = self.size / max(image.size)
         width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
         if (width, height) != image.size:
@@ -44,11 +51,12 @@ class Letterbox:
         return square
 
     def __repr__(self) -> str:
-        return f"Letterbox(size={self.size}, fill={list(self.fill)}, interpolation={self.interpolation})"
+        centre = f", centre={self.centre}" if self.centre < 1.0 else ""
+        return f"Letterbox(size={self.size}, fill={list(self.fill)}, interpolation={self.interpolation}{centre})"
 
 
 def letterbox(image: ImageSpec) -> Letterbox:
-    return Letterbox(image.size, image.fill(), image.interpolation or "bilinear")
+    return Letterbox(image.size, image.fill(), image.interpolation or "bilinear", image.centre)
 
 
 def eval_transform(image: ImageSpec) -> v2.Compose:

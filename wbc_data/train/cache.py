@@ -32,7 +32,9 @@ MIX = 0x9E3779B97F4A7C15
 
 def cache_folder(workspace_root: Path, image: ImageSpec) -> Path:
     fill = "".join(f"{v:02x}" for v in image.fill())
-    return Path(workspace_root) / "cache" / "train" / f"{image.size}px-{image.interpolation or 'bilinear'}-{fill}"
+    centre = f"-centre{image.centre:g}" if image.centre < 1.0 else ""
+    name = f"{image.size}px-{image.interpolation or 'bilinear'}-{fill}{centre}"
+    return Path(workspace_root) / "cache" / "train" / name
 
 
 def row_keys(frame: pd.DataFrame) -> list[str]:

@@ -132,7 +132,8 @@ def write_card(folder: Path, facts: CardFacts) -> Path:
         Section(
             "Training",
             f"Recipe `{facts.recipe.name}` (saved as `recipe.yaml` in this folder), seed {facts.recipe.seed}, "
-            f"{facts.recipe.image.size} px with aspect-preserving padding, trained on {facts.device}.",
+            f"{facts.recipe.image.size} px with aspect-preserving padding{_centre(facts.recipe.image.centre)}, "
+            f"trained on {facts.device}.",
         )
     )
     report.add(
@@ -147,3 +148,7 @@ def write_card(folder: Path, facts: CardFacts) -> Path:
     path = folder / "README.md"
     atomic_write_text(path, text)
     return path
+
+
+def _centre(fraction: float) -> str:
+    return f" (the centred {fraction:.0%} of each side kept)" if fraction < 1.0 else ""

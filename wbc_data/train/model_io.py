@@ -35,6 +35,7 @@ def image_spec_dict(image: ImageSpec) -> dict[str, Any]:
         "std": list(image.std or ()),
         "interpolation": image.interpolation or "bilinear",
         "pad_fill": list(image.fill()),
+        "centre": image.centre,
     }
 
 
@@ -46,6 +47,7 @@ def _image_spec(raw: Any, where: Path) -> ImageSpec:
             std=tuple(raw["std"]),
             interpolation=str(raw.get("interpolation", "bilinear")),  # models saved before it: bilinear
             pad_fill=tuple(int(v) for v in raw["pad_fill"]),
+            centre=float(raw.get("centre", 1.0)),  # models saved before it: the whole image
         )
     except (KeyError, TypeError, ValueError):
         raise ModelFolderError(f"{where}: bad image spec in {CONFIG}") from None

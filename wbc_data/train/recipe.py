@@ -43,6 +43,9 @@ class ImageSpec:
     std: tuple[float, float, float] | None = None
     interpolation: str | None = None  # bilinear | bicubic (resizing to ``size``)
     pad_fill: str | tuple[int, int, int] = "mean"  # "mean": the normalisation mean (zero after Normalize)
+    # the centred fraction of each side kept before resizing: CellaVision-style crops (PBC, APL/AML, WBCBench; the
+    # cell in the middle of ~360 px) spend most pixels on red cells; 1.0 keeps the whole image (tight crops)
+    centre: float = 1.0
 
     def __post_init__(self) -> None:
         # built in Python without them: ImageNet's statistics, bilinear (a recipe fills them from its model first)
@@ -59,6 +62,8 @@ class ImageSpec:
     def check(self, where: str) -> None:
         if not 8 <= self.size <= 2048:
             raise RecipeError(f"{where}: image.size {self.size}: use 8 to 2048 pixels")
+        if not 0.2 <= self.centre <= 1.0:
+            raise RecipeError(f"{where}: image.centre {self.centre}: use 0.2 to 1.0 (the centred fraction kept)")
         if isinstance(self.pad_fill, str) and self.pad_fill != "mean":
             raise RecipeError(f"{where}: image.pad_fill {self.pad_fill!r}: use 'mean' or [R, G, B]")
         if self.mean is None or self.std is None or len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
