@@ -23,10 +23,13 @@ def test_gpu_check_smoke(tmp_path):
     sys.path.insert(0, str(REPO / "benchmarks" / "gpu"))
     from make_pack import build_pack, copy_wheels
 
+    from wbc_data.train.recipe import load_recipe
+
     ws = real_workspace(tmp_path, per_class=12, val=0.25, test=0.25)
     pack = build_pack(ws.root, "lite0-cpu", tmp_path / "pack.npz", train_per_class=8, val_per_class=3)
     data = np.load(pack)
     assert int(data["size"]) == 128 and set(data["split"]) == {"train", "val", "test"}
+    assert float(data["centre"]) == load_recipe("lite0-cpu").image.centre  # framed as the recipe frames cells
     assert len(data["offsets"]) == len(data["labels"]) + 1 and pack.stat().st_size < 2**20
     wheels = copy_wheels(tmp_path / "whl")
     assert wheels and any(n.endswith(".pth") for n in zipfile.ZipFile(wheels[0]).namelist())

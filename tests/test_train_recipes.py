@@ -72,6 +72,26 @@ def test_resnet34_twophase_is_the_papers_recipe():
     assert _share(model) == 1.0
 
 
+def test_lite0_cpu_freezes_the_stem_and_first_two_block_groups():
+    """The CPU recipe trains at 160 px above its first two block groups: those (and the stem) stay frozen, with their
+    batch-norm statistics, and every later block and the head train."""
+    import dataclasses
+
+    from wbc_data.train.models import apply_stage, create_model
+
+    (member,) = load_recipe("lite0-cpu").members
+    model = create_model(dataclasses.replace(member, pretrained=False))
+    (stage,) = member.stages
+    apply_stage(model, stage)
+    trained = _trainable(model)
+    frozen = {n for n, _ in model.named_parameters()} - trained
+    assert frozen and all(n.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1.")) for n in frozen), frozen
+    assert any(n.startswith("conv_stem") for n in frozen) and any(n.startswith("blocks.1.") for n in frozen)
+    assert all(n.startswith(("blocks.", "conv_head", "bn2", "classifier")) for n in trained)
+    assert any(n.startswith("blocks.2.") for n in trained) and {"classifier.weight", "conv_head.weight"} <= trained
+    assert any(type(m).__name__.startswith("Frozen") for m in model.blocks[1].modules())
+
+
 class _Scripted:
     """Stands in for validation: the loss and macro-F1 of each successive epoch."""
 

@@ -54,6 +54,7 @@ class Pack(torch.utils.data.Dataset):
             images.append(torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1))
         self.images = torch.stack(images)
         self.size = int(data["size"])
+        self.centre = float(data["centre"]) if "centre" in data else 1.0  # packs made before image.centre: whole
         self.recipe = str(data["recipe"])
 
     def __len__(self) -> int:
@@ -105,7 +106,7 @@ def train_and_test(
     from wbc_data.train.recipe import load_recipe
 
     train, val, test = (Pack(pack, s, limit) for s in ("train", "val", "test"))
-    recipe = load_recipe(recipe_name, [f"image.size={train.size}", *overrides])
+    recipe = load_recipe(recipe_name, [f"image.size={train.size}", f"image.centre={train.centre}", *overrides])
     if pretrained is False:
         recipe = replace(recipe, members=tuple(replace(m, pretrained=False, weights=None) for m in recipe.members))
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(recipe.train.mixed_precision))

@@ -1,4 +1,5 @@
-"""Build the real-data pack the GPU check reads: PBC cells of a split workspace at a recipe's size, from the training
+"""Build the real-data pack the GPU check reads: PBC cells of a split workspace framed as a recipe frames them (its
+``image.centre``) at ``--size`` (default 128 px: at the CPU recipe's 160 px the pack would not fit), from the training
 cache (decoded and letterboxed once, exactly what training sees), stored as JPEG bytes (quality 92) in one ``.npz``
 small enough to travel with the repository (git-ignored, default <= 40 MiB).
 
@@ -44,6 +45,7 @@ def build_pack(
     val_per_class: int = 60,
     test_per_class: int | None = None,
     quality: int = 92,
+    size: int = 128,
 ) -> Path:
     import pandas as pd
 
@@ -55,7 +57,7 @@ def build_pack(
     from wbc_data.train.recipe import load_recipe
 
     ws = Workspace(Path(workspace))
-    recipe = load_recipe(recipe_name)
+    recipe = load_recipe(recipe_name, [f"image.size={size}"])
     view = load_view(ws)
     view.require("split", "make_pack")
     parts = []
@@ -79,6 +81,7 @@ def build_pack(
         split=rows["pack_split"].to_numpy().astype("U5"),
         sample_id=rows["sample_id"].to_numpy().astype(str),
         size=np.array(recipe.image.size),
+        centre=np.array(recipe.image.centre),
         mean=np.array(recipe.image.mean),
         std=np.array(recipe.image.std),
         recipe=np.array(recipe_name),
@@ -127,6 +130,7 @@ def main() -> None:
     parser.add_argument("--val-per-class", type=int, default=60)
     parser.add_argument("--test-per-class", type=int, default=0, help="0: every test row")
     parser.add_argument("--quality", type=int, default=92)
+    parser.add_argument("--size", type=int, default=128, help="pixels per side (the pack must travel: <= 40 MiB)")
     parser.add_argument("--out", type=Path, default=HERE / "pack" / "pbc-128.npz")
     parser.add_argument("--wheels", type=Path, default=REPO / ".whl")
     args = parser.parse_args()
@@ -139,6 +143,7 @@ def main() -> None:
         args.val_per_class,
         args.test_per_class or None,
         args.quality,
+        args.size,
     )
     copy_wheels(args.wheels)
 
