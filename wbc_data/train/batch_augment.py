@@ -221,16 +221,16 @@ def _warp_torch(
     grid = _sampling_grid(theta.to(x.device), h, w)
     if fill is None:
         out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
-    elif mode == "bilinear":  # torchvision's fill blend, with its sampled mask computed from the grid (see below)
-        out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    else:
         fill_image = torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        out = out.sub_(fill_image).mul_(_bilinear_coverage(grid, h, w)).add_(fill_image)
-    else:  # torchvision's fill: a mask channel sampled with the image, then blended as its kernel does
-        ones = torch.ones(n, 1, h, w, dtype=x.dtype, device=x.device)
-        sampled = F.grid_sample(torch.cat([x, ones], dim=1), grid, mode=mode, padding_mode="zeros", align_corners=False)
-        out, mask = sampled[:, :-1], sampled[:, -1:]
-        fill_image = torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        out = torch.where(mask < 0.5, fill_image.expand_as(out), out)
+        if mode == "bilinear":  # torchvision's fill blend, its sampled mask computed from the grid (see below)
+            out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+            out = out.sub_(fill_image).mul_(_bilinear_coverage(grid, h, w)).add_(fill_image)
+        else:  # nearest: a mask channel sampled with the image, then the fill where it is out, as torchvision does
+            ones = torch.ones(n, 1, h, w, dtype=x.dtype, device=x.device)
+            sampled = F.grid_sample(torch.cat([x, ones], 1), grid, mode=mode, padding_mode="zeros", align_corners=False)
+            out, mask = sampled[:, :-1], sampled[:, -1:]
+            out = torch.where(mask < 0.5, fill_image.expand_as(out), out)
     return out.round_().clamp_(0, 255) if levels else out
 
 
