@@ -193,3 +193,69 @@ def test_centre_crop_is_what_the_cache_evaluation_and_a_saved_model_see(tmp_path
 
     with pytest.raises(RecipeError, match=r"image\.centre 0\.1"):
         ImageSpec(centre=0.1).check("recipe.yaml")
+
+
+def test_box_crops_are_kept_whole_where_whole_images_are_centred(tmp_path):
+    """``image.centre`` crops whole images only: a row ingest cut from an annotated box (a BCCD detection) is framed
+    on its cell already, and cutting its middle again would cut the cell. The real pixel loader marks each row, and
+    the cache, evaluation and a saved model's predictions all follow the mark; the same pixels as a whole file and as
+    a box crop are cached apart."""
+    import timm
+
+    from tests.fixtures import mini_bccd
+    from wbc_data.core import manifest
+    from wbc_data.core.workspace import Workspace
+    from wbc_data.ingest.engine import IngestOptions, ingest
+    from wbc_data.io.pixels import BOX_CROP, PixelLoader, row_refs
+    from wbc_data.manifest.merge import merge
+    from wbc_data.train.classifier import load_classifier
+    from wbc_data.train.model_io import save_member
+
+    centred = ImageSpec(size=32, mean=SPEC.mean, std=SPEC.std, interpolation="bicubic", centre=0.5)
+    ws = Workspace(tmp_path / "ws")
+    ingest("bccd", mini_bccd(tmp_path / "bccd", fields=1), ws, IngestOptions(workers=1))
+    merge(ws)
+    rows = manifest.read_frame(ws.unified_manifest)
+    rows = rows[rows["width"].notna()].reset_index(drop=True)  # the field itself (auxiliary) and its WBC crop
+    is_box = rows["crop_box"].notna().to_numpy()
+    assert is_box.sum() == 1 and (~is_box).sum() == 1
+    loader = PixelLoader.for_workspace(ws)
+    opened = [loader.open(ref) for ref in row_refs(rows)]
+    assert [im.info[BOX_CROP] for im in opened] == is_box.tolist()
+
+    def middle(image: Image.Image) -> Image.Image:
+        w, h = image.size
+        return image.crop(((w - round(w / 2)) // 2, (h - round(h / 2)) // 2,
+                           (w - round(w / 2)) // 2 + round(w / 2), (h - round(h / 2)) // 2 + round(h / 2)))  # fmt: skip
+
+    def plain(image: Image.Image) -> Image.Image:
+        return Image.fromarray(np.asarray(image))  # the same pixels without the loader's mark
+
+    expected = [
+        eval_transform(SPEC)(plain(im) if box else middle(plain(im))) for im, box in zip(opened, is_box, strict=True)
+    ]
+    for image, want in zip(opened, expected, strict=True):
+        assert torch.allclose(eval_transform(centred)(image), want, atol=1e-6)
+    crop = opened[int(np.flatnonzero(is_box)[0])]
+    assert not torch.allclose(eval_transform(centred)(plain(crop)), eval_transform(SPEC)(plain(crop)), atol=0.05)
+
+    cached = PixelCache.for_workspace(tmp_path, centred).build(rows, loader)
+    for i, want in enumerate(expected):
+        assert torch.allclose(Normalize(SPEC.mean, SPEC.std)(cached[i][0][None])[0], want, atol=1e-6)
+
+    # the same pixels twice, once as a whole file and once as a box crop: two cache entries, framed each its way
+    twin = cell(60, 40, 11)
+    boxed = twin.copy()
+    boxed.info[BOX_CROP] = True
+    pair = frame({"file": twin, "box": boxed}, {"file": "same", "box": "same"})
+    pair["crop_box"] = [[0, 0, 60, 40], None]  # rows sorted by id: "box", then "file"
+    got = PixelCache.for_workspace(tmp_path / "twin", centred).build(pair, StubLoader({"file": twin, "box": boxed}))
+    normalise = Normalize(SPEC.mean, SPEC.std)
+    assert torch.allclose(normalise(got[0][0][None])[0], eval_transform(SPEC)(twin), atol=1e-6)
+    assert torch.allclose(normalise(got[1][0][None])[0], eval_transform(SPEC)(middle(twin)), atol=1e-6)
+
+    model = timm.create_model("test_resnet", num_classes=13).eval()
+    for name, spec in (("centred", centred), ("whole", SPEC)):
+        save_member(tmp_path / name, model, name=name, architecture="test_resnet", image=spec, trained_classes=["LY"])
+    via_centre = load_classifier(tmp_path / "centred").predict_proba([crop])
+    assert np.allclose(via_centre, load_classifier(tmp_path / "whole").predict_proba([plain(crop)]), atol=1e-5)

@@ -31,6 +31,11 @@ from wbc_data.io import paths
 ROW_COLUMNS = ["sample_id", "source_root", "source_path", "crop_box", "pixel_hash", "extra"]
 """The manifest columns a :class:`RowRef` is built from (select them to keep frames small)."""
 
+BOX_CROP = "wbc_data.box_crop"
+"""Key of ``Image.info`` that :meth:`PixelLoader.open` sets: ``True`` for a row cut from an annotated box (already
+framed on its cell, e.g. a BCCD detection box), ``False`` for a whole file. The classifier's letterbox keeps such a
+crop whole where it keeps only the centre of a whole image (``image.centre``)."""
+
 PARENT_CACHE_PIXELS = 48_000_000
 """Decoded parent images kept for the next crop of the same field (about 150 MB of RGB at most)."""
 
@@ -171,7 +176,8 @@ class PixelLoader:
     # ------------------------------------------------------------------ pixels
 
     def open(self, ref: RowRef | Mapping[str, Any], verify: bool = False) -> Image.Image:
-        """The row's 8-bit RGB pixels as ingest hashed them; ``verify`` checks the pixel hash too."""
+        """The row's 8-bit RGB pixels as ingest hashed them (``info[BOX_CROP]`` says whether they were cut from an
+        annotated box); ``verify`` checks the pixel hash too."""
         ref = ref if isinstance(ref, RowRef) else row_ref(ref)
         image = self._decoded(ref)
         if ref.crop_box is not None:
@@ -183,6 +189,7 @@ class PixelLoader:
                 raise PixelMismatch(f"{self._where(ref)}: the manifest has no pixel hash to verify against")
             if pixel_hash(image) != ref.pixel_hash:
                 raise PixelMismatch(f"{self._where(ref)}: pixels differ from those ingested (the file changed)")
+        image.info[BOX_CROP] = ref.crop_box is not None
         return image
 
     def _decoded(self, ref: RowRef) -> Image.Image:

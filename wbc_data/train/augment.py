@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode, v2
 
+from wbc_data.io.pixels import BOX_CROP
 from wbc_data.train.degrade import Degrade
 from wbc_data.train.recipe import DegradeSpec, ImageSpec, Strength
 
@@ -24,7 +25,12 @@ RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling
 class Letterbox:
     """Keep the centred ``centre`` fraction of each side, resize the longer side to ``size`` (PIL's antialiased
     bilinear or bicubic) and pad the shorter one to a centred square with ``fill``. Every row, real or synthetic, goes
-    through it (the training cache too), so neither framing nor padding is a shortcut a classifier could learn."""
+    through it (the training cache too), so neither framing nor padding is a shortcut a classifier could learn.
+
+    ``centre`` is for whole images (a CellaVision-style crop holds the cell in its middle with red cells around it).
+    A row the pixel loader cut from an annotated box (``info[BOX_CROP]``, e.g. a BCCD detection) is already framed
+    on its cell and is kept whole: cutting it again would cut the cell. So one recipe serves a workspace that mixes
+    both kinds of source."""
 
     def __init__(
         self, size: int, fill: tuple[int, int, int], interpolation: str = "bilinear", centre: float = 1.0
@@ -34,10 +40,15 @@ class Letterbox:
         self.interpolation = interpolation
         self.centre = centre
 
+    def centre_of(self, image: Image.Image) -> float:
+        """The fraction of each side kept for this image: all of a box crop, ``centre`` of anything else."""
+        return 1.0 if image.info.get(BOX_CROP) is True else self.centre
+
     def __call__(self, image: Image.Image) -> Image.Image:
+        centre = self.centre_of(image)
         image = image.convert("RGB")
-        if self.centre < 1.0:
-            width, height = max(1, round(image.width * self.centre)), max(1, round(image.height * self.centre))
+        if centre < 1.0:
+            width, height = max(1, round(image.width * centre)), max(1, round(image.height * centre))
             left, top = (image.width - width) // 2, (image.height - height) // 2
             image = image.crop((left, top, left + width, top + height))
         scale = self.size / max(image.size)

@@ -3,11 +3,11 @@
 Training reads the same few thousand images every epoch; decoding a JPEG/PNG and resizing it in PIL each time costs
 far more than the model on a GPU (and competes with it on a CPU). The cache decodes each row once through the one
 pixel loader and the same :class:`~wbc_data.train.augment.Letterbox` that evaluation uses (real and synthetic rows
-alike: the same aspect-preserving padding), and stores the result as ``(n, size, size, 3)`` uint8 ``.npy`` chunks
-under ``<workspace>/cache/train/<size>px-<interpolation>-<fill>/``, one folder per image spec. Entries are keyed by
-the row's ``pixel_hash`` (what ingest hashed), so a row whose pixels change is a new key and is decoded again, and a
-row that moves on disk keeps its entry. Augmentation then runs on tensors (torchvision v2): in the DataLoader
-workers on a CPU, on the device when there is a GPU.
+alike: the same framing and aspect-preserving padding), and stores the result as ``(n, size, size, 3)`` uint8 ``.npy``
+chunks under ``<workspace>/cache/train/<size>px-<interpolation>-<fill>/``, one folder per image spec. Entries are
+keyed by the row's ``pixel_hash`` (what ingest hashed), so a row whose pixels change is a new key and is decoded
+again, and a row that moves on disk keeps its entry. Augmentation then runs on tensors (torchvision v2): in the
+DataLoader workers on a CPU, on the device when there is a GPU.
 """
 
 from __future__ import annotations
@@ -37,13 +37,19 @@ def cache_folder(workspace_root: Path, image: ImageSpec) -> Path:
     return Path(workspace_root) / "cache" / "train" / name
 
 
-def row_keys(frame: pd.DataFrame) -> list[str]:
-    """The cache key of each row: its pixel hash, else (rows ingested without one) its sample id."""
+def row_keys(frame: pd.DataFrame, boxes_apart: bool = False) -> list[str]:
+    """The cache key of each row: its pixel hash, else (rows ingested without one) its sample id. With
+    ``boxes_apart`` (a spec that frames box crops and whole images differently, ``image.centre`` < 1), a box crop's
+    key says so: the same pixels as a whole file are cached framed the other way."""
     hashes = frame["pixel_hash"] if "pixel_hash" in frame.columns else pd.Series([None] * len(frame))
-    return [
+    keys = [
         h if isinstance(h, str) and h else f"sample:{s}"
         for h, s in zip(hashes.tolist(), frame["sample_id"].tolist(), strict=True)
     ]
+    if boxes_apart and "crop_box" in frame.columns:
+        boxed = [box is not None and len(box) == 4 for box in frame["crop_box"].tolist()]
+        keys = [f"{k}#box" if b else k for k, b in zip(keys, boxed, strict=True)]
+    return keys
 
 
 class _Letterboxed(Dataset):
@@ -100,7 +106,7 @@ class PixelCache:
         progress: Callable[[int, int], None] | None = None,
     ) -> CachedImages:
         """Make sure every row of ``frame`` is cached (decoding only the missing ones); its images, in row order."""
-        keys = row_keys(frame)
+        keys = row_keys(frame, boxes_apart=self.image.centre < 1.0)
         have = self.entries()
         missing = sorted({k for k in keys if k not in have})
         if missing:

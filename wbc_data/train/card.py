@@ -151,4 +151,6 @@ def write_card(folder: Path, facts: CardFacts) -> Path:
 
 
 def _centre(fraction: float) -> str:
-    return f" (the centred {fraction:.0%} of each side kept)" if fraction < 1.0 else ""
+    if fraction >= 1.0:
+        return ""
+    return f" (the centred {fraction:.0%} of each side kept; crops cut from annotated boxes kept whole)"

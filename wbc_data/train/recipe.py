@@ -44,7 +44,8 @@ class ImageSpec:
     interpolation: str | None = None  # bilinear | bicubic (resizing to ``size``)
     pad_fill: str | tuple[int, int, int] = "mean"  # "mean": the normalisation mean (zero after Normalize)
     # the centred fraction of each side kept before resizing: CellaVision-style crops (PBC, APL/AML, WBCBench; the
-    # cell in the middle of ~360 px) spend most pixels on red cells; 1.0 keeps the whole image (tight crops)
+    # cell in the middle of ~360 px) spend most pixels on red cells; 1.0 keeps the whole image. Rows cut from an
+    # annotated box (BCCD, detection sources) are framed on their cell already and always kept whole
     centre: float = 1.0
 
     def __post_init__(self) -> None:
