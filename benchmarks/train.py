@@ -16,7 +16,8 @@ letterboxed once, then the same augmentations on uint8 tensors, per-sample seeds
 ``--workers`` persistent workers over two passes (an epoch after the first). Each of ``--repeat`` rounds runs every
 contender back to back; the table gives the median rate and the ratio to the PIL path of the same strength within
 each round (median, lowest, highest). Target: the cache >= 5x the PIL path. The one-off cost of building the cache
-is printed too.
+is printed too. Both run as training runs them, with freed memory kept for reuse (``--default-heap``: as glibc
+leaves it).
 """
 
 from __future__ import annotations
@@ -265,12 +266,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--recipe", default="wbcbench-ensemble", help="the loader's image size and augmentations")
     parser.add_argument("--skip-models", action="store_true", help="the loader benchmark only")
+    parser.add_argument("--default-heap", action="store_true",
+                        help="glibc's malloc as it is (training keeps freed memory: wbc_data.core.heap)")  # fmt: skip
     args = parser.parse_args()
 
     from accelerate import Accelerator
 
     from wbc_data.core.device import mixed_precision as resolve_mixed_precision
+    from wbc_data.core.heap import retain_freed_memory
     from wbc_data.train.recipe import load_recipe
+
+    heap = "glibc default" if args.default_heap else f"freed memory kept: {retain_freed_memory()}"
 
     precision = resolve_mixed_precision(args.precision)
     recipe = load_recipe(args.recipe)
@@ -278,7 +284,7 @@ def main() -> None:
     device = accelerator.device
     print(
         f"device: {device_name()}; torch {torch.__version__}; precision {precision}; batch {args.batch}; "
-        f"{args.size} px; channels_last {recipe.train.channels_last}; CutMix p {recipe.augment.cutmix.p}"
+        f"{args.size} px; channels_last {recipe.train.channels_last}; CutMix p {recipe.augment.cutmix.p}; heap: {heap}"
     )
     data = batches(args.warmup + args.steps, args.batch, args.size, device)
     print("| model | plain timm loop img/s | wbc-data loop img/s | ratio |\n|---|---:|---:|---:|")

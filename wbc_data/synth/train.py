@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wbc_data.core.device import mixed_precision
+from wbc_data.core.heap import retain_freed_memory
 from wbc_data.core.progress import NullProgress, Progress, or_null
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
@@ -196,6 +197,7 @@ def _train(
 
     t = recipe.train
     precision = mixed_precision(t.mixed_precision)
+    retain_freed_memory()
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=t.gradient_accumulation_steps)
     if not accelerator.is_main_process:
         progress = NullProgress()  # one voice under `accelerate launch`

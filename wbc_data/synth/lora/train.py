@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from wbc_data.core.device import mixed_precision
+from wbc_data.core.heap import retain_freed_memory
 from wbc_data.core.progress import NullProgress, Progress
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
@@ -140,6 +141,7 @@ def train_lora(
     say = progress.note
     found = resumable(out, resume)
     t = recipe.train
+    retain_freed_memory()
     accelerator = Accelerator(
         mixed_precision=mixed_precision(t.mixed_precision), gradient_accumulation_steps=t.gradient_accumulation_steps
     )
