@@ -162,6 +162,7 @@ def test_compiled_warp_equals_the_torch_warp(cells, levels, fill):
     if levels:
         assert float(difference.max()) <= 1.0 and float((difference > 0).float().mean()) < 1e-3
         assert torch.equal(compiled, compiled.round())
+        assert torch.equal(_warp_compiled(cells.clone(), theta, fill, levels), compiled)  # uint8 read as it is
     else:
         assert float(difference.max()) < 1e-4
     assert float((compiled - x).abs().mean()) > (5.0 if levels else 0.02)  # the images did move
@@ -187,8 +188,12 @@ def test_callers_rng_is_left_alone_and_final_scaling_can_be_left_to_the_device(c
     torch.manual_seed(3)
     before = torch.rand(4)
     torch.manual_seed(3)
-    BatchAugment(transform)(cells[:4], [1, 2, 3, 4])
+    given = cells[:4].clone()
+    BatchAugment(transform)(given, [1, 2, 3, 4])
     assert torch.equal(torch.rand(4), before)
+    assert torch.equal(given, cells[:4])  # the caller's uint8 batch is read, never written
+    unchanged = BatchAugment(v2.Compose([v2.RandomHorizontalFlip(p=0.0)]))(given, [1, 2, 3, 4])
+    assert torch.equal(unchanged, given) and unchanged.data_ptr() != given.data_ptr()  # a batch of its own
     short = without_final_scaling(transform)
     assert short is not None
     as_uint8 = BatchAugment(short)(cells[:4], [1, 2, 3, 4])

@@ -78,51 +78,61 @@ def colour_jitter(images: np.ndarray, order: np.ndarray, factors: np.ndarray, le
 
 
 @nb.njit(inline="always", cache=True)
-def _finish(value: np.float32, fill: np.float32, mask: np.float32, has_fill: bool, levels: bool) -> np.float32:
-    """torchvision's fill blend by the in-bounds weight, then its rounding (half to even) and clamp on levels."""
-    if has_fill:
-        value = (value - fill) * mask + fill
+def _level(value: np.float32, levels: bool) -> np.float32:
+    """On whole levels, torchvision's rounding (half to even) and clamp to 0-255."""
     if levels:
         value = min(max((value + ROUNDING) - ROUNDING, np.float32(0.0)), np.float32(255.0))
     return value
 
 
+@nb.njit(inline="always", cache=True)
+def _finish(value: np.float32, fill: np.float32, mask: np.float32, has_fill: bool, levels: bool) -> np.float32:
+    """torchvision's fill blend by the in-bounds weight, then :func:`_level`."""
+    if has_fill:
+        value = (value - fill) * mask + fill
+    return _level(value, levels)
+
+
 @nb.njit(cache=True)
 def affine_warp(images: np.ndarray, coefficients: np.ndarray, fill: np.ndarray, has_fill: bool, levels: bool,
                 out: np.ndarray) -> None:  # fmt: skip
-    """``out[i]`` = ``images[i]`` (n, c, h, w) float32 warped as torchvision's tensor ``affine`` warps it, with
-    bilinear sampling: the sampling point of output pixel (x, y), centred coordinates ``(px, py)``, is
+    """``out[i]`` = ``images[i]`` (n, c, h, w; float32, or uint8 read as its levels) warped into float32 as
+    torchvision's tensor ``affine`` warps it, with bilinear sampling: the sampling point of output pixel (x, y),
+    centred coordinates ``(px, py)``, is
     ``g = px * coefficients[i, 0] + py * coefficients[i, 1] + coefficients[i, 2]`` in ``grid_sample``'s normalised
     units (:func:`~wbc_data.train.batch_augment._sampling_grid` builds the same grid), sampled as ``grid_sample``
     does (``align_corners=False``, zero padding). With ``has_fill``, what falls outside is blended towards
     ``fill`` by the in-bounds weight, as torchvision's kernel blends it with its sampled mask; on whole ``levels``
     the result is rounded (half to even, as ``torch.round``) and clamped to 0-255. Points whose four neighbours
-    are all inside (most of them) take a branch without the border clamps."""
+    are all inside (most of them) take a branch without the border clamps or the blend (their in-bounds weight is
+    1, as the torch path's computed coverage says; the sampled mask differs from 1 by an ulp at most)."""
     n, channels, h, w = images.shape
     half_w, half_h = np.float32(0.5 * w), np.float32(0.5 * h)
     shift_w, shift_h = np.float32(0.5 * w - 0.5), np.float32(0.5 * h - 0.5)
     one, zero = np.float32(1.0), np.float32(0.0)
     for i in range(n):
+        source, target = images[i], out[i]
         c00, c10, c20 = coefficients[i, 0, 0], coefficients[i, 1, 0], coefficients[i, 2, 0]
         c01, c11, c21 = coefficients[i, 0, 1], coefficients[i, 1, 1], coefficients[i, 2, 1]
         for y in range(h):
             py = np.float32(y - 0.5 * (h - 1))
+            row_x, row_y = py * c10, py * c11  # the same products, once per row
             for x in range(w):
                 px = np.float32(x - 0.5 * (w - 1))
-                ix = (px * c00 + py * c10 + c20) * half_w + shift_w  # grid_sample's ((g + 1) * size - 1) / 2
-                iy = (px * c01 + py * c11 + c21) * half_h + shift_h
+                ix = (px * c00 + row_x + c20) * half_w + shift_w  # grid_sample's ((g + 1) * size - 1) / 2
+                iy = (px * c01 + row_y + c21) * half_h + shift_h
                 x0f, y0f = np.floor(ix), np.floor(iy)
                 tx, ty = ix - x0f, iy - y0f
                 x0, y0 = np.int64(x0f), np.int64(y0f)
                 if x0 >= 0 and x0 < w - 1 and y0 >= 0 and y0 < h - 1:
                     sx, sy = one - tx, one - ty
                     nw, ne, sw, se = sy * sx, sy * tx, ty * sx, ty * tx
-                    mask = (nw + ne) + (sw + se)
                     for k in range(channels):
-                        value = (images[i, k, y0, x0] * nw + images[i, k, y0, x0 + 1] * ne) + (
-                            images[i, k, y0 + 1, x0] * sw + images[i, k, y0 + 1, x0 + 1] * se
+                        plane = source[k]
+                        value = (np.float32(plane[y0, x0]) * nw + np.float32(plane[y0, x0 + 1]) * ne) + (
+                            np.float32(plane[y0 + 1, x0]) * sw + np.float32(plane[y0 + 1, x0 + 1]) * se
                         )
-                        out[i, k, y, x] = _finish(value, fill[k], mask, has_fill, levels)
+                        target[k, y, x] = _level(value, levels)
                     continue
                 wx0 = one - tx if (x0 >= 0 and x0 < w) else zero  # a neighbour outside weighs nothing
                 wx1 = tx if (x0 >= -1 and x0 < w - 1) else zero
@@ -133,7 +143,8 @@ def affine_warp(images: np.ndarray, coefficients: np.ndarray, fill: np.ndarray, 
                 nw, ne, sw, se = wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1
                 mask = (nw + ne) + (sw + se)
                 for k in range(channels):
-                    value = (images[i, k, ya, xa] * nw + images[i, k, ya, xb] * ne) + (
-                        images[i, k, yb, xa] * sw + images[i, k, yb, xb] * se
+                    plane = source[k]
+                    value = (np.float32(plane[ya, xa]) * nw + np.float32(plane[ya, xb]) * ne) + (
+                        np.float32(plane[yb, xa]) * sw + np.float32(plane[yb, xb]) * se
                     )
-                    out[i, k, y, x] = _finish(value, fill[k], mask, has_fill, levels)
+                    target[k, y, x] = _finish(value, fill[k], mask, has_fill, levels)

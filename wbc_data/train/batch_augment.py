@@ -104,7 +104,8 @@ class BatchAugment:
     exactly as per image (``augment(images[i:i+1], seeds[i:i+1])`` gives the same image).
 
     uint8 batches are carried between batched stages as float32 holding whole levels 0-255 (``levels``): each step
-    rounds or truncates as torchvision does for uint8, without converting back and forth at every step."""
+    rounds or truncates as torchvision does for uint8, without converting back and forth at every step. A uint8
+    batch stays uint8 until a stage needs floats: the compiled warp reads it as it is, saving a pass over the batch."""
 
     def __init__(self, transform: Callable[[Any], Any]) -> None:
         self.transform = transform
@@ -116,12 +117,15 @@ class BatchAugment:
         devices = [images.device] if images.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the caller's RNG (sampling, CutMix) is left as it was
             levels = images.dtype == torch.uint8
-            x = images.to(torch.float32) if levels else images.clone()  # the batch is ours: stages work in place
+            # floats are copied (stages work in place); uint8 is only ever read: each stage makes a new batch from it
+            x = images if levels else images.clone()
             for number, stage in enumerate(self.stages):
                 if stage.batched:
                     x, levels = self._batched(stage, number, x, levels, seeds)
                 else:
                     x, levels = self._one_by_one(stage.steps[0], number, x, levels, seeds)
+            if x is images:
+                return images.clone()
             return x.to(torch.uint8) if levels else x
 
     @staticmethod
@@ -145,6 +149,7 @@ class BatchAugment:
                 draws[k].append(_draw(step, image))
         if isinstance(stage.steps[0], GEOMETRY):
             return _geometry(x, levels, stage.steps, draws), levels
+        x = x.to(torch.float32)  # a uint8 batch becomes float levels here (a new batch: the caller's is untouched)
         for step, params in zip(stage.steps, draws, strict=True):
             if isinstance(step, v2.ColorJitter):
                 x = _colour_jitter(x, levels, params)
@@ -203,7 +208,7 @@ def _geometry(
     mode = InterpolationMode(warp.interpolation).value
     if x.device.type == "cpu" and mode == "bilinear":
         return _warp_compiled(x, theta, fill, levels)
-    return _warp_torch(x, theta, fill, mode, levels)
+    return _warp_torch(x.to(torch.float32), theta, fill, mode, levels)
 
 
 def _coefficients(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -241,12 +246,12 @@ def _warp_compiled(x: torch.Tensor, theta: torch.Tensor, fill: list[float] | Non
     from wbc_data.train.augment_kernels import affine_warp
 
     _, channels, h, w = x.shape
-    source = x.to(torch.float32).contiguous()
-    out = torch.empty_like(source)
+    source = (x if x.dtype == torch.uint8 else x.to(torch.float32)).contiguous()  # the kernel reads uint8 as it is
+    out = torch.empty(x.shape, dtype=torch.float32)
     fill_values = np.asarray(fill if fill is not None else [0.0] * channels, np.float32)
     coefficients = _coefficients(theta, h, w).to(torch.float32).contiguous()
     affine_warp(source.numpy(), coefficients.numpy(), fill_values, fill is not None, levels, out.numpy())
-    return out.to(x.dtype)
+    return out
 
 
 def _sampling_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
