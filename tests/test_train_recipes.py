@@ -73,7 +73,7 @@ def test_resnet34_twophase_is_the_papers_recipe():
 
 
 def test_lite0_cpu_freezes_the_stem_and_first_two_block_groups():
-    """The CPU recipe trains at 160 px above its first two block groups: those (and the stem) stay frozen, with their
+    """The CPU recipe trains at 192 px above its first two block groups: those (and the stem) stay frozen, with their
     batch-norm statistics, and every later block and the head train."""
     import dataclasses
 

@@ -1,5 +1,5 @@
 """Build the real-data pack the GPU check reads: PBC cells of a split workspace framed as a recipe frames them (its
-``image.centre``) at ``--size`` (default 128 px: at the CPU recipe's 160 px the pack would not fit), from the training
+``image.centre``) at ``--size`` (default 128 px: at the CPU recipe's 192 px the pack would not fit), from the training
 cache (decoded and letterboxed once, exactly what training sees), stored as JPEG bytes (quality 92) in one ``.npz``
 small enough to travel with the repository (git-ignored, default <= 40 MiB).
 
