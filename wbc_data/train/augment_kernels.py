@@ -110,6 +110,11 @@ def affine_warp(images: np.ndarray, coefficients: np.ndarray, fill: np.ndarray, 
     half_w, half_h = np.float32(0.5 * w), np.float32(0.5 * h)
     shift_w, shift_h = np.float32(0.5 * w - 0.5), np.float32(0.5 * h - 0.5)
     one, zero = np.float32(1.0), np.float32(0.0)
+    columns = np.empty(w, np.float32)  # each output column's centred x
+    for x in range(w):
+        columns[x] = np.float32(x - 0.5 * (w - 1))
+    frac_x, frac_y = np.empty(w, np.float32), np.empty(w, np.float32)
+    cell_x, cell_y = np.empty(w, np.int64), np.empty(w, np.int64)
     for i in range(n):
         source, target = images[i], out[i]
         c00, c10, c20 = coefficients[i, 0, 0], coefficients[i, 1, 0], coefficients[i, 2, 0]
@@ -117,13 +122,16 @@ def affine_warp(images: np.ndarray, coefficients: np.ndarray, fill: np.ndarray, 
         for y in range(h):
             py = np.float32(y - 0.5 * (h - 1))
             row_x, row_y = py * c10, py * c11  # the same products, once per row
+            # first every point of the row (branch-free: the compiler vectorises it), then the gathers
             for x in range(w):
-                px = np.float32(x - 0.5 * (w - 1))
+                px = columns[x]
                 ix = (px * c00 + row_x + c20) * half_w + shift_w  # grid_sample's ((g + 1) * size - 1) / 2
                 iy = (px * c01 + row_y + c21) * half_h + shift_h
                 x0f, y0f = np.floor(ix), np.floor(iy)
-                tx, ty = ix - x0f, iy - y0f
-                x0, y0 = np.int64(x0f), np.int64(y0f)
+                frac_x[x], frac_y[x] = ix - x0f, iy - y0f
+                cell_x[x], cell_y[x] = np.int64(x0f), np.int64(y0f)
+            for x in range(w):
+                tx, ty, x0, y0 = frac_x[x], frac_y[x], cell_x[x], cell_y[x]
                 if x0 >= 0 and x0 < w - 1 and y0 >= 0 and y0 < h - 1:
                     sx, sy = one - tx, one - ty
                     nw, ne, sw, se = sy * sx, sy * tx, ty * sx, ty * tx
