@@ -166,6 +166,7 @@ def test_compiled_warp_equals_the_torch_warp(cells, levels, fill):
     else:
         assert float(difference.max()) < 1e-4
     assert float((compiled - x).abs().mean()) > (5.0 if levels else 0.02)  # the images did move
+    assert _warp_compiled(x.double(), theta, fill, levels).dtype == torch.float64  # floats keep their type
 
 
 def test_an_images_augmentation_does_not_depend_on_its_batch(cells):

@@ -6,7 +6,9 @@ each) every step, so each step faults all their pages in again and the kernel ze
 ``lite0-cpu`` run on the PBC half took 27 million page faults and 63 s of system time in its 138 s of wall time
 (2 cores). With the heap kept (``mmap`` off for allocations, trimming off), the same run took 1.4 million faults,
 10 s of system time and 97 s, with identical results: what a caching allocator (jemalloc, tcmalloc, PyTorch's own
-on CUDA) gives. The price is that the process keeps its peak heap until it ends (peak RSS +14% there).
+on CUDA) gives. The price: the setting holds for the rest of the process, whose memory may then stay near its peak
+until it ends (a freed block below a live one is kept; peak RSS +14% in that run). So only the training entry points
+(classifier and generator) ask for it, and ``WBC_DATA_KEEP_HEAP=0`` declines it (e.g. in a long-lived notebook).
 
 Only glibc is tuned (Linux); elsewhere this does nothing. DataLoader workers forked afterwards inherit it.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -24,6 +27,9 @@ M_MMAP_MAX = -4
 KEEP_BELOW = 2**31 - 1
 """The trim threshold set: free memory at the top of the heap is returned only above 2 GB (an int, as mallopt takes)."""
 
+OPT_OUT = "WBC_DATA_KEEP_HEAP"
+"""Set to 0 to leave malloc as it is."""
+
 _done = False
 
 
@@ -32,7 +38,7 @@ def retain_freed_memory() -> bool:
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get(OPT_OUT, "1") == "0":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -462,10 +462,8 @@ def run_synth(
         raise SynthError("--steps and --batch-size must be at least 1")
     device_name = "test drawer"
     if draw is None:
-        from wbc_data.core.heap import retain_freed_memory
         from wbc_data.synth.generator import load_generator
 
-        retain_freed_memory()
         device = options.device or best_device(allow_mps=True)
         dtype = None if options.device else half_dtype(device)
         pipe, info = load_generator(folder, device=device, dtype=dtype)

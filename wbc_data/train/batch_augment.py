@@ -251,7 +251,7 @@ def _warp_compiled(x: torch.Tensor, theta: torch.Tensor, fill: list[float] | Non
     fill_values = np.asarray(fill if fill is not None else [0.0] * channels, np.float32)
     coefficients = _coefficients(theta, h, w).to(torch.float32).contiguous()
     affine_warp(source.numpy(), coefficients.numpy(), fill_values, fill is not None, levels, out.numpy())
-    return out
+    return out if x.dtype == torch.uint8 else out.to(x.dtype)
 
 
 def _sampling_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:

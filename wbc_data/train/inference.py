@@ -82,10 +82,8 @@ def predict_dataset(
     import numpy as np
     from torch.utils.data import DataLoader
 
-    from wbc_data.core.heap import retain_freed_memory
     from wbc_data.train.errors import one_line_worker_errors
 
-    retain_freed_memory()
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=default_workers() if workers is None else workers
     )
