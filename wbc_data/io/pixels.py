@@ -75,20 +75,24 @@ class RowRef:
         return f"{self.root}:{paths.display_name(self.source_path)}{box}"
 
 
+def crop_box_of(value: Any) -> tuple[int, int, int, int] | None:
+    """A manifest ``crop_box`` value as a box, or None for a whole file (the one reading of that column)."""
+    return None if value is None or len(value) != 4 else tuple(int(v) for v in value)  # type: ignore[return-value]
+
+
 def row_ref(row: Mapping[str, Any]) -> RowRef:
     """A :class:`RowRef` from a manifest row (a dict, a pandas Series or a namedtuple's ``_asdict()``)."""
     source_path = row["source_path"]
     extra = row.get("extra")
     if isinstance(extra, str) and "source_path_bytes_hex" in extra:  # a file name that is not UTF-8
         source_path = paths.from_bytes_hex(json.loads(extra)["source_path_bytes_hex"])
-    box = row.get("crop_box")
-    crop = None if box is None or len(box) != 4 else tuple(int(v) for v in box)
+    crop = crop_box_of(row.get("crop_box"))
     digest = row.get("pixel_hash")
     return RowRef(
         sample_id=str(row["sample_id"]),
         root=str(row["source_root"]),
         source_path=source_path,
-        crop_box=crop,  # type: ignore[arg-type]
+        crop_box=crop,
         pixel_hash=digest if isinstance(digest, str) else None,
     )
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from wbc_data.io.pixels import crop_box_of
 from wbc_data.train.augment import letterbox
 from wbc_data.train.recipe import ImageSpec
 
@@ -47,7 +48,7 @@ def row_keys(frame: pd.DataFrame, boxes_apart: bool = False) -> list[str]:
         for h, s in zip(hashes.tolist(), frame["sample_id"].tolist(), strict=True)
     ]
     if boxes_apart and "crop_box" in frame.columns:
-        boxed = [box is not None and len(box) == 4 for box in frame["crop_box"].tolist()]
+        boxed = [crop_box_of(box) is not None for box in frame["crop_box"].tolist()]
         keys = [f"{k}#box" if b else k for k, b in zip(keys, boxed, strict=True)]
     return keys
 
