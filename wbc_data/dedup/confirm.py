@@ -169,7 +169,7 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
             done += len(batch)
             progress.advance(done, len(pairs))
         return out
-    with worker_pool(workers, opencv=True) as pool:
+    with worker_pool(workers, opencv=True, keep_heap=True) as pool:
         pending: deque = deque()
         for batch in batches:
             pending.append((batch, pool.apply_async(_task, (payload(batch),))))

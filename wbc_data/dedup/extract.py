@@ -88,7 +88,7 @@ def _results(jobs: list[Job], loader: PixelLoader, workers: int,
         yield from executor_map(executor, compute_batch, (loader,), jobs, EXECUTOR_BATCH)
         return
     yield from pool_map(compute, jobs, _init, (loader,), workers, ordered=False, serial_below=32,
-                        round_size=JOBS_PER_ROUND, opencv=True)  # fmt: skip
+                        round_size=JOBS_PER_ROUND, opencv=True, keep_heap=True)  # fmt: skip
 
 
 def extract(

@@ -186,7 +186,7 @@ def _pooled(fn: Callable, items: list, loader: RowOpener, store: KeypointStore, 
     if executor is not None:
         yield from executor_map(executor, run_batch, (loader, store, fields, fn), items, TASK_ROWS)
         return
-    yield from pool_map(fn, items, _init, (loader, store, fields), workers, opencv=True)
+    yield from pool_map(fn, items, _init, (loader, store, fields), workers, opencv=True, keep_heap=True)
 
 
 def _run(fn: Callable, items: list, what: str, loader: RowOpener, store: KeypointStore, fields: Fields,

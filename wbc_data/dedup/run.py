@@ -44,6 +44,7 @@ from wbc_data.dedup.relations import (
     register_pairs,
 )
 from wbc_data.dedup.signature import CANVAS
+from wbc_data.dedup.spanning import similarity, verify_candidates
 from wbc_data.dedup.store import SignatureStore
 from wbc_data.dedup.windows import grid_windows
 from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
@@ -88,6 +89,7 @@ class DedupOptions:
     regions: bool = True  # with fields: keypoint matching for zoomed, rotated, sheared regions of fields
     engine: str = "batched"  # registration: "batched" (array passes) or "reference" (one pair at a time)
     cache_pairs: bool = True  # reuse registration results of earlier runs (workspace cache)
+    all_pairs: bool = False  # register every candidate pair, also those inside one copy set (see dedup.spanning)
     device: str = "auto"  # batched registration's log-polar stage: auto (a CUDA GPU if torch sees one), cpu, cuda
     executor: Any = None  # a concurrent.futures-style executor (e.g. Dask's client.get_executor()): signature and
     # registration batches run there as independent tasks instead of this machine's worker pool
@@ -269,11 +271,17 @@ def find_relations(
         return relation, results
 
     progress.phase("verify")
-    relation, results = relate(candidates.pairs, "verify candidates")
-    table = PairTable.build(n, candidates.pairs, relation, results)
+    deferred = None
+    if options.all_pairs:
+        relation, results = relate(candidates.pairs, "verify candidates")
+        table = PairTable.build(n, candidates.pairs, relation, results)
+    else:
+        weight = similarity(view.words, candidates.pairs)
+        verified = verify_candidates(n, candidates.pairs, weight, lambda pairs: relate(pairs, "verify candidates"))
+        table, deferred = verified.table, verified.deferred
     progress.phase("copy sets")
     order = parts.reps[view.searchable[parts.reps]]
-    sets = copy_sets(order, table, lambda pairs: relate(pairs, "verify against leaders"))
+    sets = copy_sets(order, table, lambda pairs: relate(pairs, "verify against leaders"), deferred=deferred)
     leader = np.arange(n)
     leader[order] = sets.leader[order]
     found_parts = Parts.empty()
@@ -316,6 +324,7 @@ def find_relations(
     counts = {"candidates": len(candidates.pairs), "hash candidates": candidates.hash_pairs,
               "word candidates": candidates.word_pairs, "capped": candidates.capped, "rounds": sets.rounds,
               "registered against leaders": sets.registered_on_demand,
+              "candidates inside a copy set, not registered": sets.unregistered,
               "regions of fields": len(regions.row)}  # fmt: skip
     return sets.table, found_parts, regions, counts, leader
 

@@ -116,6 +116,17 @@ def crop_thumbs(thumbs: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return rows @ np.asarray(thumbs, dtype=np.float32) @ cols.transpose(0, 2, 1)
 
 
+def grid_crops(thumbs: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """:func:`crop_thumbs` of a stack with one box (left, right, top, bottom): ``rows @ thumb @ cols.T`` for every
+    thumbnail as two matrix products over the whole stack."""
+    thumbs = np.asarray(thumbs, dtype=np.float32)
+    m, size, _ = thumbs.shape
+    rows = resample_matrix(float(box[2]), float(box[3])).astype(np.float32)
+    cols = resample_matrix(float(box[0]), float(box[1])).astype(np.float32)
+    left = rows @ thumbs.transpose(1, 0, 2).reshape(size, m * size)  # rows @ thumb, every thumb side by side
+    return (left.reshape(size, m, size).transpose(1, 0, 2).reshape(m * size, size) @ cols.T).reshape(m, size, size)
+
+
 def as_array(boxes: tuple[CropBox, ...]) -> np.ndarray:
     """(k, 4) float64 of (left, right, top, bottom)."""
     return np.array([(b.left, b.right, b.top, b.bottom) for b in boxes], dtype=np.float64).reshape(-1, 4)

@@ -38,11 +38,14 @@ def worker_pool(
     initargs: tuple[Any, ...] = (),
     *,
     opencv: bool = False,
+    keep_heap: bool = False,
 ) -> Iterator[Pool]:
     """A pool of ``workers`` processes, closed and joined on the way out, terminated on any exception
-    (Ctrl-C included) so that nothing keeps running behind the parent."""
+    (Ctrl-C included) so that nothing keeps running behind the parent. ``keep_heap``: the workers keep freed memory
+    for reuse (:mod:`wbc_data.core.heap`), for array work that allocates and frees large blocks per item; they are
+    the stage's own processes, so the setting ends with them."""
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-    start_args = (initializer, initargs, os.getpid(), opencv)
+    start_args = (initializer, initargs, os.getpid(), opencv, keep_heap)
     if opencv and hasattr(os, "fork"):
         import cv2
 
@@ -75,6 +78,7 @@ def pool_map(
     serial_below: int = 8,
     round_size: int = 16_384,
     opencv: bool = False,
+    keep_heap: bool = False,
 ) -> Iterator[Any]:
     """``fn(item)`` for every item on ``workers`` processes (0: every core), each set up by ``initializer(*initargs)``;
     in this process when one worker is asked for or there are fewer than ``serial_below`` items. Items go to the
@@ -84,7 +88,7 @@ def pool_map(
         initializer(*initargs)
         yield from map(fn, items)
         return
-    with worker_pool(workers, initializer, initargs, opencv=opencv) as pool:
+    with worker_pool(workers, initializer, initargs, opencv=opencv, keep_heap=keep_heap) as pool:
         for start in range(0, len(items), round_size):
             part = items[start : start + round_size]
             chunk = max(1, min(32, len(part) // (workers * 8)))
@@ -115,10 +119,14 @@ def in_order(executor: Any, tasks: Iterator[tuple[Callable, tuple]], in_flight: 
 
 
 def _start_worker(
-    initializer: Callable[..., None] | None, initargs: tuple[Any, ...], parent: int, opencv: bool
+    initializer: Callable[..., None] | None, initargs: tuple[Any, ...], parent: int, opencv: bool, keep_heap: bool
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
+    if keep_heap:
+        from wbc_data.core.heap import retain_freed_memory
+
+        retain_freed_memory()
     if opencv and not hasattr(os, "fork"):
         import cv2
 
