@@ -168,9 +168,11 @@ def run_dedup(root: str, cold: bool = True, **options) -> dict:
 
     used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(u.ru_utime + u.ru_stime for u in used)  # this process and its (joined) pool workers
+    worker_mb = used[1].ru_maxrss / 1024  # the largest joined worker's peak (kB on Linux)
     phases = clock.seconds(start + seconds)
     frame = result.frame
-    return {"seconds": seconds, "peak_mb": peak_mb(), "phases": phases, "findings": result.findings,
+    return {"seconds": seconds, "peak_mb": peak_mb(), "worker_mb": worker_mb, "phases": phases,
+            "findings": result.findings,
             "load": (load, os.getloadavg()[0]), "cpu": cpu,
             "ids": frame["sample_id"].to_numpy(object),
             "cluster": frame["dup_cluster"].to_numpy("float64", na_value=np.nan),
@@ -279,11 +281,13 @@ def dense(args: argparse.Namespace) -> None:
             print(f"\n{name}\n  phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in run["phases"].items()))
             f = run["findings"]
             print("  findings: " + ", ".join(f"{k} {v:,}" for k, v in f.items()))
-            verified = f.get("candidates", 0) + f.get("registered against leaders", 0)
-            verify_s = run["phases"].get("verify", 0) + run["phases"].get("copy sets", 0)
+            if "worker_mb" in run:
+                print(f"  largest worker's peak RSS: {run['worker_mb']:,.0f} MB")
+            verified = f.get("registered", 0)
+            verify_s = sum(v for k, v in run["phases"].items() if k.startswith("verify") or k == "copy sets")
             if verified and verify_s:
-                print(f"  registration: {verified:,} pairs in {verify_s:.1f} s ({verified / verify_s:,.0f} pairs/s, "
-                      "2 workers)")  # fmt: skip
+                print(f"  registration: {verified:,} pairs registered in {verify_s:.1f} s ({verified / verify_s:,.0f} "
+                      "pairs/s, 2 workers)")  # fmt: skip
         import pickle
 
         (work / f"runs-{args.only or 'both'}.pkl").write_bytes(pickle.dumps(contenders))

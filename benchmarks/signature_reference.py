@@ -18,6 +18,7 @@ from wbc_data.dedup.signature import (
     BLANK_VALID,
     ORB_FAST_THRESHOLD,
     ORB_FEATURES,
+    ORB_LEVELS,
     ORB_MARGIN,
     ORB_SIDE,
     Signature,
@@ -117,7 +118,7 @@ def signature(rgb: Image.Image, embedder: Embedder, canvas_side: int) -> Signatu
         g = fitted(grey, ORB_SIDE, cv2.INTER_AREA)
         m = fitted(valid.astype(np.uint8) * 255, ORB_SIDE, cv2.INTER_NEAREST)
         m = cv2.erode(m, np.ones((2 * ORB_MARGIN + 1, 2 * ORB_MARGIN + 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
-        orb = cv2.ORB_create(ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD)
+        orb = cv2.ORB_create(ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD, nlevels=ORB_LEVELS)
         sets = []
         for image, mask in ((g, m), (np.ascontiguousarray(g[:, ::-1]), np.ascontiguousarray(m[:, ::-1]))):
             _, desc = orb.detectAndCompute(image, mask)

@@ -173,6 +173,45 @@ def test_copies_reach_their_original_through_sibling_copies():
     assert {(0, 1), (0, 2)} <= set(asked)
 
 
+def test_deferred_pairs_are_registered_only_when_their_rows_end_in_different_sets():
+    """Candidates left unregistered because copies already linked their rows (:mod:`spanning`): (1, 2) stays
+    unregistered, 1 and 2 both joined 0; (2, 3) is registered after all, since 3 leads a set of its own (0-3 and
+    2-3 are not copies), and what it says is kept."""
+    pairs = np.array([[0, 1], [0, 2], [1, 3]])
+    table = PairTable.build(4, pairs, np.array([COPY, COPY, COPY]), np.concatenate([_results(0.97)] * 3))
+    asked = []
+
+    def register(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        asked.extend(map(tuple, p.tolist()))
+        return np.full(len(p), NONE, np.int8), np.concatenate([_results(0.5)] * len(p))
+
+    sets = copy_sets(np.array([0, 1, 2, 3]), table, register, deferred=np.array([[2, 1], [3, 2]]))
+    assert sets.leader.tolist() == [0, 0, 0, 3]
+    assert (2, 3) in asked and (1, 2) not in asked
+    assert sets.table.find(np.array([2, 1]), np.array([3, 2])).tolist()[1] == -1 and sets.unregistered == 1
+    assert sets.table.find(np.array([2]), np.array([3]))[0] >= 0
+
+
+def test_a_spanning_forest_is_registered_first_and_linked_pairs_are_deferred():
+    """Three copies of one image and a distinct look-alike: the forest (best similarity first) registers 2 of the
+    3 sibling pairs, the third is deferred; the look-alike's pair is registered once the forest leaves it apart."""
+    from wbc_data.dedup.spanning import verify_candidates
+
+    pairs = np.array([[0, 1], [1, 2], [0, 2], [2, 3], [0, 3]])
+    weight = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    copies = {(0, 1), (1, 2), (0, 2)}
+    asked = []
+
+    def register(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        asked.append([tuple(x) for x in p.tolist()])
+        rel = np.array([COPY if tuple(x) in copies else NONE for x in p.tolist()], np.int8)
+        return rel, np.concatenate([_results(0.97 if r == COPY else 0.4) for r in rel])
+
+    verified = verify_candidates(4, pairs, weight, register)
+    assert asked == [[(0, 1), (1, 2), (2, 3)], [(0, 3)]]
+    assert verified.deferred.tolist() == [[0, 2]]
+
+
 def test_different_exact_labels_need_a_strict_copy():
     """A match good enough for unlabelled rows is only an overlap when the exact labels differ, unless it is a
     strict copy (correlation >= 0.95, nearly unshifted)."""

@@ -124,6 +124,28 @@ def test_fast_path_gives_the_reference_clusters_on_augmented_real_cells_and_fiel
     _same_rotations(fast, reference)
 
 
+@pytest.mark.slow
+def test_registering_a_spanning_forest_gives_the_clusters_of_registering_every_candidate(tmp_path, workspace):
+    """Real PBC cells with 8 augmented copies each and BCCD fields with 3, among distinct cells and fields: the
+    default (a spanning forest of the candidates, pairs inside a copy set deferred) registers fewer pairs and gives
+    the clusters and keep decisions of registering every candidate pair."""
+    pbc = shared_path("pbc", "PBC_dataset_normal_DIB")
+    bccd = shared_path("bccd", "BCCD", "JPEGImages")
+    augmented_set(tmp_path / "set", pbc, bccd, cells_per_class=1, fields=1, copies=8, distinct_per_class=3,
+                  distinct_fields=2, seed=7)  # fmt: skip
+    ingest("imagefolder", tmp_path / "set", workspace,
+           IngestOptions(workers=1, label_map=LabelMap.from_dict(ACCURACY_LABEL_MAP)))  # fmt: skip
+    merge(workspace)
+    every = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False, all_pairs=True))
+    forest = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False))
+    assert _clusters(forest.frame) == _clusters(every.frame)
+    assert len(_clusters(forest.frame)) >= 7
+    assert (forest.frame["dup_keep"].fillna(True) == every.frame["dup_keep"].fillna(True)).all()
+    assert forest.findings["candidates inside a copy set, not registered"] > 0
+    assert forest.findings["registered"] < every.findings["registered"]
+    _same_rotations(forest.frame, every.frame)
+
+
 def _same_rotations(fast: pd.DataFrame, reference: pd.DataFrame) -> None:
     """Transforms like ``mirror rot 37 scale 1.08 shift 5,-4``: the same mirror and rotation within a degree."""
     pattern = r"(?P<mirror>mirror )?rot (?P<angle>-?\d+)"
@@ -208,6 +230,30 @@ def test_signatures_equal_the_straightforward_code_on_real_images_with_and_witho
         array = np.asarray(image)
         assert (fill_mask(array) == signature_reference.fill_mask(array)).all()
     assert filled >= len(originals)  # the copies' corners (and the letterbox) were really fill
+
+
+def test_crop_hash_correlations_equal_the_per_pair_crops_on_real_thumbnails():
+    """The hash search crops each matched grid box once, by two matrix products per box; its correlations equal
+    cropping each pair's thumbnail by itself (``verify.crop_correlation``) on real sample cells and crops of them."""
+    from wbc_data.dedup.dihedral import TRANSFORMS, dihedral_phashes
+    from wbc_data.dedup.index import build_index
+    from wbc_data.dedup.pairs import _crop_candidates, _unit
+    from wbc_data.dedup.verify import crop_correlation
+    from wbc_data.dedup.zoom import CROP_GRID, as_array, zoomed_phashes
+
+    images = [Image.open(p).convert("RGB") for p in sorted((sample_dir() / "pbc").rglob("*.jpg"))[:40]]
+    images += [im.crop((im.width // 14, im.height // 20, im.width - im.width // 30, im.height)) for im in images[:20]]
+    thumbs = np.stack([np.frombuffer(image_facts(im)["thumb"], np.uint8).reshape(THUMB_SIZE, THUMB_SIZE)
+                       for im in images])  # fmt: skip
+    hashes = dihedral_phashes(thumbs)
+    index = build_index(zoomed_phashes(thumbs).reshape(-1), 12, n_queries=len(thumbs) * len(TRANSFORMS))
+    frame, _ = _crop_candidates(hashes, thumbs, 12, index, np.arange(len(thumbs)), CROP_GRID)
+    assert len(frame) >= 20
+    tags = [box.describe() for box in CROP_GRID]
+    which = np.array([tags.index(box) for box in frame["box"]])
+    a, b, t = (frame[c].to_numpy(np.int64) for c in ("a", "b", "t"))
+    straight = crop_correlation(_unit(thumbs, a, t), thumbs[b], as_array(CROP_GRID)[which])
+    assert np.abs(frame["correlation"].to_numpy() - straight).max() <= 1e-5
 
 
 def test_kernels_equal_their_references():

@@ -46,3 +46,26 @@ def test_retained_heap_stops_refaulting_large_tensors():
     assert default > 10 * pages  # each of the 20 arrays was a fresh mapping, faulted in page by page
     assert tuned == "True" and retained < 2 * pages  # the freed block is reused: its pages stay mapped
     assert declined == "False" and faults_declined > 10 * pages  # WBC_DATA_KEEP_HEAP=0 leaves malloc as it was
+
+
+def _heap_kept(_: int) -> bool:
+    from wbc_data.core import heap
+
+    return heap._done
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="only glibc's malloc is tuned (Linux with glibc)")
+@pytest.mark.skipif(bool(ALLOCATOR_SET), reason=f"the allocator is already configured here ({ALLOCATOR_SET})")
+def test_dedup_worker_pools_keep_freed_memory_and_leave_the_caller_as_it_was():
+    """Dedup's array work (signatures, registration batches) runs in pools whose workers keep freed memory; the
+    process that asked for the pool is not changed, and a plain pool's workers are not either."""
+    from wbc_data.core import heap
+    from wbc_data.io.parallel import worker_pool
+
+    before = heap._done
+    with worker_pool(2, keep_heap=True) as pool:
+        assert all(pool.map(_heap_kept, range(4)))
+    assert heap._done == before
+    if not before:  # a training test in this process may have asked for it already (workers inherit it then)
+        with worker_pool(2) as pool:
+            assert not any(pool.map(_heap_kept, range(4)))

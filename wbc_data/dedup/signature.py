@@ -38,6 +38,11 @@ ORB_FEATURES = 300
 ORB_FAST_THRESHOLD = 10
 """Smooth cell images give few corners at ORB's default FAST threshold (20)."""
 
+ORB_LEVELS = 4
+"""Pyramid levels (scale factor 1.2: 1 to 1.73x), against OpenCV's default 8. Images are fitted to ``ORB_SIDE``
+first, so copies differ in scale by their zoom only (0.85-1.2 each); the four smallest levels of 8 (down to 71 px)
+held few keypoints and cost a quarter of ORB's time (benchmarks/README.md, dedup, issue 21)."""
+
 ORB_MARGIN = 8
 """Keypoints closer than this (at ``ORB_SIDE``) to fill are dropped: their 31 px patch would see the fill."""
 
@@ -111,7 +116,7 @@ def orb_descriptors(grey: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np
         m = fitted(valid.astype(np.uint8) * 255, ORB_SIDE, cv2.INTER_NEAREST)
         m = cv2.erode(m, np.ones((2 * ORB_MARGIN + 1, 2 * ORB_MARGIN + 1), np.uint8),
                       borderType=cv2.BORDER_REPLICATE)  # fmt: skip
-    orb = cv2.ORB_create(ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD)
+    orb = cv2.ORB_create(ORB_FEATURES, fastThreshold=ORB_FAST_THRESHOLD, nlevels=ORB_LEVELS)
     out = []
     for image, mask in ((g, m), (np.ascontiguousarray(g[:, ::-1]), np.ascontiguousarray(m[:, ::-1]))):
         _, desc = orb.detectAndCompute(image, mask)
