@@ -353,6 +353,9 @@ def pbc(args: argparse.Namespace) -> None:
                   + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items()))  # fmt: skip
         cold = runs[-3][1]["seconds"]
         print(f"cold dedup / ingest: {cold / ingest_s:.1f}x")
+        if args.before:
+            print(f"before / after (cold): {runs[0][1]['seconds'] / cold:.2f}x; clusters equal to the before run: "
+                  f"{_same_clusters(runs[0][1], runs[-3][1]):.4f} of rows in identical clusters")  # fmt: skip
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from wbc_data.dedup.kernels import border_regions
+
 BLACK_MAX = 24
 """A fill pixel is near-black when its brightest channel is at most this (JPEG lifts pure black by a few levels)."""
 
@@ -39,28 +41,13 @@ def _border_components(mask: np.ndarray, min_area: int = 0, rgb: np.ndarray | No
     pixels and (with ``rgb``) span at most ``FLAT_RANGE`` levels in every channel.
 
     Labels come without OpenCV's per-component statistics (those cost four times the labelling on a smooth cell
-    image, whose background holds thousands of tiny flat components); areas and colours are counted only for the
-    few components that touch the border."""
+    image, whose background holds thousands of tiny flat components); areas and colours are counted in one compiled
+    pass, only for the components that touch the border (:func:`kernels.border_regions`)."""
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
     if count <= 1:
         return np.zeros(mask.shape, dtype=bool)
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    edge = edge[edge != 0]
-    if min_area > 0 and len(edge):
-        areas = np.bincount(labels.ravel(), minlength=count)
-        edge = edge[areas[edge] >= min_area]
-    if rgb is not None and len(edge):
-        kept = []
-        for label in edge:
-            colours = rgb[labels == label]
-            if (colours.max(axis=0).astype(int) - colours.min(axis=0) <= FLAT_RANGE).all():
-                kept.append(label)
-        edge = np.asarray(kept, np.int32)
-    if not len(edge):
-        return np.zeros(mask.shape, dtype=bool)
-    touching = np.zeros(count, dtype=bool)
-    touching[edge] = True
-    return touching[labels]
+    colours = np.zeros((1, 1, 3), np.uint8) if rgb is None else np.ascontiguousarray(rgb)
+    return border_regions(labels, count, min_area, colours, -1 if rgb is None else FLAT_RANGE)
 
 
 def _channel_max_min(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
