@@ -256,6 +256,39 @@ def test_crop_hash_correlations_equal_the_per_pair_crops_on_real_thumbnails():
     assert np.abs(frame["correlation"].to_numpy() - straight).max() <= 1e-5
 
 
+def test_hypotheses_and_winners_equal_the_per_pair_loops():
+    """The batched engine builds its hypotheses and picks each pair's winner in array passes; both equal the loops
+    they replaced (the reference's order, out-of-range scales and missing peaks skipped, the first of equal scores,
+    a NaN score first, no winner at -1)."""
+    rng = np.random.default_rng(4)
+    found = rng.normal(0, 30, (50, 4, 2))
+    found[rng.random(found.shape) < 0.1] = np.nan
+    pairs = rng.integers(0, 1000, 50)
+    log_base = np.log(48) / 96
+    expected = []
+    for s, pair in enumerate(pairs):
+        for m, mirror in enumerate((False, True)):
+            for dx, dy in zip(found[s, 2 * m], found[s, 2 * m + 1], strict=True):
+                angle = dy * 360.0 / 180
+                scale = float(np.exp(np.clip(-dx * log_base, -30.0, 30.0)))
+                if 0.25 <= scale <= 4.0:
+                    expected += [(pair, mirror, float(turn), scale) for turn in (angle, angle + 180.0)]
+    got = batched_module._hypotheses(pairs, found, log_base)
+    assert len(expected) > 50
+    for k, column_got in enumerate(got):
+        assert np.array_equal(column_got, np.array([e[k] for e in expected]), equal_nan=True)
+
+    pair_of = np.sort(rng.integers(0, 40, 300))
+    score = rng.choice([-1.0, 0.5, 0.9, 0.93, np.nan], 300)
+    winners = []
+    for s in np.unique(pair_of):
+        where = np.flatnonzero(pair_of == s)
+        k = where[int(np.argmax(score[where]))]
+        if score[k] > -1.0:
+            winners.append(k)
+    assert batched_module._winners(pair_of, score).tolist() == winners
+
+
 def test_kernels_equal_their_references():
     """``top_local_peaks`` finds the peaks ``register.phase_peaks`` finds; ``masked_correlations`` equals
     ``register.correlation``."""

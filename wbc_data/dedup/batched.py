@@ -283,6 +283,36 @@ def resolve_device(device: str) -> str | None:
     return device
 
 
+def _hypotheses(pairs: np.ndarray, found: np.ndarray, log_base: float) -> tuple[np.ndarray, ...]:
+    """(pair, mirror, turn, scale) of every hypothesis, in the reference's order: per pair, as is then mirrored,
+    each angle peak whose scale is within 0.25-4 (a missing peak is NaN and never is), the angle then its
+    180-degree twin. ``found``: (k, 4, ANGLE_PEAKS) dx, dy as is, dx, dy mirrored."""
+    dx, dy = found[:, 0::2], found[:, 1::2]  # (k, 2 mirror states, ANGLE_PEAKS)
+    angle = dy * 360.0 / ANGLES
+    with np.errstate(invalid="ignore"):
+        scale = np.exp(np.clip(-dx * log_base, -30.0, 30.0))
+        valid = (scale >= 0.25) & (scale <= 4.0)
+    shape = (*angle.shape, 2)
+    keep = np.broadcast_to(valid[..., None], shape).reshape(-1)
+    turn = np.stack([angle, angle + 180.0], axis=-1).reshape(-1)[keep]
+    pair = np.broadcast_to(pairs[:, None, None, None], shape).reshape(-1)[keep]
+    mirror = np.broadcast_to(np.array([False, True])[None, :, None, None], shape).reshape(-1)[keep]
+    return pair.astype(np.int64), mirror, turn.astype(np.float64), np.repeat(scale.reshape(-1)[valid.reshape(-1)], 2)
+
+
+def _winners(pair_of: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Position of each pair's best-scored hypothesis (``pair_of`` grouped by pair; ``np.argmax`` within a group:
+    the first of equal scores, a NaN first of all), for pairs whose best beats -1 (no match)."""
+    if not len(pair_of):
+        return np.zeros(0, np.int64)
+    key = np.where(np.isnan(score), np.inf, score)
+    order = np.lexsort((np.arange(len(score)), -key, pair_of))
+    first = np.ones(len(order), bool)
+    first[1:] = pair_of[order][1:] != pair_of[order][:-1]
+    best = order[first]
+    return best[score[best] > -1.0].astype(np.int64)
+
+
 def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | None = None) -> np.ndarray:
     """``confirm.register_batch``'s result ((p, 8) float32, ``confirm.RESULT_FIELDS``) for ``pairs`` of positions
     into ``canvases`` ((r, n, n) uint8), computed in array passes; ``torch_device``: run the log-polar stage in
@@ -312,24 +342,9 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | N
     assert rows.windowed is not None and rows.inner is not None
     log_base = np.log(MAX_FREQUENCY * n / 2) / n
     # 3. hypotheses: (pair, mirror, turn, scale), in the reference's order; their half-size shift peaks
-    hyp_pair, hyp_mirror, hyp_turn, hyp_scale = [], [], [], []
-    for s, pair in enumerate(survivors_a):
-        for m, mirror in enumerate((False, True)):
-            for dx, dy in zip(found[s, 2 * m], found[s, 2 * m + 1], strict=True):
-                angle = dy * 360.0 / ANGLES
-                scale = float(np.exp(np.clip(-dx * log_base, -30.0, 30.0)))
-                if 0.25 <= scale <= 4.0:
-                    for turn in (angle, angle + 180.0):
-                        hyp_pair.append(pair)
-                        hyp_mirror.append(mirror)
-                        hyp_turn.append(float(turn))
-                        hyp_scale.append(scale)
-    if not hyp_pair:
+    hp, hm, ht, hs = _hypotheses(survivors_a, found, log_base)
+    if not len(hp):
         return out
-    hp = np.array(hyp_pair, np.int64)
-    hm = np.array(hyp_mirror, bool)
-    ht = np.array(hyp_turn, np.float64)
-    hs = np.array(hyp_scale, np.float64)
     coarse_peak = np.empty(len(hp), np.float64)
     win_c = _window(COARSE)
     for start in range(0, len(hp), 4 * CHUNK):
@@ -380,16 +395,9 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | N
         shared = (mask * rows.mask[b_rows]).reshape(len(part), -1).sum(axis=1)
         overlap[start : start + len(part)] = shared / np.maximum(1, np.minimum(rows.valid[a_rows], rows.valid[b_rows]))
     # the winner per pair: highest correlation, the first on a tie (chosen is in rank order); -1 is no match
-    winners = []
-    pair_of = hp[chosen]
-    for s in np.unique(pair_of):
-        where = np.flatnonzero(pair_of == s)
-        k = where[int(np.argmax(score[where]))]
-        if score[k] > -1.0:
-            winners.append(k)
-    if not winners:
+    win = _winners(hp[chosen], score)
+    if not len(win):
         return out
-    win = np.array(winners, np.int64)
     h_win = chosen[win]
     texture_score = np.full(len(win), np.nan)
     for start in range(0, len(win), CHUNK):  # a chunk's warped textures at a time: a batch of copies has many winners

@@ -6,8 +6,8 @@ Two candidate sources, then one verifier:
 - the ``k`` nearest bag-of-words neighbours of each row's image and mirror image: copies at any angle, shift or
   scale;
 - for rows that may be part of a field image: the nearest field windows.
-Every candidate pair is registered (:mod:`register`, on all cores through :mod:`confirm`); what a registered pair
-means (copy, overlapping view, part of a field) is decided from its results.
+Candidate pairs are registered (:mod:`register`, on all cores through :mod:`confirm`; which ones: :mod:`spanning`);
+what a registered pair means (copy, overlapping view, part of a field) is decided from its results.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ plus the reports. The manifest itself is never rewritten; Ctrl-C at any point le
 were (signatures computed so far stay cached).
 
 Steps: participants (usable rows and field images, exact copies collapsed) -> signatures (:mod:`extract`, cached)
--> candidates (hash search + bag-of-words neighbours) -> registration of every candidate (:mod:`confirm`) -> copy
-sets verified against their leader (:mod:`linkage`) -> parts of field images (:mod:`relations`) -> clusters, keep
+-> candidates (hash search + bag-of-words neighbours) -> registration of the candidates that can change the copy
+sets (:mod:`spanning`, on every core through :mod:`confirm`) -> copy sets verified against their leader
+(:mod:`linkage`) -> parts of field images (:mod:`relations`) -> clusters, keep
 and decisions (:mod:`outcome`) -> leakage -> stage file and report.
 """
 
