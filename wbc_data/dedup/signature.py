@@ -38,10 +38,11 @@ ORB_FEATURES = 300
 ORB_FAST_THRESHOLD = 10
 """Smooth cell images give few corners at ORB's default FAST threshold (20)."""
 
-ORB_LEVELS = 4
-"""Pyramid levels (scale factor 1.2: 1 to 1.73x), against OpenCV's default 8. Images are fitted to ``ORB_SIDE``
-first, so copies differ in scale by their zoom only (0.85-1.2 each); the four smallest levels of 8 (down to 71 px)
-held few keypoints and cost a quarter of ORB's time (benchmarks/README.md, dedup, issue 21)."""
+ORB_LEVELS = 8
+"""Pyramid levels (scale factor 1.2), OpenCV's default. Four would cut a quarter of ORB's time and keep the dense
+case's accuracy (copies differ in scale by their zoom only, 0.85-1.2 each), but region-of-field copies (zoomed
+1.5-3x into a field) then resemble their field's windows less often: 0.918 of them linked against 0.940, so the
+eight levels stay (benchmarks/README.md, dedup, issue 21, tenth session)."""
 
 ORB_MARGIN = 8
 """Keypoints closer than this (at ``ORB_SIDE``) to fill are dropped: their 31 px patch would see the fill."""
