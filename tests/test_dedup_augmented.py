@@ -207,9 +207,24 @@ def test_a_spanning_forest_is_registered_first_and_linked_pairs_are_deferred():
         rel = np.array([COPY if tuple(x) in copies else NONE for x in p.tolist()], np.int8)
         return rel, np.concatenate([_results(0.97 if r == COPY else 0.4) for r in rel])
 
-    verified = verify_candidates(4, pairs, weight, register)
+    verified = verify_candidates(4, pairs, weight, register, register)
     assert asked == [[(0, 1), (1, 2), (2, 3)], [(0, 3)]]
     assert verified.deferred.tolist() == [[0, 2]]
+
+
+def test_deferred_pairs_across_sets_are_registered_when_the_search_gives_up():
+    """After ``max_rounds`` the last pass joins verified leaders only; deferred pairs whose rows ended in different
+    sets are still registered (what they say, e.g. an overlapping view, links the sets), not left out."""
+    pairs = np.array([[0, 1], [0, 2], [1, 3]])
+    table = PairTable.build(4, pairs, np.array([COPY, COPY, COPY]), np.concatenate([_results(0.97)] * 3))
+
+    def register(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(len(p), NONE, np.int8), np.concatenate([_results(0.5)] * len(p))
+
+    sets = copy_sets(np.array([0, 1, 2, 3]), table, register, max_rounds=1, deferred=np.array([[2, 1], [3, 2]]))
+    assert sets.leader.tolist() == [0, 0, 0, 3]
+    assert sets.table.find(np.array([2]), np.array([3]))[0] >= 0
+    assert sets.deferred_registered >= 1 and sets.unregistered == 1
 
 
 def test_different_exact_labels_need_a_strict_copy():

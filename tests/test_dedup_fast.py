@@ -247,8 +247,10 @@ def test_crop_hash_correlations_equal_the_per_pair_crops_on_real_thumbnails():
                        for im in images])  # fmt: skip
     hashes = dihedral_phashes(thumbs)
     index = build_index(zoomed_phashes(thumbs).reshape(-1), 12, n_queries=len(thumbs) * len(TRANSFORMS))
-    frame, _ = _crop_candidates(hashes, thumbs, 12, index, np.arange(len(thumbs)), CROP_GRID)
-    assert len(frame) >= 20
+    with pytest.MonkeyPatch.context() as patch:  # every match, not only those above the refinement floor
+        patch.setattr("wbc_data.dedup.pairs.REFINE_FLOOR", -2.0)
+        frame, _ = _crop_candidates(hashes, thumbs, 12, index, np.arange(len(thumbs)), CROP_GRID)
+    assert len(frame) >= 100 and (frame["correlation"] < 0.75).any()
     tags = [box.describe() for box in CROP_GRID]
     which = np.array([tags.index(box) for box in frame["box"]])
     a, b, t = (frame[c].to_numpy(np.int64) for c in ("a", "b", "t"))
@@ -287,6 +289,38 @@ def test_hypotheses_and_winners_equal_the_per_pair_loops():
         if score[k] > -1.0:
             winners.append(k)
     assert batched_module._winners(pair_of, score).tolist() == winners
+
+
+def test_fill_border_regions_equal_the_numpy_code_on_random_masks():
+    """``kernels.border_regions`` (one compiled pass) against the per-component numpy code it replaced: which
+    border-touching components are kept, by area and by colour range, on random masks and colours."""
+    from wbc_data.dedup.fill import FLAT_RANGE, _border_components
+    from wbc_data.dedup.kernels import border_regions
+
+    def straight(mask, min_area, rgb):
+        count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        keep = np.zeros(count, bool)
+        for label in edge[edge != 0]:
+            inside = labels == label
+            colours = rgb[inside] if rgb is not None else None
+            flat = rgb is None or (colours.max(axis=0).astype(int) - colours.min(axis=0) <= FLAT_RANGE).all()
+            keep[label] = inside.sum() >= min_area and flat
+        return keep[labels]
+
+    rng = np.random.default_rng(8)
+    kept = {None: 0, "rgb": 0}
+    for _ in range(200):
+        mask = cv2.resize((rng.random((8, 9)) < 0.5).astype(np.uint8), (45, 37), interpolation=cv2.INTER_NEAREST)
+        rgb = (rng.integers(100, 102, (37, 45, 3)) + (rng.random((37, 45, 1)) < 0.005) * 50).astype(np.uint8)
+        min_area = int(rng.integers(0, 60))
+        for name, colours in ((None, None), ("rgb", rgb)):
+            got = _border_components(mask, min_area, colours)
+            assert np.array_equal(got, straight(mask, min_area, colours))
+            kept[name] += int(got.any())
+    assert 0 < kept["rgb"] < kept[None]  # the colour range decided some components
+    count, labels = cv2.connectedComponents(mask, connectivity=4, ltype=cv2.CV_32S)
+    assert border_regions(labels, count, 0, rgb, -1).dtype == bool
 
 
 def test_kernels_equal_their_references():

@@ -198,9 +198,12 @@ def _assign(order, indptr, neighbours, n, codes, relation, max_leaders, optimist
     return leader, pending[:count]
 
 
-def _copy_adjacency(n: int, table: PairTable) -> tuple[np.ndarray, np.ndarray]:
-    """CSR adjacency over COPY pairs, each row's neighbours best correlation first."""
+def _copy_adjacency(n: int, table: PairTable, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """CSR adjacency over COPY pairs (those whose codes are in ``among``, sorted, when given), each row's neighbours
+    best correlation first."""
     copy = table.relation == COPY
+    if among is not None:
+        copy &= np.isin(table.codes, among)
     pairs = table.decode(table.codes[copy])
     weight = table.results[copy, 0]
     a = np.concatenate([pairs[:, 0], pairs[:, 1]])
@@ -217,7 +220,8 @@ class CopySets:
     leader: np.ndarray  # per row: the row leading its copy set (itself for leaders)
     table: PairTable  # every registered pair and its relation
     rounds: int
-    registered_on_demand: int
+    registered_on_demand: int  # (row, leader) pairs registered by the search
+    deferred_registered: int = 0  # deferred candidate pairs registered: their rows ended in different copy sets
     unregistered: int = 0  # deferred candidate pairs never registered: both rows in one copy set
 
 
@@ -229,12 +233,12 @@ def copy_sets(order: np.ndarray, table: PairTable, register: RegisterFn, max_rou
               deferred: np.ndarray | None = None) -> CopySets:  # fmt: skip
     """Leaders for every row of ``order`` (rows not in ``order`` lead themselves), given the registered candidate
     pairs (``table``). ``deferred``: candidate pairs not registered yet (:mod:`spanning`); each is registered, and
-    joins the candidates, once its rows have different leaders."""
+    guides the search like any candidate, once its rows have different leaders."""
     n = table.n
-    candidates = table
-    indptr, neighbours = _copy_adjacency(n, candidates)
+    guide = table.codes  # the candidates registered: their copies guide the search (pairs asked on demand do not)
+    indptr, neighbours = _copy_adjacency(n, table)
     waiting = np.zeros(0, np.int64) if deferred is None else np.unique(_codes(n, deferred))
-    on_demand = 0
+    on_demand = late = 0
     order = np.asarray(order, np.int64)
     rounds = 0
     while rounds < max_rounds:
@@ -242,29 +246,40 @@ def copy_sets(order: np.ndarray, table: PairTable, register: RegisterFn, max_rou
         leader, pending = _assign(
             order, indptr, neighbours, n, table.codes, table.relation, MAX_LEADERS, True, HOPS, VISIT_CAP
         )
-        if len(waiting):
-            lead = np.where(leader >= 0, leader, np.arange(n))
-            apart = lead[waiting // n] != lead[waiting % n]
-            pending = np.concatenate([pending, waiting[apart]])
-        pending = np.unique(pending)
+        pending = np.unique(np.concatenate([pending, waiting[_apart(waiting, leader, n)]]))
         if not len(pending):
             break
         pairs = table.decode(pending)
         relation, results = register(pairs)
         table = table.add(pairs, relation, results)
-        on_demand += len(pairs)
         joins = np.isin(pending, waiting, assume_unique=True)
-        if joins.any():  # deferred candidates now registered: their copies guide the search like any candidate's
-            candidates = candidates.add(pairs[joins], relation[joins], results[joins])
-            indptr, neighbours = _copy_adjacency(n, candidates)
+        on_demand += int((~joins).sum())
+        if joins.any():
+            late += int(joins.sum())
+            guide = np.union1d(guide, pending[joins])
+            indptr, neighbours = _copy_adjacency(n, table, guide)
             waiting = waiting[~np.isin(waiting, pending[joins], assume_unique=True)]
     else:  # still asking after max_rounds: a last pass joins verified leaders only
         leader, _ = _assign(
             order, indptr, neighbours, n, table.codes, table.relation, MAX_LEADERS, False, HOPS, VISIT_CAP
         )
+        apart = _apart(waiting, leader, n)
+        if apart.any():  # registered for what they say (overlapping views), without another search
+            pairs = table.decode(waiting[apart])
+            table = table.add(pairs, *register(pairs))
+            late += int(apart.sum())
+            waiting = waiting[~apart]
     untouched = leader < 0
     leader[untouched] = np.flatnonzero(untouched)
-    return CopySets(leader, table, rounds, on_demand, len(waiting))
+    return CopySets(leader, table, rounds, on_demand, late, len(waiting))
+
+
+def _apart(codes: np.ndarray, leader: np.ndarray, n: int) -> np.ndarray:
+    """Which pairs (codes) have rows with different leaders (-1: a row leads itself)."""
+    if not len(codes):
+        return np.zeros(0, bool)
+    lead = np.where(leader >= 0, leader, np.arange(n))
+    return lead[codes // n] != lead[codes % n]
 
 
 def _codes(n: int, pairs: np.ndarray) -> np.ndarray:

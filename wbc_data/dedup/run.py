@@ -90,7 +90,8 @@ class DedupOptions:
     regions: bool = True  # with fields: keypoint matching for zoomed, rotated, sheared regions of fields
     engine: str = "batched"  # registration: "batched" (array passes) or "reference" (one pair at a time)
     cache_pairs: bool = True  # reuse registration results of earlier runs (workspace cache)
-    all_pairs: bool = False  # register every candidate pair, also those inside one copy set (see dedup.spanning)
+    all_pairs: bool = False  # register every candidate pair, also those inside one copy set (see dedup.spanning;
+    # the leader search still reaches linkage.HOPS = 12, not the 3 of the code before issue 21's tenth session)
     device: str = "auto"  # batched registration's log-polar stage: auto (a CUDA GPU if torch sees one), cpu, cuda
     executor: Any = None  # a concurrent.futures-style executor (e.g. Dask's client.get_executor()): signature and
     # registration batches run there as independent tasks instead of this machine's worker pool
@@ -278,7 +279,8 @@ def find_relations(
         table = PairTable.build(n, candidates.pairs, relation, results)
     else:
         weight = similarity(view.words, candidates.pairs)
-        verified = verify_candidates(n, candidates.pairs, weight, lambda pairs: relate(pairs, "verify candidates"))
+        verified = verify_candidates(n, candidates.pairs, weight, lambda pairs: relate(pairs, "verify forest"),
+                                     lambda pairs: relate(pairs, "verify candidates"))  # fmt: skip
         table, deferred = verified.table, verified.deferred
     progress.phase("copy sets")
     order = parts.reps[view.searchable[parts.reps]]
@@ -325,6 +327,7 @@ def find_relations(
     counts = {"candidates": len(candidates.pairs), "hash candidates": candidates.hash_pairs,
               "word candidates": candidates.word_pairs, "capped": candidates.capped, "rounds": sets.rounds,
               "registered against leaders": sets.registered_on_demand,
+              "deferred candidates registered": sets.deferred_registered,
               "candidates inside a copy set, not registered": sets.unregistered,
               "regions of fields": len(regions.row)}  # fmt: skip
     return sets.table, found_parts, regions, counts, leader
