@@ -45,6 +45,9 @@ def test_gpu_check_smoke(tmp_path):
     lite = report["lite0_cpu_recipe"]
     assert lite["members"][0]["pretrained"] is True and 0.0 <= lite["test_macro_f1"] <= 1.0
     assert report["seed_ensemble_random_init"]["members"][0]["pretrained"] is False
+    dedup = report["dedup_registration"]  # issue 21: numpy against torch registration of real cells and copies
+    assert dedup.get("same_decisions", 0) >= 0.95 and dedup["copies_found_numpy"] > 0, dedup
+    assert dedup["numpy_cpu_pairs_per_s"] > 0 and dedup["torch_pairs_per_s"] > 0
     generator = report["generator"]  # the latent generator through ingest, split and synth train, then sampled
     assert generator["steps"] == 4 and generator["sampling"][0]["images_per_s"] > 0, generator
     assert generator["fidelity"], generator

@@ -14,6 +14,11 @@ then, writing every figure to one JSON (``$OUT/gpu_check.json``, else ``benchmar
    ImageNet embedding, beside real-vs-real and noise) of its samples against the pack's real test cells per class.
    Needs diffusers (carry its wheel in ``.whl/``: ``make_pack.py`` copies it).
 
+5. dedup's registration (issue 21) of the pack's test cells and augmented copies of them (any angle, fill, shift,
+   zoom, mirror, JPEG: ``benchmarks/augment.py``): the numpy path on the CPU against the log-polar stage in torch on
+   the GPU (``--device cuda``), the same pairs: pairs/s of each, and whether both make the same copy decisions and
+   find the same angles.
+
 ``--smoke`` runs every part at toy scale on a CPU (what the test runs); no GPU figure comes from it.
 """
 
@@ -224,6 +229,66 @@ def generator_run(pack: Path, minutes: float, smoke: bool) -> dict:
     return out
 
 
+def dedup_registration(pack: Path, smoke: bool) -> dict:
+    """Canvases of the pack's test cells and ``copies`` augmented copies of each; every pair inside a cell's group
+    plus ``distinct`` other rows per row; registered by the numpy path and by the torch path (CUDA when there is
+    one, else torch on the CPU), timed, decisions compared."""
+    import cv2
+    from augment import Augmentation, augment
+    from PIL import Image
+
+    from wbc_data.dedup.batched import register_many
+    from wbc_data.dedup.confirm import RESULT_FIELDS
+    from wbc_data.dedup.linkage import COPY, copy_relation
+    from wbc_data.dedup.signature import CANVAS, grey_and_valid, make_canvas
+
+    cells, copies, distinct = (4, 3, 4) if smoke else (300, 8, 16)
+    test = Pack(pack, "test", cells)
+    rng = np.random.default_rng(0)
+    canvases, group = [], []
+    for k, image in enumerate(test.images[:cells]):
+        rgb = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+        views = [rgb] + [
+            cv2.cvtColor(
+                cv2.imdecode(np.frombuffer(augment(rgb, Augmentation.draw(rng)), np.uint8), cv2.IMREAD_COLOR),
+                cv2.COLOR_BGR2RGB,
+            )
+            for _ in range(copies)
+        ]
+        for view in views:
+            canvases.append(make_canvas(*grey_and_valid(Image.fromarray(view))))
+            group.append(k)
+    canvases_a, group_a = np.stack(canvases), np.array(group)
+    n = len(canvases_a)
+    same = [(a, b) for a in range(n) for b in range(a + 1, n) if group_a[a] == group_a[b]]
+    other = [(a, int(b)) for a in range(n) for b in rng.choice(n, distinct, replace=False) if group_a[b] != group_a[a]]
+    pairs = np.array(same + other, np.int64)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    register_many(canvases_a, pairs[:64], device)  # warm-up: CUDA context, FFT plans, numba kernels
+    register_many(canvases_a, pairs[:64], None)
+    runs = {}
+    for name, where in (("numpy_cpu", None), (f"torch_{device}", device)):
+        start = time.perf_counter()
+        runs[name] = (register_many(canvases_a, pairs, where), time.perf_counter() - start)
+    (cpu, cpu_s), (gpu, gpu_s) = runs.values()
+    none = np.full(len(pairs), "", dtype=object)
+    rel_cpu, rel_gpu = copy_relation(cpu, CANVAS, none, none), copy_relation(gpu, CANVAS, none, none)
+    both = (rel_cpu == COPY) & (rel_gpu == COPY)
+    angle = RESULT_FIELDS.index("angle")
+    turn = (cpu[both, angle] - gpu[both, angle] + 180) % 360 - 180
+    is_copy = group_a[pairs[:, 0]] == group_a[pairs[:, 1]]
+    return {"rows": n, "pairs": len(pairs), "copy_pairs": int(is_copy.sum()), "torch_device": device,
+            "numpy_cpu_s": cpu_s, "numpy_cpu_pairs_per_s": len(pairs) / cpu_s, "torch_s": gpu_s,
+            "torch_pairs_per_s": len(pairs) / gpu_s, "torch_vs_numpy": cpu_s / gpu_s,
+            "same_decisions": float((rel_cpu == rel_gpu).mean()),
+            "copies_found_numpy": float((rel_cpu[is_copy] == COPY).mean()),
+            "distinct_called_copies_numpy": int((rel_cpu[~is_copy] == COPY).sum()),
+            "max_angle_difference_deg": float(np.abs(turn).max()) if both.any() else None,
+            "note": "one process each; the numpy path is what one CPU worker runs (dedup uses every core); the "
+                    "pack's cells are 128 px, so copies downscaled 0.5x are 64 px and fewer are found than at full "
+                    "size"}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pack", type=Path, default=DEFAULT_PACK)
@@ -272,6 +337,12 @@ def main() -> None:
     target = args.out / "gpu_check.json"
     report["seconds"] = time.perf_counter() - started
     target.write_text(json.dumps(report, indent=2, default=float) + "\n")  # the classifier figures, kept if below fails
+    try:
+        report["dedup_registration"] = dedup_registration(args.pack, args.smoke)
+    except Exception as exc:  # record why, keep the other figures
+        report["dedup_registration"] = {"error": f"{type(exc).__name__}: {exc}"}
+    print(f"dedup registration: {report['dedup_registration']}", flush=True)
+    target.write_text(json.dumps(report, indent=2, default=float) + "\n")
     try:
         import diffusers  # noqa: F401
     except ImportError:
