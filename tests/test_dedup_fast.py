@@ -106,17 +106,24 @@ def _dedup_both(ws: Workspace, **options) -> tuple[pd.DataFrame, pd.DataFrame]:
     return fast, reference
 
 
+def _augmented_workspace(tmp_path, workspace: Workspace, fields: int, copies: int, distinct_per_class: int,
+                         seed: int) -> None:  # fmt: skip
+    """One real PBC cell per class and ``fields`` BCCD fields, each with ``copies`` augmented copies, among distinct
+    cells and 2 distinct fields, ingested and merged."""
+    pbc = shared_path("pbc", "PBC_dataset_normal_DIB")
+    bccd = shared_path("bccd", "BCCD", "JPEGImages")
+    augmented_set(tmp_path / "set", pbc, bccd, cells_per_class=1, fields=fields, copies=copies,
+                  distinct_per_class=distinct_per_class, distinct_fields=2, seed=seed)  # fmt: skip
+    ingest("imagefolder", tmp_path / "set", workspace,
+           IngestOptions(workers=1, label_map=LabelMap.from_dict(ACCURACY_LABEL_MAP)))  # fmt: skip
+    merge(workspace)
+
+
 @pytest.mark.slow
 def test_fast_path_gives_the_reference_clusters_on_augmented_real_cells_and_fields(tmp_path, workspace):
     """Augmented copies of real PBC cells and BCCD fields among distinct ones: identical clusters and decisions,
     and the same recovered rotations within the angle tolerance."""
-    pbc = shared_path("pbc", "PBC_dataset_normal_DIB")
-    bccd = shared_path("bccd", "BCCD", "JPEGImages")
-    augmented_set(tmp_path / "set", pbc, bccd, cells_per_class=1, fields=2, copies=3, distinct_per_class=2,
-                  distinct_fields=2, seed=21)  # fmt: skip
-    ingest("imagefolder", tmp_path / "set", workspace,
-           IngestOptions(workers=1, label_map=LabelMap.from_dict(ACCURACY_LABEL_MAP)))  # fmt: skip
-    merge(workspace)
+    _augmented_workspace(tmp_path, workspace, fields=2, copies=3, distinct_per_class=2, seed=21)
     fast, reference = _dedup_both(workspace)
     assert _clusters(fast) == _clusters(reference)
     assert len(_clusters(fast)) >= 8
@@ -129,13 +136,7 @@ def test_registering_a_spanning_forest_gives_the_clusters_of_registering_every_c
     """Real PBC cells with 8 augmented copies each and BCCD fields with 3, among distinct cells and fields: the
     default (a spanning forest of the candidates, pairs inside a copy set deferred) registers fewer pairs and gives
     the clusters and keep decisions of registering every candidate pair."""
-    pbc = shared_path("pbc", "PBC_dataset_normal_DIB")
-    bccd = shared_path("bccd", "BCCD", "JPEGImages")
-    augmented_set(tmp_path / "set", pbc, bccd, cells_per_class=1, fields=1, copies=8, distinct_per_class=3,
-                  distinct_fields=2, seed=7)  # fmt: skip
-    ingest("imagefolder", tmp_path / "set", workspace,
-           IngestOptions(workers=1, label_map=LabelMap.from_dict(ACCURACY_LABEL_MAP)))  # fmt: skip
-    merge(workspace)
+    _augmented_workspace(tmp_path, workspace, fields=1, copies=8, distinct_per_class=3, seed=7)
     every = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False, all_pairs=True))
     forest = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False))
     assert _clusters(forest.frame) == _clusters(every.frame)
