@@ -9,6 +9,7 @@ import itertools
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
@@ -158,6 +159,45 @@ def test_cli_dedup_against_manifest_excludes_leaks(workspace, tmp_path):
     assert frame.leak_match.notna().sum() == 1
     bad = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "nope" in bad.output
+
+
+def test_cli_all_pairs_registers_every_candidate_and_gives_the_same_clusters(workspace, tmp_path, monkeypatch):
+    """``--all-pairs`` reaches the stage (every candidate registered, none deferred) and, on the sample's real cells
+    with augmented copies, finds the clusters of the default (pairs inside a set of copies deferred)."""
+    import shutil
+
+    from benchmarks.augment import Augmentation, augment, load_rgb
+    from wbc_data.dedup import run as run_module
+
+    cells = sorted((Path(__file__).resolve().parent.parent / "wbc_data" / "sample" / "pbc").rglob("*.jpg"))[:16]
+    root = tmp_path / "set" / "cells"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for path in cells:
+        shutil.copy(path, root / path.name)
+    for path in cells[:3]:
+        for k in range(4):
+            (root / f"{path.stem}_copy{k}.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
+    ingest("imagefolder", tmp_path / "set", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    seen = []
+    real_dedup = run_module.dedup
+
+    def recording(ws, options, progress=None):
+        result = real_dedup(ws, options, progress)
+        seen.append((options.all_pairs, result.findings["candidates inside a copy set, not registered"]))
+        return result
+
+    monkeypatch.setattr(run_module, "dedup", recording)
+    clusters = []
+    for flags in (["--all-pairs"], []):
+        shutil.rmtree(workspace.root / "cache", ignore_errors=True)
+        out = CliRunner().invoke(app, ["dedup", "-w", str(workspace.root), "-j", "1", *flags])
+        assert out.exit_code == 0, out.output
+        frame = load_view(workspace).frame.dropna(subset=["dup_cluster"])
+        clusters.append({frozenset(ids) for _, ids in frame.groupby("dup_cluster")["sample_id"]})
+    assert seen[0] == (True, 0) and seen[1][0] is False and seen[1][1] > 0
+    assert clusters[0] == clusters[1] and len(clusters[0]) >= 3
 
 
 def test_real_distinct_cells_that_once_matched_through_a_crop_stay_apart(tmp_path):

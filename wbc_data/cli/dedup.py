@@ -64,6 +64,14 @@ def dedup_cmd(
             help="auto (a CUDA GPU when torch sees one), cpu or cuda: where the batched registration runs its FFTs.",
         ),
     ] = "auto",
+    all_pairs: Annotated[
+        bool,
+        typer.Option(
+            "--all-pairs",
+            help="Register every candidate pair, also those inside one set of copies (slower; what the default's "
+            "deferral is checked against).",
+        ),
+    ] = False,
 ) -> None:
     """Find exact and near duplicates (any angle, shift, scale, mirror; fill borders ignored; crops of field
     images) across sources, keep one per set of copies, audit leakage."""
@@ -84,6 +92,7 @@ def dedup_cmd(
         regions=regions,
         engine=engine,
         device=device,
+        all_pairs=all_pairs,
     )
     with RichProgress("dedup") as progress:
         result = dedup(ws, options, progress)
