@@ -393,19 +393,27 @@ def test_registration_does_not_depend_on_how_pairs_are_batched(monkeypatch):
         np.testing.assert_allclose(other, whole, atol=1e-4)
 
 
+def sample_cells_with_copies(tmp_path, workspace: Workspace, cells: int, originals: int, copies: int,
+                             seed: int) -> None:  # fmt: skip
+    """The package's first ``cells`` real sample cells and ``copies`` augmented copies of each of the first
+    ``originals``, as an image folder, ingested and merged."""
+    paths = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:cells]
+    root = tmp_path / "a" / "cells"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for path in paths:
+        shutil.copy(path, root / path.name)
+    for path in paths[:originals]:
+        for k in range(copies):
+            (root / f"{path.stem}_copy{k}.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
+    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
+    merge(workspace)
+
+
 def test_warm_rerun_registers_only_new_pairs(tmp_path, workspace):
     """A second dedup registers nothing (the registration cache) and gives the same clusters; after a new source
     (the package's Kaggle sample), only pairs involving its rows are registered."""
-    cells = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:24]
-    root = tmp_path / "a" / "cells"
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(2)
-    for path in cells:
-        shutil.copy(path, root / path.name)
-    for path in cells[:4]:
-        (root / f"{path.stem}_copy.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
-    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
-    merge(workspace)
+    sample_cells_with_copies(tmp_path, workspace, cells=24, originals=4, copies=1, seed=2)
     first = dedup(workspace, DedupOptions(reports=False, workers=1))
     again = dedup(workspace, DedupOptions(reports=False, workers=1))
     assert first.findings["registered"] > 0 and again.findings["registered"] == 0
@@ -456,16 +464,7 @@ def test_cuda_path_agrees_with_the_numpy_path_on_a_gpu():
 def _local_clusters_of_copies(tmp_path, workspace, cells: int, copies: int):
     """Real sample cells and augmented copies of the first few, ingested and deduplicated by the local pool; the
     signature cache is then removed, so the next dedup computes everything again (elsewhere)."""
-    paths = sorted((sample_dir() / "pbc").rglob("*.jpg"))[:cells]
-    root = tmp_path / "a" / "cells"
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(5)
-    for path in paths:
-        shutil.copy(path, root / path.name)
-    for path in paths[:copies]:
-        (root / f"{path.stem}_copy.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
-    ingest("imagefolder", tmp_path / "a", workspace, IngestOptions(workers=1))
-    merge(workspace)
+    sample_cells_with_copies(tmp_path, workspace, cells=cells, originals=copies, copies=1, seed=5)
     local = dedup(workspace, DedupOptions(reports=False, workers=1, cache_pairs=False)).frame
     shutil.rmtree(workspace.root / "cache")
     return local

@@ -9,7 +9,6 @@ import itertools
 import random
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
@@ -166,20 +165,10 @@ def test_cli_all_pairs_registers_every_candidate_and_gives_the_same_clusters(wor
     with augmented copies, finds the clusters of the default (pairs inside a set of copies deferred)."""
     import shutil
 
-    from benchmarks.augment import Augmentation, augment, load_rgb
+    from tests.test_dedup_fast import sample_cells_with_copies
     from wbc_data.dedup import run as run_module
 
-    cells = sorted((Path(__file__).resolve().parent.parent / "wbc_data" / "sample" / "pbc").rglob("*.jpg"))[:16]
-    root = tmp_path / "set" / "cells"
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(3)
-    for path in cells:
-        shutil.copy(path, root / path.name)
-    for path in cells[:3]:
-        for k in range(4):
-            (root / f"{path.stem}_copy{k}.jpg").write_bytes(augment(load_rgb(path), Augmentation.draw(rng)))
-    ingest("imagefolder", tmp_path / "set", workspace, IngestOptions(workers=1))
-    merge(workspace)
+    sample_cells_with_copies(tmp_path, workspace, cells=16, originals=3, copies=4, seed=3)
     seen = []
     real_dedup = run_module.dedup
 

@@ -71,6 +71,11 @@ def copy_relation(results: np.ndarray, canvas: int, label_a: np.ndarray, label_b
     return np.where(matched & (plain | strict), COPY, out).astype(np.int8)
 
 
+def row_pair_codes(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One int64 code per unordered pair of rows: ``lo * n + hi``."""
+    return np.minimum(a, b) * n + np.maximum(a, b)
+
+
 @dataclass
 class PairTable:
     """Registered pairs as sorted codes ``lo * n + hi`` with their relation and registration results (rows of
@@ -84,7 +89,7 @@ class PairTable:
     @classmethod
     def build(cls, n: int, pairs: np.ndarray, relation: np.ndarray, results: np.ndarray) -> PairTable:
         pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-        codes = np.minimum(pairs[:, 0], pairs[:, 1]) * n + np.maximum(pairs[:, 0], pairs[:, 1])
+        codes = row_pair_codes(n, pairs[:, 0], pairs[:, 1])
         order = np.argsort(codes, kind="stable")
         results = np.asarray(results, np.float32).reshape(len(pairs), len(RESULT_FIELDS))
         return cls(n, codes[order], np.asarray(relation, np.int8)[order], results[order])
@@ -105,7 +110,7 @@ class PairTable:
     def find(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Position of each pair (a[k], b[k]) in the table, -1 where it was never registered."""
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-        codes = np.minimum(a, b) * self.n + np.maximum(a, b)
+        codes = row_pair_codes(self.n, a, b)
         if not len(self.codes):
             return np.full(len(codes), -1, np.int64)
         k = np.clip(np.searchsorted(self.codes, codes), 0, len(self.codes) - 1)
@@ -237,7 +242,8 @@ def copy_sets(order: np.ndarray, table: PairTable, register: RegisterFn, max_rou
     n = table.n
     guide = table.codes  # the candidates registered: their copies guide the search (pairs asked on demand do not)
     indptr, neighbours = _copy_adjacency(n, table)
-    waiting = np.zeros(0, np.int64) if deferred is None else np.unique(_codes(n, deferred))
+    deferred = np.zeros((0, 2), np.int64) if deferred is None else np.asarray(deferred, np.int64).reshape(-1, 2)
+    waiting = np.unique(row_pair_codes(n, deferred[:, 0], deferred[:, 1]))
     on_demand = late = 0
     order = np.asarray(order, np.int64)
     rounds = 0
@@ -280,8 +286,3 @@ def _apart(codes: np.ndarray, leader: np.ndarray, n: int) -> np.ndarray:
         return np.zeros(0, bool)
     lead = np.where(leader >= 0, leader, np.arange(n))
     return lead[codes // n] != lead[codes % n]
-
-
-def _codes(n: int, pairs: np.ndarray) -> np.ndarray:
-    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    return np.minimum(pairs[:, 0], pairs[:, 1]) * n + np.maximum(pairs[:, 0], pairs[:, 1])

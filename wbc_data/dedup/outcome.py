@@ -34,7 +34,8 @@ class Outcome:
     linked_by: np.ndarray  # object: how a row joined its cluster ("copy", "exact", "crop", "part", "overlap")
 
 
-def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected component of every row over the pairs (a[k], b[k])."""
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
@@ -93,7 +94,7 @@ def decide(
     kinds.append(np.full(len(crops), "crop", dtype=object))
 
     a, b = np.concatenate(a_links), np.concatenate(b_links)
-    component = _components(n, a, b) if n else np.zeros(0, np.int64)
+    component = components(n, a, b) if n else np.zeros(0, np.int64)
     size = np.bincount(component, minlength=n) if n else np.zeros(0, np.int64)
     member = size[component] > 1
     cluster = np.full(n, -1, np.int64)

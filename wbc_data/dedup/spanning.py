@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from wbc_data.dedup.confirm import RESULT_FIELDS
 from wbc_data.dedup.linkage import COPY, PairTable, RegisterFn
+from wbc_data.dedup.outcome import components
 
 
 @dataclass
@@ -79,24 +79,20 @@ def spanning_forest(n: int, pairs: np.ndarray, weight: np.ndarray) -> np.ndarray
     return _forest(n, np.ascontiguousarray(pairs, np.int64), order.astype(np.int64))
 
 
-def linked(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Component of every row over ``pairs`` (connected components)."""
-    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
-
-
 def verify_candidates(n: int, pairs: np.ndarray, weight: np.ndarray, register_forest: RegisterFn,
                       register_rest: RegisterFn) -> Verified:  # fmt: skip
     """Register the spanning forest of the candidates (``register_forest``), then the candidates its verified copies
     leave unlinked (``register_rest``); the others are deferred."""
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     if not len(pairs):
-        return Verified(PairTable.build(n, pairs, np.zeros(0, np.int8), np.zeros((0, 8), np.float32)), pairs)
+        empty = np.zeros((0, len(RESULT_FIELDS)), np.float32)
+        return Verified(PairTable.build(n, pairs, np.zeros(0, np.int8), empty), pairs)
     first = spanning_forest(n, pairs, weight)
     forest, rest = pairs[first], pairs[~first]
     relation, results = register_forest(forest)
     table = PairTable.build(n, forest, relation, results)
-    component = linked(n, forest[relation == COPY])
+    copies = forest[relation == COPY]
+    component = components(n, copies[:, 0], copies[:, 1])
     apart = component[rest[:, 0]] != component[rest[:, 1]]
     if apart.any():
         table = table.add(rest[apart], *register_rest(rest[apart]))
