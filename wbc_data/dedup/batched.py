@@ -40,19 +40,18 @@ from wbc_data.dedup.register import (
     MIN_OVERLAP,
     NO_MATCH,
     POLAR_FLOOR,
+    POLAR_ROWS,
     TAPER,
     TEXTURE_MARGIN,
     _highpass,
-    _mirror_rows,
     _window,
     band_pass,
 )
 
 CHUNK = 256
-"""Pairs per array pass of the log-polar stage (two 180 x 96 float32 surfaces each: about 35 MB a chunk)."""
+"""Pairs per array pass of the log-polar stage (two 90 x 96 float32 surfaces each: about 18 MB a chunk)."""
 
 POLAR_FLAGS = cv2.WARP_POLAR_LOG | cv2.INTER_LINEAR
-_MIRROR = _mirror_rows(np.arange(ANGLES)[:, None])[:, 0]  # row permutation of the mirror image's log-polar image
 _KERNEL = np.ones((2 * TEXTURE_MARGIN + 1, 2 * TEXTURE_MARGIN + 1), np.uint8)
 
 
@@ -85,7 +84,7 @@ class Rows:
 
     valid: np.ndarray  # (r,) int: valid pixel count
     mean: np.ndarray  # (r,) float32
-    polar: np.ndarray  # (r, ANGLES, n//2+1) complex64: spectrum of the log-polar image
+    polar: np.ndarray  # (r, POLAR_ROWS, n//2+1) complex64: spectrum of the log-polar image
     polar_mirror: np.ndarray  # the same for the mirror image
     canvases: np.ndarray | None = None  # (r, n, n) uint8: what the rest is made from
     values: np.ndarray | None = None  # (r, n, n) float32, invalid pixels at the mean
@@ -102,44 +101,75 @@ PREPARE_CHUNK = 512
 """Rows prepared per array pass: the temporaries (a full complex spectrum, the log-polar image) stay small."""
 
 
+def _valid_and_mean(canvases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Valid pixel counts and the mean grey of the valid pixels of canvases (0 = no content)."""
+    r = len(canvases)
+    flat = canvases.reshape(r, -1)
+    valid = np.count_nonzero(flat, axis=1).astype(np.int64)
+    total = flat.sum(axis=1, dtype=np.float64)  # invalid pixels are 0: they add nothing
+    return valid, np.where(valid > 0, total / np.maximum(valid, 1), 0).astype(np.float32)
+
+
 def _content(canvases: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """valid counts, means, values (invalid pixels at the mean), masks and tapered zero-mean content of canvases."""
-    r = len(canvases)
     mask = (canvases > 0).astype(np.float32)
-    valid = mask.reshape(r, -1).sum(axis=1).astype(np.int64)
+    valid, mean = _valid_and_mean(canvases)
     raw = canvases.astype(np.float32)
-    mean = np.where(valid > 0, (raw * mask).reshape(r, -1).sum(axis=1, dtype=np.float64) / np.maximum(valid, 1), 0)
-    mean = mean.astype(np.float32)
     values = np.where(mask > 0, raw, mean[:, None, None]).astype(np.float32)
     windowed = np.empty_like(values)
-    for k in range(r):
+    for k in range(len(canvases)):
         inside = cv2.distanceTransform((canvases[k] > 0).astype(np.uint8), cv2.DIST_L2, 3)
         soft = np.clip(inside / TAPER, 0, 1).astype(np.float32)
         windowed[k] = (values[k] - mean[k]) * soft
     return valid, mean, values, mask, windowed
 
 
-def prepare_rows(canvases: np.ndarray) -> Rows:
-    """The log-polar stage's inputs of every canvas (0 = no content): what :func:`register.prepare` computes
-    first, for a stack at once, a chunk of rows at a time. :func:`complete_rows` adds the rest for the rows that
-    pass it."""
+def polar_spectra(canvases: np.ndarray) -> np.ndarray:
+    """(r, POLAR_ROWS, n//2+1) complex64: the phase-only spectrum of each canvas's log-polar magnitude image (180
+    degrees of it, as :func:`register._log_polar`), what the log-polar stage needs of a row (the mirror image's is
+    :func:`mirror_spectra` of it), a chunk of rows at a time so the temporaries stay small."""
     r, n, _ = canvases.shape
-    valid = np.empty(r, np.int64)
-    mean = np.empty(r, np.float32)
-    polar_phase = np.empty((r, ANGLES, n // 2 + 1), np.complex64)
-    mirror_phase = np.empty_like(polar_phase)
+    out = np.empty((r, POLAR_ROWS, n // 2 + 1), np.complex64)
     radius = MAX_FREQUENCY * n / 2
     for start in range(0, r, PREPARE_CHUNK):
         part = slice(start, min(r, start + PREPARE_CHUNK))
-        valid[part], mean[part], _, _, windowed = _content(canvases[part])
+        windowed = _content(canvases[part])[4]
         spectrum = np.abs(scipy.fft.fft2(windowed * _window(n), axes=(-2, -1), workers=1))
         spectrum = (np.log1p(np.fft.fftshift(spectrum, axes=(-2, -1))) * _highpass(n)).astype(np.float32)
-        polar = np.empty((len(spectrum), ANGLES, n), np.float32)
+        polar = np.empty((len(spectrum), POLAR_ROWS, n), np.float32)
         for k in range(len(spectrum)):
-            polar[k] = cv2.warpPolar(spectrum[k], (n, ANGLES), (n / 2, n / 2), radius, POLAR_FLAGS)
-        polar_phase[part] = _phase(_rfft2(polar))
-        mirror_phase[part] = _phase(_rfft2(polar[:, _MIRROR]))
-    return Rows(valid, mean, polar_phase, mirror_phase, canvases=canvases)
+            polar[k] = cv2.warpPolar(spectrum[k], (n, ANGLES), (n / 2, n / 2), radius, POLAR_FLAGS)[:POLAR_ROWS]
+        out[part] = _phase(_rfft2(polar))
+    return out
+
+
+_NEGATED = (-np.arange(POLAR_ROWS)) % POLAR_ROWS
+
+
+def mirror_spectra(polar: np.ndarray) -> np.ndarray:
+    """The mirror image's :func:`polar_spectra` from the image's, without a transform: the mirror's log-polar image
+    is the image's read backwards (row t becomes -t, :func:`register._mirror_rows`), and the DFT of a sequence read
+    backwards is the DFT at -m. Equal to transforming the mirrored image up to float rounding."""
+    return polar[..., _NEGATED, :]
+
+
+def prepare_rows(canvases: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None = None) -> Rows:
+    """The log-polar stage's inputs of every canvas (0 = no content): what :func:`register.prepare` computes
+    first, for a stack at once. ``known``: (row positions, their :func:`polar_spectra`) computed earlier (once per
+    run, :mod:`wbc_data.dedup.spectra`); the other rows' are computed here. :func:`complete_rows` adds the rest for
+    the rows that pass the stage."""
+    r, n, _ = canvases.shape
+    valid, mean = _valid_and_mean(canvases)
+    polar = np.empty((r, POLAR_ROWS, n // 2 + 1), np.complex64)
+    todo = np.ones(r, bool)
+    if known is not None and len(known[0]):
+        polar[known[0]] = known[1]
+        todo[known[0]] = False
+    if todo.all():
+        polar = polar_spectra(canvases)
+    elif todo.any():
+        polar[todo] = polar_spectra(canvases[todo])
+    return Rows(valid, mean, polar, mirror_spectra(polar), canvases=canvases)
 
 
 def complete_rows(rows: Rows, which: np.ndarray) -> None:
@@ -222,8 +252,8 @@ def _polar_stage(rows: Rows, pairs: np.ndarray, live: np.ndarray, n: int, _: str
     for start in range(0, len(live), CHUNK):
         chunk = live[start : start + CHUNK]
         a, b = pairs[chunk, 0], pairs[chunk, 1]
-        plain = _surfaces(rows.polar[a], rows.polar[b], (ANGLES, n))
-        mirror = _surfaces(rows.polar_mirror[a], rows.polar[b], (ANGLES, n))
+        plain = _surfaces(rows.polar[a], rows.polar[b], (POLAR_ROWS, n))
+        mirror = _surfaces(rows.polar_mirror[a], rows.polar[b], (POLAR_ROWS, n))
         best = np.maximum(plain.reshape(len(chunk), -1).max(axis=1), mirror.reshape(len(chunk), -1).max(axis=1))
         keep = best >= POLAR_FLOOR
         if keep.any():
@@ -255,8 +285,8 @@ def _polar_stage_torch(rows: Rows, pairs: np.ndarray, live: np.ndarray, n: int, 
         a = torch.from_numpy(pairs[chunk, 0]).to(dev)
         b = torch.from_numpy(pairs[chunk, 1]).to(dev)
         target = polar[b].conj()
-        plain = torch.fft.irfft2(polar[a] * target, s=(ANGLES, n))
-        mirror = torch.fft.irfft2(polar_mirror[a] * target, s=(ANGLES, n))
+        plain = torch.fft.irfft2(polar[a] * target, s=(POLAR_ROWS, n))
+        mirror = torch.fft.irfft2(polar_mirror[a] * target, s=(POLAR_ROWS, n))
         best = torch.maximum(plain.flatten(1).amax(dim=1), mirror.flatten(1).amax(dim=1))
         keep = (best >= POLAR_FLOOR).cpu().numpy()
         if keep.any():
@@ -313,10 +343,12 @@ def _winners(pair_of: np.ndarray, score: np.ndarray) -> np.ndarray:
     return best[score[best] > -1.0].astype(np.int64)
 
 
-def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | None = None) -> np.ndarray:
+def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | None = None,
+                  known: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
     """``confirm.register_batch``'s result ((p, 8) float32, ``confirm.RESULT_FIELDS``) for ``pairs`` of positions
     into ``canvases`` ((r, n, n) uint8), computed in array passes; ``torch_device``: run the log-polar stage in
-    torch there (``None``: numpy)."""
+    torch there (``None``: numpy); ``known``: rows whose log-polar spectra were computed before
+    (:func:`prepare_rows`)."""
     from wbc_data.dedup.confirm import as_row
 
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
@@ -328,7 +360,7 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | N
     live = np.flatnonzero(has[pairs[:, 0]] & has[pairs[:, 1]])
     if not len(live):
         return out
-    rows = prepare_rows(canvases)
+    rows = prepare_rows(canvases, known)
     # 2. log-polar stage over every pair, both mirror states of a against b as is
     stage = _polar_stage if torch_device is None else _polar_stage_torch
     survivors, peaks = stage(rows, pairs, live, n, torch_device)  # type: ignore[operator]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from wbc_data.core.progress import Progress, or_null
 from wbc_data.dedup.kernels import batch_starts
 from wbc_data.dedup.register import NO_MATCH, POLAR_FLOOR, Match, Prepared, polar_peak, polar_spectra, prepare, register
+from wbc_data.dedup.spectra import RowSpectra, SpectraRef, write_spectra
 from wbc_data.io.parallel import in_order, worker_pool
 
 BATCH_PAIRS = 12_000
@@ -81,14 +83,15 @@ or ``reference`` (:func:`register_batch_reference`, one pair at a time through :
 definition the batched path is tested against)."""
 
 
-def register_batch(canvases: np.ndarray, pairs: np.ndarray, engine: str = "batched",
-                   torch_device: str | None = None) -> np.ndarray:  # fmt: skip
+def register_batch(canvases: np.ndarray, pairs: np.ndarray, engine: str = "batched", torch_device: str | None = None,
+                   known: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
     """(p, len(RESULT_FIELDS)) float32 for ``pairs`` of positions into ``canvases``, by ``engine`` (``batched``:
-    its log-polar stage in torch on ``torch_device`` when given)."""
+    its log-polar stage in torch on ``torch_device`` when given, the log-polar spectra of rows ``known`` taken as
+    given)."""
     if engine == "batched":
         from wbc_data.dedup.batched import register_many
 
-        return register_many(canvases, pairs, torch_device)
+        return register_many(canvases, pairs, torch_device, known)
     if engine != "reference":
         raise ValueError(f"unknown registration engine {engine!r}: use one of {', '.join(ENGINES)}")
     return register_batch_reference(canvases, pairs)
@@ -131,14 +134,42 @@ def register_batch_reference(canvases: np.ndarray, pairs: np.ndarray) -> np.ndar
     return out
 
 
-def _task(args: tuple[np.ndarray, np.ndarray, str, str | None]) -> np.ndarray:
-    return register_batch(*args)
+Payload = tuple[np.ndarray, np.ndarray, str, "str | None", "SpectraRef | None"]
+
+
+def _task(args: Payload) -> np.ndarray:
+    canvases, pairs, engine, torch_device, stored = args
+    return register_batch(canvases, pairs, engine, torch_device, stored.read() if stored is not None else None)
+
+
+def _write_task(args: tuple[Path, int, np.ndarray]) -> None:
+    write_spectra(*args)
+
+
+FILL_ROWS = 512
+"""Rows per task when the run's log-polar spectra are computed (:mod:`wbc_data.dedup.spectra`)."""
+
+
+def _bounded(pool: Any, fn: Callable, payloads: Iterator[Any], in_flight: int) -> Iterator[tuple[Any, Any]]:
+    """(payload's tag, result) of ``fn(payload)`` on the pool, in order, with at most ``in_flight`` payloads
+    built and not yet collected (memory holds a few, however many there are). ``payloads`` yields (tag, args)."""
+    pending: deque = deque()
+    for tag, args in payloads:
+        pending.append((tag, pool.apply_async(fn, (args,))))
+        while len(pending) >= in_flight:
+            done_tag, result = pending.popleft()
+            yield done_tag, result.get()
+    while pending:
+        done_tag, result = pending.popleft()
+        yield done_tag, result.get()
 
 
 def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: Progress | None = None,
-            engine: str = "batched", torch_device: str | None = None, executor: Any = None) -> np.ndarray:  # fmt: skip
+            engine: str = "batched", torch_device: str | None = None, executor: Any = None,
+            spectra: RowSpectra | None = None) -> np.ndarray:  # fmt: skip
     """Register every pair of row positions; (p, len(RESULT_FIELDS)) float32 in the order of ``pairs``. Pairs
-    done are reported as ``progress.advance`` within the caller's phase."""
+    done are reported as ``progress.advance`` within the caller's phase. ``spectra``: the run's stored log-polar
+    spectra (rows not stored yet are computed into it first), for the batched engine on this machine."""
     progress = or_null(progress)
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     out = np.zeros((len(pairs), len(RESULT_FIELDS)), np.float32)
@@ -147,10 +178,19 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     workers = workers or os.cpu_count() or 1
     batches = batches_of(pairs, order, workers)
+    if engine != "batched" or executor is not None:
+        spectra = None  # a cluster's workers cannot read this machine's file; the reference engine needs none
+    if spectra is not None:
+        new, first = spectra.assign(np.unique(pairs))
+        fills = ((None, (spectra.path, first + s, canvases(new[s : s + FILL_ROWS])))
+                 for s in range(0, len(new), FILL_ROWS))  # fmt: skip
+    else:
+        fills = iter(())
 
-    def payload(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, str | None]:
+    def payload(batch: np.ndarray) -> Payload:
         rows, local = np.unique(pairs[batch].reshape(-1), return_inverse=True)
-        return canvases(rows), local.reshape(-1, 2), engine, torch_device
+        stored = spectra.reference(rows) if spectra is not None else None
+        return canvases(rows), local.reshape(-1, 2), engine, torch_device, stored
 
     done = 0
     if executor is not None:  # a cluster (Dask...): each batch is an independent task
@@ -162,25 +202,19 @@ def confirm(pairs: np.ndarray, canvases: CanvasFn, workers: int = 0, progress: P
         return out
     if torch_device is not None and torch_device.startswith("cuda"):
         workers = 1  # one process drives the GPU (forked workers cannot share its context)
-    done = 0
     if workers == 1 or len(batches) == 1:
+        for _, args in fills:
+            _write_task(args)
         for batch in batches:
-            out[batch] = register_batch(*payload(batch))
+            out[batch] = _task(payload(batch))
             done += len(batch)
             progress.advance(done, len(pairs))
         return out
     with worker_pool(workers, opencv=True, keep_heap=True) as pool:
-        pending: deque = deque()
-        for batch in batches:
-            pending.append((batch, pool.apply_async(_task, (payload(batch),))))
-            while len(pending) >= 2 * workers:
-                finished, result = pending.popleft()
-                out[finished] = result.get()
-                done += len(finished)
-                progress.advance(done, len(pairs))
-        while pending:
-            finished, result = pending.popleft()
-            out[finished] = result.get()
-            done += len(finished)
+        for _ in _bounded(pool, _write_task, fills, 2 * workers):
+            pass
+        for batch, result in _bounded(pool, _task, ((batch, payload(batch)) for batch in batches), 2 * workers):
+            out[batch] = result
+            done += len(batch)
             progress.advance(done, len(pairs))
     return out

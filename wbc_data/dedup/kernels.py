@@ -577,3 +577,106 @@ def border_regions(labels: np.ndarray, count: int, min_area: int, rgb: np.ndarra
         for x in range(w):
             out[y, x] = edge[labels[y, x]]
     return out
+
+
+@nb.njit(cache=True, inline="always")
+def _is_flat(rgb: np.ndarray, y: int, x: int, h: int, w: int) -> bool:
+    """Every pixel of the 3 x 3 window (clipped to the image) equals the centre in every channel: what
+    ``dilate - erode == 0`` over the window says, OpenCV's morphology ignoring pixels outside the image."""
+    for yy in range(max(0, y - 1), min(h, y + 2)):
+        for xx in range(max(0, x - 1), min(w, x + 2)):
+            for c in range(3):
+                if rgb[yy, xx, c] != rgb[y, x, c]:
+                    return False
+    return True
+
+
+@nb.njit(cache=True, inline="always")
+def _is_extreme(rgb: np.ndarray, y: int, x: int, black_max: int, white_min: int) -> bool:
+    r, g, b = rgb[y, x, 0], rgb[y, x, 1], rgb[y, x, 2]
+    return max(r, g, b) <= black_max or min(r, g, b) >= white_min
+
+
+@nb.njit(cache=True)
+def _grow(rgb: np.ndarray, y0: int, x0: int, flat: bool, seen: np.ndarray, flat_state: np.ndarray,
+          queue: np.ndarray, black_max: int, white_min: int) -> int:  # fmt: skip
+    """The 4-connected component of extreme (``flat`` False) or flat pixels holding (y0, x0), breadth first from
+    there: its pixels (y * w + x) in ``queue[:count]``; returns count. ``seen`` marks the pixels visited;
+    ``flat_state`` caches flatness (0 unknown, 1 flat, 2 not)."""
+    h, w = seen.shape
+    seen[y0, x0] = True
+    queue[0] = y0 * w + x0
+    head, count = 0, 1
+    while head < count:
+        y, x = divmod(queue[head], w)
+        head += 1
+        for k in range(4):
+            ny = y + (1 if k == 0 else -1 if k == 1 else 0)
+            nx = x + (1 if k == 2 else -1 if k == 3 else 0)
+            if ny < 0 or ny >= h or nx < 0 or nx >= w or seen[ny, nx]:
+                continue
+            if flat:
+                if flat_state[ny, nx] == 0:
+                    flat_state[ny, nx] = 1 if _is_flat(rgb, ny, nx, h, w) else 2
+                member = flat_state[ny, nx] == 1
+            else:
+                member = _is_extreme(rgb, ny, nx, black_max, white_min)
+            if member:
+                seen[ny, nx] = True
+                queue[count] = ny * w + nx
+                count += 1
+    return count
+
+
+@nb.njit(cache=True)
+def fill_pixels(rgb: np.ndarray, black_max: int, white_min: int, flat_range: int, min_flat_area: int) -> np.ndarray:
+    """``fill.fill_mask``'s mask on an image already at its working size, visiting only the components that touch
+    the border (grown from the border pixels) instead of labelling every component of the image: a smooth cell's
+    background holds thousands of tiny flat components that never touch it. The same mask as the labelling code
+    (tested): extreme components touching the border, and flat ones of at least ``min_flat_area`` pixels spanning at
+    most ``flat_range`` levels per channel."""
+    h, w = rgb.shape[0], rgb.shape[1]
+    out = np.zeros((h, w), np.bool_)
+    seen_extreme = np.zeros((h, w), np.bool_)
+    seen_flat = np.zeros((h, w), np.bool_)
+    flat_state = np.zeros((h, w), np.uint8)
+    queue = np.empty(h * w, np.int64)
+    perimeter = 2 * (h + w)
+    for k in range(perimeter):
+        if k < w:
+            y, x = 0, k
+        elif k < 2 * w:
+            y, x = h - 1, k - w
+        elif k < 2 * w + h:
+            y, x = k - 2 * w, 0
+        else:
+            y, x = k - 2 * w - h, w - 1
+        if not seen_extreme[y, x] and _is_extreme(rgb, y, x, black_max, white_min):
+            count = _grow(rgb, y, x, False, seen_extreme, flat_state, queue, black_max, white_min)
+            for i in range(count):
+                py, px = divmod(queue[i], w)
+                out[py, px] = True
+        if seen_flat[y, x]:
+            continue
+        if flat_state[y, x] == 0:
+            flat_state[y, x] = 1 if _is_flat(rgb, y, x, h, w) else 2
+        if flat_state[y, x] != 1:
+            continue
+        count = _grow(rgb, y, x, True, seen_flat, flat_state, queue, black_max, white_min)
+        if count < min_flat_area:
+            continue
+        keep = True
+        for c in range(3):
+            low, high = 255, 0
+            for i in range(count):
+                py, px = divmod(queue[i], w)
+                v = rgb[py, px, c]
+                low = min(low, v)
+                high = max(high, v)
+            if high - low > flat_range:
+                keep = False
+        if keep:
+            for i in range(count):
+                py, px = divmod(queue[i], w)
+                out[py, px] = True
+    return out

@@ -23,7 +23,7 @@ import xxhash
 from wbc_data.dedup.confirm import RESULT_FIELDS
 from wbc_data.dedup.store import VERSION, SignatureStore
 
-REGISTRATION_VERSION = "r1"
+REGISTRATION_VERSION = "r2"
 """Changes whenever registration or its thresholds-free results change (never for a threshold: the decisions are
 made from the cached results each run)."""
 

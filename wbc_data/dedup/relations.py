@@ -27,6 +27,7 @@ from wbc_data.dedup.neighbours import candidate_pairs, cross_pairs, unique_pairs
 from wbc_data.dedup.paircache import PairCache, cached_register
 from wbc_data.dedup.pairs import hash_candidates
 from wbc_data.dedup.register import MIN_OVERLAP
+from wbc_data.dedup.spectra import RowSpectra
 from wbc_data.dedup.store import SignatureStore
 from wbc_data.dedup.windows import grid_windows
 
@@ -145,16 +146,17 @@ def register_pairs(
     engine: str = "batched",
     torch_device: str | None = None,
     executor: Any = None,
+    spectra: RowSpectra | None = None,
 ) -> np.ndarray:
     """Registration results (``confirm.RESULT_FIELDS``) for row pairs; pairs of images registered by an earlier
     run come from the workspace's registration cache (:mod:`paircache`); pairs registered now are a phase named
-    ``what``."""
+    ``what``. ``spectra``: the run's stored log-polar spectra of the view's rows (:mod:`spectra`)."""
     progress = or_null(progress)
 
     def fresh(p: np.ndarray) -> np.ndarray:
         if len(p):  # none when every pair came from the cache
             progress.phase(what, len(p))
-        return confirm(p, view.canvases, workers, progress, engine, torch_device, executor)
+        return confirm(p, view.canvases, workers, progress, engine, torch_device, executor, spectra)
 
     return view.register(pairs, view.keys, fresh, engine)
 

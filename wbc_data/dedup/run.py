@@ -46,6 +46,7 @@ from wbc_data.dedup.relations import (
 )
 from wbc_data.dedup.signature import CANVAS
 from wbc_data.dedup.spanning import similarity, verify_candidates
+from wbc_data.dedup.spectra import RowSpectra
 from wbc_data.dedup.store import SignatureStore
 from wbc_data.dedup.windows import grid_windows
 from wbc_data.dedup.zoom import CROP_GRID, zoomed_phashes
@@ -256,7 +257,20 @@ def find_relations(
 ) -> tuple[PairTable, Parts, RegionMatches, dict[str, int], np.ndarray]:  # fmt: skip
     """Registered candidate pairs (copy sets formed over them), parts of fields (window registration) and regions
     of fields (keypoints, only with a ``loader`` to reopen rows); returns the table, the parts, the regions,
-    counts, and the copy-set leader of every representative."""
+    counts, and the copy-set leader of every representative. The run's log-polar spectra (:mod:`spectra`) live as
+    long as this call."""
+    spectra = RowSpectra.beside(view.store.directory.parent, len(view.keys)) if view.store is not None else None
+    try:
+        return _find_relations(parts, view, options, progress, allowed, loader, spectra)
+    finally:
+        if spectra is not None:
+            spectra.close()
+
+
+def _find_relations(
+    parts: Participants, view: SignatureView, options: DedupOptions, progress: Progress | None,
+    allowed: Callable[[np.ndarray], np.ndarray] | None, loader: RowOpener | None, spectra: RowSpectra | None,
+) -> tuple[PairTable, Parts, RegionMatches, dict[str, int], np.ndarray]:  # fmt: skip
     from wbc_data.dedup.batched import resolve_device
 
     progress = or_null(progress)
@@ -268,7 +282,7 @@ def find_relations(
 
     def relate(pairs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
         results = register_pairs(view, pairs, options.workers, progress, what, options.engine, torch_device,
-                                 options.executor)  # fmt: skip
+                                 options.executor, spectra)  # fmt: skip
         relation = copy_relation(results, CANVAS, labels[pairs[:, 0]], labels[pairs[:, 1]], options.min_correlation)
         return relation, results
 
