@@ -72,21 +72,32 @@ def border_components(mask: np.ndarray, min_area: int = 0, rgb: np.ndarray | Non
     return touching[labels]
 
 
+def channel_max_min(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r, g, b = cv2.split(rgb)
+    return cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b)
+
+
+def on_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
 def fill_mask(rgb: np.ndarray) -> np.ndarray:
+    """Every 4-connected region of near-black/near-white pixels, and of locally flat ones, labelled over the whole
+    image; those touching the border (flat ones: large and of one colour) are fill."""
     rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     scale = min(1.0, F.WORK_SIDE / max(h, w))
     small = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                 interpolation=cv2.INTER_AREA)  # fmt: skip
-    brightest, darkest = F._channel_max_min(small)
+    brightest, darkest = channel_max_min(small)
     extreme = (brightest <= F.BLACK_MAX) | (darkest >= F.WHITE_MIN)
     kernel = np.ones((3, 3), np.uint8)
-    spread, _ = F._channel_max_min(cv2.absdiff(cv2.dilate(small, kernel), cv2.erode(small, kernel)))
+    spread, _ = channel_max_min(cv2.absdiff(cv2.dilate(small, kernel), cv2.erode(small, kernel)))
     flat = spread == 0
     fill = np.zeros(small.shape[:2], dtype=bool)
-    if F._on_border(extreme):
+    if on_border(extreme):
         fill |= border_components(extreme)
-    if F._on_border(flat):
+    if on_border(flat):
         fill |= border_components(flat, int(F.MIN_FLAT_AREA * small.shape[0] * small.shape[1]), small)
     if scale != 1.0 and fill.any():
         fill = cv2.resize(fill.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)

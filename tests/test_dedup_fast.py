@@ -292,36 +292,27 @@ def test_hypotheses_and_winners_equal_the_per_pair_loops():
     assert batched_module._winners(pair_of, score).tolist() == winners
 
 
-def test_fill_border_regions_equal_the_numpy_code_on_random_masks():
-    """``kernels.border_regions`` (one compiled pass) against the per-component numpy code it replaced: which
-    border-touching components are kept, by area and by colour range, on random masks and colours."""
-    from wbc_data.dedup.fill import FLAT_RANGE, _border_components
-    from wbc_data.dedup.kernels import border_regions
-
-    def straight(mask, min_area, rgb):
-        count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        keep = np.zeros(count, bool)
-        for label in edge[edge != 0]:
-            inside = labels == label
-            colours = rgb[inside] if rgb is not None else None
-            flat = rgb is None or (colours.max(axis=0).astype(int) - colours.min(axis=0) <= FLAT_RANGE).all()
-            keep[label] = inside.sum() >= min_area and flat
-        return keep[labels]
+def test_fill_masks_equal_the_labelling_code_on_random_images():
+    """``fill.fill_mask`` (regions grown from the border, ``kernels.fill_pixels``) against the code that labels every
+    region of the image (``benchmarks/signature_reference.py``), on random images built to have near-black,
+    near-white and flat regions of every size, inside and touching the border, one-colour and not, down to one pixel
+    wide; the real-image cases are in ``test_signatures_equal_the_straightforward_code_...``."""
+    from wbc_data.dedup.fill import fill_mask
 
     rng = np.random.default_rng(8)
-    kept = {None: 0, "rgb": 0}
-    for _ in range(200):
-        mask = cv2.resize((rng.random((8, 9)) < 0.5).astype(np.uint8), (45, 37), interpolation=cv2.INTER_NEAREST)
-        rgb = (rng.integers(100, 102, (37, 45, 3)) + (rng.random((37, 45, 1)) < 0.005) * 50).astype(np.uint8)
-        min_area = int(rng.integers(0, 60))
-        for name, colours in ((None, None), ("rgb", rgb)):
-            got = _border_components(mask, min_area, colours)
-            assert np.array_equal(got, straight(mask, min_area, colours))
-            kept[name] += int(got.any())
-    assert 0 < kept["rgb"] < kept[None]  # the colour range decided some components
-    count, labels = cv2.connectedComponents(mask, connectivity=4, ltype=cv2.CV_32S)
-    assert border_regions(labels, count, 0, rgb, -1).dtype == bool
+    found = {"all": 0, "none": 0, "part": 0}
+    for k in range(300):
+        h, w = (int(v) for v in rng.integers(1, 60, 2)) if k % 10 else (int(rng.integers(1, 4)), 50)
+        blocks = cv2.resize(rng.integers(0, 5, (max(1, h // 6), max(1, w // 6))).astype(np.uint8), (w, h),
+                            interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        palette = np.array([[5, 10, 3], [250, 240, 245], [120, 90, 200], [120, 90, 201], [60, 60, 60]], np.uint8)
+        rgb = palette[blocks]
+        noisy = rng.random((h, w)) < rng.choice([0.0, 0.02, 0.3])
+        rgb[noisy] = rng.integers(0, 256, (int(noisy.sum()), 3))
+        got, expected = fill_mask(rgb), signature_reference.fill_mask(rgb)
+        assert np.array_equal(got, expected), (k, h, w)
+        found["all" if expected.all() else "none" if not expected.any() else "part"] += 1
+    assert found["part"] >= 100 and found["all"] and found["none"], found  # the cases were varied
 
 
 def test_kernels_equal_their_references():

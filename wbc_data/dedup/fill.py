@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from wbc_data.dedup.kernels import border_regions
+from wbc_data.dedup.kernels import fill_pixels
 
 BLACK_MAX = 24
 """A fill pixel is near-black when its brightest channel is at most this (JPEG lifts pure black by a few levels)."""
@@ -36,47 +36,18 @@ WORK_SIDE = 512
 """Fill is found on the image resized (area average) to at most this side: enough to place a border exactly."""
 
 
-def _border_components(mask: np.ndarray, min_area: int = 0, rgb: np.ndarray | None = None) -> np.ndarray:
-    """The pixels of ``mask`` in 4-connected components that touch the image border, are at least ``min_area``
-    pixels and (with ``rgb``) span at most ``FLAT_RANGE`` levels in every channel.
-
-    Labels come without OpenCV's per-component statistics (those cost four times the labelling on a smooth cell
-    image, whose background holds thousands of tiny flat components); areas and colours are counted in one compiled
-    pass, only for the components that touch the border (:func:`kernels.border_regions`)."""
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    if count <= 1:
-        return np.zeros(mask.shape, dtype=bool)
-    colours = np.zeros((1, 1, 3), np.uint8) if rgb is None else np.ascontiguousarray(rgb)
-    return border_regions(labels, count, min_area, colours, -1 if rgb is None else FLAT_RANGE)
-
-
-def _channel_max_min(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel brightest and darkest channel (OpenCV: an order of magnitude faster than numpy's axis max)."""
-    r, g, b = cv2.split(rgb)
-    return cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b)
-
-
-def _on_border(mask: np.ndarray) -> bool:
-    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
-
-
 def fill_mask(rgb: np.ndarray) -> np.ndarray:
-    """Boolean (h, w) mask of constant fill pixels of an (h, w, 3) uint8 RGB image."""
+    """Boolean (h, w) mask of constant fill pixels of an (h, w, 3) uint8 RGB image. Only the regions that touch the
+    border are visited (:func:`kernels.fill_pixels`, grown from the border pixels): labelling every region of a
+    smooth cell image, whose background holds thousands of tiny flat ones, cost ten times as much for the same mask
+    (``benchmarks/signature_reference.py``, tested)."""
     rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     scale = min(1.0, WORK_SIDE / max(h, w))
     small = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                 interpolation=cv2.INTER_AREA)  # fmt: skip
-    brightest, darkest = _channel_max_min(small)
-    extreme = (brightest <= BLACK_MAX) | (darkest >= WHITE_MIN)
-    kernel = np.ones((3, 3), np.uint8)
-    spread, _ = _channel_max_min(cv2.absdiff(cv2.dilate(small, kernel), cv2.erode(small, kernel)))
-    flat = spread == 0
-    fill = np.zeros(small.shape[:2], dtype=bool)
-    if _on_border(extreme):
-        fill |= _border_components(extreme)
-    if _on_border(flat):
-        fill |= _border_components(flat, int(MIN_FLAT_AREA * small.shape[0] * small.shape[1]), small)
+    min_area = int(MIN_FLAT_AREA * small.shape[0] * small.shape[1])
+    fill = fill_pixels(np.ascontiguousarray(small), BLACK_MAX, WHITE_MIN, FLAT_RANGE, min_area)
     if scale != 1.0 and fill.any():
         fill = cv2.resize(fill.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
     elif scale != 1.0:

@@ -534,51 +534,6 @@ def masked_correlations(a, mask_a, b, mask_b, rows_b, min_pixels):
     return out
 
 
-@nb.njit(cache=True)
-def border_regions(labels: np.ndarray, count: int, min_area: int, rgb: np.ndarray, max_range: int) -> np.ndarray:
-    """Mask of the pixels whose component (``labels`` of ``count`` components, 0 = background) touches the image
-    border, has at least ``min_area`` pixels and, when ``max_range >= 0``, spans at most ``max_range`` levels in
-    every channel of ``rgb`` (h, w, 3): ``fill._border_components`` in three passes over the pixels instead of a
-    numpy mask per component (a smooth cell background holds thousands of components)."""
-    h, w = labels.shape
-    edge = np.zeros(count, np.bool_)
-    for x in range(w):
-        edge[labels[0, x]] = True
-        edge[labels[h - 1, x]] = True
-    for y in range(h):
-        edge[labels[y, 0]] = True
-        edge[labels[y, w - 1]] = True
-    edge[0] = False
-    area = np.zeros(count, np.int64)
-    low = np.full((count, 3), 255, np.int64)
-    high = np.zeros((count, 3), np.int64)
-    for y in range(h):
-        for x in range(w):
-            label = labels[y, x]
-            if edge[label]:
-                area[label] += 1
-                if max_range >= 0:
-                    for c in range(3):
-                        v = np.int64(rgb[y, x, c])
-                        if v < low[label, c]:
-                            low[label, c] = v
-                        if v > high[label, c]:
-                            high[label, c] = v
-    for label in range(count):
-        if edge[label]:
-            if area[label] < min_area:
-                edge[label] = False
-            elif max_range >= 0:
-                for c in range(3):
-                    if high[label, c] - low[label, c] > max_range:
-                        edge[label] = False
-    out = np.empty((h, w), np.bool_)
-    for y in range(h):
-        for x in range(w):
-            out[y, x] = edge[labels[y, x]]
-    return out
-
-
 @nb.njit(cache=True, inline="always")
 def _is_flat(rgb: np.ndarray, y: int, x: int, h: int, w: int) -> bool:
     """Every pixel of the 3 x 3 window (clipped to the image) equals the centre in every channel: what
