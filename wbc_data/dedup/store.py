@@ -23,7 +23,7 @@ import pandas as pd
 
 from wbc_data.dedup.signature import CANVAS, Signature
 
-VERSION = f"v2-c{CANVAS}"
+VERSION = f"v3-c{CANVAS}"
 """Changes whenever the signature changes (canvas size, fill rule, ORB settings, vocabulary), so an old cache is
 never read as a new one."""
 
