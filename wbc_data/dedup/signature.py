@@ -116,14 +116,10 @@ def mirrored_keypoints(keypoints: tuple, width: int) -> list:
     """The keypoints of an image of ``width`` as the mirror image has them: x mirrored within the keypoint's own
     pyramid level (``round(width / 1.2**octave)`` pixels wide, as ORB sizes it), the orientation reflected (an
     intensity centroid's x changes sign: angle a becomes 180 - a)."""
-    out = []
-    for point in keypoints:
-        scale = ORB_SCALE**point.octave
-        level_width = round(width / scale)
-        x = (level_width - 1 - point.pt[0] / scale) * scale
-        out.append(cv2.KeyPoint(x, point.pt[1], point.size, (180.0 - point.angle) % 360.0, point.response,
-                                point.octave, point.class_id))  # fmt: skip
-    return out
+    scales = [ORB_SCALE**level for level in range(ORB_LEVELS)]
+    right = [(round(width / scale) - 1) * scale for scale in scales]  # x' = (level width - 1 - x / s) * s
+    return [cv2.KeyPoint(right[p.octave] - p.pt[0], p.pt[1], p.size, (180.0 - p.angle) % 360.0, p.response, p.octave,
+                         p.class_id) for p in keypoints]  # fmt: skip
 
 
 def orb_descriptors(grey: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
