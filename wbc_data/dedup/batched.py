@@ -5,9 +5,10 @@ each of 8 rotation hypotheses, twice the log-polar correlation...), so at 96 px 
 overhead and into work repeated for every pair of a row (issue 21: 269 pairs/s on 2 cores). Here one batch of
 pairs is registered in a few array passes:
 
-1. every row's log-polar spectrum (and the mirror image's) once per batch, stacked (:func:`prepare_rows`); the
-   masked canvas, its tapered window, the band-pass texture, the half-size canvas and their spectra only for the
-   rows of pairs that pass step 2 (:func:`complete_rows`);
+1. every row's log-polar spectrum once per batch, stacked (:func:`prepare_rows`; taken from the run's stored
+   spectra, :mod:`wbc_data.dedup.spectra`, where a row has one; the mirror image's is read off it); the masked
+   canvas, its tapered window, the band-pass texture, the half-size canvas and their spectra only for the rows of
+   pairs that pass step 2 (:func:`complete_rows`);
 2. the log-polar phase correlation of all pairs (both mirror states), by batched real FFTs (``scipy.fft``); pairs
    whose surface peaks below :data:`~wbc_data.dedup.register.POLAR_FLOOR` stop here (most distinct candidates);
 3. for the others, the same hypotheses as the reference (two peaks per mirror state, each angle and its
@@ -18,7 +19,7 @@ pairs is registered in a few array passes:
 Same decisions as the reference: same steps, same thresholds, same OpenCV warps; only the FFTs differ (pocketfft
 in single precision vs OpenCV's), so correlations agree to about 1e-4 and angles to a small fraction of a degree
 (``tests/test_dedup_fast.py`` compares both on real copies). Memory is bounded by the caller's batch (rows x
-about 80 KB for the log-polar stage, about 300 KB for rows that pass it; pairs in chunks of ``CHUNK``).
+about 70 KB for the log-polar stage, about 300 KB for rows that pass it; pairs in chunks of ``CHUNK``).
 """
 
 from __future__ import annotations
