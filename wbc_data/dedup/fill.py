@@ -39,8 +39,8 @@ WORK_SIDE = 512
 def fill_mask(rgb: np.ndarray) -> np.ndarray:
     """Boolean (h, w) mask of constant fill pixels of an (h, w, 3) uint8 RGB image. Only the regions that touch the
     border are visited (:func:`kernels.fill_pixels`, grown from the border pixels): labelling every region of a
-    smooth cell image, whose background holds thousands of tiny flat ones, cost ten times as much for the same mask
-    (``benchmarks/signature_reference.py``, tested)."""
+    smooth cell image, whose background holds thousands of tiny flat ones, cost 0.65-0.81 ms per real PBC cell
+    against 0.19 ms, for the same mask (tested against ``benchmarks/signature_reference.py``)."""
     rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     scale = min(1.0, WORK_SIDE / max(h, w))
