@@ -100,7 +100,7 @@ def register_batch(canvases: np.ndarray, pairs: np.ndarray, engine: str = "batch
 def register_batch_reference(canvases: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """(p, len(RESULT_FIELDS)) float32 for ``pairs`` of positions into ``canvases``. Every pair first gets the
     cheap log-polar test (:func:`~wbc_data.dedup.register.polar_peak`, each canvas's spectra computed once per
-    batch); only pairs above :data:`~wbc_data.dedup.register.POLAR_FLOOR` (about one in ten candidates on real
+    batch); only pairs above :data:`~wbc_data.dedup.register.POLAR_FLOOR` (about 4% of distinct candidates on real
     cells) are registered in full."""
     out = np.tile(np.array(as_row(NO_MATCH), np.float32), (len(pairs), 1))
     polar: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
