@@ -11,6 +11,7 @@ from PIL import Image
 from benchmarks.augment import Augmentation, augment, load_rgb
 from tests.test_dedup_fast import sample_cells_with_copies
 from wbc_data.dedup import batched, spectra
+from wbc_data.dedup import confirm as confirm_module
 from wbc_data.dedup.confirm import confirm
 from wbc_data.dedup.register import ANGLES, MAX_FREQUENCY, POLAR_FLOOR, POLAR_ROWS, polar_peak, polar_spectra
 from wbc_data.dedup.run import DedupOptions, dedup
@@ -83,9 +84,10 @@ def test_mirror_spectra_equal_those_of_the_mirrored_canvas(cells_and_copies):
     assert (wrong[:, 0, 0] < 0.5).all()
 
 
-def test_stored_spectra_give_the_results_of_spectra_prepared_per_batch(tmp_path, cells_and_copies):
+def test_stored_spectra_give_the_results_of_spectra_prepared_per_batch(tmp_path, cells_and_copies, monkeypatch):
     """Registration reading the run's stored spectra gives what preparing them per batch gives, whether every row
-    fits the file or only some (the budget), across calls that reuse the stored rows; the rows are computed once."""
+    fits the file or only some (the budget), across calls that reuse the stored rows, in one process and on a pool
+    of two (several write tasks, then several batches); the rows are computed once."""
     canvases, origin = cells_and_copies
     n = len(canvases)
     pairs = np.array([(a, b) for a in range(n) for b in range(a + 1, min(n, a + 7))], np.int64)
@@ -96,6 +98,10 @@ def test_stored_spectra_give_the_results_of_spectra_prepared_per_batch(tmp_path,
     plain = confirm(pairs, rows, workers=1)
     copies = (plain[:, 0] >= 0.9) & (origin[pairs[:, 0]] == origin[pairs[:, 1]])
     assert copies.sum() >= 30
+    monkeypatch.setattr(confirm_module, "MIN_BATCH_PAIRS", 64)
+    monkeypatch.setattr(confirm_module, "BATCH_PAIRS", 128)
+    monkeypatch.setattr(confirm_module, "FILL_ROWS", 16)
+    assert len(confirm_module.batches_of(pairs, np.arange(len(pairs)), 2)) > 2  # the pool's path, not one batch
     for budget_rows in (n, 17):
         stored = RowSpectra(tmp_path / f"s{budget_rows}", n, budget=budget_rows * RowSpectra(tmp_path, 1).row_bytes)
         later = pairs[len(pairs) // 2 :]  # stored first: rows that are not a batch's first positions later
@@ -109,16 +115,32 @@ def test_stored_spectra_give_the_results_of_spectra_prepared_per_batch(tmp_path,
         assert not stored.directory.exists()
 
 
-def test_a_dedup_run_deletes_its_spectra_and_those_of_a_killed_run(tmp_path, workspace, monkeypatch):
-    """The spectra file lives as long as the run (also when it is interrupted); one left by a process that no longer
-    exists is deleted by the next run, one of a live process is not."""
+def test_a_disk_without_room_for_the_spectra_means_none_are_stored(tmp_path, cells_and_copies, monkeypatch):
+    """When the file cannot be reserved (a full disk), nothing is stored and registration prepares every row per
+    batch, with the same results: a memory-mapped write to a full disk would kill the process instead."""
+    canvases, _ = cells_and_copies
+    pairs = np.array([(a, a + 1) for a in range(0, 30)], np.int64)
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spectra.os, "posix_fallocate", full, raising=False)
+    stored = RowSpectra(tmp_path / "s", len(canvases))
+    results = confirm(pairs, lambda positions: canvases[positions], workers=1, spectra=stored)
+    assert stored.capacity == 0 and stored.used == 0 and not stored.directory.exists()
+    np.testing.assert_allclose(results, confirm(pairs, lambda positions: canvases[positions], workers=1), atol=1e-5)
+
+
+def test_a_dedup_run_deletes_its_spectra_and_those_left_by_killed_runs(tmp_path, workspace, monkeypatch):
+    """The spectra file lives as long as the run (also when it is interrupted); folders left by killed runs are
+    deleted when the next run starts (it holds the workspace's dedup lock, so none can be in use)."""
     sample_cells_with_copies(tmp_path, workspace, cells=16, originals=3, copies=2, seed=4)
     cache = workspace.root / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    killed = cache / f"{PREFIX}999999999-dead"
-    killed.mkdir()
-    live = cache / f"{PREFIX}1-alive"  # pid 1 always exists
-    live.mkdir()
+    left = [cache / f"{PREFIX}999999999-dead", cache / f"{PREFIX}1-pid-reused"]
+    for folder in left:
+        folder.mkdir()
+        (folder / "spectra.npy").write_bytes(b"left over")
     opened = []
     original = spectra.RowSpectra._open
 
@@ -130,7 +152,7 @@ def test_a_dedup_run_deletes_its_spectra_and_those_of_a_killed_run(tmp_path, wor
     monkeypatch.setattr(spectra.RowSpectra, "_open", recording)
     result = dedup(workspace, DedupOptions(reports=False, workers=1))
     assert result.findings["registered"] > 0 and opened
-    assert not killed.exists() and live.exists() and not opened[0].exists()
+    assert not any(folder.exists() for folder in left) and not opened[0].exists()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -140,3 +162,4 @@ def test_a_dedup_run_deletes_its_spectra_and_those_of_a_killed_run(tmp_path, wor
     with pytest.raises(KeyboardInterrupt):
         dedup(workspace, DedupOptions(reports=False, workers=1))
     assert len(opened) == 2 and not opened[1].exists()
+    assert not [p for p in cache.iterdir() if p.name.startswith(PREFIX)]

@@ -81,7 +81,7 @@ def _surfaces(a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> np.ndarra
 class Rows:
     """Stacked registration inputs of a batch's rows (index = position in the batch's canvases). The log-polar
     stage needs only the first four; :func:`complete_rows` adds the rest for the rows of pairs that pass it, so a
-    batch's memory is about 80 KB per row until then."""
+    batch's memory is about 70 KB per row until then."""
 
     valid: np.ndarray  # (r,) int: valid pixel count
     mean: np.ndarray  # (r,) float32

@@ -27,12 +27,12 @@ from wbc_data.io.parallel import in_order, worker_pool
 BATCH_PAIRS = 12_000
 """Most pairs per batch. On the real PBC half's 69,590 candidates (sorted by first row, whose neighbours are
 mostly cells of the same class nearby) batches of 4,096 prepared 29,682 rows, 12,000 prepared 20,417 (a third
-fewer); a batch's rows take about 80 KB each for the log-polar stage, 300 KB for those that pass it."""
+fewer); a batch's rows take about 70 KB each for the log-polar stage, 300 KB for those that pass it."""
 
 MIN_BATCH_PAIRS = 1024
 
 BATCH_ROWS = 4096
-"""Most distinct rows per batch. A batch prepares each of its rows (about 80 KB, and 300 KB more for rows of pairs
+"""Most distinct rows per batch. A batch prepares each of its rows (about 70 KB, and 300 KB more for rows of pairs
 that pass the log-polar stage), so this bounds a worker at about 1.5 GB whatever the candidates. Bounded by pairs
 alone, a batch of 12,000 pairs among the 12,376 regions of 364 BCCD fields touched nearly every row: 3.4 GB in one
 worker (benchmarks/README.md, dedup). On the PBC half a batch of 12,000 pairs touches about 3,400 rows, so the bound

@@ -589,7 +589,8 @@ def fill_pixels(rgb: np.ndarray, black_max: int, white_min: int, flat_range: int
     the border (grown from the border pixels) instead of labelling every component of the image: a smooth cell's
     background holds thousands of tiny flat components that never touch it. The same mask as the labelling code
     (tested): extreme components touching the border, and flat ones of at least ``min_flat_area`` pixels spanning at
-    most ``flat_range`` levels per channel."""
+    most ``flat_range`` levels per channel (a flat pixel equals its whole 3 x 3 window, so a flat component is one
+    colour and always passes; the test is kept as the definition states it)."""
     h, w = rgb.shape[0], rgb.shape[1]
     out = np.zeros((h, w), np.bool_)
     seen_extreme = np.zeros((h, w), np.bool_)

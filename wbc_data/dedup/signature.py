@@ -114,10 +114,11 @@ ORB_SCALE = 1.2
 
 def mirrored_keypoints(keypoints: tuple, width: int) -> list:
     """The keypoints of an image of ``width`` as the mirror image has them: x mirrored within the keypoint's own
-    pyramid level (``round(width / 1.2**octave)`` pixels wide, as ORB sizes it), the orientation reflected (an
-    intensity centroid's x changes sign: angle a becomes 180 - a)."""
-    scales = [ORB_SCALE**level for level in range(ORB_LEVELS)]
-    right = [(round(width / scale) - 1) * scale for scale in scales]  # x' = (level width - 1 - x / s) * s
+    pyramid level (``width / 1.2**octave`` pixels wide, rounded in single precision as ORB sizes its levels), the
+    orientation reflected (an intensity centroid's x changes sign: angle a becomes 180 - a)."""
+    scales = [np.float32(ORB_SCALE**level) for level in range(ORB_LEVELS)]  # ORB's own arithmetic, in float32
+    widths = [int(np.rint(np.float32(width) * (np.float32(1) / scale))) for scale in scales]
+    right = [(w - 1) * float(scale) for w, scale in zip(widths, scales, strict=True)]  # x' = (w - 1 - x / s) * s
     return [cv2.KeyPoint(right[p.octave] - p.pt[0], p.pt[1], p.size, (180.0 - p.angle) % 360.0, p.response, p.octave,
                          p.class_id) for p in keypoints]  # fmt: skip
 

@@ -7,9 +7,10 @@ components, the pairs against leaders), and the candidate graph of real cells is
 prepared in several batches: 55,803 preparations for the dense benchmark's 14,487 rows (benchmarks/README.md,
 dedup, eleventh session). Here each row's spectrum is computed once, on the workers, into a file-backed array beside
 the signature cache: the page cache holds it, not a process heap, and the worker of each batch reads its rows from
-it. The file is bounded (:data:`BUDGET`, and a quarter of the free disk); rows beyond it are prepared per batch as
-before. It belongs to one run and is deleted when the run ends (Ctrl-C included); one left by a killed run is
-deleted by the next run on the workspace.
+it. The file is bounded (:data:`BUDGET`, and a quarter of the free disk, reserved when it is created so that a full
+disk is an error, not a crash); rows beyond it are prepared per batch as before. It belongs to one run and is deleted
+when the run ends (Ctrl-C included). A run holds the workspace's dedup lock, so any other spectra folder in the cache
+was left by a run that was killed: the next run deletes it before it starts.
 """
 
 from __future__ import annotations
@@ -60,24 +61,12 @@ def write_spectra(path: Path, start: int, canvases: np.ndarray) -> None:
     del stored
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale(cache: Path) -> None:
-    """Delete the spectra of runs whose process is gone (killed before it could clean up)."""
-    if not cache.is_dir():
-        return
-    for entry in cache.iterdir():
-        if entry.name.startswith(PREFIX):
-            pid = entry.name[len(PREFIX) :].split("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
+def remove_left_over(cache: Path) -> None:
+    """Delete every spectra folder in the workspace cache ``cache``: the caller holds the workspace's dedup lock, so
+    none belongs to a running process (a killed run leaves its folder behind)."""
+    if cache.is_dir():
+        for entry in cache.iterdir():
+            if entry.name.startswith(PREFIX):
                 shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -95,7 +84,9 @@ class RowSpectra:
 
     @classmethod
     def beside(cls, cache: Path, rows: int) -> RowSpectra:
-        """Spectra for a run in the workspace cache folder ``cache`` (where the signature cache lives)."""
+        """Spectra for a run in the workspace cache folder ``cache`` (where the signature cache lives), whose dedup
+        lock the caller holds; the folders of killed runs are deleted first."""
+        remove_left_over(Path(cache))
         return cls(Path(cache) / f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}", rows)
 
     @property
@@ -105,7 +96,6 @@ class RowSpectra:
     def _open(self) -> None:
         if self.capacity >= 0:
             return
-        remove_stale(self.directory.parent)
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.directory.parent).free
         self.capacity = int(min(len(self.slot), self.budget // self.row_bytes, free // 4 // self.row_bytes))
@@ -115,6 +105,21 @@ class RowSpectra:
         stored = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.complex64,
                                            shape=(self.capacity, POLAR_ROWS, self.side // 2 + 1))  # fmt: skip
         del stored
+        if not self._reserve():
+            self.close()
+            self.capacity = 0
+
+    def _reserve(self) -> bool:
+        """Allocate the file's blocks now: a memory-mapped write to a sparse file on a full disk kills the process
+        (SIGBUS) instead of raising. False when the disk has no room for it (the run then goes without)."""
+        if not hasattr(os, "posix_fallocate"):  # macOS, Windows: the quarter of the free disk is the only guard
+            return True
+        try:
+            with open(self.path, "r+b") as handle:
+                os.posix_fallocate(handle.fileno(), 0, os.path.getsize(self.path))
+        except OSError:
+            return False
+        return True
 
     def assign(self, rows: np.ndarray) -> tuple[np.ndarray, int]:
         """Give slots to those of ``rows`` (unique positions) without one, as far as the file holds them; returns

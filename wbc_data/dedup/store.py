@@ -23,9 +23,9 @@ import pandas as pd
 
 from wbc_data.dedup.signature import CANVAS, Signature
 
-VERSION = f"v3-c{CANVAS}"
+VERSION = f"v4-c{CANVAS}"
 """Changes whenever the signature changes (canvas size, fill rule, ORB settings, vocabulary), so an old cache is
-never read as a new one."""
+never read as a new one. Never reuse a number (``v3`` was a short-lived build with 4 ORB levels)."""
 
 SHARD_ROWS = 4096
 FIELDS = ("canvas", "words", "thumb", "fill", "blank", "box")
