@@ -226,3 +226,54 @@ def test_domain_condition_renders_a_class_in_each_source_look(tmp_path):
     assert not np.allclose(draw("pbc"), draw("bccd")) and not np.allclose(draw("pbc"), draw(None))
     with pytest.raises(ValueError, match="unknown domain"):
         draw("raabin")
+
+
+def test_samples_in_a_box_crop_sources_style_are_framed_as_its_crops(tmp_path):
+    """Synthetic cells drawn in BCCD's style imitate its box crops, which the classifier keeps whole; drawn in PBC's
+    style they imitate whole files, whose centre it keeps. Each sampled row carries that framing through ingest to
+    the pixel loader's mark, the letterbox and the training cache's keys: without it every synthetic cell would be
+    centre-cut, and the BCCD-style ones would reach the classifier zoomed in where their real counterparts are not."""
+    from wbc_data.core import manifest
+    from wbc_data.core.stages import load_view
+    from wbc_data.io.pixels import BOX_CROP, PixelLoader, row_refs
+    from wbc_data.manifest.merge import merge
+    from wbc_data.synth.framing import sample_framing
+    from wbc_data.synth.generator import training_rows
+    from wbc_data.synth.sample import SynthOptions, run_synth
+    from wbc_data.train.augment import Letterbox
+    from wbc_data.train.cache import row_keys
+
+    ws = split_workspace(tmp_path, second_source=True)
+    recipe = dataclasses.replace(tiny(steps=2, checkpoint_every=2, grid_per_class=0), domain_condition=True)
+    folder = train(ws, recipe, tmp_path / "run").generator_dir
+    frame = load_view(ws).frame
+    training = training_rows(folder)
+    by_source = training.merge(frame[["sample_id", "crop_box"]], on="sample_id").groupby("source")["crop_box"]
+    assert by_source.apply(lambda boxes: boxes.notna().all()).to_dict() == {"bccd": True, "pbc": False}
+    shared = sorted(set(training.loc[training["source"] == "bccd", "label"]) & set(training["label"]))[0]
+    only_pbc = sorted(set(training.loc[training["source"] == "pbc", "label"]) - set(training.loc[
+        training["source"] == "bccd", "label"]))[0]  # fmt: skip
+    assert sample_framing(training, frame, shared, "bccd") == "box"
+    assert sample_framing(training, frame, shared, "pbc") == "whole"
+    assert sample_framing(training, frame, only_pbc, None) == "whole"
+    assert sample_framing(training, frame, only_pbc, "bccd") == "box"  # the domain's look, whatever the class
+
+    rng = np.random.default_rng(0)
+
+    def draw(label, seeds):  # distinct textured squares: no memorisation-guard match
+        return rng.integers(0, 256, (len(seeds), 16, 16, 3), dtype=np.uint8)
+
+    for domain in ("bccd", "pbc"):
+        options = SynthOptions(counts={shared: 2}, domain=domain, name=f"in-{domain}", fidelity_gate=False)
+        run_synth(ws, folder, options, draw=draw)
+    merge(ws)
+    rows = manifest.read_frame(ws.unified_manifest)
+    rows = rows[rows["is_synthetic"].fillna(False).astype(bool) & (rows["status"] == "ok")].sort_values("source")
+    assert rows["source"].tolist() == ["synth-in-bccd"] * 2 + ["synth-in-pbc"] * 2
+    opened = [PixelLoader.for_workspace(ws).open(ref) for ref in row_refs(rows)]
+    assert [im.info[BOX_CROP] for im in opened] == [True, True, False, False]
+    centred = Letterbox(16, (0, 0, 0), centre=0.5)
+    assert [np.asarray(centred(im)).std() > 0 and np.array_equal(np.asarray(centred(im)), np.asarray(im))
+            for im in opened] == [True, True, False, False]  # fmt: skip
+    keys = row_keys(rows.reset_index(drop=True), boxes_apart=True)
+    assert [k.endswith("#box") for k in keys] == [True, True, False, False]

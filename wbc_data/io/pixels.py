@@ -32,9 +32,15 @@ ROW_COLUMNS = ["sample_id", "source_root", "source_path", "crop_box", "pixel_has
 """The manifest columns a :class:`RowRef` is built from (select them to keep frames small)."""
 
 BOX_CROP = "wbc_data.box_crop"
-"""Key of ``Image.info`` that :meth:`PixelLoader.open` sets: ``True`` for a row cut from an annotated box (already
-framed on its cell, e.g. a BCCD detection box), ``False`` for a whole file. The classifier's letterbox keeps such a
-crop whole where it keeps only the centre of a whole image (``image.centre``)."""
+"""Key of ``Image.info`` that :meth:`PixelLoader.open` sets: ``True`` for a row framed on its cell as an annotated
+box is (a crop cut from a BCCD detection box, or a synthetic cell drawn in such a source's style: :func:`box_framed`),
+``False`` for a whole file. The classifier's letterbox keeps such a row whole where it keeps only the centre of a
+whole image (``image.centre``)."""
+
+FRAMING = "framing"
+"""Key of a row's ``extra`` that frames a whole file as a box crop (value ``"box"``): set by sources whose files
+are framed on one cell as a detection box is, such as synthetic cells drawn in a box-crop source's style. Without it
+a whole file is framed as a whole image."""
 
 PARENT_CACHE_PIXELS = 48_000_000
 """Decoded parent images kept for the next crop of the same field (about 150 MB of RGB at most)."""
@@ -67,6 +73,7 @@ class RowRef:
     source_path: str  # the name to read under the root, exactly as on disk (surrogate escapes for non-UTF-8 names)
     crop_box: tuple[int, int, int, int] | None = None
     pixel_hash: str | None = None
+    box_framed: bool = False  # framed on its cell as an annotated box is (:func:`box_framed`; a crop always is)
 
     @property
     def shown(self) -> str:
@@ -80,12 +87,30 @@ def crop_box_of(value: Any) -> tuple[int, int, int, int] | None:
     return None if value is None or len(value) != 4 else tuple(int(v) for v in value)  # type: ignore[return-value]
 
 
+def extra_field(extra: Any, key: str) -> Any:
+    """One field of a manifest row's ``extra`` (a JSON object string), or None (parsed only when the key occurs)."""
+    if not isinstance(extra, str) or f'"{key}"' not in extra:
+        return None
+    try:
+        parsed = json.loads(extra)
+    except ValueError:
+        return None
+    return parsed.get(key) if isinstance(parsed, dict) else None
+
+
+def box_framed(crop_box: Any, extra: Any) -> bool:
+    """Whether a row's pixels are framed on one cell as an annotated box is: a crop cut from a box, or a whole file
+    whose ``extra`` says so (:data:`FRAMING`). The one reading, for the loader's mark and the training cache's keys."""
+    return crop_box_of(crop_box) is not None or extra_field(extra, FRAMING) == "box"
+
+
 def row_ref(row: Mapping[str, Any]) -> RowRef:
     """A :class:`RowRef` from a manifest row (a dict, a pandas Series or a namedtuple's ``_asdict()``)."""
     source_path = row["source_path"]
     extra = row.get("extra")
-    if isinstance(extra, str) and "source_path_bytes_hex" in extra:  # a file name that is not UTF-8
-        source_path = paths.from_bytes_hex(json.loads(extra)["source_path_bytes_hex"])
+    name_hex = extra_field(extra, "source_path_bytes_hex")
+    if name_hex is not None:  # a file name that is not UTF-8
+        source_path = paths.from_bytes_hex(name_hex)
     crop = crop_box_of(row.get("crop_box"))
     digest = row.get("pixel_hash")
     return RowRef(
@@ -94,6 +119,7 @@ def row_ref(row: Mapping[str, Any]) -> RowRef:
         source_path=source_path,
         crop_box=crop,
         pixel_hash=digest if isinstance(digest, str) else None,
+        box_framed=box_framed(crop, extra),
     )
 
 
@@ -180,8 +206,8 @@ class PixelLoader:
     # ------------------------------------------------------------------ pixels
 
     def open(self, ref: RowRef | Mapping[str, Any], verify: bool = False) -> Image.Image:
-        """The row's 8-bit RGB pixels as ingest hashed them (``info[BOX_CROP]`` says whether they were cut from an
-        annotated box); ``verify`` checks the pixel hash too."""
+        """The row's 8-bit RGB pixels as ingest hashed them (``info[BOX_CROP]`` says whether they are framed as an
+        annotated box is); ``verify`` checks the pixel hash too."""
         ref = ref if isinstance(ref, RowRef) else row_ref(ref)
         image = self._decoded(ref)
         if ref.crop_box is not None:
@@ -193,7 +219,7 @@ class PixelLoader:
                 raise PixelMismatch(f"{self._where(ref)}: the manifest has no pixel hash to verify against")
             if pixel_hash(image) != ref.pixel_hash:
                 raise PixelMismatch(f"{self._where(ref)}: pixels differ from those ingested (the file changed)")
-        image.info[BOX_CROP] = ref.crop_box is not None
+        image.info[BOX_CROP] = ref.box_framed or ref.crop_box is not None
         return image
 
     def _decoded(self, ref: RowRef) -> Image.Image:

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from wbc_data.io.pixels import FRAMING
 from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import PlanContext, SampleSpec, SourceAdapter, SourcePlan
 from wbc_data.sources.definition import SourceError
@@ -21,18 +22,21 @@ from wbc_data.sources.definition import SourceError
 SAMPLES_FILE = "samples.jsonl"
 GENERATION_FILE = "generation.json"
 REQUIRED = {"file", "label", "seed", "guidance", "steps", "scheduler"}
-EXTRA = ("copy_of", "correlation", "transform", "embedding_distance", "embedding_nearest")
-"""Verdict details kept in a row's ``extra``: the training image dedup's registration matched (its correlation and
-the transform), and the distance to the nearest real cell of the class in the fidelity gate's embedding."""
+EXTRA = ("copy_of", "correlation", "transform", "embedding_distance", "embedding_nearest", FRAMING)
+"""Details kept in a row's ``extra``: the training image dedup's registration matched (its correlation and the
+transform), the distance to the nearest real cell of the class in the fidelity gate's embedding, and the framing
+the sample imitates (``"box"``: framed as an annotated box crop, which the pixel loader reads, see
+:data:`wbc_data.io.pixels.FRAMING`)."""
 
 
 def sample_line(
     source_path: str, label: str, seed: int, guidance: float, steps: int, scheduler: str, domain: str | None,
-    verdict: dict[str, Any],
+    verdict: dict[str, Any], framing: str = "whole",
 ) -> dict[str, Any]:  # fmt: skip
-    """One line of ``samples.jsonl`` (what the sampler writes for an image)."""
+    """One line of ``samples.jsonl`` (what the sampler writes for an image; ``framing``: ``"box"`` or ``"whole"``,
+    as the generator's training cells of the class were framed)."""
     return {"file": source_path, "label": label, "seed": int(seed), "guidance": float(guidance), "steps": int(steps),
-            "scheduler": scheduler, "domain": domain, **verdict}  # fmt: skip
+            "scheduler": scheduler, "domain": domain, "framing": framing, **verdict}  # fmt: skip
 
 
 class SynthAdapter(SourceAdapter):

@@ -36,6 +36,7 @@ from wbc_data.synth.data import derive_seed, to_resolution
 from wbc_data.synth.embedding import Embedder
 from wbc_data.synth.fidelity import ClassFidelity, measure
 from wbc_data.synth.folders import remove_stale, replace_dir, staging_dir
+from wbc_data.synth.framing import FRAMED, Framing, sample_framing
 from wbc_data.synth.gate import MIN_REAL, FidelityGate, GateCalibration, GateVerdict
 from wbc_data.synth.generator import GeneratorInfo, cell_view, read_info, training_rows
 from wbc_data.synth.guards import Agreement, Calibration, Diversity, MemorisationGuard, Verdict, agreement, diversity
@@ -365,10 +366,13 @@ class _Writer:
     guards' verdict), and remembers its distance; :meth:`finish` adds ``generation.json``. Ingest then reads the
     folder through the ``synth`` source adapter like any other source."""
 
-    def __init__(self, staged: Path, info: GeneratorInfo, settings: dict[str, Any]) -> None:
+    def __init__(
+        self, staged: Path, info: GeneratorInfo, settings: dict[str, Any], framing: dict[str, Framing]
+    ) -> None:
         self.staged = staged
         self.info = info
         self.settings = settings
+        self.framing = framing  # class -> the framing its samples imitate
         self.lines: list[dict[str, Any]] = []
         self.distances: dict[tuple[str, bool], list[float]] = {}
         self.gate_distances: dict[str, dict[bool, list[float]]] = {}
@@ -395,8 +399,9 @@ class _Writer:
             line |= {"plausible": gate.plausible, "embedding_distance": round(gate.distance, 4),
                      "embedding_nearest": gate.nearest_id}  # fmt: skip
             self.gate_distances.setdefault(label, {}).setdefault(gate.plausible, []).append(gate.distance)
+        framing = self.framing.get(label, "whole")
         self.lines.append(
-            sample_line(source_path, label, seed, s["guidance"], s["steps"], s["scheduler"], s["domain"], line)
+            sample_line(source_path, label, seed, s["guidance"], s["steps"], s["scheduler"], s["domain"], line, framing)
         )
         self.distances.setdefault((label, verdict.copy), []).append(verdict.distance)
 
@@ -483,7 +488,9 @@ def run_synth(
 
         remove_stale(final.parent, final.name)
         staged = staging_dir(final)
-        writer = _Writer(staged, info, settings)
+        training = training_rows(folder)
+        framing = {label: sample_framing(training, frame, label, options.domain) for label in options.counts}
+        writer = _Writer(staged, info, settings, framing)
         progress.phase("sampling", sum(options.counts.values()))
         ticker = _Ticker(sum(options.counts.values()), device_name.startswith("cpu"), progress)
         outcomes: list[ClassOutcome] = []
@@ -499,7 +506,8 @@ def run_synth(
                 if len(reals) < 5 and pool is None:
                     pool, _ = training_images(workspace, folder, info, frame, None, POOL_SIZE, options.seed)
                 guard, calibration = MemorisationGuard.calibrated(reals, ids, pool, options.seed)
-                say(f"{label}: {len(reals):,} training images; near-copy when {calibration.describe()}")
+                say(f"{label}: {len(reals):,} training images, framed {FRAMED[framing[label]]}; near-copy when "
+                    f"{calibration.describe()}")  # fmt: skip
                 gate, gate_calibration, gate_note = _gate(label, reals, ids, options, embedder)
                 say(f"{label}: fidelity gate: {gate_calibration.describe(label) if gate_calibration else gate_note}")
                 draws = sample_class(label, n, draw, guard, options, settings["batch_size"], writer, ticker, gate)

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from wbc_data.io.pixels import crop_box_of
+from wbc_data.io.pixels import box_framed
 from wbc_data.train.augment import letterbox
 from wbc_data.train.recipe import ImageSpec
 
@@ -40,15 +40,19 @@ def cache_folder(workspace_root: Path, image: ImageSpec) -> Path:
 
 def row_keys(frame: pd.DataFrame, boxes_apart: bool = False) -> list[str]:
     """The cache key of each row: its pixel hash, else (rows ingested without one) its sample id. With
-    ``boxes_apart`` (a spec that frames box crops and whole images differently, ``image.centre`` < 1), a box crop's
-    key says so: the same pixels as a whole file are cached framed the other way."""
+    ``boxes_apart`` (a spec that frames box crops and whole images differently, ``image.centre`` < 1), the key of a
+    row framed as a box (:func:`~wbc_data.io.pixels.box_framed`) says so: the same pixels as a whole file are cached
+    framed the other way."""
     hashes = frame["pixel_hash"] if "pixel_hash" in frame.columns else pd.Series([None] * len(frame))
     keys = [
         h if isinstance(h, str) and h else f"sample:{s}"
         for h, s in zip(hashes.tolist(), frame["sample_id"].tolist(), strict=True)
     ]
-    if boxes_apart and "crop_box" in frame.columns:
-        boxed = [crop_box_of(box) is not None for box in frame["crop_box"].tolist()]
+    if boxes_apart:
+        none = [None] * len(frame)
+        boxes = frame["crop_box"].tolist() if "crop_box" in frame.columns else none
+        extras = frame["extra"].tolist() if "extra" in frame.columns else none
+        boxed = [box_framed(box, extra) for box, extra in zip(boxes, extras, strict=True)]
         keys = [f"{k}#box" if b else k for k, b in zip(keys, boxed, strict=True)]
     return keys
 
