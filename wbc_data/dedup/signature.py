@@ -129,9 +129,8 @@ def orb_descriptors(grey: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np
     on 300 real cells and copies, 296 descriptor sets came out identical to detecting on the flipped image, and every
     mirror embedding had a cosine of 1.000 with the detected one), which saves a sixth of the signature."""
     g = fitted(grey, ORB_SIDE, cv2.INTER_AREA)
-    if valid.all():  # what the resize and erosion below give for an image without fill, at no cost
-        m = np.full(g.shape, 255, np.uint8)
-    else:
+    m: np.ndarray | None = None  # no fill: no mask (an all-255 one gives the same keypoints at 15% more ORB time)
+    if not valid.all():
         m = fitted(valid.astype(np.uint8) * 255, ORB_SIDE, cv2.INTER_NEAREST)
         m = cv2.erode(m, np.ones((2 * ORB_MARGIN + 1, 2 * ORB_MARGIN + 1), np.uint8),
                       borderType=cv2.BORDER_REPLICATE)  # fmt: skip
