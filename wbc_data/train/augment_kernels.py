@@ -20,8 +20,13 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-BRIGHTNESS, CONTRAST, SATURATION = 0, 1, 2
+BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
 RED, GREEN, BLUE = np.float32(0.2989), np.float32(0.587), np.float32(0.114)
+TO_UNIT = np.float32(1.0 / 255.0)
+TO_LEVELS = np.float32(255.0 + 1.0 - 1e-3)
+"""torchvision's uint8 <-> float conversions around its hue kernel (``to_dtype_image``: ``* (1/255)`` in, ``* 255.999``
+and truncation out)."""
+SIXTH = np.float32(1.0 / 6.0)
 ROUNDING = np.float32(12582912.0)
 """1.5 * 2**23: ``(v + ROUNDING) - ROUNDING`` is ``v`` rounded half to even (as ``torch.round``) for ``|v| < 2**22``,
 in two additions instead of a call to ``rint`` per channel and pixel (a fifth of the warp's time)."""
@@ -42,7 +47,7 @@ def _grey(r: np.float32, g: np.float32, b: np.float32, levels: bool) -> np.float
 @nb.njit(cache=True)
 def colour_jitter(images: np.ndarray, order: np.ndarray, factors: np.ndarray, levels: bool) -> None:
     """In place: ``images`` (n, 3, h, w) float32 (whole levels 0-255 when ``levels``, else [0, 1]); for image ``i``
-    the adjustments ``order[i]`` (ids ``BRIGHTNESS``, ``CONTRAST``, ``SATURATION``; -1 ends the list) with
+    the adjustments ``order[i]`` (ids ``BRIGHTNESS``, ``CONTRAST``, ``SATURATION``, ``HUE``; -1 ends the list) with
     ``factors[i, id]``."""
     n, _, h, w = images.shape
     top = np.float32(255.0) if levels else np.float32(1.0)
@@ -69,12 +74,67 @@ def colour_jitter(images: np.ndarray, order: np.ndarray, factors: np.ndarray, le
                     for y in range(h):
                         for x in range(w):
                             image[c, y, x] = _settle(image[c, y, x] * f + mean, top, levels)
-            else:  # SATURATION
+            elif op == SATURATION:
                 for y in range(h):
                     for x in range(w):
                         grey = _grey(image[0, y, x], image[1, y, x], image[2, y, x], levels) * rest
                         for c in range(3):
                             image[c, y, x] = _settle(image[c, y, x] * f + grey, top, levels)
+            else:  # HUE
+                for y in range(h):
+                    for x in range(w):
+                        r, g, b = image[0, y, x], image[1, y, x], image[2, y, x]
+                        if levels:
+                            r, g, b = r * TO_UNIT, g * TO_UNIT, b * TO_UNIT
+                        r, g, b = _shift_hue(r, g, b, f)
+                        if levels:
+                            r = np.float32(np.floor(r * TO_LEVELS))
+                            g = np.float32(np.floor(g * TO_LEVELS))
+                            b = np.float32(np.floor(b * TO_LEVELS))
+                        image[0, y, x], image[1, y, x], image[2, y, x] = r, g, b
+
+
+@nb.njit(inline="always", cache=True)
+def _shift_hue(r: np.float32, g: np.float32, b: np.float32, f: np.float32) -> tuple:
+    """One pixel's hue turned by ``f`` (a share of the circle), in [0, 1]: torchvision's ``_rgb_to_hsv``, the shift
+    modulo 1 and ``_hsv_to_rgb``, operation for operation in single precision."""
+    zero, one = np.float32(0.0), np.float32(1.0)
+    maxc, minc = max(r, g, b), min(r, g, b)
+    equal = maxc == minc
+    spread = maxc - minc
+    s = spread / (one if equal else maxc)
+    divisor = one if equal else spread
+    rc, gc, bc = (maxc - r) / divisor, (maxc - g) / divisor, (maxc - b) / divisor
+    if maxc == r:
+        h = bc - gc
+    elif maxc == g:
+        h = (rc + np.float32(2.0)) - bc
+    else:
+        h = (gc + np.float32(4.0)) - rc
+    h = np.float32(np.fmod(h * SIXTH + one, one))
+    h = h + f
+    h = np.float32(h - np.floor(h))  # torch's remainder by 1
+    h6 = h * np.float32(6.0)
+    whole = np.floor(h6)
+    frac = h6 - np.float32(whole)
+    sector = int(whole) % 6
+    sxf = s * frac
+    one_minus_s = one - s
+    v = maxc
+    q = min(max((one - sxf) * v, zero), one)
+    t = min(max((sxf + one_minus_s) * v, zero), one)
+    p = min(max(one_minus_s * v, zero), one)
+    if sector == 0:
+        return v, t, p
+    if sector == 1:
+        return q, v, p
+    if sector == 2:
+        return p, v, t
+    if sector == 3:
+        return p, q, v
+    if sector == 4:
+        return t, p, v
+    return v, p, q
 
 
 @nb.njit(inline="always", cache=True)

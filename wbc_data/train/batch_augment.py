@@ -322,7 +322,8 @@ def _saturation(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Te
 
 
 def _hue(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Tensor:
-    """Hue stays image by image (torchvision's kernel, one factor each): no recipe shipped here shifts hue."""
+    """Image by image (torchvision's kernel takes one factor): the torch path, on a GPU; a CPU batch takes the compiled
+    kernel (:func:`_colour_jitter_kernel`)."""
     images = x.to(torch.uint8) if levels else x
     out = torch.stack([TF.adjust_hue(i, float(f)) for i, f in zip(images, factor.flatten().tolist(), strict=True)])
     return out.to(torch.float32) if levels else out
@@ -341,7 +342,7 @@ def _colour_jitter(x: torch.Tensor, levels: bool, draws: list[dict[str, Any] | N
     ids = {fn for fn, _, _ in configured}
     # fn_idx is torchvision's permutation tensor: one tolist() per sample instead of a 0-d tensor per element
     orders = [tuple(f for f in _as_list(d["fn_idx"]) if f in ids) for d in draws]  # type: ignore[index]
-    if x.device.type == "cpu" and 3 not in ids:  # no hue: the compiled kernel, each image in cache
+    if x.device.type == "cpu":  # the compiled kernel, each image in cache
         return _colour_jitter_kernel(x, levels, draws, orders, configured)
     return _colour_jitter_torch(x, levels, draws, orders, configured)
 
@@ -373,8 +374,8 @@ def _colour_jitter_kernel(
     """:func:`_colour_jitter` on a CPU batch by :func:`~wbc_data.train.augment_kernels.colour_jitter`."""
     from wbc_data.train.augment_kernels import colour_jitter
 
-    order = np.full((len(x), 3), -1, np.int64)
-    factors = np.ones((len(x), 3), np.float32)
+    order = np.full((len(x), 4), -1, np.int64)
+    factors = np.zeros((len(x), 4), np.float32)
     for i, sample in enumerate(orders):
         order[i, : len(sample)] = sample
         for fn, name, _ in configured:
