@@ -322,11 +322,16 @@ def _saturation(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Te
 
 
 def _hue(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Tensor:
-    """Image by image (torchvision's kernel takes one factor): the torch path, on a GPU; a CPU batch takes the compiled
-    kernel (:func:`_colour_jitter_kernel`)."""
-    images = x.to(torch.uint8) if levels else x
-    out = torch.stack([TF.adjust_hue(i, float(f)) for i, f in zip(images, factor.flatten().tolist(), strict=True)])
-    return out.to(torch.float32) if levels else out
+    """torchvision's ``adjust_hue`` with one factor per image, in whole-batch passes (its own HSV conversions; its
+    public kernel takes one factor, which would mean a loop of small kernels per batch on a GPU). On whole levels,
+    its uint8 conversions around it. A CPU batch takes the compiled kernel instead (:func:`_colour_jitter_kernel`)."""
+    from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
+
+    unit = x.to(torch.uint8).to(torch.float32).mul_(1.0 / 255) if levels else x
+    h, s, v = _rgb_to_hsv(unit).unbind(dim=-3)
+    h = h.add(factor.reshape(-1, *([1] * (h.dim() - 1)))).remainder_(1.0)
+    out = _hsv_to_rgb(torch.stack((h, s, v), dim=-3))
+    return out.mul(255.0 + 1.0 - 1e-3).to(torch.uint8).to(torch.float32) if levels else out
 
 
 ADJUST = ((0, "brightness_factor", _brightness), (1, "contrast_factor", _contrast),
