@@ -96,28 +96,29 @@ def test_geometry_and_colour_stages_match_torchvision_exactly(cells):
 def test_the_torch_colour_path_gpus_take_matches_torchvision_on_the_cpu(cells, monkeypatch):
     """A GPU batch takes the colour stage in torch operations (hue for every image in one pass, with torchvision's own
     HSV conversions), a CPU batch the compiled kernel: the torch path, forced here on the CPU, gives torchvision's
-    per-image images too, in uint8 and in float, and the kernel's within a level."""
+    per-image images too, on whole levels and on floats, and the kernel's within a level."""
     from wbc_data.train import batch_augment
 
-    def colour(hue: float, final_float: bool) -> BatchAugment:
+    def colour(hue: float, on_floats: bool) -> BatchAugment:
+        to_float = [v2.ToDtype(torch.float32, scale=True)] if on_floats else []  # the jitter then runs on [0, 1]
         steps = [v2.RandomAffine(30, interpolation=v2.InterpolationMode.BILINEAR, fill=[200, 150, 170]),
-                 v2.ColorJitter(0.3, 0.3, 0.3, hue)]  # fmt: skip
-        return BatchAugment(v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True)] if final_float else steps))
+                 *to_float, v2.ColorJitter(0.3, 0.3, 0.3, hue)]  # fmt: skip
+        return BatchAugment(v2.Compose(steps))
 
     seeds = list(range(len(cells)))
-    for hue, final_float in ((0.05, False), (0.1, True), (0.0, False)):
-        kernel = colour(hue, final_float)(cells, seeds)
+    for hue, on_floats in ((0.05, False), (0.1, True), (0.0, False)):
+        kernel = colour(hue, on_floats)(cells, seeds)
         with monkeypatch.context() as patched:
             patched.setattr(batch_augment, "_colour_jitter_kernel", batch_augment._colour_jitter_torch)
-            augment = colour(hue, final_float)
+            augment = colour(hue, on_floats)
             got = augment(cells, seeds)
         expected = reference(augment, cells, seeds)
-        scale = 255.0 if final_float else 1.0
+        scale = 255.0 if on_floats else 1.0
         difference = ((got.float() - expected.float()) * scale).abs()
         # a pixel on a rounding step of the warp or a blend may land a level or two apart (as in the recipe test)
         assert float(difference.max()) <= 2.0 + 1e-4 and float((difference > 1e-4).float().mean()) < 1e-3, hue
         assert float(((kernel.float() - got.float()) * scale).abs().max()) <= 1.0 + 1e-4, hue  # identical here
-        assert float(((got.float() - cells.float() / (255.0 if final_float else 1.0)) * scale).abs().mean()) > 5.0
+        assert float(((got.float() - cells.float() / (255.0 if on_floats else 1.0)) * scale).abs().mean()) > 5.0
 
 
 def test_sampling_grid_equals_torchvisions_affine_grid():

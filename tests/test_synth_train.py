@@ -250,9 +250,9 @@ def test_samples_in_a_box_crop_sources_style_are_framed_as_its_crops(tmp_path):
     training = training_rows(folder)
     by_source = training.merge(frame[["sample_id", "crop_box"]], on="sample_id").groupby("source")["crop_box"]
     assert by_source.apply(lambda boxes: boxes.notna().all()).to_dict() == {"bccd": True, "pbc": False}
-    shared = sorted(set(training.loc[training["source"] == "bccd", "label"]) & set(training["label"]))[0]
-    only_pbc = sorted(set(training.loc[training["source"] == "pbc", "label"]) - set(training.loc[
-        training["source"] == "bccd", "label"]))[0]  # fmt: skip
+    labels = {source: set(training.loc[training["source"] == source, "label"]) for source in ("bccd", "pbc")}
+    shared = sorted(labels["bccd"] & labels["pbc"])[0]  # a class both sources have: the domain decides
+    only_pbc = sorted(labels["pbc"] - labels["bccd"])[0]
     assert sample_framing(training, frame, shared, "bccd") == "box"
     assert sample_framing(training, frame, shared, "pbc") == "whole"
     assert sample_framing(training, frame, only_pbc, None) == "whole"

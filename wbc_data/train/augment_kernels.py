@@ -4,10 +4,10 @@ Why compiled: torchvision's ``ColorJitter`` on a batch is a dozen whole-batch te
 truncate, a grey image and its mean, a blend), each reading and writing the batch from memory; on one core of a
 DataLoader worker they cost about 0.3 ms per 128 px image, a third of the worker's time. Here each image gets its
 adjustments in its own order in one or two passes while it sits in cache. The arithmetic follows torchvision's
-kernels (``adjust_brightness``, ``adjust_contrast``, ``adjust_saturation``; on whole levels the clamp and truncation
-of its uint8 path) in single precision, so a pixel can land one level apart where an operation order differs;
-``tests/test_batch_augment.py`` compares the result with torchvision's per-image transforms. ``cache=True`` keeps
-the compiled code on disk.
+kernels (``adjust_brightness``, ``adjust_contrast``, ``adjust_saturation``, and ``adjust_hue``'s ``_rgb_to_hsv`` and
+``_hsv_to_rgb``; on whole levels the clamp and truncation of its uint8 path) in single precision, so a pixel can
+land one level apart where an operation order differs; ``tests/test_batch_augment.py`` compares the result with
+torchvision's per-image transforms. ``cache=True`` keeps the compiled code on disk.
 
 The warp (:func:`affine_warp`) is the same reasoning for the geometry: ``grid_sample`` over a batch, plus the grid,
 the fill mask and the blend around it, are five or six whole-batch passes (0.5-0.6 ms per 128 px image on one core,
