@@ -121,6 +121,36 @@ def test_the_torch_colour_path_gpus_take_matches_torchvision_on_the_cpu(cells, m
         assert float(((got.float() - cells.float() / (255.0 if on_floats else 1.0)) * scale).abs().mean()) > 5.0
 
 
+def test_the_kernels_hue_is_torchvisions_adjust_hue(cells):
+    """The compiled kernel's hue alone against ``adjust_hue`` image by image: real cells and random pixels with grey
+    pixels and channel ties (the branches of the HSV conversion), factors up to +-0.5, on whole levels and on floats.
+    Equal here bit for bit; compared within a level (floats: 1e-6) so that another CPU's rounding cannot fail it."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from wbc_data.train.augment_kernels import HUE, colour_jitter
+
+    rng = np.random.default_rng(1)
+    noise = rng.random((12, 3, 48, 48), dtype=np.float32)
+    noise[:, :, :8] = noise[:, :1, :8]  # grey
+    noise[:, 1, 8:16] = noise[:, 0, 8:16]  # red = green
+    noise[:, 2, 16:24] = noise[:, 1, 16:24]  # green = blue
+    levels_in = np.concatenate([cells.numpy().astype(np.float32), np.floor(noise * 256).clip(0, 255)])
+    factors = np.zeros((len(levels_in), 4), np.float32)
+    factors[:, HUE] = np.concatenate([rng.uniform(-0.5, 0.5, len(levels_in) - 3), [0.5, -0.5, 0.0]])
+    order = np.full((len(levels_in), 4), -1, np.int64)
+    order[:, 0] = HUE
+    for levels, images in ((True, levels_in), (False, levels_in / 255)):
+        got = images.copy()
+        colour_jitter(got, order, factors, levels)
+        source = torch.from_numpy(images).to(torch.uint8) if levels else torch.from_numpy(images)
+        turns = factors[:, HUE].tolist()
+        expected = torch.stack([TF.adjust_hue(i, float(f)) for i, f in zip(source, turns, strict=True)])
+        difference = np.abs(got - expected.float().numpy())
+        assert float(difference.max()) <= (1.0 if levels else 1e-6), levels
+        assert float((difference > 0).mean()) < 1e-3, levels
+        assert float(np.abs(got - images).mean()) > (5.0 if levels else 0.02)  # the hue did turn
+
+
 def test_sampling_grid_equals_torchvisions_affine_grid():
     """The batch's sampling grid (broadcast multiply-adds) is torchvision's ``_affine_grid`` (a (h*w, 3) @ (3, 2)
     product) for each sample: the same values to float rounding, for rotations, scales, shears, shifts and flips."""
