@@ -322,10 +322,10 @@ def _saturation(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Te
 
 
 def _hue(x: torch.Tensor, factor: torch.Tensor, levels: bool) -> torch.Tensor:
-    """torchvision's ``adjust_hue`` with one factor per image, in passes over the images given (the samples that share
-    an adjustment order; its own HSV conversions: its public kernel takes one factor, which would mean a loop of
-    small kernels per image on a GPU). On whole levels,
-    its uint8 conversions around it. A CPU batch takes the compiled kernel instead (:func:`_colour_jitter_kernel`)."""
+    """torchvision's ``adjust_hue`` with one factor per image, in one pass over the images given (the samples that
+    share an adjustment order), through its own HSV conversions: its public kernel takes one factor, which would mean
+    a loop of small kernels per image on a GPU. On whole levels, its uint8 conversions around it. A CPU batch takes
+    the compiled kernel instead (:func:`_colour_jitter_kernel`)."""
     from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
     unit = x.to(torch.uint8).to(torch.float32).mul_(1.0 / 255) if levels else x
