@@ -151,6 +151,27 @@ def test_the_kernels_hue_is_torchvisions_adjust_hue(cells):
         assert float(np.abs(got - images).mean()) > (5.0 if levels else 0.02)  # the hue did turn
 
 
+def test_the_colour_kernel_takes_any_memory_layout(cells):
+    """Every adjustment in one order on a strided view and on a Fortran-ordered copy gives what it gives on a
+    C-contiguous batch, and writes only the viewed pixels (the kernel walks rows, never reshapes)."""
+    from wbc_data.train.augment_kernels import colour_jitter
+
+    images = cells.numpy().astype(np.float32)[:4]
+    order = np.array([[3, 2, 1, 0]] * len(images), np.int64)
+    factors = np.array([[1.2, 0.8, 1.3, 0.1]] * len(images), np.float32)
+    expected = images.copy()
+    colour_jitter(expected, order, factors, True)
+    assert float(np.abs(expected - images).mean()) > 1.0
+    fortran = np.asfortranarray(images)
+    colour_jitter(fortran, order, factors, True)
+    assert np.array_equal(fortran, expected)
+    wide = np.full((*images.shape[:3], 2 * images.shape[3]), -1.0, np.float32)
+    wide[..., ::2] = images
+    colour_jitter(wide[..., ::2], order, factors, True)
+    assert np.array_equal(wide[..., ::2], expected)
+    assert np.all(wide[..., 1::2] == -1.0)
+
+
 def test_sampling_grid_equals_torchvisions_affine_grid():
     """The batch's sampling grid (broadcast multiply-adds) is torchvision's ``_affine_grid`` (a (h*w, 3) @ (3, 2)
     product) for each sample: the same values to float rounding, for rotations, scales, shears, shifts and flips."""
