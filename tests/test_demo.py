@@ -75,6 +75,7 @@ def test_every_step_runs_and_the_report_holds_every_section(demo_run):
         "Real training images (left) and accepted samples (right)",  # synthetic grid next to real cells
         "Confusion matrix",
         "Per-class F1",  # the with/without comparison
+        "The most confident mistakes",  # the cells behind the confusion matrix
     ):
         assert re.search(rf'<img alt="{re.escape(picture)}[^"]*" src="data:image/png;base64,', index), picture
     assert index.count("<code class='cmd'>wbc-data ") == STEPS  # the steps table: every command, with its time

@@ -83,7 +83,7 @@ def test_saved_folder_is_a_classifier_and_the_ensemble_averages_its_members(trai
 
 
 @pytest.mark.slow
-def test_evaluate_by_source_adds_up_and_draws_the_confusion_matrix(trained, tmp_path):
+def test_evaluate_by_source_adds_up_and_draws_the_confusion_matrix_and_the_mistakes(trained, tmp_path):
     from wbc_data.train.evaluate import EvalOptions, evaluate
 
     class Recorded:  # a core Progress that keeps what evaluate told it
@@ -116,9 +116,25 @@ def test_evaluate_by_source_adds_up_and_draws_the_confusion_matrix(trained, tmp_
     png = tmp_path / "eval" / "confusion.png"
     with Image.open(png) as image:
         assert image.format == "PNG" and image.width > 200
-    assert (tmp_path / "eval" / "report.html").read_text().count("data:image/png;base64") == 1
     predictions = pd.read_parquet(tmp_path / "eval" / "predictions.parquet")
     assert set(predictions["predicted"]) <= set(CLASSES) and len(predictions) == score.metrics.n
+    # the sheet of mistakes: the most frequent confusions of the confusion matrix, the most confident of each
+    shown = pd.read_csv(tmp_path / "eval" / "mistakes.csv")
+    wrong = predictions[predictions["label"] != predictions["predicted"]]
+    assert len(wrong) > 0 and (shown["label"] != shown["predicted"]).all()
+    confusion = score.metrics.confusion
+    pairs = shown.drop_duplicates(["label", "predicted"])
+    for pair in pairs.itertuples():
+        assert pair.count == confusion.loc[pair.label, pair.predicted]
+        of_pair = wrong[(wrong["label"] == pair.label) & (wrong["predicted"] == pair.predicted)]
+        ids = shown[(shown["label"] == pair.label) & (shown["predicted"] == pair.predicted)]["sample_id"]
+        expected = of_pair.sort_values(["confidence", "sample_id"], ascending=[False, True])["sample_id"]
+        assert ids.tolist() == expected.head(len(ids)).tolist() and len(ids) == min(6, len(of_pair))
+    counts = wrong.groupby(["label", "predicted"]).size()
+    assert pairs["count"].tolist() == sorted(counts, reverse=True)[: len(pairs)]
+    with Image.open(tmp_path / "eval" / "mistakes.png") as image:
+        assert image.format == "PNG" and image.height > 160
+    assert (tmp_path / "eval" / "report.html").read_text().count("data:image/png;base64") == 2  # confusion, mistakes
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from wbc_data.core.stages import load_view
 from wbc_data.core.taxonomy import CLASSES
 from wbc_data.core.workspace import Workspace
 from wbc_data.io.atomic import atomic_write, atomic_write_text
+from wbc_data.io.pixels import PixelLoader
 from wbc_data.report.document import Report, Section, write, write_csv
 from wbc_data.train.metrics import Metrics, classification_metrics
 from wbc_data.train.run import read_roles, read_run
@@ -238,7 +239,7 @@ def evaluate(
     result = EvalResult(_prediction_rows(rows, probabilities, names), scores, out, notes=notes)
     if other is not None:
         result.comparison = compare_table(scores[0], scores[1])
-    result.files = _write(result, options)
+    result.files = _write(result, options, rows, PixelLoader.for_workspace(workspace))
     return result
 
 
@@ -290,7 +291,6 @@ def _predict(
     progress: Progress | None,
     name: str,
 ) -> np.ndarray:
-    from wbc_data.io.pixels import PixelLoader
     from wbc_data.train.dataset import ManifestDataset
     from wbc_data.train.inference import predict_dataset
 
@@ -313,7 +313,18 @@ def _csv(path: Path, frame: pd.DataFrame) -> Path:
     return write_csv(path, frame, float_format="%.4f")
 
 
-def _write(result: EvalResult, options: EvalOptions) -> list[Path]:
+def _model_predictions(result: EvalResult, index: int) -> pd.DataFrame:
+    """The predictions table of the ``index``-th model, with plain ``predicted`` and ``confidence`` columns."""
+    if index == 0:
+        return result.rows
+    name = result.scores[index].name
+    return result.rows.drop(columns=["predicted", "confidence"]).rename(
+        columns={f"predicted {name}": "predicted", f"confidence {name}": "confidence"}
+    )
+
+
+def _write(result: EvalResult, options: EvalOptions, rows: pd.DataFrame, loader: PixelLoader) -> list[Path]:
+    from wbc_data.train.mistakes import mistakes_png, worst_mistakes
     from wbc_data.train.plots import compare_png, confusion_png
 
     out = result.out
@@ -346,6 +357,14 @@ def _write(result: EvalResult, options: EvalOptions) -> list[Path]:
                 f"{s.name}", tables=[("Per class", s.metrics.per_class.round(4))], figures=[("Confusion matrix", png)]
             )
         )
+        shown = worst_mistakes(_model_predictions(result, index))
+        files.append(_csv(out / f"mistakes{tag}.csv", shown))
+        sheet = mistakes_png(
+            shown, rows, loader, out / f"mistakes{tag}.png", f"{s.name} on {options.split}: the most confident mistakes"
+        )
+        if sheet is not None:
+            files.append(sheet)
+            section.figures.append(("The most confident mistakes of the most frequent confusions", sheet))
         metrics_json["models"][s.name] = {
             **s.metrics.summary(),
             **s.rules,
