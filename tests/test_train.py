@@ -232,3 +232,9 @@ def test_test_source_scores_every_unseen_row_of_another_source(trained, tmp_path
     assert by_source.loc["pbc", "n"] == pbc_test > 0  # the in-domain test rows are unchanged beside them
     assert set(shifted.rows.loc[shifted.rows["source"] == "apl-aml", "label"]) <= known
     assert any("of classes it never learned left out" in note for note in shifted.notes)
+    # the question a user asks after adding a source: did it help there? Both models on the same shifted rows
+    member = out / "members" / "tiny-resnet"  # trained on the same rows: every row eligible for one is for both
+    compared = evaluate(copy, out, EvalOptions(test_sources=["apl-aml"], compare=member, out=tmp_path / "compare"))
+    for s in compared.scores:
+        assert s.by_source.set_index("source").loc["apl-aml", "n"] == expected
+    assert len(compared.rows) == len(shifted.rows) and compared.comparison is not None

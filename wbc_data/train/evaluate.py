@@ -131,6 +131,17 @@ def source_rows(
     return rows[~used & ~other].reset_index(drop=True), notes
 
 
+def scored_rows(frame: pd.DataFrame, model: Path, options: EvalOptions) -> tuple[pd.DataFrame, list[str]]:
+    """The rows ``model`` is scored on: the split's (:func:`evaluation_rows`), with every unseen row of
+    ``options.test_sources`` in place of those sources' split rows (:func:`source_rows`)."""
+    rows, notes = evaluation_rows(frame, model, options.split)
+    if options.test_sources:
+        extra, extra_notes = source_rows(frame, model, options.test_sources, set(classifier_classes(model)))
+        rows = pd.concat([rows[~rows["source"].isin(options.test_sources)], extra], ignore_index=True)
+        notes += extra_notes
+    return rows, notes
+
+
 def score(
     rows: pd.DataFrame,
     probabilities: np.ndarray,
@@ -206,21 +217,18 @@ def evaluate(
     classifier = load_classifier(model)
     view = load_view(workspace)
     view.require("split", "wbc-data evaluate")
-    rows, notes = evaluation_rows(view.frame, model, options.split)
+    rows, notes = scored_rows(view.frame, model, options)
     if options.test_sources:
-        extra, extra_notes = source_rows(view.frame, model, options.test_sources, set(classifier_classes(model)))
-        rows = pd.concat([rows[~rows["source"].isin(options.test_sources)], extra], ignore_index=True)
-        notes += extra_notes
         options.by_source = True
     other = None
     if options.compare is not None:
         other = load_classifier(options.compare)
-        other_rows, other_notes = evaluation_rows(view.frame, Path(options.compare), options.split)
+        other_rows, other_notes = scored_rows(view.frame, Path(options.compare), options)
         common = set(rows["sample_id"]) & set(other_rows["sample_id"])
         if len(common) < max(len(rows), len(other_rows)):
             notes.append(
-                f"compared on the {len(common):,} row(s) both models never trained on "
-                f"({len(rows):,} and {len(other_rows):,} eligible apart)"
+                f"compared on the {len(common):,} row(s) both models can be scored on (never trained on them; "
+                f"classes both learned) ({len(rows):,} and {len(other_rows):,} eligible apart)"
             )
         rows = rows[rows["sample_id"].isin(common)].reset_index(drop=True)
         notes += [n for n in other_notes if n not in notes]
