@@ -64,9 +64,9 @@ def test_the_sheet_draws_the_cells_it_names(tmp_path):
                          ("MY", "PMY", 0.5)])  # fmt: skip
     table["sample_id"] = list(images)
     shown = worst_mistakes(table)
-    png = mistakes_png(shown, rows, Loader(), tmp_path / "a.png", "real cells")
+    png = mistakes_png(shown, rows, Loader(), tmp_path / "a.png", "real cells").path
     shuffled = table.assign(sample_id=list(images)[::-1])
-    other = mistakes_png(worst_mistakes(shuffled), rows, Loader(), tmp_path / "b.png", "real cells")
+    other = mistakes_png(worst_mistakes(shuffled), rows, Loader(), tmp_path / "b.png", "real cells").path
     a, b = (np.asarray(Image.open(p).convert("RGB"), dtype=np.int16) for p in (png, other))
     assert a.shape == b.shape and a.shape[0] > 2 * TILE and a.shape[1] > 3 * TILE
     assert np.abs(a - b).mean() > 1.0  # the pixels come from the rows, not from the layout
@@ -93,3 +93,22 @@ def test_a_palette_png_is_smaller_and_looks_the_same(tmp_path):
     assert paths[1].stat().st_size < 0.7 * paths[0].stat().st_size
     difference = np.abs(np.asarray(full.convert("RGB"), np.int16) - np.asarray(paletted.convert("RGB"), np.int16))
     assert difference.mean() < 2 and np.percentile(difference, 99) < 24  # 16 colours: 3.7 and 45
+
+
+def test_a_file_gone_since_the_predictions_is_drawn_blank_and_named(tmp_path):
+    from wbc_data.io.pixels import PixelMissing
+
+    folder = shared_path("pbc", "PBC_dataset_normal_DIB", "lymphocyte")
+    files = [f for f in sorted(folder.glob("*.jpg")) if not f.name.startswith(".")][:3]
+
+    class Loader:
+        def open(self, row):
+            if row["sample_id"] == files[1].name:
+                raise PixelMissing(f"{files[1]}: file not found")
+            return Image.open(files[[f.name for f in files].index(row["sample_id"])])
+
+    table = predictions([("LY", "MO", 0.9), ("LY", "MO", 0.8), ("LY", "MO", 0.7)]).assign(
+        sample_id=[f.name for f in files]
+    )
+    sheet = mistakes_png(worst_mistakes(table), table, Loader(), tmp_path / "m.png", "one file gone")
+    assert sheet.unreadable == [files[1].name] and sheet.path.exists()

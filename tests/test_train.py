@@ -131,7 +131,7 @@ def test_evaluate_by_source_adds_up_and_draws_the_confusion_matrix_and_the_mista
         expected = of_pair.sort_values(["confidence", "sample_id"], ascending=[False, True])["sample_id"]
         assert ids.tolist() == expected.head(len(ids)).tolist() and len(ids) == min(6, len(of_pair))
     counts = wrong.groupby(["label", "predicted"]).size()
-    assert pairs["count"].tolist() == sorted(counts, reverse=True)[: len(pairs)]
+    assert len(pairs) == min(6, len(counts)) and pairs["count"].tolist() == sorted(counts, reverse=True)[: len(pairs)]
     with Image.open(tmp_path / "eval" / "mistakes.png") as image:
         assert image.format == "PNG" and image.height > 160
     assert (tmp_path / "eval" / "report.html").read_text().count("data:image/png;base64") == 2  # confusion, mistakes
@@ -238,3 +238,10 @@ def test_test_source_scores_every_unseen_row_of_another_source(trained, tmp_path
     for s in compared.scores:
         assert s.by_source.set_index("source").loc["apl-aml", "n"] == expected
     assert len(compared.rows) == len(shifted.rows) and compared.comparison is not None
+    second = pd.read_csv(tmp_path / "compare" / "mistakes-2.csv")  # the second model's own mistakes
+    name = compared.scores[1].name
+    wrong = compared.rows[compared.rows["label"] != compared.rows[f"predicted {name}"]]
+    counts = wrong.groupby(["label", f"predicted {name}"]).size()
+    pairs = second.drop_duplicates(["label", "predicted"])
+    assert len(pairs) == min(6, len(counts)) > 0
+    assert all(pair.count == counts[(pair.label, pair.predicted)] for pair in pairs.itertuples())

@@ -113,7 +113,7 @@ def evaluate_cmd(
     ] = None,
 ) -> None:
     """Macro-F1, balanced accuracy, per-class precision/recall/F1/accuracy and a confusion matrix (scikit-learn),
-    per source with --by source, side by side with --compare."""
+    a sheet of the most confident mistakes, per source with --by source, side by side with --compare."""
     from wbc_data.train.evaluate import EvalOptions, EvaluateError, evaluate, model_workspace, summary_table
 
     if by not in (None, "source"):

@@ -62,7 +62,8 @@ class ModelScore:
 
 @dataclass
 class EvalResult:
-    rows: pd.DataFrame  # sample_id, source, label, predicted (+ predicted_other with --compare)
+    rows: pd.DataFrame  # sample_id, source, label, predicted, confidence (+ "predicted <name>", "confidence <name>"
+    # of the second model with --compare)
     scores: list[ModelScore]
     out: Path
     files: list[Path] = field(default_factory=list)
@@ -226,9 +227,10 @@ def evaluate(
         other_rows, other_notes = scored_rows(view.frame, Path(options.compare), options)
         common = set(rows["sample_id"]) & set(other_rows["sample_id"])
         if len(common) < max(len(rows), len(other_rows)):
+            why = "never trained on" + ("; of classes both learned" if options.test_sources else "")
             notes.append(
-                f"compared on the {len(common):,} row(s) both models can be scored on (never trained on them; "
-                f"classes both learned) ({len(rows):,} and {len(other_rows):,} eligible apart)"
+                f"compared on the {len(common):,} row(s) both models can be scored on ({why}; "
+                f"{len(rows):,} and {len(other_rows):,} eligible apart)"
             )
         rows = rows[rows["sample_id"].isin(common)].reset_index(drop=True)
         notes += [n for n in other_notes if n not in notes]
@@ -286,6 +288,8 @@ def _names(model: Path, compare: Path | None) -> list[str]:
 
 def _default_out(model: Path, options: EvalOptions, names: list[str]) -> Path:
     folder = options.split + ("-by-source" if options.by_source else "") + ("-tta" if options.tta else "")
+    if options.test_sources:  # not the folder of a plain --by source run, which it would overwrite
+        folder += "-with-" + "-".join(options.test_sources)
     if len(names) > 1:
         folder += f"-vs-{names[1]}"
     return model / "evaluation" / folder
@@ -327,7 +331,7 @@ def _model_predictions(result: EvalResult, index: int) -> pd.DataFrame:
         return result.rows
     name = result.scores[index].name
     return result.rows.drop(columns=["predicted", "confidence"]).rename(
-        columns={f"predicted {name}": "predicted", f"confidence {name}": "confidence"}
+        columns={f"predicted {name}": "predicted", f"confidence {name}": "confidence"}, errors="raise"
     )
 
 
@@ -365,14 +369,27 @@ def _write(result: EvalResult, options: EvalOptions, rows: pd.DataFrame, loader:
                 f"{s.name}", tables=[("Per class", s.metrics.per_class.round(4))], figures=[("Confusion matrix", png)]
             )
         )
-        shown = worst_mistakes(_model_predictions(result, index))
+        predictions = _model_predictions(result, index).merge(
+            rows[["sample_id", "source_path"]].drop_duplicates("sample_id"), on="sample_id", how="left"
+        )
+        shown = worst_mistakes(predictions)
         files.append(_csv(out / f"mistakes{tag}.csv", shown))
         sheet = mistakes_png(
             shown, rows, loader, out / f"mistakes{tag}.png", f"{s.name} on {options.split}: the most confident mistakes"
         )
-        if sheet is not None:
-            files.append(sheet)
-            section.figures.append(("The most confident mistakes of the most frequent confusions", sheet))
+        if sheet is None:
+            (out / f"mistakes{tag}.png").unlink(missing_ok=True)  # a sheet of an earlier run is not this one's
+        else:
+            files.append(sheet.path)
+            section.figures.append(("The most confident mistakes of the most frequent confusions", sheet.path))
+            if sheet.unreadable:
+                more = " ..." if len(sheet.unreadable) > 3 else ""
+                note = (
+                    f"{s.name}'s sheet of mistakes: {len(sheet.unreadable):,} file(s) no longer readable, drawn "
+                    f"blank ({', '.join(sheet.unreadable[:3])}{more})"
+                )
+                result.notes.append(note)  # printed, and in metrics.json
+                report.intro += f" {note}."
         metrics_json["models"][s.name] = {
             **s.metrics.summary(),
             **s.rules,

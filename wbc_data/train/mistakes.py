@@ -7,6 +7,7 @@ disagree too), or whether another lab's stain is what misleads it (``--test-sour
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ def worst_mistakes(
     predictions table). Confusions by how often they happen (ties in taxonomy order), then within each the most
     confident mistakes first; ``count`` is how many images that confusion has in all."""
     columns = ["label", "predicted", "count", "sample_id", "source", "confidence"]
+    columns += [c for c in ("source_path",) if c in predictions.columns]  # where to find the file to check its label
     wrong = predictions[predictions["label"] != predictions["predicted"]]
     if wrong.empty:
         return pd.DataFrame(columns=columns)
@@ -53,9 +55,16 @@ def tile(image: Image.Image, side: int = TILE) -> np.ndarray:
     return np.asarray(ImageOps.pad(image.convert("RGB"), (side, side), Image.Resampling.BICUBIC, color="white"))
 
 
-def mistakes_png(shown: pd.DataFrame, rows: pd.DataFrame, loader: PixelLoader, path: Path, title: str) -> Path | None:
+@dataclass
+class Sheet:
+    path: Path
+    unreadable: list[str] = field(default_factory=list)  # sample_ids whose file could not be opened any more
+
+
+def mistakes_png(shown: pd.DataFrame, rows: pd.DataFrame, loader: PixelLoader, path: Path, title: str) -> Sheet | None:
     """One row per confusion (``shown``, from :func:`worst_mistakes`), its images captioned with confidence and
-    source; ``rows`` are the evaluated manifest rows (to open the pixels). None when there is no mistake."""
+    source; ``rows`` are the evaluated manifest rows (to open the pixels). None when there is no mistake. A file
+    that cannot be opened any more (moved or damaged since the predictions) is drawn as a tile that says so."""
     from wbc_data.report.figures import plt, save_png
 
     if shown.empty:
@@ -63,27 +72,34 @@ def mistakes_png(shown: pd.DataFrame, rows: pd.DataFrame, loader: PixelLoader, p
     by_id = rows.drop_duplicates("sample_id").set_index("sample_id", drop=False)
     groups = list(shown.groupby(["label", "predicted"], sort=False))
     columns = int(shown.groupby(["label", "predicted"]).size().max())
+    unreadable: list[str] = []
     fig, axes = plt.subplots(
         len(groups), columns, figsize=(1.75 * columns + 0.9, 1.95 * len(groups) + 0.5), squeeze=False
     )
-    for r, ((label, predicted), group) in enumerate(groups):
-        for c in range(columns):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= len(group):
-                ax.axis("off")
-                continue
-            item = group.iloc[c]
-            try:
-                picture = tile(loader.open(by_id.loc[item["sample_id"]].to_dict()))
-            except UserError:  # a file gone since evaluation began: the tile says so, the sheet is still drawn
-                picture = np.full((TILE, TILE, 3), 235, np.uint8)
-            ax.imshow(picture)
-            ax.set_title(f"{item['confidence']:.2f} {item['source']}", fontsize=7)
-            for spine in ax.spines.values():
-                spine.set_color("#c62828")
-        axes[r, 0].set_ylabel(f"{label} -> {predicted}\n({int(group['count'].iloc[0]):,} images)", fontsize=8)
-    fig.suptitle(f"{title}\nrows: true -> predicted; above each cell: the model's confidence, the source", fontsize=9)
-    fig.tight_layout()
-    return save_png(fig, path, dpi=100, colours=256)
+    try:
+        for r, ((label, predicted), group) in enumerate(groups):
+            for c in range(columns):
+                ax = axes[r, c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c >= len(group):
+                    ax.axis("off")
+                    continue
+                item = group.iloc[c]
+                try:
+                    ax.imshow(tile(loader.open(by_id.loc[item["sample_id"]].to_dict())))
+                except UserError:
+                    unreadable.append(str(item["sample_id"]))
+                    ax.imshow(np.full((TILE, TILE, 3), 235, np.uint8))
+                    ax.text(TILE / 2, TILE / 2, "file not\nreadable", ha="center", va="center", fontsize=8)
+                ax.set_title(f"{item['confidence']:.2f} {item['source']}", fontsize=7)
+                for spine in ax.spines.values():
+                    spine.set_color("#c62828")
+            axes[r, 0].set_ylabel(f"{label} -> {predicted}\n({int(group['count'].iloc[0]):,} images)", fontsize=8)
+        legend = "rows: true -> predicted; above each cell: the model's confidence, the source"
+        fig.suptitle(f"{title}\n{legend}", fontsize=9)
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return Sheet(save_png(fig, path, dpi=100, colours=256), unreadable)
