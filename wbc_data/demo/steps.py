@@ -212,18 +212,19 @@ def train_with_synthetic(ctx: Context, recipe: str, overrides: list[str], out: P
 
 
 def synth_sample(ctx: Context, generator: Path, cls: str, n: int, steps: int, classifier: Path, reference_split: str,
-                 name: str, seed: int) -> Command:  # fmt: skip
+                 name: str, seed: int, attempts: float = 3.0) -> Command:  # fmt: skip
     def call(progress: Progress | None) -> Any:
         from wbc_data.synth.sample import SynthOptions, run_synth
         from wbc_data.train.classifier import load_classifier
 
         options = SynthOptions(counts={cls: n}, steps=steps, classifier=load_classifier(classifier),
-                               reference_splits=[reference_split], name=name, seed=seed)  # fmt: skip
+                               reference_splits=[reference_split], name=name, seed=seed,
+                               max_attempts=attempts)  # fmt: skip
         return run_synth(ctx.ws, generator, options, progress)
 
-    argv = ["synth", "--cls", cls, "--n", str(n), "--steps", str(steps), "--generator", str(generator),
-            "--classifier", str(classifier), "--reference-split", reference_split, "--name", name, "--seed", str(seed),
-            *ctx.w]  # fmt: skip
+    argv = ["synth", "--cls", cls, "--n", str(n), "--steps", str(steps), "--max-attempts", f"{attempts:g}",
+            "--generator", str(generator), "--classifier", str(classifier), "--reference-split", reference_split,
+            "--name", name, "--seed", str(seed), *ctx.w]  # fmt: skip
     return Command(argv, call, synth_summary)
 
 
