@@ -73,8 +73,9 @@ def mistakes_png(shown: pd.DataFrame, rows: pd.DataFrame, loader: PixelLoader, p
     groups = list(shown.groupby(["label", "predicted"], sort=False))
     columns = int(shown.groupby(["label", "predicted"]).size().max())
     unreadable: list[str] = []
+    # at least as wide as the two-line title, whatever the number of columns
     fig, axes = plt.subplots(
-        len(groups), columns, figsize=(1.75 * columns + 0.9, 1.95 * len(groups) + 0.5), squeeze=False
+        len(groups), columns, figsize=(max(1.75 * columns + 0.9, 6.4), 1.95 * len(groups) + 0.5), squeeze=False
     )
     try:
         for r, ((label, predicted), group) in enumerate(groups):
