@@ -216,10 +216,11 @@ def test_leak_units_follow_chains():
 
 
 def test_a_source_of_patients_is_tested_beside_a_source_of_single_cells(tmp_path):
-    """Real PBC cells (one unit each) and real APL/AML patients (one unit each, dozens of cells): every source gets
-    its share of val and test, in whole patients. Stratified by class alone, PBC filled every class's val and test
-    and the 21 APL/AML patients all went to train (the real split of both, measured: 0 of 3,411 APL/AML cells
-    tested), so a model was never tested on the lab it would be used in."""
+    """Real PBC cells (one unit each) and real APL/AML patients (one unit each, dozens of cells) added later: every
+    source gets its share of val and test, in whole patients, and adding a source moves no row of another.
+    Stratified by class alone, PBC filled every class's val and test and the 21 APL/AML patients all went to train
+    (the real split of both, measured: 0 of 2,455 APL/AML cells tested); with one shuffle of all units, adding a
+    source moved a third of PBC's rows (3,029 of 8,488)."""
     from tests.conftest import shared_path
     from tests.train_helpers import pbc_subset
 
@@ -236,10 +237,16 @@ def test_a_source_of_patients_is_tested_beside_a_source_of_single_cells(tmp_path
     (root / "master.csv").write_bytes((apl / "master.csv").read_bytes())
     ws = Workspace(tmp_path / "ws")
     ingest("pbc", pbc_subset(tmp_path / "pbc", 40, ("lymphocyte", "neutrophil")), ws, IngestOptions(workers=1))
-    ingest("apl-aml", root, ws, IngestOptions(workers=1))
+    merge(ws)
+    dedup(ws, DedupOptions(workers=1, reports=False))
+    before = run_split(ws, SplitOptions(val=0.15, test=0.15, seed=0)).frame.set_index("sample_id")["split"]
+    ingest("apl-aml", root, ws, IngestOptions(workers=1))  # a source added later, then dedup and split again
     merge(ws)
     dedup(ws, DedupOptions(workers=1, reports=False))
     frame = run_split(ws, SplitOptions(val=0.15, test=0.15, seed=0)).frame
+    after = frame.set_index("sample_id")["split"].reindex(before.index)
+    assert (after == before).all(), "adding a source moved rows of another"  # each unit keeps its hashed place
+    assert set(before) >= {"train", "val", "test"}
     _never_straddles(frame, "patient_id")
     cells = frame[(frame["source"] == "apl-aml") & (frame["label_status"] == "exact")]
     assert cells["patient_id"].nunique() == len(patients) and len(cells) >= 60

@@ -28,12 +28,17 @@ def apportion_units(
     seed: int = 0,
     fixed: Mapping[int, int] | None = None,
     allowed: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
 ) -> np.ndarray:
     """Bin per unit (``-1`` for units without eligible images and not fixed).
 
     ``counts``: (units, classes) eligible images; ``shares``: (bins,) summing to 1; ``fixed``: unit -> bin for
     units that must go to a bin (their images count towards it first); ``allowed``: (units, bins) booleans for
-    units that may only go to some bins (e.g. a source's official training rows: train or val, never test)."""
+    units that may only go to some bins (e.g. a source's official training rows: train or val, never test).
+    ``keys``: a random-looking number per unit that orders ties and decides which single images of a class take
+    which bin (default: drawn from ``seed``). Keys that depend on the unit alone (a hash of its rows' ids and the
+    seed) keep every unit's bin when units of other classes are added: each unit's fate depends only on the units
+    that share its classes."""
     counts = np.asarray(counts, dtype=np.int64)
     shares = np.asarray(shares, dtype=np.float64)
     n_units, n_classes = counts.shape
@@ -50,8 +55,9 @@ def apportion_units(
 
     sizes = counts.sum(axis=1)
     free = (out < 0) & (sizes > 0)
-    rng = np.random.default_rng(seed)
-    tiebreak = rng.permutation(n_units)
+    if keys is None:
+        keys = np.random.default_rng(seed).permutation(n_units)
+    tiebreak = np.argsort(np.argsort(np.asarray(keys), kind="stable"), kind="stable")  # ranks: ties broken by position
     bin_order = np.lexsort((np.arange(n_bins), -shares))  # preferred bin first on equal need
     weight = np.where(totals > 0, 1.0 / np.maximum(totals, 1), 0.0)
 
@@ -83,8 +89,9 @@ def apportion_units(
                 sub_order = np.array([b for b in bin_order if patterns[p][b]])
                 local = np.searchsorted(bins, sub_order)
                 per_bin = fill_slots(target[bins, c] - placed[bins, c], len(members), local)
-                assigned = np.repeat(bins, per_bin)[np.argsort(rng.permutation(len(members)))]
-                out[members] = assigned
+                # in key order, a block per bin: the keys are random, so is the draw; a new image moves at most
+                # the images at the blocks' edges, not the whole class
+                out[members] = np.repeat(bins, per_bin)
                 placed[bins, c] += per_bin
     return out
 

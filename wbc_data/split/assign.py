@@ -61,7 +61,7 @@ def assign_units(
         allowed = np.ones((counts.shape[0], len(SPLITS)), dtype=bool)
         train_only = [u for u, s in official.items() if s == "train"]
         allowed[train_only, SPLITS.index("test")] = False  # official training rows may give validation, not test
-    bins = apportion_units(counts, shares, seed, fixed_bins, allowed)
+    bins = apportion_units(counts, shares, seed, fixed_bins, allowed, unit_keys(frame, units, seed))
     unit_split = np.where(bins >= 0, np.array(SPLITS, dtype=object)[np.maximum(bins, 0)], "train")
 
     split = unit_split[units].astype(object)
@@ -77,6 +77,16 @@ def assign_units(
         split[dropped] = EXCLUDED
         note[dropped] = "duplicate not kept by dedup"
     return Assignment(split, note, notes)
+
+
+def unit_keys(frame: pd.DataFrame, units: np.ndarray, seed: int) -> np.ndarray:
+    """A random-looking 64-bit number per unit from its first ``sample_id`` and the seed (pandas' vectorised hash):
+    a unit keeps its key, and so its place, when other sources are added to the workspace and split again, where
+    a shuffle of all units would move every row."""
+    n_units = int(units.max()) + 1 if len(units) else 0
+    first = pd.Series(frame["sample_id"].astype(str).to_numpy()).groupby(units).min().reindex(range(n_units))
+    salted = first.fillna("").astype(str) + f"\x00{seed}"
+    return pd.util.hash_pandas_object(salted, index=False).to_numpy()
 
 
 def unit_class_counts(frame: pd.DataFrame, units: np.ndarray, eligible: np.ndarray) -> np.ndarray:

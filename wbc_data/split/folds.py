@@ -9,7 +9,7 @@ import pandas as pd
 
 from wbc_data.core.errors import UserError
 from wbc_data.split.apportion import apportion_units
-from wbc_data.split.assign import unit_class_counts
+from wbc_data.split.assign import unit_class_counts, unit_keys
 
 
 class FoldError(UserError):
@@ -24,7 +24,7 @@ def assign_folds(
     if len(pool_units) < k:
         raise FoldError(f"--folds {k}: only {len(pool_units)} independent unit(s) with eligible images in train + val")
     counts = unit_class_counts(frame, units, eligible & in_pool)
-    bins = apportion_units(counts, np.full(k, 1.0 / k), seed)
+    bins = apportion_units(counts, np.full(k, 1.0 / k), seed, keys=unit_keys(frame, units, seed))
     fold = bins[units]
     fold[~in_pool] = -1
     return fold
