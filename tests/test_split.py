@@ -43,7 +43,7 @@ def _within_one_of_ideal(frame: pd.DataFrame, shares: dict[str, float]) -> None:
     eligible = frame[frame["split"].isin(["train", "val", "test"]) & (frame["label_status"] == "exact")]
     if "is_synthetic" in eligible.columns:
         eligible = eligible[~eligible["is_synthetic"].fillna(False).astype(bool)]
-    for stratum, part in eligible.groupby(["source", "label"]):  # each source's classes, so each class too
+    for stratum, part in eligible.groupby(["source", "label"]):  # each source's classes
         for split, share in shares.items():
             got = int((part["split"] == split).sum())
             assert abs(got - share * len(part)) <= 1.0, (stratum, split, got, share * len(part))
@@ -256,3 +256,54 @@ def test_a_source_of_patients_is_tested_beside_a_source_of_single_cells(tmp_path
     assert 0.05 <= tested <= 0.3, tested  # about its 15%, in whole patients
     pbc = frame[(frame["source"] == "pbc") & frame["split"].isin(["train", "val", "test"])]
     _within_one_of_ideal(pbc, {"val": 0.15, "test": 0.15})
+
+
+def _single_cells(sources: int, per_class: dict[str, int]) -> list[dict]:
+    """Generated single-image rows: ``per_class`` images of each class in each of ``sources`` sources."""
+    rows = []
+    for s in range(sources):
+        for cls, n in per_class.items():
+            for i in range(n):
+                rows.append({"sample_id": f"src{s}:{cls}/{i:05d}.jpg", "source": f"src{s}", "source_root": "r",
+                             "source_path": f"{cls}/{i}.jpg", "status": "ok", "label": cls, "label_status": "exact",
+                             "pixel_hash": f"{s}-{cls}-{i}"})  # fmt: skip
+    return _full(rows)
+
+
+def test_a_class_spread_thinly_over_many_sources_still_reaches_val_and_test(tmp_path):
+    """40 sources with 3 PLY images each: 0.7 x 3 leaves one image per source to val or test on a tie. Ties broken
+    in one fixed order sent all 40 to val (test 0 of an ideal 18); each stratum now breaks its ties its own way."""
+    ws = Workspace(tmp_path / "ws")
+    manifest.write(_single_cells(40, {"PLY": 3, "LY": 20}), ws.unified_manifest)
+    frame = run_split(ws, SplitOptions(without_dedup=True, seed=0)).frame
+    ply = frame[frame["label"] == "PLY"]["split"].value_counts()
+    assert ply["test"] >= 8 and ply["val"] >= 8, ply  # about half of the 40 tie-broken images each
+    _within_one_of_ideal(frame, {"val": 0.15, "test": 0.15})  # and every source's class within one image
+
+
+def test_the_test_split_is_a_random_draw_and_the_folds_spread_validation(tmp_path):
+    """The hashed keys draw like a shuffle: test rows are spread over id order, two seeds share about what two
+    independent 15% draws share, and validation rows (drawn with the split's keys) spread over all folds."""
+    ws = Workspace(tmp_path / "ws")
+    manifest.write(_single_cells(1, {"SNE": 1000, "LY": 1000}), ws.unified_manifest)
+    first = run_split(ws, SplitOptions(without_dedup=True, seed=0, folds=5)).frame
+    order = first["sample_id"].argsort().to_numpy()
+    blocks = (first["split"].to_numpy()[order] == "test").reshape(10, 200).mean(axis=1)  # id order, 10 blocks
+    assert blocks.min() > 0.05 and blocks.max() < 0.27, blocks
+    other = run_split(ws, SplitOptions(without_dedup=True, seed=1)).frame
+    a, b = set(first.loc[first["split"] == "test", "sample_id"]), set(other.loc[other["split"] == "test", "sample_id"])
+    assert 0.07 < len(a & b) / len(a) < 0.25  # independent draws share about 15%
+    val_folds = first.loc[first["split"] == "val", "fold"].value_counts()
+    assert len(val_folds) == 5 and val_folds.min() >= 30, val_folds  # 300 val rows, about 60 per fold
+
+
+def test_a_copy_dedup_drops_does_not_change_the_key_of_the_unit_it_joins():
+    from wbc_data.split.assign import unit_keys
+
+    frame = pd.DataFrame({"sample_id": ["pbc:a.jpg", "pbc:b.jpg", "kaggle:copy-of-a.jpg"]})
+    units = np.array([0, 1, 0])  # the copy joined a's unit (one duplicate cluster)
+    kept = np.array([True, True, False])  # and dedup kept a
+    alone = unit_keys(frame.iloc[:2], units[:2], kept[:2], seed=0)
+    joined = unit_keys(frame, units, kept, seed=0)
+    assert (alone == joined).all()
+    assert (unit_keys(frame, units, kept, seed=1) != joined).all()  # the seed changes every key

@@ -29,6 +29,7 @@ def apportion_units(
     fixed: Mapping[int, int] | None = None,
     allowed: np.ndarray | None = None,
     keys: np.ndarray | None = None,
+    stratum_keys: np.ndarray | None = None,
 ) -> np.ndarray:
     """Bin per unit (``-1`` for units without eligible images and not fixed).
 
@@ -38,7 +39,9 @@ def apportion_units(
     ``keys``: a random-looking number per unit that orders ties and decides which single images of a class take
     which bin (default: drawn from ``seed``). Keys that depend on the unit alone (a hash of its rows' ids and the
     seed) keep every unit's bin when units of other classes are added: each unit's fate depends only on the units
-    that share its classes."""
+    that share its classes. ``stratum_keys``: a number per class (column) that orders the bins a single image of
+    that class takes on a tie (default: the bins by share); with many small classes of one label (a class in each
+    of many sources) a fixed order would round all of them towards the same bin."""
     counts = np.asarray(counts, dtype=np.int64)
     shares = np.asarray(shares, dtype=np.float64)
     n_units, n_classes = counts.shape
@@ -74,6 +77,12 @@ def apportion_units(
             out[unit] = best
             placed[best] += present
 
+    def tie_order(column: int) -> np.ndarray:
+        if stratum_keys is None:
+            return bin_order
+        draw = np.random.default_rng([seed, int(stratum_keys[column])]).random(n_bins)
+        return np.lexsort((draw, -shares))  # the larger share first; equal shares in the stratum's own order
+
     single = np.flatnonzero(free & (sizes == 1))
     if len(single):
         single_class = counts[single].argmax(axis=1)
@@ -86,7 +95,7 @@ def apportion_units(
                     continue
                 members = members[np.argsort(tiebreak[members], kind="stable")]
                 bins = np.flatnonzero(patterns[p])
-                sub_order = np.array([b for b in bin_order if patterns[p][b]])
+                sub_order = np.array([b for b in tie_order(c) if patterns[p][b]])
                 local = np.searchsorted(bins, sub_order)
                 per_bin = fill_slots(target[bins, c] - placed[bins, c], len(members), local)
                 # in key order, a block per bin: the keys are random, so is the draw; a new image moves at most

@@ -50,7 +50,8 @@ def assign_units(
     split (or None): a unit with an official test or val row takes that split; a unit of official training rows
     goes to train or val, never test; other units are free."""
     eligible = eligible_rows(frame)
-    counts = unit_class_counts(frame, units, eligible)
+    strata = unit_class_counts(frame, units, eligible, seed)
+    counts = strata.counts
     shares = np.array([1.0 - sum(fractions.values()), fractions.get("val", 0.0), fractions.get("test", 0.0)])
     notes: list[str] = []
     fixed_bins: dict[int, int] = {}
@@ -61,7 +62,8 @@ def assign_units(
         allowed = np.ones((counts.shape[0], len(SPLITS)), dtype=bool)
         train_only = [u for u, s in official.items() if s == "train"]
         allowed[train_only, SPLITS.index("test")] = False  # official training rows may give validation, not test
-    bins = apportion_units(counts, shares, seed, fixed_bins, allowed, unit_keys(frame, units, seed))
+    keys = unit_keys(frame, units, eligible, seed)
+    bins = apportion_units(counts, shares, seed, fixed_bins, allowed, keys, strata.keys)
     unit_split = np.where(bins >= 0, np.array(SPLITS, dtype=object)[np.maximum(bins, 0)], "train")
 
     split = unit_split[units].astype(object)
@@ -79,22 +81,38 @@ def assign_units(
     return Assignment(split, note, notes)
 
 
-def unit_keys(frame: pd.DataFrame, units: np.ndarray, seed: int) -> np.ndarray:
-    """A random-looking 64-bit number per unit from its first ``sample_id`` and the seed (pandas' vectorised hash):
-    a unit keeps its key, and so its place, when other sources are added to the workspace and split again, where
-    a shuffle of all units would move every row."""
+def _hashes(values: pd.Series, salt: str) -> np.ndarray:
+    """pandas' vectorised 64-bit hash of each string with ``salt`` appended: random-looking, reproducible."""
+    return pd.util.hash_pandas_object(values.astype(str) + f"\x00{salt}", index=False).to_numpy()
+
+
+def unit_keys(frame: pd.DataFrame, units: np.ndarray, eligible: np.ndarray, seed: int, salt: str = "") -> np.ndarray:
+    """A random-looking 64-bit number per unit: the smallest hash (of ``sample_id``, the seed and ``salt``) of its
+    eligible rows, or of all its rows when none is eligible. A unit keeps its key, and so its place, when another
+    source is added and the workspace split again (a shuffle of all units moved every row); a copy from the new
+    source that dedup does not keep is not eligible, so it does not change the key of the unit it joins."""
     n_units = int(units.max()) + 1 if len(units) else 0
-    first = pd.Series(frame["sample_id"].astype(str).to_numpy()).groupby(units).min().reindex(range(n_units))
-    salted = first.fillna("").astype(str) + f"\x00{seed}"
-    return pd.util.hash_pandas_object(salted, index=False).to_numpy()
+    row_keys = _hashes(frame["sample_id"], f"{seed}\x00{salt}")
+    top = np.iinfo(np.uint64).max
+    keys, fallback = np.full(n_units, top, np.uint64), np.full(n_units, top, np.uint64)
+    np.minimum.at(keys, units[eligible], row_keys[eligible])
+    np.minimum.at(fallback, units, row_keys)
+    return np.where(keys == top, fallback, keys)
 
 
-def unit_class_counts(frame: pd.DataFrame, units: np.ndarray, eligible: np.ndarray) -> np.ndarray:
-    """(units, strata) eligible images per unit and stratum: a stratum is a class within a source, so that every
-    source's classes are spread over the splits in the shares asked for. Stratified by class alone, a source of
-    many single-image units (PBC) fills each class's val and test shares by itself, and a source whose images come
-    in patients (APL/AML: 21 patients) lands whole in train: nothing of it is ever tested. With one source the
-    strata are its classes."""
+@dataclass
+class Strata:
+    counts: np.ndarray  # (units, strata) eligible images
+    keys: np.ndarray  # (strata,) a hash of "source, class": orders a stratum's ties among splits
+
+
+def unit_class_counts(frame: pd.DataFrame, units: np.ndarray, eligible: np.ndarray, seed: int = 0) -> Strata:
+    """Eligible images per unit and stratum: a stratum is a class within a source, so that every source's classes
+    are spread over the splits in the shares asked for. Stratified by class alone, a source of many single-image
+    units (PBC) fills each class's val and test shares by itself, and a source whose images come in patients
+    (APL/AML: 21 patients) lands whole in train: nothing of it is ever tested. With one source the strata are its
+    classes. Each stratum breaks ties among splits in its own order (from its key), so that the strata of a class
+    spread over many sources do not all round the same way."""
     n_units = int(units.max()) + 1 if len(units) else 0
     classes = pd.Categorical(frame["label"].astype(object), categories=list(CLASSES)).codes.astype(np.int64)
     sources = pd.Categorical(frame["source"].astype(object).fillna("")).codes.astype(np.int64)
@@ -102,7 +120,9 @@ def unit_class_counts(frame: pd.DataFrame, units: np.ndarray, eligible: np.ndarr
     strata, codes = np.unique(sources[rows] * len(CLASSES) + classes[rows], return_inverse=True)
     counts = np.zeros((n_units, len(strata)), dtype=np.int64)
     np.add.at(counts, (units[rows], codes), 1)
-    return counts
+    categories = pd.Categorical(frame["source"].astype(object).fillna("")).categories
+    names = pd.Series([f"{categories[s // len(CLASSES)]}\x00{CLASSES[s % len(CLASSES)]}" for s in strata], dtype=object)
+    return Strata(counts, _hashes(names, str(seed)))
 
 
 def _fixed_units(units: np.ndarray, fixed: np.ndarray, notes: list[str]) -> dict[int, str]:

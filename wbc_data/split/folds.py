@@ -23,8 +23,10 @@ def assign_folds(
     pool_units = np.unique(units[eligible & in_pool])
     if len(pool_units) < k:
         raise FoldError(f"--folds {k}: only {len(pool_units)} independent unit(s) with eligible images in train + val")
-    counts = unit_class_counts(frame, units, eligible & in_pool)
-    bins = apportion_units(counts, np.full(k, 1.0 / k), seed, keys=unit_keys(frame, units, seed))
+    pool = eligible & in_pool
+    strata = unit_class_counts(frame, units, pool, seed)
+    keys = unit_keys(frame, units, pool, seed, salt="folds")  # not the split's keys: val would fill one fold
+    bins = apportion_units(strata.counts, np.full(k, 1.0 / k), seed, keys=keys, stratum_keys=strata.keys)
     fold = bins[units]
     fold[~in_pool] = -1
     return fold
