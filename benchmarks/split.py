@@ -54,7 +54,8 @@ def worst_deviation(classes: np.ndarray, fold: np.ndarray, k: int) -> float:
 def ours(units: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
     counts = np.zeros((units.max() + 1, len(CLASSES)), dtype=np.int64)
     np.add.at(counts, (units, classes), 1)
-    return apportion_units(counts, np.full(k, 1.0 / k), seed=0)[units]
+    keys = np.random.default_rng(0).integers(0, 2**63, len(counts), dtype=np.uint64)  # as the stage's hashed keys
+    return apportion_units(counts, np.full(k, 1.0 / k), seed=0, keys=keys)[units]
 
 
 def sklearn_folds(units: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
