@@ -83,7 +83,7 @@ class DemoSettings:
 
     @property
     def classifier_patience(self) -> int:
-        return 15  # the 29 validation images are noisy: stop late
+        return 15  # the 27 validation images are noisy: stop late
 
     def key(self) -> dict[str, Any]:
         return {"quick": self.quick, "sample": sample_version(), "version": DEMO_VERSION}
