@@ -115,14 +115,15 @@ def unit_class_counts(frame: pd.DataFrame, units: np.ndarray, eligible: np.ndarr
     spread over many sources do not all round the same way."""
     n_units = int(units.max()) + 1 if len(units) else 0
     classes = pd.Categorical(frame["label"].astype(object), categories=list(CLASSES)).codes.astype(np.int64)
-    sources = pd.Categorical(frame["source"].astype(object).fillna("")).codes.astype(np.int64)
+    source = pd.Categorical(frame["source"].astype(object).fillna(""))
+    sources = source.codes.astype(np.int64)
     rows = np.flatnonzero(eligible & (classes >= 0))
     strata, codes = np.unique(sources[rows] * len(CLASSES) + classes[rows], return_inverse=True)
     counts = np.zeros((n_units, len(strata)), dtype=np.int64)
     np.add.at(counts, (units[rows], codes), 1)
-    categories = pd.Categorical(frame["source"].astype(object).fillna("")).categories
-    names = pd.Series([f"{categories[s // len(CLASSES)]}\x00{CLASSES[s % len(CLASSES)]}" for s in strata], dtype=object)
-    return Strata(counts, _hashes(names, str(seed)))
+    n = len(CLASSES)
+    names = pd.Series([f"{source.categories[s // n]}\x00{CLASSES[s % n]}" for s in strata], dtype=object)
+    return Strata(counts, _hashes(names, str(seed)))  # keyed by names, not codes: codes change as sources come
 
 
 def _fixed_units(units: np.ndarray, fixed: np.ndarray, notes: list[str]) -> dict[int, str]:
