@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps
+from PIL import Image
 
 from wbc_data.core.errors import UserError
 from wbc_data.core.taxonomy import CLASSES
@@ -51,8 +51,10 @@ def worst_mistakes(
 
 def tile(image: Image.Image, side: int = TILE) -> np.ndarray:
     """The whole image, aspect kept, on a white ``side`` x ``side`` square (what a person looks at, not the
-    model's crop)."""
-    return np.asarray(ImageOps.pad(image.convert("RGB"), (side, side), Image.Resampling.BICUBIC, color="white"))
+    model's crop): the project's one letterbox, without its centre crop."""
+    from wbc_data.train.augment import Letterbox
+
+    return np.asarray(Letterbox(side, (255, 255, 255), "bicubic")(image))
 
 
 @dataclass
