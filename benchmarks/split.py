@@ -2,7 +2,8 @@
 ``StratifiedGroupKFold`` on the same units, same classes, same K, in the same run; then the whole ``wbc-data split``
 stage on a generated 1M-row manifest (time and peak RSS).
 
-Run: ``uv run python benchmarks/split.py [--sizes 10000,100000] [--folds 5] [--million]``
+Run: ``uv run python benchmarks/split.py [--sizes 10000,100000] [--folds 5] [--million [--sources 8]
+[--single-share 1]]`` (``--sizes 0`` skips the comparison).
 
 Units are drawn like a real mix (a unit is a single image with probability 2/3, else a patient of 5-60 images) and,
 second, like PBC (every image its own unit); classes follow the
@@ -52,9 +53,10 @@ def worst_deviation(classes: np.ndarray, fold: np.ndarray, k: int) -> float:
 
 
 def ours(units: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
-    counts = np.zeros((units.max() + 1, len(CLASSES)), dtype=np.int64)
-    np.add.at(counts, (units, classes), 1)
-    keys = np.random.default_rng(0).integers(0, 2**63, len(counts), dtype=np.uint64)  # as the stage's hashed keys
+    from scipy import sparse
+
+    counts = sparse.csr_array((np.ones(len(units), np.int64), (units, classes)), shape=(units.max() + 1, len(CLASSES)))
+    keys = np.random.default_rng(0).integers(0, 2**63, counts.shape[0], dtype=np.uint64)  # as the stage's hashed keys
     return apportion_units(counts, np.full(k, 1.0 / k), seed=0, keys=keys)[units]
 
 
@@ -68,18 +70,19 @@ def sklearn_folds(units: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:
     return fold
 
 
-def stage_at_million() -> None:
+def stage_at_million(sources: int = 1, single_share: float = 2 / 3) -> None:
     from wbc_data.core import manifest
     from wbc_data.core.workspace import Workspace
     from wbc_data.split import SplitOptions, run_split
 
-    units, classes = make_units(1_000_000, seed=1)
+    units, classes = make_units(1_000_000, seed=1, single_share=single_share)
     with tempfile.TemporaryDirectory(prefix="wbc-bench-split-") as tmp:
         ws = Workspace(Path(tmp))
         n = len(units)
         frame = pd.DataFrame({c: [None] * n for c in manifest.COLUMNS})
         frame["sample_id"] = [f"s:{i:07d}" for i in range(n)]
-        frame["source"] = frame["source_root"] = "s"
+        frame["source"] = np.array([f"s{i}" for i in range(sources)], dtype=object)[units % sources]
+        frame["source_root"] = frame["source"]  # each unit in one source: strata are (source, class)
         frame["source_path"] = frame["sample_id"]
         frame["status"], frame["label_status"] = "ok", "exact"
         frame["label"] = np.array(CLASSES, dtype=object)[classes]
@@ -91,7 +94,8 @@ def stage_at_million() -> None:
         run_split(ws, SplitOptions(without_dedup=True, folds=5))
         seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nwbc-data split on a generated 1,000,000-row manifest ({units.max() + 1:,} units, 5 folds): "
+    print(f"\nwbc-data split on a generated 1,000,000-row manifest ({units.max() + 1:,} units in {sources} "
+          f"source(s), 5 folds): "
           f"{seconds:.1f} s (read, units, assign, folds, stage file, report), peak RSS {peak:,.0f} MB")  # fmt: skip
 
 
@@ -100,12 +104,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--million", action="store_true", help="also run the whole stage on 1M generated rows")
+    parser.add_argument("--sources", type=int, default=1, help="sources the 1M rows' units are spread over")
+    parser.add_argument("--single-share", type=float, default=2 / 3, help="share of the 1M rows' units of one image")
     args = parser.parse_args()
     import sklearn.model_selection  # noqa: F401  (imported before the clock starts)
 
     print("| rows | units | method | seconds | worst deviation (images) |")
     print("|---:|---:|---|---:|---:|")
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if int(s) > 0]
     for n, single in [(n, 2 / 3) for n in sizes] + [(n, 1.0) for n in sizes]:
         units, classes = make_units(n, single_share=single)
         timings = {}
@@ -121,7 +127,7 @@ def main() -> None:
         ratio = timings["sklearn StratifiedGroupKFold"] / timings["wbc-data apportion_units"]
         print(f"| | | speed-up | {ratio:,.0f}x | |")
     if args.million:
-        stage_at_million()
+        stage_at_million(args.sources, args.single_share)
 
 
 if __name__ == "__main__":

@@ -307,3 +307,69 @@ def test_a_copy_dedup_drops_does_not_change_the_key_of_the_unit_it_joins():
     joined = unit_keys(frame, units, kept, seed=0)
     assert (alone == joined).all()
     assert (unit_keys(frame, units, kept, seed=1) != joined).all()  # the seed changes every key
+
+
+def _random_case(rng: np.random.Generator) -> dict:
+    """Units of one image and of several (patients spanning classes), some fixed, some restricted, unequal shares."""
+    n_units, n_classes, n_bins = int(rng.integers(1, 300)), int(rng.integers(1, 8)), int(rng.integers(2, 6))
+    counts = np.zeros((n_units, n_classes), dtype=np.int64)
+    counts[np.arange(n_units), rng.integers(0, n_classes, n_units)] = 1
+    patients = rng.random(n_units) < 0.2
+    counts[patients] += rng.poisson(2.0, (int(patients.sum()), n_classes)) * (rng.random((1, n_classes)) < 0.6)
+    counts[rng.random(n_units) < 0.05] = 0  # units without eligible images
+    fixed = {int(u): int(rng.integers(n_bins)) for u in rng.choice(n_units, int(rng.integers(0, 4)), replace=True)}
+    allowed = rng.random((n_units, n_bins)) < 0.85 if rng.random() < 0.5 else None
+    if allowed is not None:
+        allowed[np.arange(n_units), rng.integers(0, n_bins, n_units)] = True  # every unit may go somewhere
+    return {"counts": counts, "shares": rng.dirichlet(np.ones(n_bins)), "seed": int(rng.integers(1000)),
+            "fixed": fixed, "allowed": allowed,
+            "keys": rng.integers(0, 2**63, n_units).astype(np.uint64) if rng.random() < 0.7 else None,
+            "stratum_keys": rng.integers(0, 2**63, n_classes) if rng.random() < 0.7 else None}  # fmt: skip
+
+
+def test_the_sparse_apportionment_places_every_unit_as_the_dense_one_did():
+    """The counts are kept sparse (memory in the images, not in units x strata); every unit still goes where the
+    dense code of main 4b0db9e (``tests/split_reference.py``) sent it, on generated cases with patients, fixed and
+    restricted units, and on the real sample's units and strata."""
+    from scipy import sparse
+
+    from tests.split_reference import dense_apportion_units
+
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        case = _random_case(rng)
+        expected = dense_apportion_units(**case)
+        assert (apportion_units(**case) == expected).all()
+        assert (apportion_units(**{**case, "counts": sparse.csr_array(case["counts"])}) == expected).all()
+        assert expected.max() >= 0 or not case["counts"].any()
+
+
+def test_the_real_sample_splits_as_the_dense_apportionment_did(sample_ws):
+    from tests.split_reference import dense_apportion_units
+    from wbc_data.core.rows import is_usable
+    from wbc_data.split.assign import eligible_rows, unit_class_counts, unit_keys
+
+    view = load_view(sample_ws)
+    frame = view.frame[is_usable(view.frame)].reset_index(drop=True)
+    units = leak_units(frame, "patient")
+    eligible = eligible_rows(frame)
+    strata = unit_class_counts(frame, units, eligible, seed=0)
+    keys = unit_keys(frame, units, eligible, seed=0)
+    shares = np.array([0.7, 0.15, 0.15])
+    got = apportion_units(strata.counts, shares, 0, keys=keys, stratum_keys=strata.keys)
+    assert (got == dense_apportion_units(strata.counts.toarray(), shares, 0, keys=keys,
+                                         stratum_keys=strata.keys)).all()  # fmt: skip
+    assert set(got[got >= 0]) == {0, 1, 2}
+
+
+def test_the_strata_counts_grow_with_the_images_not_with_the_sources():
+    """A stratum per source and class: a million single images in 8 sources made a dense (units x strata) matrix of
+    830 MB; kept sparse it holds an entry per unit and stratum present."""
+    from wbc_data.split.assign import unit_class_counts
+
+    frame = pd.DataFrame(_single_cells(60, {"LY": 20, "SNE": 20}))
+    units = np.arange(len(frame))
+    counts = unit_class_counts(frame, units, np.ones(len(frame), bool)).counts
+    assert counts.shape == (2400, 120) and counts.sum() == 2400
+    held = counts.data.nbytes + counts.indices.nbytes + counts.indptr.nbytes
+    assert held < 32 * len(frame), held  # dense: 120 strata x 8 bytes = 960 bytes a unit
