@@ -330,8 +330,8 @@ def _random_case(rng: np.random.Generator) -> dict:
 def test_the_sparse_apportionment_places_every_unit_as_the_dense_one_did():
     """The counts are kept sparse (memory in the images, not in units x strata); every unit still goes where the
     dense code of main 4b0db9e (``tests/split_reference.py``) sent it, on generated cases with patients, fixed and
-    restricted units, and on the real sample's units and strata."""
-    from scipy import sparse
+    restricted units; and given the counts in any sparse form, canonical or not (duplicate entries, explicit zeros,
+    unsorted columns), which it leaves as they were."""
 
     from tests.split_reference import dense_apportion_units
 
@@ -340,8 +340,29 @@ def test_the_sparse_apportionment_places_every_unit_as_the_dense_one_did():
         case = _random_case(rng)
         expected = dense_apportion_units(**case)
         assert (apportion_units(**case) == expected).all()
-        assert (apportion_units(**{**case, "counts": sparse.csr_array(case["counts"])}) == expected).all()
-        assert expected.max() >= 0 or not case["counts"].any()
+        for counts in _sparse_forms(case["counts"], rng):
+            before = counts.copy()
+            assert (apportion_units(**{**case, "counts": counts}) == expected).all()
+            assert counts.nnz == before.nnz and (counts.toarray() == before.toarray()).all()  # the caller's, intact
+
+
+def _sparse_forms(dense: np.ndarray, rng: np.random.Generator) -> list:
+    """``dense`` as CSR, and as COO and as CSR whose entries are not canonical: each count stored as two entries that
+    sum to it, explicit zeros added, and (CSR) the columns of each row unsorted."""
+    from scipy import sparse
+
+    rows, cols = np.nonzero(dense)
+    values = dense[rows, cols]
+    part = rng.integers(0, values + 1)
+    zero_r, zero_c = rng.integers(0, dense.shape[0], 5), rng.integers(0, dense.shape[1], 5)
+    r, c = np.r_[rows, rows, zero_r], np.r_[cols, cols, zero_c]
+    v = np.r_[part, values - part, np.zeros(5, np.int64)]
+    coo = sparse.coo_array((v, (r, c)), shape=dense.shape)
+    order = np.lexsort((rng.random(len(r)), r))  # by row, its entries shuffled
+    indptr = np.r_[0, np.cumsum(np.bincount(r, minlength=dense.shape[0]))]
+    unsorted = sparse.csr_array((v[order], c[order], indptr), shape=dense.shape)
+    assert not unsorted.has_canonical_format
+    return [sparse.csr_array(dense), coo, unsorted]
 
 
 def test_the_real_sample_splits_as_the_dense_apportionment_did(sample_ws):

@@ -36,8 +36,9 @@ def apportion_units(
 ) -> np.ndarray:
     """Bin per unit (``-1`` for units without eligible images and not fixed).
 
-    ``counts``: (units, classes) eligible images, dense or scipy sparse (kept sparse inside); ``shares``: (bins,)
-    summing to 1; ``fixed``: unit -> bin for units that must go to a bin (their images count towards it first);
+    ``counts``: (units, classes) eligible images (non-negative), dense or scipy sparse (kept sparse inside);
+    ``shares``: (bins,) summing to 1; ``fixed``: unit (an index >= 0) -> bin for units that must go to a bin (their
+    images count towards it first);
     ``allowed``: (units, bins) booleans for units that may only go to some bins (e.g. a source's official training
     rows: train or val, never test).
     ``keys``: a random-looking number per unit that orders ties and decides which single images of a class take
@@ -88,7 +89,7 @@ def apportion_units(
 
     single = np.flatnonzero(free & (sizes == 1))
     if len(single):
-        single_class = indices[indptr[single]]  # a unit of one image has one nonzero class
+        single_class = indices[indptr[single]].astype(np.int64)  # a unit of one image: one nonzero class
         patterns, pattern_of = np.unique(allowed[single], axis=0, return_inverse=True)
         restriction = np.empty(len(patterns), dtype=np.int64)  # most restricted units placed first
         restriction[np.argsort(patterns.sum(axis=1), kind="stable")] = np.arange(len(patterns))
@@ -113,10 +114,9 @@ def apportion_units(
 def _sparse(counts: np.ndarray | sparse.sparray | sparse.spmatrix) -> sparse.csr_array:
     """``counts`` as a CSR array of int64 with sorted, summed, nonzero entries: memory in the nonzero counts, not in
     units x strata (a million single images in 104 strata: 16 MB instead of 830 MB)."""
-    out = sparse.csr_array(counts, dtype=np.int64)
-    out.sum_duplicates()
+    out = sparse.csr_array(counts, dtype=np.int64, copy=True)  # the caller's matrix is left as it was
+    out.sum_duplicates()  # sorts each row's columns too
     out.eliminate_zeros()
-    out.sort_indices()
     return out
 
 
