@@ -136,7 +136,7 @@ def fill_slots(deficit: np.ndarray, m: int, bin_order: np.ndarray) -> np.ndarray
     n_bins = len(deficit)
     rank = np.empty(n_bins, dtype=np.int64)
     rank[bin_order] = np.arange(n_bins)
-    # a bin never gets more than m, nor more than ceil(deficit - lowest deficit) + m / bins + 1: bound the slots
+    # a bin never gets more than m images, so m slots per bin suffice: (bins x m) priorities, linear in the class
     j = np.arange(m, dtype=np.float64)
     priority = (deficit[:, None] - j[None, :]).ravel()
     owner = np.repeat(np.arange(n_bins), m)
