@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from wbc_data.core.errors import UserError
+from wbc_data.core.taxonomy import NOT_LEUKOCYTE, LabelStatus
 from wbc_data.dedup.keypoints import MIN_INLIERS
 from wbc_data.io.pixels import PixelLoader
 from wbc_data.report.document import Report, Section, write, write_csv
@@ -29,21 +30,45 @@ def source_pair_counts(pairs: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis("sources").reset_index()
 
 
+def label_claims(frame: pd.DataFrame) -> list[frozenset[str] | None]:
+    """What each row's label says in the 13-class space: the classes it may be (its exact label, a coarse label's or an
+    annotator conflict's candidates, or "not a leukocyte" whatever the source calls the cell), or None where it says
+    nothing (unlabelled, unmapped, excluded by the label map, a conflict without candidates)."""
+    status = frame["label_status"].astype(object).to_numpy()
+    label = frame["label"].astype(object).to_numpy()
+    candidates = frame["label_candidates"].to_numpy(object) if "label_candidates" in frame else [None] * len(frame)
+    claims: list[frozenset[str] | None] = []
+    for st, lab, cand in zip(status, label, candidates, strict=True):
+        if st == LabelStatus.EXACT.value and isinstance(lab, str):
+            claims.append(frozenset({lab}))
+        elif st in (LabelStatus.COARSE.value, LabelStatus.CONFLICT.value) and cand is not None and len(cand):
+            claims.append(frozenset(str(c) for c in cand))
+        elif st == LabelStatus.NOT_LEUKOCYTE.value:
+            claims.append(frozenset({NOT_LEUKOCYTE}))
+        else:
+            claims.append(None)
+    return claims
+
+
 def label_conflicts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Copy sets whose members carry different labels (exact label, else the raw label). Rows linked to a cluster
-    as other cells of one field (crops, parts, overlapping views) may differ: only copies are compared, and only
-    copies that carry a label."""
+    """Copy sets whose members' labels cannot all be true: no class fits every label (exact, coarse candidates,
+    annotator conflicts, "not a leukocyte"). A coarse "neutrophil" copy of a segmented neutrophil agrees with it; an
+    erythroblast that one source calls "ERB" and another "erythroblast" is not a leukocyte in both; a monocyte that
+    another source calls a smudge cell disagrees. Rows linked to a cluster as other cells of one field (crops, parts,
+    overlapping views) may differ: only copies are compared, and only copies whose label says something. The table
+    shows each member's label as its source gave it."""
     set_column = "copy_set" if "copy_set" in frame.columns else "dup_cluster"
     members = frame[frame["dup_cluster"].notna()].copy()
     if "dup_keep" in members.columns:
         members = members[members["dup_keep"].notna()]  # field images carry no cell label
-    members = members[members["label_status"] != "unlabelled"]  # an unlabelled copy (e.g. unsigned) disagrees with none
+    members["claim"] = label_claims(members)
+    members = members[members["claim"].notna()]
     if members.empty:
         return pd.DataFrame(columns=["cluster", "size", "labels", "members"])
     members["shown"] = members["label"].fillna(members["label_status"] + ":" + members["source_label"].fillna(""))
     rows = []
     for _, g in members.groupby(set_column):
-        if len(g) > 1 and g["shown"].nunique() > 1:
+        if len(g) > 1 and not frozenset.intersection(*g["claim"]):
             rows.append({"cluster": int(g["dup_cluster"].iloc[0]), "size": len(g),
                          "labels": ", ".join(sorted(set(g["shown"]))),
                          "members": ", ".join(g["sample_id"].head(4)) + (" ..." if len(g) > 4 else "")})  # fmt: skip
@@ -205,8 +230,10 @@ def build(
     report.add(Section("Pairs per source pair", tables=[("", source_pair_counts(pairs))]))
     conflicts = label_conflicts(out)
     report.add(Section("Label conflicts inside copy sets",
-                       f"{len(conflicts)} set(s) of copies disagree on the label (a copy with a different exact "
-                       "label was only accepted at correlation >= 0.95 with its centre within 10%).",
+                       f"{len(conflicts)} set(s) of copies carry labels that cannot all be true: no class fits them "
+                       "all (a coarse label agrees with an exact one among its candidates; two names for a cell that "
+                       "is not a leukocyte agree). A copy with a different exact label was only accepted at "
+                       "correlation >= 0.95 with its centre within 10%.",
                        tables=[("", conflicts.head(200))]))  # fmt: skip
     if options.against is not None:
         leaks = result.leaks
