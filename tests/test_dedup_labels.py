@@ -37,9 +37,14 @@ def test_only_labels_no_class_fits_are_conflicts():
         5: [("unlabelled", None, None, None), ("exact", "LY", ["LY"], "LY")],  # one label only
         6: [("conflict", None, ["SNE", "BL"], "SNE vs Blast"), ("exact", "BL", ["BL"], "Blast")],  # BL fits both
         7: [("unmapped", None, None, "Weird"), ("exact", "EO", ["EO"], "EO"), ("exact", "EO", ["EO"], "EO")],
+        8: [("conflict", None, ["SNE", "BL"], "SNE vs Blast"), ("exact", "MO", ["MO"], "Monocyte")],  # conflict
+        9: [("excluded", None, None, "Artefact"), ("exact", "LY", ["LY"], "LY"), ("exact", "LY", ["LY"], "LY")],
+        10: [("coarse", None, ["SNE", "BNE"], "neutrophil"), ("exact", "SNE", ["SNE"], "SNE"),
+             ("exact", "BNE", ["BNE"], "BNE")],  # each pair overlaps, the three share no class: conflict
+        11: [("coarse", None, float("nan"), "neutrophil"), ("exact", "SNE", ["SNE"], "SNE")],  # no candidates stored
     })  # fmt: skip
     conflicts = label_conflicts(frame)
-    assert sorted(conflicts["cluster"]) == [2, 3, 4]
+    assert sorted(conflicts["cluster"]) == [2, 3, 4, 8, 10]
     shown = conflicts.set_index("cluster")["labels"]
     assert shown[2] == "MO, not-leukocyte:Smudge cells" and shown[4] == "BNE, coarse:IG"
 

@@ -41,13 +41,18 @@ def label_claims(frame: pd.DataFrame) -> list[frozenset[str] | None]:
     for st, lab, cand in zip(status, label, candidates, strict=True):
         if st == LabelStatus.EXACT.value and isinstance(lab, str):
             claims.append(frozenset({lab}))
-        elif st in (LabelStatus.COARSE.value, LabelStatus.CONFLICT.value) and cand is not None and len(cand):
+        elif st in (LabelStatus.COARSE.value, LabelStatus.CONFLICT.value) and _listed(cand):
             claims.append(frozenset(str(c) for c in cand))
         elif st == LabelStatus.NOT_LEUKOCYTE.value:
             claims.append(frozenset({NOT_LEUKOCYTE}))
         else:
             claims.append(None)
     return claims
+
+
+def _listed(candidates: Any) -> bool:
+    """A non-empty list of candidates (a frame built by concat or reindex may hold NaN there)."""
+    return isinstance(candidates, list | tuple | np.ndarray) and len(candidates) > 0
 
 
 def label_conflicts(frame: pd.DataFrame) -> pd.DataFrame:

@@ -161,7 +161,7 @@ class DedupResult:
         if f.get("capped"):
             out.append(f"{f['capped']:,} hash match(es) beyond the per-row cap were not examined")
         if f.get("label conflicts"):
-            out.append(f"{f['label conflicts']:,} cluster(s) of copies carry labels no one class fits (see the report)")
+            out.append(f"{f['label conflicts']:,} set(s) of copies carry labels no one class fits (see the report)")
         return out
 
 
