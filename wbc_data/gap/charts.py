@@ -86,5 +86,6 @@ def source_share_png(gap: GapTable, path: Path) -> Path:
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.set_xlabel("share of available images (after dedup); total in brackets")
     ax.set_title("Where each class's images come from")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(shares.columns), 5),
+              frameon=False)  # below the bars: inside, it covered the last classes' bars  # fmt: skip
     return _save(fig, path)
