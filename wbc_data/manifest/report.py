@@ -33,7 +33,8 @@ def class_distribution_png(frame: pd.DataFrame, path: Path) -> Path:
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_ylabel("images with an exact label (log)")
     ax.set_title("Images per class and source (13 WBCBench classes; total under each class)")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=min(len(sources), 5),
+              frameon=False)  # below the axes: inside, it can cover the last classes' bars  # fmt: skip
     fig.tight_layout()
     return save_png(fig, path)
 
