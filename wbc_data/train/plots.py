@@ -50,6 +50,6 @@ def compare_png(table: pd.DataFrame, names: tuple[str, str], path: Path, title: 
     ax.set_xlim(0, 1.12)
     ax.set_xlabel("F1 on the same real images")
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)  # inside, it covered the last bars
     ax.grid(axis="x", alpha=0.3)
     return save_png(fig, path, dpi=120)
