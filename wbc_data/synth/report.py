@@ -147,9 +147,11 @@ def gate_figure(outcomes: list[ClassOutcome], path: Path) -> Path:
         real = list(o.gate.real_distances)
         passed, failed = o.gate_distances.get(True, []), o.gate_distances.get(False, [])
         bins = np.linspace(0, max([*real, *passed, *failed, o.gate.radius]) * 1.05, 30)
-        ax.hist(real, bins=bins, color="#9e9e9e", alpha=0.6, label="real cells (nearest other real)")
         ax.hist([passed, failed], bins=bins, color=["#1e88e5", "#e53935"], stacked=True,
                 label=["samples: plausible", "samples: not plausible"])  # fmt: skip
+        # the real cells as an outline on top: filled and drawn first, the samples' bars hid them
+        ax.hist(real, bins=bins, histtype="step", color="#424242", linewidth=1.5,
+                label="real cells (nearest other real)")  # fmt: skip
         ax.axvline(o.gate.radius, color="black", linestyle="--", label="radius")
         ax.set_title(f"{o.label}: distance to nearest real {o.label}", fontsize=9)
         ax.set_xlabel("ImageNet embedding (tf_efficientnet_lite0)", fontsize=8)
