@@ -91,15 +91,17 @@ def apportion_units(
     if len(single):
         single_class = indices[indptr[single]].astype(np.int64)  # a unit of one image: one nonzero class
         patterns, pattern_of = np.unique(allowed[single], axis=0, return_inverse=True)
+        pattern_of = pattern_of.ravel()
         restriction = np.empty(len(patterns), dtype=np.int64)  # most restricted units placed first
         restriction[np.argsort(patterns.sum(axis=1), kind="stable")] = np.arange(len(patterns))
+        rank = restriction[pattern_of]
         # one sort into groups of (class, restriction), each in key order: the loop below visits each image once
-        order = np.lexsort((tiebreak[single], restriction[pattern_of.ravel()], single_class))
-        group = single_class[order] * len(patterns) + restriction[pattern_of.ravel()][order]
+        order = np.lexsort((tiebreak[single], rank, single_class))
+        group = single_class[order] * len(patterns) + rank[order]
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
         for start, end in zip(starts, [*starts[1:], len(order)], strict=True):
             members = single[order[start:end]]
-            c, p = int(single_class[order[start]]), int(pattern_of.ravel()[order[start]])
+            c, p = int(single_class[order[start]]), int(pattern_of[order[start]])
             bins = np.flatnonzero(patterns[p])
             sub_order = np.array([b for b in tie_order(c) if patterns[p][b]])
             local = np.searchsorted(bins, sub_order)
