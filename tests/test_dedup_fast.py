@@ -390,6 +390,26 @@ def test_registration_does_not_depend_on_how_pairs_are_batched(monkeypatch):
         np.testing.assert_allclose(other, whole, atol=1e-4)
 
 
+def test_completed_rows_hold_only_the_rows_asked_for_and_equal_them_computed_alone():
+    """The second stage's inputs are made for the surviving pairs' rows only, in arrays of that many rows (sparse
+    writes into arrays of every batch row cost a zeroed 2 MB huge page each), and a row's inputs do not depend on
+    which other rows are completed with it: real sample cells, one with fill (a rotated copy)."""
+    cells = [load_rgb(p) for p in sorted((sample_dir() / "pbc").rglob("*.jpg"))[:5]]
+    turned = _decoded(augment(cells[0], Augmentation(angle=33.0, zoom=1.0, shift=(0.05, 0.0), fill=(0, 0, 0),
+                                                     mirror=False, downscale=1.0, quality=90)))  # fmt: skip
+    canvases = np.stack([_canvas(rgb) for rgb in [*cells, turned]])
+    assert (canvases[-1] == 0).any()  # the copy's fill corners are no content
+    rows = batched_module.prepare_rows(canvases)
+    every = batched_module.complete_rows(rows, np.arange(len(canvases)))
+    which = np.array([1, 5])
+    some = batched_module.complete_rows(rows, which)
+    for name in ("valid", "mean", "values", "mask", "inner", "texture", "windowed", "coarse", "spectrum",
+                 "coarse_spectrum"):  # fmt: skip
+        part, whole = getattr(some, name), getattr(every, name)
+        assert len(part) == len(which), name
+        np.testing.assert_array_equal(part, whole[which], err_msg=name)
+
+
 def sample_cells_with_copies(tmp_path, workspace: Workspace, cells: int, originals: int, copies: int,
                              seed: int) -> None:  # fmt: skip
     """The package's first ``cells`` real sample cells and ``copies`` augmented copies of each of the first

@@ -79,23 +79,31 @@ def _surfaces(a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> np.ndarra
 
 @dataclass
 class Rows:
-    """Stacked registration inputs of a batch's rows (index = position in the batch's canvases). The log-polar
-    stage needs only the first four; :func:`complete_rows` adds the rest for the rows of pairs that pass it, so a
-    batch's memory is about 70 KB per row until then."""
+    """The log-polar stage's inputs of a batch's rows, stacked (index = position in the batch's canvases): about
+    70 KB per row. :func:`complete_rows` makes the rest (:class:`Completed`) for the rows of pairs that pass it."""
 
     valid: np.ndarray  # (r,) int: valid pixel count
     mean: np.ndarray  # (r,) float32
     polar: np.ndarray  # (r, POLAR_ROWS, n//2+1) complex64: spectrum of the log-polar image
     polar_mirror: np.ndarray  # the same for the mirror image
-    canvases: np.ndarray | None = None  # (r, n, n) uint8: what the rest is made from
-    values: np.ndarray | None = None  # (r, n, n) float32, invalid pixels at the mean
-    mask: np.ndarray | None = None  # (r, n, n) float32
-    inner: np.ndarray | None = None  # (r, n, n) float32: mask eroded by TEXTURE_MARGIN
-    texture: np.ndarray | None = None  # (r, n, n) float32 band-pass
-    windowed: np.ndarray | None = None  # (r, n, n) float32 tapered, zero-mean content
-    coarse: np.ndarray | None = None  # (r, COARSE, COARSE) float32
-    spectrum: np.ndarray | None = None  # (r, n, n//2+1) complex64 of windowed * window
-    coarse_spectrum: np.ndarray | None = None  # (r, COARSE, COARSE//2+1) complex64
+    canvases: np.ndarray  # (r, n, n) uint8: what the rest is made from
+
+
+@dataclass
+class Completed:
+    """What registration needs beyond the log-polar stage, for the rows of surviving pairs only, stacked densely
+    (index = position in ``which`` of :func:`complete_rows`)."""
+
+    valid: np.ndarray  # (c,) int: valid pixel count
+    mean: np.ndarray  # (c,) float32
+    values: np.ndarray  # (c, n, n) float32, invalid pixels at the mean
+    mask: np.ndarray  # (c, n, n) float32
+    inner: np.ndarray  # (c, n, n) float32: mask eroded by TEXTURE_MARGIN
+    texture: np.ndarray  # (c, n, n) float32 band-pass
+    windowed: np.ndarray  # (c, n, n) float32 tapered, zero-mean content
+    coarse: np.ndarray  # (c, COARSE, COARSE) float32
+    spectrum: np.ndarray  # (c, n, n//2+1) complex64 of windowed * window
+    coarse_spectrum: np.ndarray  # (c, COARSE, COARSE//2+1) complex64
 
 
 PREPARE_CHUNK = 512
@@ -173,30 +181,35 @@ def prepare_rows(canvases: np.ndarray, known: tuple[np.ndarray, np.ndarray] | No
     return Rows(valid, mean, polar, mirror_spectra(polar), canvases=canvases)
 
 
-def complete_rows(rows: Rows, which: np.ndarray) -> None:
-    """Add values, masks, texture, eroded masks, half-size canvases and the shift-search spectra (in place) for the
-    rows ``which`` (those in a pair that passed the log-polar stage; the others stay zero, never touched)."""
-    assert rows.canvases is not None
-    r, n, _ = rows.canvases.shape
-    # np.zeros: pages of rows never touched cost nothing (zeros_like would write every one)
-    rows.values = np.zeros((r, n, n), np.float32)
-    rows.mask = np.zeros((r, n, n), np.float32)
-    rows.windowed = np.zeros((r, n, n), np.float32)
-    rows.texture = np.zeros((r, n, n), np.float32)
-    rows.inner = np.zeros((r, n, n), np.float32)
-    rows.coarse = np.zeros((r, COARSE, COARSE), np.float32)
-    rows.spectrum = np.zeros((r, n, n // 2 + 1), np.complex64)
-    rows.coarse_spectrum = np.zeros((r, COARSE, COARSE // 2 + 1), np.complex64)
+def complete_rows(rows: Rows, which: np.ndarray) -> Completed:
+    """Values, masks, texture, eroded masks, half-size canvases and the shift-search spectra of the rows ``which``
+    (those in a pair that passed the log-polar stage), in arrays of ``len(which)`` rows.
+
+    Dense on purpose: arrays of every batch row, zeroed and filled only where needed, looked free (untouched pages
+    are never faulted in) but were not: numpy asks Linux for transparent huge pages on large arrays, so the first
+    write into each 2 MB of a sparse array zeroes all of it. On the PBC half's batches that made this step 10x
+    slower (benchmarks/README.md, dedup, sixteenth session)."""
+    c, n = len(which), rows.canvases.shape[1]
+    values = np.empty((c, n, n), np.float32)
+    mask = np.empty((c, n, n), np.float32)
+    windowed = np.empty((c, n, n), np.float32)
+    texture = np.empty((c, n, n), np.float32)
+    inner = np.empty((c, n, n), np.float32)
+    coarse = np.empty((c, COARSE, COARSE), np.float32)
+    spectrum = np.empty((c, n, n // 2 + 1), np.complex64)
+    coarse_spectrum = np.empty((c, COARSE, COARSE // 2 + 1), np.complex64)
     window, coarse_window = _window(n), _window(COARSE)
-    for start in range(0, len(which), PREPARE_CHUNK):  # the temporaries of a chunk, never of the whole batch
-        part = which[start : start + PREPARE_CHUNK]
-        _, _, rows.values[part], rows.mask[part], rows.windowed[part] = _content(rows.canvases[part])
-        for k in part:
-            rows.texture[k] = band_pass(rows.values[k])
-            rows.inner[k] = cv2.erode(rows.mask[k], _KERNEL)
-            rows.coarse[k] = cv2.resize(rows.windowed[k], (COARSE, COARSE), interpolation=cv2.INTER_AREA)
-        rows.spectrum[part] = _phase(_rfft2(rows.windowed[part] * window))
-        rows.coarse_spectrum[part] = _phase(_rfft2(rows.coarse[part] * coarse_window))
+    for start in range(0, c, PREPARE_CHUNK):  # the temporaries of a chunk, never of the whole batch
+        part = slice(start, min(c, start + PREPARE_CHUNK))
+        _, _, values[part], mask[part], windowed[part] = _content(rows.canvases[which[part]])
+        for k in range(part.start, part.stop):
+            texture[k] = band_pass(values[k])
+            inner[k] = cv2.erode(mask[k], _KERNEL)
+            coarse[k] = cv2.resize(windowed[k], (COARSE, COARSE), interpolation=cv2.INTER_AREA)
+        spectrum[part] = _phase(_rfft2(windowed[part] * window))
+        coarse_spectrum[part] = _phase(_rfft2(coarse[part] * coarse_window))
+    return Completed(rows.valid[which], rows.mean[which], values, mask, inner, texture, windowed, coarse, spectrum,
+                     coarse_spectrum)  # fmt: skip
 
 
 def _centroids(surfaces: np.ndarray, py: np.ndarray, px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -369,10 +382,11 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | N
         return out
     survivors_a = np.concatenate(survivors)
     found = np.concatenate(peaks)
-    complete_rows(rows, np.unique(pairs[survivors_a].reshape(-1)))
-    assert rows.coarse is not None and rows.coarse_spectrum is not None and rows.spectrum is not None
-    assert rows.values is not None and rows.mask is not None and rows.texture is not None
-    assert rows.windowed is not None and rows.inner is not None
+    which = np.unique(pairs[survivors_a].reshape(-1))
+    done = complete_rows(rows, which)
+    slot = np.full(len(canvases), -1, np.int64)
+    slot[which] = np.arange(len(which))
+    pairs = slot[pairs]  # positions into ``done`` from here on (-1 for the pairs that stopped at step 2)
     log_base = np.log(MAX_FREQUENCY * n / 2) / n
     # 3. hypotheses: (pair, mirror, turn, scale), in the reference's order; their half-size shift peaks
     hp, hm, ht, hs = _hypotheses(survivors_a, found, log_base)
@@ -384,10 +398,10 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | N
         idx = np.arange(start, min(len(hp), start + 4 * CHUNK))
         moved = np.empty((len(idx), COARSE, COARSE), np.float32)
         for j, h in enumerate(idx):
-            image = _side(rows.coarse[pairs[hp[h], 0]], bool(hm[h]))
+            image = _side(done.coarse[pairs[hp[h], 0]], bool(hm[h]))
             moved[j] = cv2.warpAffine(image, _rotation(COARSE, ht[h], hs[h]), (COARSE, COARSE),
                                       flags=cv2.INTER_LINEAR, borderValue=0.0)  # fmt: skip
-        surfaces = _surfaces(_phase(_rfft2(moved * win_c)), rows.coarse_spectrum[pairs[hp[idx], 1]], (COARSE, COARSE))
+        surfaces = _surfaces(_phase(_rfft2(moved * win_c)), done.coarse_spectrum[pairs[hp[idx], 1]], (COARSE, COARSE))
         coarse_peak[idx] = _peak_and_shift(surfaces, False)[0]
     # 4. the best HYPOTHESES_SCORED of each pair (stable: ties keep the reference's order), refined at full size
     order = np.lexsort((-coarse_peak, hp))
@@ -404,10 +418,10 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | N
         part = chosen[start : start + CHUNK]
         moved = np.empty((len(part), n, n), np.float32)
         for j, h in enumerate(part):
-            image = _side(rows.windowed[pairs[hp[h], 0]], bool(hm[h]))
+            image = _side(done.windowed[pairs[hp[h], 0]], bool(hm[h]))
             moved[j] = cv2.warpAffine(image, _rotation(n, ht[h], hs[h]), (n, n), flags=cv2.INTER_LINEAR,
                                       borderValue=0.0)  # fmt: skip
-        surfaces = _surfaces(_phase(_rfft2(moved * win_n)), rows.spectrum[pairs[hp[part], 1]], (n, n))
+        surfaces = _surfaces(_phase(_rfft2(moved * win_n)), done.spectrum[pairs[hp[part], 1]], (n, n))
         _, dx, dy = _peak_and_shift(surfaces, True)
         tx[start : start + len(part)], ty[start : start + len(part)] = dx, dy
         values = np.empty((len(part), n, n), np.float32)
@@ -416,17 +430,17 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | N
             a = pairs[hp[h], 0]
             matrix = _rotation(n, ht[h], hs[h])
             matrix[:, 2] += (dx[j], dy[j])
-            values[j] = cv2.warpAffine(_side(rows.values[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
-                                       borderValue=float(rows.mean[a]))  # fmt: skip
-            mask[j] = cv2.warpAffine(_side(rows.mask[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
+            values[j] = cv2.warpAffine(_side(done.values[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
+                                       borderValue=float(done.mean[a]))  # fmt: skip
+            mask[j] = cv2.warpAffine(_side(done.mask[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
                                      borderValue=0.0)  # fmt: skip
         mask = (mask > 0.99).astype(np.float32)
         a_rows, b_rows = pairs[hp[part], 0], pairs[hp[part], 1]
-        min_pixels = (MIN_OVERLAP * np.minimum(rows.valid[a_rows], rows.valid[b_rows])).astype(np.int64)
-        score[start : start + len(part)] = masked_correlations(values, mask, rows.values, rows.mask, b_rows,
+        min_pixels = (MIN_OVERLAP * np.minimum(done.valid[a_rows], done.valid[b_rows])).astype(np.int64)
+        score[start : start + len(part)] = masked_correlations(values, mask, done.values, done.mask, b_rows,
                                                                min_pixels)  # fmt: skip
-        shared = (mask * rows.mask[b_rows]).reshape(len(part), -1).sum(axis=1)
-        overlap[start : start + len(part)] = shared / np.maximum(1, np.minimum(rows.valid[a_rows], rows.valid[b_rows]))
+        shared = (mask * done.mask[b_rows]).reshape(len(part), -1).sum(axis=1)
+        overlap[start : start + len(part)] = shared / np.maximum(1, np.minimum(done.valid[a_rows], done.valid[b_rows]))
     # the winner per pair: highest correlation, the first on a tie (chosen is in rank order); -1 is no match
     win = _winners(hp[chosen], score)
     if not len(win):
@@ -441,14 +455,14 @@ def register_many(canvases: np.ndarray, pairs: np.ndarray, torch_device: str | N
             a = pairs[hp[h], 0]
             matrix = _rotation(n, ht[h], hs[h])
             matrix[:, 2] += (tx[k], ty[k])
-            texture[j] = cv2.warpAffine(_side(rows.texture[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
+            texture[j] = cv2.warpAffine(_side(done.texture[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
                                         borderValue=0.0)  # fmt: skip
-            moved_mask = cv2.warpAffine(_side(rows.mask[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
+            moved_mask = cv2.warpAffine(_side(done.mask[a], bool(hm[h])), matrix, (n, n), flags=cv2.INTER_LINEAR,
                                         borderValue=0.0)  # fmt: skip
             inner_a[j] = cv2.erode((moved_mask > 0.99).astype(np.float32), _KERNEL)
         a_rows, b_rows = pairs[hp[h_win[part]], 0], pairs[hp[h_win[part]], 1]
-        min_pixels = (MIN_OVERLAP * np.minimum(rows.valid[a_rows], rows.valid[b_rows])).astype(np.int64) // 4
-        texture_score[part] = masked_correlations(texture, inner_a, rows.texture, rows.inner, b_rows, min_pixels)
+        min_pixels = (MIN_OVERLAP * np.minimum(done.valid[a_rows], done.valid[b_rows])).astype(np.int64) // 4
+        texture_score[part] = masked_correlations(texture, inner_a, done.texture, done.inner, b_rows, min_pixels)
     angle = ((-ht[h_win] + 180) % 360) - 180
     out[hp[h_win]] = np.stack([score[win], texture_score, overlap[win], angle, hs[h_win], hm[h_win].astype(float),
                                tx[win], ty[win]], axis=1).astype(np.float32)  # fmt: skip
