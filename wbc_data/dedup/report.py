@@ -3,6 +3,7 @@ the largest and of the borderline clusters, so a person can check the threshold 
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from wbc_data.report.figures import plt, save_png
 
 SHEET_ROWS = 6
 SHEET_COLS = 8
+CAPTION_WIDTH = 30
+"""Characters per caption line under a tile (two lines at most: how the row joined, then the transform)."""
 
 
 def source_pair_counts(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +104,7 @@ def _caption(row: Any) -> str:
         return "KEEP"
     how = row.get("linked_by") or ""
     text = f"{how} d={row['dup_distance']} {row['dup_transform'] or ''}".strip()
-    return text if len(text) <= 34 else text[:33] + "~"
+    return "\n".join(textwrap.wrap(text, CAPTION_WIDTH, max_lines=2, placeholder="~"))
 
 
 def _sheet_order(group: pd.DataFrame) -> pd.DataFrame:
@@ -119,11 +122,11 @@ def contact_sheet(
     and how each member joined."""
     if not cluster_ids:
         return None
-    fig, axes = plt.subplots(len(cluster_ids), SHEET_COLS, figsize=(SHEET_COLS * 1.9, len(cluster_ids) * 2.1))
-    axes = np.atleast_2d(axes)
-    for r, cid in enumerate(cluster_ids):
-        group = _sheet_order(frame[frame["dup_cluster"] == cid])
-        for c in range(SHEET_COLS):
+    groups = [_sheet_order(frame[frame["dup_cluster"] == cid]) for cid in cluster_ids]
+    cols = max(2, min(SHEET_COLS, max(len(g) for g in groups)))  # as wide as the largest cluster shown, no wider
+    fig, axes = plt.subplots(len(cluster_ids), cols, figsize=(cols * 1.9, len(cluster_ids) * 2.5), squeeze=False)
+    for r, (cid, group) in enumerate(zip(cluster_ids, groups, strict=True)):
+        for c in range(cols):
             ax = axes[r, c]
             ax.axis("off")
             if c >= len(group):
@@ -133,8 +136,8 @@ def contact_sheet(
             ax.imshow(_image(row, loader, thumb), cmap="gray")
             label = row["label"] if isinstance(row["label"], str) else row["label_status"]
             ax.set_title(f"#{cid} {row['source']} {label}\n{_caption(row)}", fontsize=6)
-        if len(group) > SHEET_COLS:
-            axes[r, -1].set_title(axes[r, -1].get_title() + f"\n(+{len(group) - SHEET_COLS} more)", fontsize=6)
+        if len(group) > cols:
+            axes[r, -1].set_title(axes[r, -1].get_title() + f"\n(+{len(group) - cols} more)", fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return save_png(fig, path, dpi=110)
