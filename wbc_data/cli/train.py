@@ -133,6 +133,8 @@ def evaluate_cmd(
         console.print(frame_table(result.comparison.round(4), title="Side by side (F1 change = second - first)"))
     summary = summary_table(result.scores).round(4)
     console.print(frame_table(summary, title=f"{split}: {len(result.rows):,} real images"))
+    if result.difference is not None:
+        console.print(result.difference.describe(), highlight=False, soft_wrap=True)
     console.print(f"report: {result.out / 'report.html'}", highlight=False)
 
 

@@ -270,7 +270,8 @@ def evaluate_demo(ctx: Context, with_synthetic: Path, real_only: Path, out: Path
 
 
 def evaluate_summary(result: Any) -> str:
-    return "; ".join(f"{s.name}: test macro-F1 {s.metrics.macro_f1:.3f}" for s in result.scores)
+    scores = "; ".join(f"{s.name}: test macro-F1 {s.metrics.macro_f1:.3f}" for s in result.scores)
+    return scores + (f" ({result.difference.short()})" if getattr(result, "difference", None) else "")
 
 
 def publish(ctx: Context, repo_id: str, out: Path) -> Command:

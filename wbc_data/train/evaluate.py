@@ -28,6 +28,7 @@ from wbc_data.io.pixels import PixelLoader
 from wbc_data.report.document import Report, Section, write, write_csv
 from wbc_data.train.metrics import Metrics, classification_metrics
 from wbc_data.train.run import read_roles, read_run
+from wbc_data.train.significance import PairedDifference, paired_bootstrap
 
 SPLITS = ("train", "val", "test")
 VERBS = {"train": "trained", "val": "validated"}
@@ -69,6 +70,7 @@ class EvalResult:
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     comparison: pd.DataFrame | None = None
+    difference: PairedDifference | None = None  # with --compare: second - first in macro-F1, paired bootstrap
 
 
 def model_workspace(model: Path, workspace: Path | None) -> Workspace:
@@ -249,6 +251,9 @@ def evaluate(
     result = EvalResult(_prediction_rows(rows, probabilities, names), scores, out, notes=notes)
     if other is not None:
         result.comparison = compare_table(scores[0], scores[1])
+        truth = label_indices(rows["label"])
+        result.difference = paired_bootstrap(truth, probabilities[0].argmax(1), probabilities[1].argmax(1),
+                                             (names[0], names[1]))  # fmt: skip
     result.files = _write(result, options, rows, PixelLoader.for_workspace(workspace))
     return result
 
@@ -419,12 +424,15 @@ def _write(result: EvalResult, options: EvalOptions, rows: pd.DataFrame, loader:
             1,
             Section(
                 "Side by side",
-                f"F1 change = {names[1]} - {names[0]}.",
+                f"F1 change = {names[1]} - {names[0]}. "
+                + (result.difference.describe() + "." if result.difference is not None else ""),
                 tables=[("", result.comparison.round(4))],
                 figures=[("Per-class F1", png)],
             ),
         )
         metrics_json["comparison"] = result.comparison.to_dict(orient="records")
+        if result.difference is not None:
+            metrics_json["difference"] = result.difference.as_dict()
     atomic_write(out / "predictions.parquet", lambda tmp: result.rows.to_parquet(tmp, index=False))
     atomic_write_text(out / "metrics.json", json.dumps(metrics_json, indent=2, default=float) + "\n")
     files += [out / "predictions.parquet", out / "metrics.json", *write(report, out, "report")]

@@ -48,7 +48,7 @@ def compare_png(table: pd.DataFrame, names: tuple[str, str], path: Path, title: 
     ax.set_yticks(y, [f"{c} (n={n:,})" for c, n in zip(classes, table["support"], strict=True)])
     ax.invert_yaxis()
     ax.set_xlim(0, 1.12)
-    ax.set_xlabel("F1 on the same real images")
+    ax.set_xlabel(f"F1 on the same real images (beside each pair: {names[1]} - {names[0]})")
     ax.set_title(title, fontsize=10)
     fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)  # inside, it covered the last bars
     ax.grid(axis="x", alpha=0.3)
