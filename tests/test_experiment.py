@@ -15,8 +15,8 @@ from sklearn.metrics import f1_score
 from tests.train_helpers import one_thread, real_workspace  # noqa: F401  (one_thread: autouse)
 from wbc_data.core.stages import load_view
 from wbc_data.core.workspace import Workspace
-from wbc_data.experiment.bootstrap import paired_bootstrap, verdict
 from wbc_data.experiment.run import ExperimentError, ExperimentOptions, run_experiment
+from wbc_data.train.bootstrap import Difference, paired_bootstrap, verdict
 
 
 def _hand_made(n: int = 400, seed: int = 0):
@@ -51,6 +51,26 @@ def test_paired_bootstrap_matches_scikit_learn_and_says_what_changed():
     assert (wide.loc["PMY", "change high"] - wide.loc["PMY", "change low"]) > (
         narrow.loc["PMY", "change high"] - narrow.loc["PMY", "change low"]
     )  # ten times fewer test rows, a wider interval
+
+
+def test_the_macro_difference_says_whether_the_images_tell_two_models_apart():
+    truth, without, better = _hand_made()
+    arms = ("model-a", "model-b")
+    table = paired_bootstrap(truth, without, better, resamples=500, arms=arms)
+    assert {"f1 model-a", "model-a low", "f1 model-b", "model-b high"} <= set(table.columns)  # named arms
+    clear = Difference.from_table(table, arms, 500, 0.95)
+    macro = table.set_index("class").loc["macro"]
+    assert clear.change == pytest.approx(macro["f1 model-b"] - macro["f1 model-a"]) and clear.images == len(truth)
+    assert clear.shown and clear.low > 0 and "model-b is better on these images" in clear.describe()
+    reverse = Difference.from_table(paired_bootstrap(truth, better, without, resamples=500, arms=arms), arms, 500, 0.95)
+    assert reverse.shown and reverse.high < 0 and "model-a is better" in reverse.describe()
+    rng = np.random.default_rng(5)  # as good as ``without``, wrong on other rows: 25 rows cannot tell them apart
+    other = np.where(rng.random(len(truth)) < 0.6, truth, rng.choice(["SNE", "LY", "PMY"], size=len(truth)))
+    few = Difference.from_table(paired_bootstrap(truth[:25], without[:25], other[:25], resamples=500, arms=arms),
+                                arms, 500, 0.95)  # fmt: skip
+    assert few.low < 0 < few.high and not few.shown, few
+    assert "do not show which model is better" in few.describe() and "which holds 0" in few.short()
+    assert few.as_dict()["shown"] is False and clear.as_dict()["change"] == clear.change
 
 
 def test_options_refuse_what_cannot_run():

@@ -155,10 +155,11 @@ def test_compare_scores_two_models_on_the_same_rows(trained, tmp_path):
     with Image.open(tmp_path / "cmp" / "compare.png") as image:
         assert image.format == "PNG"
     difference = json.loads((tmp_path / "cmp" / "metrics.json").read_text())["difference"]  # paired bootstrap
-    assert difference["difference"] == pytest.approx(second["f1"].mean() - first["f1"].mean(), abs=2e-4)
-    assert difference["low"] <= difference["difference"] <= difference["high"]
+    assert difference["change"] == pytest.approx(second["f1"].mean() - first["f1"].mean(), abs=2e-4)
+    assert difference["low"] <= difference["change"] <= difference["high"]
     assert difference["images"] == first["support"].sum() and difference["second"] == "model.tiny-resnet"
-    assert "paired-bootstrap interval" in " ".join(result.output.split())
+    assert (table["change low"] <= table["change high"]).all()  # each class's change has its interval too
+    assert "paired bootstrap interval" in " ".join(result.output.split())
 
 
 @pytest.mark.slow

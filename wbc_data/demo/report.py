@@ -36,7 +36,7 @@ def synthetic_verdict(evaluation: Path, rare: str) -> str:
     ``wbc-data experiment`` judges (a paired bootstrap interval of the change that excludes zero), or not."""
     import pandas as pd
 
-    from wbc_data.experiment.bootstrap import paired_bootstrap, verdict
+    from wbc_data.train.bootstrap import paired_bootstrap, verdict
 
     try:
         rows = pd.read_parquet(evaluation / "predictions.parquet")

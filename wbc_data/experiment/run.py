@@ -90,7 +90,7 @@ class ExperimentOptions:
 class ExperimentResult:
     out: Path
     rare: str
-    table: pd.DataFrame  # per class + macro: F1 without / with, change, intervals (experiment.bootstrap)
+    table: pd.DataFrame  # per class + macro: F1 without / with, change, intervals (train.bootstrap)
     runs: pd.DataFrame  # per training seed: the rare class's and the macro F1 of both arms
     verdict: str  # helped | hurt | no detectable change (the rare class)
     synthetic: dict[str, Any]  # accepted, drawn, the guards' rejections
@@ -142,8 +142,8 @@ def run_experiment(
     workspace: Workspace, options: ExperimentOptions, progress: Progress | None = None
 ) -> ExperimentResult:
     """Run (or finish) the experiment in ``options.folder(workspace)``; see the module docstring."""
-    from wbc_data.experiment.bootstrap import paired_bootstrap, per_run, verdict
     from wbc_data.experiment.report import write_report
+    from wbc_data.train.bootstrap import paired_bootstrap, per_run, verdict
 
     progress = or_null(progress)
     out = options.folder(workspace)

@@ -26,9 +26,9 @@ from wbc_data.core.workspace import Workspace
 from wbc_data.io.atomic import atomic_write, atomic_write_text
 from wbc_data.io.pixels import PixelLoader
 from wbc_data.report.document import Report, Section, write, write_csv
+from wbc_data.train.bootstrap import Difference, paired_bootstrap
 from wbc_data.train.metrics import Metrics, classification_metrics
 from wbc_data.train.run import read_roles, read_run
-from wbc_data.train.significance import PairedDifference, paired_bootstrap
 
 SPLITS = ("train", "val", "test")
 VERBS = {"train": "trained", "val": "validated"}
@@ -70,7 +70,7 @@ class EvalResult:
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     comparison: pd.DataFrame | None = None
-    difference: PairedDifference | None = None  # with --compare: second - first in macro-F1, paired bootstrap
+    difference: Difference | None = None  # with --compare: second - first in macro-F1, paired bootstrap
 
 
 def model_workspace(model: Path, workspace: Path | None) -> Workspace:
@@ -196,8 +196,14 @@ def per_source(rows: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray) -> 
     return pd.DataFrame(summary), per_class[["source", *[c for c in per_class.columns if c != "source"]]]
 
 
-def compare_table(first: ModelScore, second: ModelScore) -> pd.DataFrame:
-    """Per-class support, precision, recall and F1 of both models on the same rows, and the change in F1."""
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+"""The paired bootstrap of ``--compare`` (seeded: a report does not change between runs)."""
+
+
+def compare_table(first: ModelScore, second: ModelScore, changes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-class support, precision, recall and F1 of both models on the same rows, and the change in F1 (with its
+    paired bootstrap interval from ``changes``, :func:`~wbc_data.train.bootstrap.paired_bootstrap`'s table)."""
     a = first.metrics.per_class.set_index("class")
     b = second.metrics.per_class.set_index("class")
     table = pd.DataFrame({"class": a.index, "support": a["support"].to_numpy()})
@@ -205,6 +211,10 @@ def compare_table(first: ModelScore, second: ModelScore) -> pd.DataFrame:
         table[f"{metric} {first.name}"] = a[metric].to_numpy()
         table[f"{metric} {second.name}"] = b[metric].reindex(a.index).to_numpy()
     table["f1 change"] = table[f"f1 {second.name}"] - table[f"f1 {first.name}"]
+    if changes is not None:
+        interval = changes.set_index("class").reindex(table["class"])
+        table["change low"] = interval["change low"].to_numpy()
+        table["change high"] = interval["change high"].to_numpy()
     return table
 
 
@@ -250,10 +260,11 @@ def evaluate(
     out = Path(options.out) if options.out else _default_out(model, options, names)
     result = EvalResult(_prediction_rows(rows, probabilities, names), scores, out, notes=notes)
     if other is not None:
-        result.comparison = compare_table(scores[0], scores[1])
-        truth = label_indices(rows["label"])
-        result.difference = paired_bootstrap(truth, probabilities[0].argmax(1), probabilities[1].argmax(1),
-                                             (names[0], names[1]))  # fmt: skip
+        arms = (names[0], names[1])
+        predicted = [[CLASSES[i] for i in p.argmax(1)] for p in probabilities]
+        changes = paired_bootstrap(rows["label"], predicted[0], predicted[1], RESAMPLES, CONFIDENCE, arms=arms)
+        result.comparison = compare_table(scores[0], scores[1], changes)
+        result.difference = Difference.from_table(changes, arms, RESAMPLES, CONFIDENCE)
     result.files = _write(result, options, rows, PixelLoader.for_workspace(workspace))
     return result
 

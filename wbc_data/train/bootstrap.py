@@ -3,11 +3,14 @@
 Paired: each resample draws the same rows for both arms, so the interval of the *change* reflects how much the test
 set alone could move it (it does not cover training noise: that needs several seeds per arm). F1 per class is
 computed from counts for all resamples at once; ``tests/test_experiment.py`` holds it equal to scikit-learn's.
+``wbc-data experiment`` judges its arms with it, and ``evaluate --compare`` says with it whether the images can tell
+two models apart (:class:`Difference`): on the demo's 27 test images a change of 0.03 in macro-F1 is noise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -41,10 +44,12 @@ def paired_bootstrap(
     resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    arms: tuple[str, str] = ("without", "with"),
 ) -> pd.DataFrame:
     """One row per class present in ``truth`` plus ``macro``: support, F1 without and with, their change, and
     percentile intervals of each from ``resamples`` paired resamples of the rows. Each arm may be several runs
-    (training seeds) on the same rows: an arm's F1 is then the mean over its runs, on every resample alike."""
+    (training seeds) on the same rows: an arm's F1 is then the mean over its runs, on every resample alike.
+    ``arms`` names the two in the columns (``f1 <arm>``, ``<arm> low``, ``<arm> high``)."""
     t = np.asarray(truth, dtype=object).astype(str)
     runs_a, runs_b = _runs(without), _runs(with_synthetic)
     if not (len(t) == runs_a.shape[1] == runs_b.shape[1]) or not len(t):
@@ -77,12 +82,12 @@ def paired_bootstrap(
             {
                 "class": label,
                 "support": support,
-                "f1 without": point_a,
-                "without low": low_a,
-                "without high": high_a,
-                "f1 with": point_b,
-                "with low": low_b,
-                "with high": high_b,
+                f"f1 {arms[0]}": point_a,
+                f"{arms[0]} low": low_a,
+                f"{arms[0]} high": high_a,
+                f"f1 {arms[1]}": point_b,
+                f"{arms[1]} low": low_b,
+                f"{arms[1]} high": high_b,
                 "change": point_b - point_a,
                 "change low": low_d,
                 "change high": high_d,
@@ -120,3 +125,52 @@ def verdict(row: pd.Series, run_changes: Sequence[float] | None = None) -> str:
     if run_changes is not None and any(sign * change <= 0 for change in run_changes):
         return "seeds disagree"
     return "helped" if sign > 0 else "hurt"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The macro-F1 change from ``first`` to ``second`` on the same images, and its paired bootstrap interval."""
+
+    first: str
+    second: str
+    change: float
+    low: float
+    high: float
+    images: int
+    resamples: int
+    confidence: float
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, arms: tuple[str, str], resamples: int, confidence: float) -> Difference:
+        """The ``macro`` row of :func:`paired_bootstrap`'s table."""
+        macro = table.set_index("class").loc["macro"]
+        return cls(arms[0], arms[1], float(macro["change"]), float(macro["change low"]), float(macro["change high"]),
+                   int(macro["support"]), resamples, confidence)  # fmt: skip
+
+    @property
+    def shown(self) -> bool:
+        """The interval excludes 0: these images show which model is better."""
+        return self.low > 0 or self.high < 0
+
+    def describe(self) -> str:
+        """One line for the terminal and the report."""
+        if self.shown:
+            verdict = f"{self.second if self.change > 0 else self.first} is better on these images"
+        else:
+            verdict = "the interval holds 0: these images do not show which model is better"
+        return (
+            f"macro-F1 {self.second} - {self.first}: {self.change:+.3f} ({self.confidence:.0%} paired bootstrap "
+            f"interval {self.low:+.3f} to {self.high:+.3f} over {self.resamples:,} redraws of the {self.images:,} "
+            f"images): {verdict}"
+        )
+
+    def short(self) -> str:
+        """A few words for a one-line summary (the demo's step line)."""
+        holds = "" if self.shown else ", which holds 0"
+        return (f"{self.second} - {self.first} {self.change:+.3f}, {self.confidence:.0%} interval {self.low:+.3f} to "
+                f"{self.high:+.3f}{holds}")  # fmt: skip
+
+    def as_dict(self) -> dict[str, float | int | str | bool]:
+        return {"first": self.first, "second": self.second, "change": self.change, "low": self.low,
+                "high": self.high, "images": self.images, "resamples": self.resamples,
+                "confidence": self.confidence, "shown": self.shown}  # fmt: skip
