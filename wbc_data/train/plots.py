@@ -34,21 +34,33 @@ def confusion_png(confusion: pd.DataFrame, path: Path, title: str) -> Path:
 
 def compare_png(table: pd.DataFrame, names: tuple[str, str], path: Path, title: str) -> Path:
     """Per-class F1 of two runs (``f1 <name>`` columns of ``table``, one row per class with ``support``) as paired
-    bars, the change written beside each pair; the macro-F1 of each run in the legend."""
+    bars, the change written beside each pair (with its interval where ``table`` has ``change low`` and ``change
+    high``); the macro-F1 of each run in the legend."""
     classes = table["class"].tolist()
     a, b = table[f"f1 {names[0]}"].to_numpy(), table[f"f1 {names[1]}"].to_numpy()
     y = np.arange(len(classes))
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * len(classes)), layout="constrained")
     ax.barh(y - 0.2, a, height=0.4, color="#9aa5b1", label=f"{names[0]} (macro-F1 {a.mean():.3f})")
     ax.barh(y + 0.2, b, height=0.4, color="#2f6db5", label=f"{names[1]} (macro-F1 {b.mean():.3f})")
+    intervals = "change low" in table.columns and "change high" in table.columns
     for i, (x0, x1) in enumerate(zip(a, b, strict=True)):
         delta = x1 - x0
         colour = "#1a7f37" if delta > 0.005 else "#c62828" if delta < -0.005 else "#555555"
-        ax.text(max(x0, x1) + 0.01, i, f"{delta:+.3f}", va="center", fontsize=8, color=colour)
+        text = f"{delta:+.3f}"
+        if intervals:
+            low, high = table["change low"].iloc[i], table["change high"].iloc[i]
+            text = f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]"
+            if low <= 0 <= high:
+                colour = "#555555"  # the images do not show this change
+        ax.text(max(x0, x1) + 0.01, i, text, va="center", fontsize=8, color=colour)
     ax.set_yticks(y, [f"{c} (n={n:,})" for c, n in zip(classes, table["support"], strict=True)])
     ax.invert_yaxis()
-    ax.set_xlim(0, 1.12)
-    ax.set_xlabel(f"F1 on the same real images (beside each pair: {names[1]} - {names[0]})")
+    ax.set_xlim(0, 1.3 if intervals else 1.12)
+    ax.set_xticks(np.linspace(0, 1, 6))
+    beside = f"{names[1]} - {names[0]}"
+    if intervals:
+        beside += " [95% paired bootstrap interval], grey where it holds 0"
+    ax.set_xlabel(f"F1 on the same real images\nbeside each pair: {beside}", fontsize=9)
     ax.set_title(title, fontsize=10)
     fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)  # inside, it covered the last bars
     ax.grid(axis="x", alpha=0.3)
