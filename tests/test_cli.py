@@ -95,3 +95,30 @@ def test_readme_sources_table_is_the_definitions_table():
     result = runner.invoke(app, ["sources", "--markdown"])
     assert result.exit_code == 0 and result.output.strip() == table
     assert table.count("\n| `") == len(list((Path(__file__).resolve().parent.parent / "manifests").glob("*.yaml")))
+
+
+def test_messages_print_what_the_user_typed_and_say_a_word_once():
+    """A user's text in an error or note is not read as Rich markup or emoji codes (``uniform:abc:`` became an
+    emoji, ``[abc]`` would vanish), and a message that starts with its label's word does not get a second one."""
+    import io
+
+    from rich.console import Console
+
+    from wbc_data.cli.common import console, err_console, labelled
+
+    assert not console._emoji and not err_console._emoji  # Rich keeps the setting private
+    typed = "--target uniform:abc: is not a target [abc] [bold]x[/bold]"
+    out = io.StringIO()
+    Console(file=out, emoji=False, width=200).print(labelled("error:", "bold red", typed), highlight=False)
+    assert out.getvalue().strip() == f"error: {typed}"
+    said = "interrupted after 12 of 40 files"
+    assert labelled("interrupted:", "yellow", said).plain == said
+    assert labelled("note:", "yellow", "warning: no master.csv").plain == "note: warning: no master.csv"
+
+
+def test_an_unknown_adapter_option_is_one_line_naming_what_the_adapter_takes(tmp_path):
+    args = ["ingest", "pbc", str(sample_dir() / "pbc"), "-w", str(tmp_path / "ws"), "-o", "bogus=1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "pbc: no option 'bogus' (its options: none)" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -7,6 +7,7 @@ import hashlib
 import io
 import itertools
 import random
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -158,6 +159,32 @@ def test_cli_dedup_against_manifest_excludes_leaks(workspace, tmp_path):
     assert frame.leak_match.notna().sum() == 1
     bad = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "nope" in bad.output
+
+
+def test_dedup_against_a_flat_folder_finds_its_copies_and_an_unreadable_one_is_an_error(workspace, tmp_path):
+    """An evaluation set is often one flat folder of images (WBCBench's test set): its images are compared, not
+    rejected for sitting outside class folders (they were, and the audit reported 0 leaks); a folder with no image
+    is an error, not a clean bill."""
+    sample = Path(__file__).resolve().parent.parent / "wbc_data" / "sample"
+    ingest("pbc", sample / "pbc", workspace, IngestOptions(workers=1))
+    merge(workspace)
+    cells = sorted((sample / "pbc").rglob("*.jpg"))[:3]
+    flat = tmp_path / "test_images"
+    flat.mkdir()
+    for k, cell in enumerate(cells):
+        shutil.copy(cell, flat / f"{k:08d}.jpg")
+    runner = CliRunner()
+    out = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(flat), "--no-regions"])
+    assert out.exit_code == 0, out.output
+    from wbc_data.core.stages import load_view
+
+    frame = load_view(workspace).frame
+    assert frame.leak_match.notna().sum() == 3, frame.leak_match.dropna()
+    empty = tmp_path / "no_images"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    bad = runner.invoke(app, ["dedup", "-w", str(workspace.root), "--against", str(empty)])
+    assert bad.exit_code == 2 and "no image could be read" in bad.output and "no_images" in bad.output
 
 
 def test_cli_all_pairs_registers_every_candidate_and_gives_the_same_clusters(workspace, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from tests.conftest import shared_path
 from wbc_data.core import manifest
 from wbc_data.core.workspace import Workspace
 from wbc_data.ingest.engine import IngestOptions, ingest
+from wbc_data.sources.definition import SourceError
 
 FOLDER_CLASS = {"Segmented neutrophils": "SNE", "Band neutrophils": "BNE", "Lymphocyte": "LY",
                 "Lymphocyte, variant": "VLY", "Prolymphocyte": "PLY", "Monocyte": "MO", "Eosinophils": "EO",
@@ -269,6 +270,22 @@ def test_missing_or_malformed_master_is_one_warning(tmp_path, workspace, master)
     assert manifest.extra_values(rows, "diagnosis").isna().all()
     if master == "malformed":
         assert frame.set_index("source_path").loc["master.csv", "status"] == "rejected"
+
+
+def test_a_given_master_is_the_file_named_and_a_mistyped_option_is_refused(tmp_path, workspace):
+    root = copy_patients(tmp_path, "Patient_49", master=False)
+    with pytest.raises(SourceError, match=r"nowhere\.csv: no such patient table"):
+        ingest(
+            "apl-aml", root, workspace, IngestOptions(workers=1, adapter_options={"master": tmp_path / "nowhere.csv"})
+        )
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Patient,Dx\nPatient_49,APL\n", encoding="utf-8")
+    result = ingest(
+        "apl-aml", root, workspace, IngestOptions(workers=1, use_cache=False, adapter_options={"master": bad})
+    )
+    assert str(bad) in result.notes[0] and "missing column" in result.notes[0]  # the file given, not "master.csv"
+    with pytest.raises(SourceError, match=r"apl-aml: no option 'mastr' \(its options: master"):
+        ingest("apl-aml", root, workspace, IngestOptions(workers=1, adapter_options={"mastr": bad}))
 
 
 def test_publish_refuses_the_source_by_default(tmp_path):

@@ -79,6 +79,17 @@ def test_aml_lmu_annotators_and_conflicts(aml_tree, workspace):
     assert any(f"{len(rows) - len(chosen):,} of {len(rows):,} rows" in note for note in result.notes)
 
 
+def test_aml_lmu_annotations_given_but_missing_is_an_error(aml_tree, workspace):
+    parent, _, _ = aml_tree
+    with pytest.raises(SourceError, match=r"nowhere\.dat: no such annotation table"):
+        ingest(
+            "aml-lmu",
+            parent,
+            workspace,
+            IngestOptions(workers=1, adapter_options={"annotations": parent / "nowhere.dat"}),
+        )
+
+
 def test_aml_lmu_myb_is_myelocyte_and_myo_blast():
     from wbc_data.sources.definition import get_definition
 
@@ -183,6 +194,25 @@ def test_imagefolder_real_kaggle_mix(workspace):
 
     for r in shared[:10]:
         assert r.sha256 == hashlib.sha256((pbc / "basophil" / r.source_path.split("/")[-1]).read_bytes()).hexdigest()
+
+
+def test_imagefolder_top_level_images_are_rejected_or_read_unlabelled_on_request(tmp_path, workspace):
+    root = tmp_path / "flat"
+    (root / "LY").mkdir(parents=True)
+    for name in ("00000001.jpg", "00000002.jpg", "LY/a.jpg"):
+        Image.new("RGB", (20, 20), (200, 100, 150)).save(root / name)
+    frame = ingest("imagefolder", root, workspace, IngestOptions(workers=1, use_cache=False)).frame
+    top = frame[~frame.source_path.str.contains("/")]
+    assert (top.status == "rejected").all() and top.reason.str.contains("top_level=unlabelled").all()
+    flat = IngestOptions(workers=1, use_cache=False, adapter_options={"top_level": "unlabelled"})
+    read = ingest("imagefolder", root, workspace, flat).frame
+    top = read[~read.source_path.str.contains("/")]
+    assert len(top) == 2 and (top.status == "ok").all() and (top.label_status == "unlabelled").all()
+    assert read.set_index("source_path").loc["LY/a.jpg", "source_label"] == "LY"
+    with pytest.raises(SourceError, match="top_level=everything: use one of reject, unlabelled"):
+        ingest("imagefolder", root, workspace, IngestOptions(workers=1, adapter_options={"top_level": "everything"}))
+    with pytest.raises(SourceError, match="no option 'margin'"):
+        ingest("imagefolder", root, workspace, IngestOptions(workers=1, adapter_options={"margin": 0.1}))
 
 
 def test_imagefolder_nested_splits_any_case(tmp_path, workspace):

@@ -45,8 +45,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(width=None if sys.stdout.isatty() else 160)  # logs and pipes get the wide tables whole
-err_console = Console(stderr=True)
+# emoji off: a user's ":abc:" (``--target uniform:abc:``) must print as typed, not as a picture
+console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)  # logs and pipes get wide tables whole
+err_console = Console(stderr=True, emoji=False)
+
+
+def labelled(label: str, style: str, text: str) -> Text:
+    """``label: text`` with only the label styled: the text (paths, labels, a user's input) is printed as it is,
+    never read as markup. A text that already starts with the label's word ("interrupted after ...", "warning:
+    ...") gets that word styled instead of a second one."""
+    word = label.rstrip(":")
+    for prefix in (f"{word}: ", f"{word} "):
+        if text.lower().startswith(prefix):
+            return Text.assemble((text[: len(prefix) - 1], style), text[len(prefix) - 1 :])
+    return Text.assemble((label, style), " ", text)
+
+
+def print_note(note: str) -> None:
+    """A stage's note; one that starts with "warning:" is shown as a warning."""
+    if note.lower().startswith("warning:"):
+        console.print(labelled("warning:", "bold yellow", note), highlight=False, soft_wrap=True)
+    else:
+        console.print(labelled("note:", "yellow", note), highlight=False, soft_wrap=True)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,10 +85,10 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except Interrupted as exc:  # a stage stopped safely and says what it kept
-            err_console.print(f"[yellow]interrupted:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(labelled("interrupted:", "yellow", str(exc)), highlight=False, soft_wrap=True)
             raise typer.Exit(INTERRUPTED_EXIT) from None
         except USER_ERRORS as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(labelled("error:", "bold red", str(exc)), highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: nothing was overwritten; re-run to resume")

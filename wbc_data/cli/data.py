@@ -8,7 +8,16 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, given
+from wbc_data.cli.common import (
+    RichProgress,
+    WorkspaceOpt,
+    app,
+    console,
+    frame_table,
+    friendly_errors,
+    given,
+    print_note,
+)
 from wbc_data.core.rows import is_usable
 from wbc_data.core.workspace import Workspace
 from wbc_data.manifest import summary
@@ -157,7 +166,7 @@ def render_ingest(result: Any) -> None:
     for line in rule_lines(frame):
         console.print(f"[cyan]label rule:[/] {line}", highlight=False)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        print_note(note)
     console.print(f"manifest: {result.manifest_path}", highlight=False)
 
 

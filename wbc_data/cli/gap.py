@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wbc_data.cli.common import WorkspaceOpt, app, console, frame_table, friendly_errors
+from wbc_data.cli.common import WorkspaceOpt, app, console, frame_table, friendly_errors, print_note
 from wbc_data.core.workspace import Workspace
 
 
@@ -76,7 +76,7 @@ def gap_report(
     sources = gap.sources[["source", "role", "licence", "publish", "commercial", "exact images", "after dedup"]]
     console.print(frame_table(sources, title="Sources"))
     for note in gap.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        print_note(note)
     if result.plan is not None:
         console.print(frame_table(plan_frame(result.plan), title=f"Synth plan ({result.plan.total:,} images)"))
         console.print(f"synth plan: {result.plan_path}", highlight=False)

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, err_console, frame_table, friendly_errors
+from wbc_data.cli.common import (
+    RichProgress,
+    WorkspaceOpt,
+    app,
+    console,
+    err_console,
+    frame_table,
+    friendly_errors,
+    print_note,
+)
 from wbc_data.core.workspace import Workspace
 
 
@@ -53,7 +62,7 @@ def publish_cmd(
     console.print(frame_table(licence_table(plan.decision), title="Licences"))
     console.print(plan.decision.statement(), highlight=False, soft_wrap=True)
     for note in built.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        print_note(note)
     counts = ", ".join(f"{s.split} {s.num_examples:,}" for s in built.splits)
     console.print(f"built {built.out} ({plan.total:,} images: {counts})", highlight=False, soft_wrap=True)
     if dry_run:
@@ -75,7 +84,7 @@ def _report_upload(result: Any) -> None:
     rows += [{"file": p, "size": "", "action": "deleted"} for p in plan.delete]
     console.print(frame_table(pd.DataFrame(rows).sort_values("file"), title=result.url))
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        print_note(note)
     created = "created the dataset repo; " if result.created else ""
     if result.commit_url is None:
         console.print(f"{created}{result.repo_id} is up to date: nothing uploaded", highlight=False)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, print_note
 from wbc_data.core.workspace import Workspace
 
 
@@ -43,7 +43,7 @@ def split_cmd(
     console.print(frame_table(result.table.reset_index(), title="Eligible images per class and split"))
     console.print(frame_table(result.units, title="Leak units per split"))
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        print_note(note)
     console.print(f"split results: {result.stage_path} (joined when the manifest is read)", highlight=False)
     for path in result.report_paths:
         console.print(f"report: {path}", highlight=False)

@@ -8,7 +8,16 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, given
+from wbc_data.cli.common import (
+    RichProgress,
+    WorkspaceOpt,
+    app,
+    console,
+    frame_table,
+    friendly_errors,
+    given,
+    print_note,
+)
 from wbc_data.core.errors import UserError
 from wbc_data.core.workspace import Workspace
 
@@ -124,7 +133,7 @@ def evaluate_cmd(
     with RichProgress("evaluate") as progress:
         result = evaluate(model_workspace(model, workspace), model, options, progress)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        print_note(note)
     for s in result.scores:
         console.print(frame_table(s.metrics.per_class.round(4), title=f"{s.name} on {split}"))
         if s.by_source is not None:
@@ -157,7 +166,7 @@ def predict_cmd(
     with RichProgress("predict") as progress:
         result = predict(model, source, options, progress)
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        print_note(note)
     counts = result.probabilities["predicted"].value_counts().rename_axis("class").reset_index(name="images")
     console.print(frame_table(counts, title=f"{len(result.probabilities):,} images predicted"))
     console.print(f"submission: {result.submission}\nprobabilities: {result.probabilities_path}", highlight=False)

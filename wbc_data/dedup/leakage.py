@@ -54,8 +54,15 @@ def opened_against(path: Path, workers: int = 0):
 
         with tempfile.TemporaryDirectory(prefix="wbc-against-") as tmp:
             ws = Workspace(Path(tmp))
-            result = ingest("imagefolder", path, ws, IngestOptions(workers=workers, use_cache=False))
-            yield manifest.read(result.manifest_path), PixelLoader.for_workspace(ws)
+            # labels do not matter here, and an evaluation set is often one flat folder (WBCBench's test images)
+            read_all = IngestOptions(workers=workers, use_cache=False, adapter_options={"top_level": "unlabelled"})
+            result = ingest("imagefolder", path, ws, read_all)
+            table = manifest.read(result.manifest_path)
+            if "ok" not in set(table.column("status").to_pylist()):
+                reasons = [r for r in table.column("reason").to_pylist() if r]
+                first = f"; e.g. {reasons[0]}" if reasons else ""
+                raise DedupError(f"--against {path}: no image could be read there ({result.files_seen:,} file(s){first})")
+            yield table, PixelLoader.for_workspace(ws)
     else:
         raise DedupError(f"--against {path}: no such manifest file or folder")
 

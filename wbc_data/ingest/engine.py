@@ -83,6 +83,14 @@ def ingest(
     return run_ingest(workspace, replace(options or IngestOptions(), source=source, path=Path(path)), progress)
 
 
+def check_adapter_options(source: str, adapter: SourceAdapter, given: dict[str, Any]) -> None:
+    """Refuse options the source's adapter does not read (``-o mastr=...`` would be dropped without a word)."""
+    unknown = sorted(set(given) - set(adapter.options))
+    if unknown:
+        takes = ", ".join(f"{k} ({what})" for k, what in adapter.options.items()) or "none"
+        raise SourceError(f"{source}: no option {', '.join(repr(k) for k in unknown)} (its options: {takes})")
+
+
 def run_ingest(workspace: Workspace, options: IngestOptions, progress: Progress | None = None) -> IngestResult:
     """Ingest ``options.source`` from ``options.path`` into ``<workspace>/sources/<name>.parquet``."""
     if options.source is None or options.path is None:
@@ -90,6 +98,7 @@ def run_ingest(workspace: Workspace, options: IngestOptions, progress: Progress 
     source = options.source
     definition = get_definition(source) if isinstance(source, str) else source
     adapter = load_adapter(definition)
+    check_adapter_options(definition.name, adapter, options.adapter_options)
     path = Path(options.path).expanduser()
     rows_only = adapter.reads_rows  # e.g. hub: a repo id or a dataset folder, samples are rows
     if not path.exists() and not rows_only:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import ClassVar
 
 from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
@@ -60,6 +61,9 @@ def parse_xyc(path: Path) -> list[tuple[float, float]]:
 
 class AllIdbAdapter(SourceAdapter):
     name = "all-idb"
+    options: ClassVar[dict[str, str]] = {
+        "crop_size": "side in pixels of the square cut around each annotated cell",
+    }
 
     def find_root(self, path: Path) -> Path:
         for part in ("ALL_IDB1", "ALL_IDB2"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
@@ -67,6 +68,9 @@ def parse_annotations(path: Path) -> tuple[dict[str, AnnotationRow], list[str]]:
 
 class AmlLmuAdapter(SourceAdapter):
     name = "aml-lmu"
+    options: ClassVar[dict[str, str]] = {
+        "annotations": "the annotations.dat table (default: the one in the dataset folder)",
+    }
 
     def find_root(self, path: Path) -> Path:
         nested = find_named_child(path, "AML-Cytomorphology_LMU")
@@ -78,7 +82,10 @@ class AmlLmuAdapter(SourceAdapter):
 
     def plan(self, root: Path, files: list[FileEntry], ctx: PlanContext) -> SourcePlan:
         plan = SourcePlan()
-        annotations_path = Path(ctx.options.get("annotations") or root / ANNOTATIONS)
+        given = ctx.options.get("annotations")
+        if given and not Path(given).is_file():
+            raise SourceError(f"{given}: no such annotation table (--annotations)")
+        annotations_path = Path(given or root / ANNOTATIONS)
         rows: dict[str, AnnotationRow] = {}
         if annotations_path.is_file():
             rows, problems = parse_annotations(annotations_path)

@@ -20,7 +20,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
@@ -82,7 +82,7 @@ def read_master(path: Path) -> tuple[dict[str, Patient], str | None]:
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in MASTER_COLUMNS if c not in header]
             if missing:
-                return {}, f"{MASTER}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'})"
+                return {}, f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'none'})"
             patients: dict[str, Patient] = {}
             for row in reader:
                 row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str)}
@@ -95,9 +95,9 @@ def read_master(path: Path) -> tuple[dict[str, Patient], str | None]:
                 patients[pid] = Patient(row.get("Diagnosis") or None, row.get("Cohort") or None, age,
                                         row.get("Gender") or None)  # fmt: skip
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        return {}, f"{MASTER}: unreadable ({getattr(exc, 'strerror', None) or exc})"
+        return {}, f"{path}: unreadable ({getattr(exc, 'strerror', None) or exc})"
     if not patients:
-        return {}, f"{MASTER}: no patient rows"
+        return {}, f"{path}: no patient rows"
     return patients, None
 
 
@@ -137,6 +137,9 @@ def place(source_path: str) -> Place | str:
 
 class AplAmlAdapter(SourceAdapter):
     name = "apl-aml"
+    options: ClassVar[dict[str, str]] = {
+        "master": "the master.csv of patients and diagnoses (default: the one in the dataset folder)",
+    }
 
     def find_root(self, path: Path) -> Path:
         frontier = [path]
@@ -149,7 +152,10 @@ class AplAmlAdapter(SourceAdapter):
 
     def plan(self, root: Path, files: list[FileEntry], ctx: PlanContext) -> SourcePlan:
         plan = SourcePlan()
-        master = Path(ctx.options.get("master") or root / MASTER)
+        given = ctx.options.get("master")
+        if given and not Path(given).is_file():
+            raise SourceError(f"{given}: no such patient table (-o master=)")
+        master = Path(given or root / MASTER)
         patients: dict[str, Patient] = {}
         problem: str | None = None
         if master.is_file():

@@ -73,6 +73,9 @@ class SourceAdapter:
     """Base class: subclasses set ``name`` and implement :meth:`plan`."""
 
     name: ClassVar[str] = ""
+    options: ClassVar[dict[str, str]] = {}
+    """The ``-o KEY=VALUE`` options the adapter reads, and what each does: ingest refuses any other (a typo would
+    otherwise be dropped without a word)."""
     reads_rows: ClassVar[bool] = False
     """True for adapters whose samples are dataset rows (Hub, parquet): the path they take need not exist, it is
     not walked, and every sample's bytes come from :meth:`read_bytes`."""

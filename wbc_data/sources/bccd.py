@@ -16,6 +16,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
@@ -135,6 +136,10 @@ def box_labels(rows: list[str] | None, n_boxes: int) -> tuple[list[str], str | N
 
 class BccdAdapter(SourceAdapter):
     name = "bccd"
+    options: ClassVar[dict[str, str]] = {
+        "margin": "fraction of a box added on each side of a cell crop",
+        "annotations": "the labels.csv of each image's cell type (default: the one in or beside the dataset folder)",
+    }
 
     def find_root(self, path: Path) -> Path:
         if (path / "BCCD").is_dir() or (path / "JPEGImages").is_dir():

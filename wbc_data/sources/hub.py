@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import PlanContext, SampleSpec, SourceAdapter, SourcePlan
@@ -71,6 +71,12 @@ def image_column(dataset: Any, wanted: str | None) -> str:
 
 class HubAdapter(SourceAdapter):
     name = "hub"
+    options: ClassVar[dict[str, str]] = {
+        "config": "the dataset configuration",
+        "split": "only this split",
+        "label_column": "the column holding the label",
+        "image_column": "the column holding the image",
+    }
     reads_rows = True
 
     def __init__(self) -> None:

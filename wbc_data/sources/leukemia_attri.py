@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image
 
@@ -64,6 +64,9 @@ def _scalar_items(data: dict[str, Any], skip: set[str]) -> dict[str, Any]:
 
 class LeukemiaAttriAdapter(SourceAdapter):
     name = "leukemia-attri"
+    options: ClassVar[dict[str, str]] = {
+        "margin": "fraction of a box added on each side of a cell crop",
+    }
 
     def plan(self, root: Path, files: list[FileEntry], ctx: PlanContext) -> SourcePlan:
         plan = SourcePlan()

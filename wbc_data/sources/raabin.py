@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
@@ -29,6 +29,9 @@ SPLITS = {"train": "Train", "testa": "TestA", "testb": "TestB"}
 
 class RaabinAdapter(SourceAdapter):
     name = "raabin"
+    options: ClassVar[dict[str, str]] = {
+        "margin": "fraction of a box added on each side of a cell crop",
+    }
 
     def find_root(self, path: Path) -> Path:
         if path.name.casefold() in SPLITS:

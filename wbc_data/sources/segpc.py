@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import ClassVar
 
 from wbc_data.io.walk import FileEntry
 from wbc_data.sources.base import (
@@ -34,6 +35,9 @@ _MASK = re.compile(r"^(?P<id>.+)_(?P<k>\d+)$")
 
 class SegpcAdapter(SourceAdapter):
     name = "segpc"
+    options: ClassVar[dict[str, str]] = {
+        "margin": "fraction of the mask's box added on each side of a cell crop",
+    }
 
     def find_root(self, path: Path) -> Path:
         found = find_named_child(path, ROOT_NAME)

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow.parquet as pq
 
@@ -101,6 +101,9 @@ def table_of(source_path: str) -> str | None:
 
 class WbcbenchAdapter(SourceAdapter):
     name = "wbcbench"
+    options: ClassVar[dict[str, str]] = {
+        "annotations": "a label table, or a folder of them (default: those in the dataset folder)",
+    }
 
     def find_root(self, path: Path) -> Path:
         if not path.is_dir():
