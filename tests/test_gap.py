@@ -326,6 +326,29 @@ def test_licence_terms():
     assert terms("CC BY 4.0 (PBC part); TCIA terms for the AML-LMU part").commercial == CHECK
 
 
+def test_a_source_with_declared_terms_is_read_as_publish_reads_it(tmp_path):
+    """The Kaggle re-upload's licence line names "TCIA terms" for its AML-LMU folders, which read alone is "check
+    terms"; its definition declares what those terms are (CC BY 3.0, as the TCIA collection lists them), and publish
+    goes by that. The gap report now does too, so the two never disagree; a line the user gave is read as text."""
+    from wbc_data.publish.licences import ALLOWED, source_licences
+    from wbc_data.sources.definition import get_definition
+
+    kaggle = get_definition("kaggle-cancer-mix")
+    rows = [row("kaggle-cancer-mix", "BL", licence=kaggle.licence) for _ in range(3)]
+    rows += [row("mine", "LY", licence="research use only, no redistribution") for _ in range(2)]
+    frame = frame_of(rows)
+    definitions = {"kaggle-cancer-mix": kaggle, "mine": None}
+    gap = gap_table(frame, "uniform:5", own=["mine"], definitions=definitions)
+    sources = gap.sources.set_index("source")
+    published = {s.source: s.terms for s in source_licences(frame, definitions)}
+    assert published["kaggle-cancer-mix"].redistribution == ALLOWED == published["kaggle-cancer-mix"].commercial
+    assert (sources.loc["kaggle-cancer-mix", "publish"], sources.loc["kaggle-cancer-mix", "commercial"]) == (YES, YES)
+    assert (sources.loc["mine", "publish"], sources.loc["mine", "commercial"]) == (NO, NO)
+    assert gap.classes.loc["BL", "commercial use ok"] == 3 and gap.classes.loc["LY", "commercial use ok"] == 0
+    unread = gap_table(frame, "uniform:5", own=["mine"]).sources.set_index("source")  # no definitions: the line
+    assert unread.loc["kaggle-cancer-mix", "publish"] == CHECK
+
+
 def test_run_writes_files_and_cli_errors_are_one_line(workspace, tmp_path):
     write_ws(workspace, [row("wbcbench", "PLY", split="phase1_train", patient="p")] + [row("x", "PLY")] * 1)
     result = run_gap_report(workspace, GapOptions("uniform:5", quota=tmp_path / "plan.yaml", max_synth_factor=1))

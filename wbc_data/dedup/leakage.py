@@ -61,7 +61,8 @@ def opened_against(path: Path, workers: int = 0):
             if "ok" not in set(table.column("status").to_pylist()):
                 reasons = [r for r in table.column("reason").to_pylist() if r]
                 first = f"; e.g. {reasons[0]}" if reasons else ""
-                raise DedupError(f"--against {path}: no image could be read there ({result.files_seen:,} file(s){first})")
+                seen = f"{result.files_seen:,} file(s)"
+                raise DedupError(f"--against {path}: no image could be read there ({seen}{first})")
             yield table, PixelLoader.for_workspace(ws)
     else:
         raise DedupError(f"--against {path}: no such manifest file or folder")

@@ -77,9 +77,11 @@ def run_gap_report(workspace: Workspace, options: GapOptions | None = None) -> G
     if not path.is_file():
         raise GapError(f"{path}: no unified manifest (run `wbc-data manifest` first)")
     frame, stale = read_manifest(workspace, path)
-    gap = gap_table(
-        frame, o.target, own=o.own, own_splits=o.own_splits, thresholds=o.thresholds, target_labels=o.target_labels
-    )
+    from wbc_data.sources.definition import source_definitions
+
+    definitions = source_definitions(workspace, sorted(frame["source"].dropna().astype(str).unique()))
+    gap = gap_table(frame, o.target, own=o.own, own_splits=o.own_splits, thresholds=o.thresholds,
+                    target_labels=o.target_labels, definitions=definitions)  # fmt: skip
     gap.notes.extend(stale)
     plan = None
     if o.quota is not None:

@@ -22,7 +22,8 @@ class Terms:
     commercial: str
 
 
-_RANK = {YES: 0, CHECK: 1, NO: 2}
+RANK = {YES: 0, CHECK: 1, NO: 2}
+"""Strictness: several parts of a licence get the most restrictive answer."""
 
 
 def terms(licence: str | None) -> Terms:
@@ -34,8 +35,8 @@ def terms(licence: str | None) -> Terms:
     if len(parts) > 1:
         read = [_one(p) for p in parts]
         return Terms(
-            max((t.publish for t in read), key=_RANK.__getitem__),
-            max((t.commercial for t in read), key=_RANK.__getitem__),
+            max((t.publish for t in read), key=RANK.__getitem__),
+            max((t.commercial for t in read), key=RANK.__getitem__),
         )
     return _one(licence)
 

@@ -12,7 +12,7 @@ Counting rules (documented in the report too):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,11 +21,12 @@ import pandas as pd
 from wbc_data.core.rows import is_kept, is_synthetic, is_usable
 from wbc_data.core.taxonomy import CLASSES, FULL_NAMES, LabelStatus
 from wbc_data.gap.errors import GapError
-from wbc_data.gap.licence import YES, terms
+from wbc_data.gap.licence import CHECK, NO, RANK, YES, Terms
 from wbc_data.gap.own import default_own
 from wbc_data.gap.status import Thresholds, classify, coverage
 from wbc_data.gap.targets import Target, floor_target, parse_target
 from wbc_data.manifest.summary import candidates_per_class, per_class
+from wbc_data.sources.definition import SourceDefinition
 
 EXACT = LabelStatus.EXACT.value
 COLUMNS_NEEDED = [
@@ -52,6 +53,17 @@ class Rows:
     excluded_own: int  # own rows outside --own-split
     has_dedup: bool
     has_synthetic: bool
+    definitions: Mapping[str, SourceDefinition | None] = field(default_factory=dict)  # whose declared terms apply
+
+    def terms(self, source: str, licence: str | None) -> Terms:
+        """What a source's licence line allows, read as publish reads it (:func:`~wbc_data.publish.licences.
+        source_terms`: the terms its definition declares when the rows carry that definition's licence line,
+        else the line itself), so the gap report and publish never disagree."""
+        from wbc_data.publish.licences import ALLOWED, FORBIDDEN, source_terms
+
+        read = source_terms(licence, self.definitions.get(source))
+        word = {ALLOWED: YES, FORBIDDEN: NO}
+        return Terms(word.get(read.redistribution, CHECK), word.get(read.commercial, CHECK))
 
 
 @dataclass
@@ -139,8 +151,11 @@ def class_table(rows: Rows, target: Target, thresholds: Thresholds) -> pd.DataFr
     table["available"] = per_class(available_rows)
     groups = available_rows.assign(group_id=available_rows["group_id"].fillna(available_rows["sample_id"]))
     table["independent groups"] = _nunique_per_class(groups, "group_id").fillna(0).astype("int64")
-    commercial = {lic: _commercial(lic) for lic in available_rows["licence"].dropna().unique()}  # per licence, not row
-    is_commercial = available_rows["licence"].map(commercial).fillna(False).astype(bool)
+    pairs = available_rows[["source", "licence"]].astype(object).drop_duplicates()  # per licence line, not per row
+    allowed = {(src, lic) for src, lic in pairs.itertuples(index=False)
+               if rows.terms(str(src), lic if isinstance(lic, str) else None).commercial == YES}  # fmt: skip
+    keys = zip(available_rows["source"].astype(object), available_rows["licence"].astype(object), strict=True)
+    is_commercial = pd.Series([k in allowed for k in keys], index=available_rows.index, dtype=bool)
     table["commercial use ok"] = per_class(available_rows[is_commercial])
     table["coarse candidates"] = candidates_per_class(f[real & kept], LabelStatus.COARSE.value)
     table["conflict candidates"] = candidates_per_class(f[real & kept], LabelStatus.CONFLICT.value)
@@ -165,18 +180,16 @@ def target_list(target: Target) -> list[int | None]:
     return [target.get(c) for c in CLASSES]
 
 
-def _commercial(licence: object) -> bool:
-    return terms(licence if isinstance(licence, str) else None).commercial == YES
-
-
 def source_table(rows: Rows) -> pd.DataFrame:
     """Per source: its role, licence and what that allows, and how many rows it brings (images and patients)."""
     f = rows.frame
     out = []
     for source, part in f.groupby("source", sort=True):
-        licences = sorted({str(v) for v in part["licence"].dropna().unique()}) or ["(none)"]
-        licence = "; ".join(licences)
-        read = terms(None if licence == "(none)" else licence)
+        lines = sorted({str(v) for v in part["licence"].dropna().unique()})
+        licence = "; ".join(lines) or "(none)"
+        each = [rows.terms(str(source), line) for line in lines or [None]]
+        read = Terms(max((t.publish for t in each), key=RANK.__getitem__),
+                     max((t.commercial for t in each), key=RANK.__getitem__))  # fmt: skip
         exact = part["label_status"] == EXACT
         role = "own" if part["_own"].any() else ("synthetic" if part["_synthetic"].all() else "external")
         out.append(
@@ -230,9 +243,11 @@ def gap_table(
     thresholds: Thresholds | None = None,
     target_labels: Path | None = None,
     targets: Path | None = None,
+    definitions: Mapping[str, SourceDefinition | None] | None = None,
 ) -> GapTable:
     """Everything the gap report shows, from the unified manifest and a target (resolved here when given as a
-    ``--target`` string; ``targets`` is the folder of named targets, default the shipped one)."""
+    ``--target`` string; ``targets`` is the folder of named targets, default the shipped one). ``definitions``:
+    each source's definition, whose declared licence terms then apply (as in publish)."""
     thresholds = thresholds or Thresholds()
     if isinstance(target, str):
         target = parse_target(target, frame, labels=target_labels, targets=targets)
@@ -246,7 +261,7 @@ def gap_table(
         elif own_splits is None:
             own_splits = chosen.splits
             notes.append(chosen.note)
-    rows = split_rows(frame, own_list, own_splits)
+    rows = replace(split_rows(frame, own_list, own_splits), definitions=dict(definitions or {}))
     if target.floor is not None:  # min:N keeps the own data above N, so it is resolved on the own rows
         target = replace(target, counts=floor_target(target.spec, target.floor, own_counts(rows).to_dict()).counts)
     classes = class_table(rows, target, thresholds)

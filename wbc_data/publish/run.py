@@ -14,7 +14,7 @@ from typing import Any
 
 from wbc_data.core.progress import Progress, or_null
 from wbc_data.core.stages import ManifestView, load_view, read_stage
-from wbc_data.core.workspace import Workspace, workspace_roots
+from wbc_data.core.workspace import Workspace
 from wbc_data.io.atomic import atomic_write_text
 from wbc_data.io.pixels import PixelLoader
 from wbc_data.publish.card import CardInputs, card_text
@@ -24,7 +24,7 @@ from wbc_data.publish.licences import LicenceDecision, decide, source_licences, 
 from wbc_data.publish.rows import PublishError, PublishRows, choose_rows
 from wbc_data.publish.shards import DATA_DIR, SplitShards, write_split
 from wbc_data.publish.upload import UploadResult, require_token, upload_folder_changes
-from wbc_data.sources.definition import SourceDefinition, load_definitions
+from wbc_data.sources.definition import SourceDefinition, source_definitions
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 IMAGES_DIR = "images"
@@ -88,13 +88,6 @@ def check_repo_id(repo_id: str) -> str:
 
 def default_out(workspace: Workspace, repo_id: str) -> Path:
     return workspace.publish_folder(repo_id)
-
-
-def source_definitions(workspace: Workspace, sources: Sequence[str]) -> dict[str, SourceDefinition | None]:
-    """Each source (an ingest's name) -> the definition it was read with, as its ingest recorded it."""
-    infos = workspace_roots(workspace).infos
-    known = load_definitions()
-    return {s: known.get(infos[s].definition if s in infos else s) for s in sources}
 
 
 def plan_publish(workspace: Workspace, options: PublishOptions) -> PublishPlan:

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wbc_data.core.errors import UserError
 from wbc_data.core.labelmap import LabelMap, LabelMapError
 from wbc_data.io.resources import manifests_dir
 from wbc_data.io.yamlfile import read_yaml
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from wbc_data.core.workspace import Workspace
 
 
 class SourceError(UserError):
@@ -161,3 +166,13 @@ def get_definition(name: str) -> SourceDefinition:
     if name not in definitions:
         raise SourceError(f"unknown source {name!r}; known: {', '.join(sorted(definitions))} (see `wbc-data sources`)")
     return definitions[name]
+
+
+def source_definitions(workspace: Workspace, sources: Sequence[str]) -> dict[str, SourceDefinition | None]:
+    """Each source of a workspace (an ingest's name) -> the definition it was read with, as its ingest recorded
+    it (None for one not known here): what publish and the gap report read a source's declared licence from."""
+    from wbc_data.core.workspace import workspace_roots
+
+    infos = workspace_roots(workspace).infos
+    known = load_definitions()
+    return {s: known.get(infos[s].definition if s in infos else s) for s in sources}
