@@ -122,3 +122,18 @@ def test_an_unknown_adapter_option_is_one_line_naming_what_the_adapter_takes(tmp
     assert result.exit_code == 2
     assert "pbc: no option 'bogus' (its options: none)" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_bad_values_are_one_line_before_any_work(tmp_path):
+    """Inputs a user mistypes are refused up front, in one line naming the option (these were a traceback, or
+    accepted and ignored)."""
+    ws = str(tmp_path / "ws")
+    cases = [
+        (["train", "-w", ws, "--recipe", "demo-lite0", "--hold-rare", "XYZ=3"], "--hold-rare: unknown class(es) XYZ"),
+        (["dedup", "-w", ws, "--device", "gpu"], "--device gpu: use auto, cpu or cuda"),
+        (["gap-report", "-w", ws, "--quota", str(tmp_path)], f"--quota {tmp_path}: a folder"),
+    ]
+    for args, said in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert said in " ".join(result.output.split()) and "Traceback" not in result.output, result.output

@@ -14,7 +14,7 @@ from tests.fixtures import noise, sample_copy
 from wbc_data.cli import app
 from wbc_data.core import manifest
 from wbc_data.core.manifest import ManifestError
-from wbc_data.core.stages import load_view, read_stage
+from wbc_data.core.stages import load_view, read_stage, write_stage
 from wbc_data.core.workspace import Workspace
 from wbc_data.dedup.run import DedupOptions, dedup
 from wbc_data.ingest.engine import IngestOptions, ingest
@@ -58,9 +58,20 @@ def test_dedup_never_rewrites_the_manifest_and_remerge_keeps_results(staged):
     view = load_view(ws)
     after = _ok(view.frame)
     assert view.status("dedup").fresh is True
-    assert view.status("split").upstream_changed == ["dedup"]  # dedup re-ran after split
+    assert view.status("split").fresh is True  # dedup re-ran after split, and decided the same for every row
     pd.testing.assert_series_equal(after["dup_keep"], before["dup_keep"])
     pd.testing.assert_series_equal(after["split"], before["split"])
+
+    # a dedup run that decides otherwise (one copy kept) leaves split stale, and says why
+    stage = read_stage(ws.stage_path("dedup"))
+    results = stage.table.drop(columns=["input_digest"]).copy()
+    flipped = results.index[~results["dup_keep"].astype(bool)][0]
+    results.loc[flipped, "dup_keep"] = True
+    inputs = manifest.read_frame(ws.unified_manifest)
+    inputs = inputs[inputs["sample_id"].isin(results["sample_id"])]
+    write_stage(ws, "dedup", results, inputs, command="wbc-data dedup")
+    status = load_view(ws).status("split")
+    assert status.upstream_changed == ["dedup"] and "dedup re-ran since, with other results" in status.message()
 
 
 def test_changed_and_new_rows_are_stale_with_the_command_to_run(staged, tmp_path):
@@ -138,6 +149,17 @@ def test_stage_files_record_their_inputs(staged):
     dedup_file = read_stage(ws.stage_path("dedup"))
     split_file = read_stage(ws.stage_path("split"))
     assert dedup_file.meta["command"] == "wbc-data dedup" and split_file.meta["command"] == "wbc-data split"
-    assert split_file.json_meta("upstream") == {"dedup": dedup_file.meta["run_id"]}
+    assert split_file.json_meta("upstream") == {"dedup": dedup_file.meta["result_digest"]}
     assert set(split_file.columns) == {"split", "fold", "split_unit", "split_note"}
     assert len(dedup_file.table) == USABLE and dedup_file.table["input_digest"].notna().all()
+
+
+def test_predict_names_an_unknown_split(staged):
+    from wbc_data.train.predict import PredictError, _manifest_rows
+
+    ws, _ = staged
+    frame, _, notes = _manifest_rows(ws.root, "test")
+    assert len(frame) and "rows of the test split only" in notes
+    said = r"--split tset: no such split \(the manifest has excluded, test, train, val\)"
+    with pytest.raises(PredictError, match=said):
+        _manifest_rows(ws.root, "tset")

@@ -2,19 +2,21 @@
 
 ``wbc-data manifest`` (merge) owns ``manifest.parquet``. Every later stage (dedup, split, ...) writes only its own
 ``<workspace>/stages/<stage>.parquet``: ``sample_id``, a digest of the row it computed on, and its columns, plus
-metadata (run id, the command that re-runs it, the upstream runs it used). Reading the manifest through
-:func:`load_view` joins them by ``sample_id``:
+metadata (run id, a digest of its results, the command that re-runs it, the upstream results it used). Reading the
+manifest through :func:`load_view` joins them by ``sample_id``:
 
 - an unchanged row keeps its stage results, whatever was re-merged around it;
 - a row whose inputs changed (new pixels, new label, new group...) gets empty stage columns and is counted stale;
 - a new row has none and is counted new; the stage says which command fills it in;
-- a stage run on top of an upstream run that has since been re-run is flagged stale as a whole.
+- a stage run on top of an upstream stage whose results have since changed (a re-run that decided otherwise) is
+  flagged stale as a whole; a re-run that decided the same for every row leaves it fresh.
 
 Rows a stage handles by rule (``defaults_for_synthetic``: e.g. synthetic rows always train) need no re-run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -70,7 +72,8 @@ class StageStatus:
     changed: int  # rows whose inputs changed since: results dropped
     new: int  # rows the stage has never seen (and no rule covers)
     removed: int  # rows the stage saw that are no longer in the manifest
-    upstream_changed: list[str] = field(default_factory=list)  # upstream stages re-run (or gone) since
+    upstream_changed: list[str] = field(default_factory=list)  # upstream stages whose results changed (or gone)
+    result: str = ""  # what a downstream stage records of this one: its results' digest (its run id before)
 
     @property
     def fresh(self) -> bool:
@@ -86,7 +89,7 @@ class StageStatus:
         if self.new:
             parts.append(f"{self.new:,} new row(s) have no result")
         if self.upstream_changed:
-            parts.append(f"{', '.join(self.upstream_changed)} re-ran since")
+            parts.append(f"{', '.join(self.upstream_changed)} re-ran since, with other results")
         kept = f"results kept for {self.unchanged:,} unchanged row(s); " if self.unchanged else ""
         return f"{self.stage}: stale: {kept}{'; '.join(parts)}: re-run `{self.command}`"
 
@@ -96,6 +99,18 @@ class StaleStageError(ManifestError):
 
 
 # --------------------------------------------------------------------------- digests
+
+
+def result_digest(results: pd.DataFrame) -> str:
+    """A digest of a stage's results (rows in ``sample_id`` order, every column): a stage re-run that decides the
+    same for every row leaves the stages built on it fresh (a dedup re-run for a report, or with ``--against``,
+    used to send the user back to ``split``)."""
+    ordered = results.sort_values("sample_id", kind="stable").reset_index(drop=True)
+    parts = {c: (ordered[c].map(_text) if ordered[c].dtype == object else ordered[c].astype("string").fillna("\x00"))
+             for c in ordered.columns}  # fmt: skip
+    hashed = pd.util.hash_pandas_object(pd.DataFrame(parts), index=False).to_numpy(np.uint64)
+    names = "\x1f".join(ordered.columns).encode()
+    return "d:" + hashlib.blake2b(hashed.tobytes() + names, digest_size=12).hexdigest()
 
 
 def row_digests(frame: pd.DataFrame) -> np.ndarray:
@@ -160,10 +175,11 @@ def write_stage(
         STAGE_KEY: stage,
         "command": command,
         "run_id": run_id,
+        "result_digest": result_digest(results),
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "columns": json.dumps(columns),
         "params": json.dumps(dict(params or {}), default=str, sort_keys=True),
-        "upstream": json.dumps({name: statuses[name].run_id for name in upstream if name in statuses}),
+        "upstream": json.dumps({name: statuses[name].result for name in upstream if name in statuses}),
         "synthetic_defaults": json.dumps(dict(defaults_for_synthetic or {}), default=str),
     }
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
@@ -260,6 +276,7 @@ def join_stages(frame: pd.DataFrame, files: Iterable[StageFile]) -> tuple[pd.Dat
     ids = frame["sample_id"].to_numpy()
     synthetic, usable = is_synthetic(frame), is_usable(frame)
     run_ids = {f.stage: f.meta.get("run_id", "") for f in files}
+    results = {f.stage: f.meta.get("result_digest", "") for f in files}
     out = frame.copy()
     statuses = []
     for stage in files:
@@ -280,7 +297,8 @@ def join_stages(frame: pd.DataFrame, files: Iterable[StageFile]) -> tuple[pd.Dat
                 values[pd.Series(by_rule)] = defaults[column]
             out[column] = values.to_numpy() if values.dtype == object else values.array
         upstream = stage.json_meta("upstream")
-        moved = [name for name, run in upstream.items() if run_ids.get(name) != run]
+        # recorded: the upstream's result digest (a run id in files written before digests were kept)
+        moved = [name for name, ref in upstream.items() if ref not in (run_ids.get(name), results.get(name)) or not ref]
         statuses.append(
             StageStatus(
                 stage=stage.stage,
@@ -293,6 +311,7 @@ def join_stages(frame: pd.DataFrame, files: Iterable[StageFile]) -> tuple[pd.Dat
                 new=int((~seen & ~by_rule & usable).sum()),  # stages compute on usable rows only
                 removed=int(len(table) - seen.sum()) if len(table) else 0,
                 upstream_changed=moved,
+                result=stage.meta.get("result_digest") or stage.meta.get("run_id", ""),
             )
         )
     return out, statuses

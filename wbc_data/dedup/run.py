@@ -12,6 +12,7 @@ and decisions (:mod:`outcome`) -> leakage -> stage file and report.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,8 @@ class DedupOptions:
             raise DedupError(f"registration engine {self.engine!r}: use one of {', '.join(ENGINES)}")
         if not 1 <= self.neighbours <= 64:
             raise DedupError(f"--neighbours {self.neighbours}: use 1 to 64 candidates per row")
+        if not re.fullmatch(r"auto|cpu|torch-cpu|cuda(:\d+)?", self.device):
+            raise DedupError(f"--device {self.device}: use auto, cpu or cuda (cuda:N for one GPU of several)")
 
 
 @dataclass

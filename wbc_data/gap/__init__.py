@@ -73,6 +73,9 @@ def plan_frame(plan: SynthPlan) -> pd.DataFrame:
 def run_gap_report(workspace: Workspace, options: GapOptions | None = None) -> GapResult:
     """Read the unified manifest, compute the gap table, write the report files (and the plan if asked)."""
     o = options or GapOptions()
+    if o.quota is not None and Path(o.quota).is_dir():
+        example = Path(o.quota) / "synth-plan.yaml"
+        raise GapError(f"--quota {o.quota}: a folder; name the plan file to write (e.g. {example})")
     path = Path(o.manifest_path or workspace.unified_manifest)
     if not path.is_file():
         raise GapError(f"{path}: no unified manifest (run `wbc-data manifest` first)")

@@ -107,6 +107,10 @@ def _manifest_rows(source: Path, split: str | None) -> tuple[pd.DataFrame, Any, 
             frame = load_view(Workspace(source.parent)).frame
     frame = frame[is_usable(frame)]
     if split:
+        names = sorted(frame["split"].dropna().astype(str).unique())
+        if split not in names:
+            has = ", ".join(names) or "none"
+            raise PredictError(f"{source}: --split {split}: no such split (the manifest has {has})")
         frame = frame[frame["split"] == split]
         notes.append(f"rows of the {split} split only")
     frame = frame.reset_index(drop=True)

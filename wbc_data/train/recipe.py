@@ -179,10 +179,7 @@ class DataSpec:
             raise RecipeError(f"{where}: data.epoch_size {self.epoch_size!r}: 'auto' or a number of images")
         if self.max_per_class is not None and self.max_per_class < 1:
             raise RecipeError(f"{where}: data.max_per_class {self.max_per_class}: at least 1 (or null)")
-        _check_classes(self.hold_rare, f"{where}: data.hold_rare")
-        for cls, n in self.hold_rare.items():
-            if not isinstance(n, int) or n < 1:
-                raise RecipeError(f"{where}: data.hold_rare {cls}: {n!r}: keep at least 1 real training image")
+        check_hold_rare(self.hold_rare, f"{where}: data.hold_rare")
 
 
 @dataclass(frozen=True)
@@ -364,6 +361,15 @@ def select_members(recipe: Recipe, names: Sequence[str]) -> Recipe:
     if unknown:
         raise RecipeError(f"--members {', '.join(unknown)}: not in recipe {recipe.name} (has {', '.join(known)})")
     return dataclasses.replace(recipe, members=tuple(m for m in recipe.members if m.name in set(names)))
+
+
+def check_hold_rare(hold: dict[str, int], where: str) -> None:
+    """CLASS -> real training images kept: known classes, at least one image each (the recipe's ``data.hold_rare``
+    or ``train --hold-rare``)."""
+    _check_classes(hold, where)
+    for cls, n in hold.items():
+        if not isinstance(n, int) or n < 1:
+            raise RecipeError(f"{where} {cls}: {n!r}: keep at least 1 real training image")
 
 
 def _check_classes(classes: Any, where: str) -> None:

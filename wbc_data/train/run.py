@@ -102,16 +102,16 @@ def train(
 def run_train(workspace: Workspace, options: TrainOptions, progress: Progress | None = None) -> TrainResult:
     """Train the recipe on the workspace's splits; Ctrl-C leaves a checkpoint that ``resume=True`` continues."""
     from wbc_data.train.models import check_weights
+    from wbc_data.train.recipe import check_hold_rare
 
     recipe = options.load_recipe()
     should_stop = options.should_stop or (lambda: False)
     progress = or_null(progress)
-    for member in recipe.members:  # a missing weights file fails now, not after an hour of the first member
-        if member.pretrained:
-            progress.note(f"{member.name}: ImageNet weights of {member.model} from {check_weights(member)}")
+    hold = options.hold_rare if options.hold_rare is not None else recipe.data.hold_rare
+    if options.hold_rare is not None:
+        check_hold_rare(options.hold_rare, "--hold-rare")
     view = load_view(workspace)
     split = view.require("split", "wbc-data train")
-    hold = options.hold_rare if options.hold_rare is not None else recipe.data.hold_rare
     data = select_training_data(
         view.frame,
         str(view.path),
@@ -121,6 +121,9 @@ def run_train(workspace: Workspace, options: TrainOptions, progress: Progress | 
         max_per_class=recipe.data.max_per_class,
         seed=recipe.seed if recipe.data.select_seed is None else recipe.data.select_seed,
     )
+    for member in recipe.members:  # a missing weights file fails now, not after an hour of the first member
+        if member.pretrained:
+            progress.note(f"{member.name}: ImageNet weights of {member.model} from {check_weights(member)}")
     out = Path(options.out) if options.out else default_out(workspace, recipe)
     with writer_lock(workspace.root, f"model-{out.name}"):
         run = {
