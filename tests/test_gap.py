@@ -256,7 +256,8 @@ def test_a_second_named_target_needs_no_code(tmp_path):
     # a target without a source: own data falls back on the sources the folder's named targets declare
     flat = gap_table(frame, "flat", targets=targets)
     assert flat.target.counts["BA"] == 3 and flat.own_sources == ["wbcbench"] and flat.classes.loc["BA", "own"] == 3
-    with pytest.raises(GapError, match="unknown target \\(use bench-p2, flat, uniform:N"):
+    said = r"unknown target \(use bench-p2 \(named in p2\.yaml\), flat \(named in flat\.yaml\), uniform:N"
+    with pytest.raises(GapError, match=said):
         parse_target("wbcbench", frame, targets=targets)  # only the given folder's names are known
 
 

@@ -65,7 +65,10 @@ def ingest(
     ] = None,
     annotations: Annotated[
         Path | None,
-        typer.Option("--annotations", help="Annotation table kept outside the image folder (aml-lmu)."),
+        typer.Option(
+            "--annotations",
+            help="Annotation table kept apart (aml-lmu's annotations.dat, bccd's labels.csv, wbcbench's label tables).",
+        ),
     ] = None,
     licence: Annotated[str | None, typer.Option("--licence", help="Licence of this data (imagefolder).")] = None,
     citation: Annotated[str | None, typer.Option("--citation", help="How to cite this data (imagefolder).")] = None,

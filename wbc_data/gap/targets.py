@@ -92,11 +92,9 @@ def _find(spec: str, directory: Path | None) -> TargetFile:
     path = Path(text).expanduser()
     if path.suffix.lower() in {".yaml", ".yml"} or path.exists():
         return read_target_file(path)
-    names = ", ".join(sorted(str(t.name) for t in named.values()))
-    raise GapError(
-        f"--target {spec}: unknown target (use {names + ', ' if names else ''}uniform:N, min:N or a YAML file of "
-        "per-class counts)"
-    )
+    shipped = sorted(named.values(), key=lambda t: str(t.name))
+    names = "".join(f"{t.name} (named in {Path(t.path).name}), " for t in shipped)
+    raise GapError(f"--target {spec}: unknown target (use {names}uniform:N, min:N or a YAML file of per-class counts)")
 
 
 def _file_target(target: TargetFile, frame: pd.DataFrame, labels: Path | None) -> Target:

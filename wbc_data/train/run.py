@@ -110,6 +110,8 @@ def run_train(workspace: Workspace, options: TrainOptions, progress: Progress | 
     hold = options.hold_rare if options.hold_rare is not None else recipe.data.hold_rare
     if options.hold_rare is not None:
         check_hold_rare(options.hold_rare, "--hold-rare")
+    # a missing weights file fails now, not after an hour of the first member; said once the data is known good
+    weights = {m.name: (m.model, check_weights(m)) for m in recipe.members if m.pretrained}
     view = load_view(workspace)
     split = view.require("split", "wbc-data train")
     data = select_training_data(
@@ -121,9 +123,8 @@ def run_train(workspace: Workspace, options: TrainOptions, progress: Progress | 
         max_per_class=recipe.data.max_per_class,
         seed=recipe.seed if recipe.data.select_seed is None else recipe.data.select_seed,
     )
-    for member in recipe.members:  # a missing weights file fails now, not after an hour of the first member
-        if member.pretrained:
-            progress.note(f"{member.name}: ImageNet weights of {member.model} from {check_weights(member)}")
+    for name, (model, found) in weights.items():
+        progress.note(f"{name}: ImageNet weights of {model} from {found}")
     out = Path(options.out) if options.out else default_out(workspace, recipe)
     with writer_lock(workspace.root, f"model-{out.name}"):
         run = {
