@@ -174,6 +174,7 @@ def test_predict_writes_a_valid_submission(trained, tmp_path):
     shutil.copy(source / ".DS_169665.jpg", folder / ".DS_169665.jpg")  # macOS metadata with a .jpg name: skipped
     result = runner.invoke(app, ["predict", str(folder), "-m", str(out), "--tta", "-o", str(tmp_path / "pred")])
     assert result.exit_code == 0, result.output
+    assert "1 file(s) in" in result.output and "skipped" in result.output  # the .DS_ file, said
     lines = (tmp_path / "pred" / "submission.csv").read_text().splitlines()
     assert lines[0] == "ID,labels"
     rows = [line.split(",") for line in lines[1:]]

@@ -173,7 +173,10 @@ def test_recipe_errors_and_overrides(tmp_path):
             "unknown class"
         ),
         "- a list\n": "a recipe must be a YAML mapping",
-        "name: [unclosed\n": "not valid YAML",
+        "name: [unclosed\n": "not valid YAML (line 2, column 1: expected ',' or ']'",  # where, not <unicode string>
+        "name: x\nmembers: [{name: a, model: m, stages: [{name: s, epochz: 2}]}]\n": (
+            "unknown key members.0.stages.0.epochz"  # the item's index, as --set names it
+        ),
     }
     for text, message in cases.items():
         bad.write_text(text)

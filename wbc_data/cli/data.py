@@ -82,7 +82,7 @@ def ingest(
     split: Annotated[str | None, typer.Option("--split", help="Only this split (hub; default: every split).")] = None,
     config: Annotated[str | None, typer.Option("--config", help="Dataset configuration name (hub).")] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", "-j", help="Worker processes (default 0 = every core).")
+        int | None, typer.Option("--workers", "-j", min=0, help="Worker processes (default 0 = every core).")
     ] = None,
     max_pixels: Annotated[
         int | None, typer.Option("--max-pixels", help="Refuse larger images as decompression bombs (default 1e8).")
@@ -196,7 +196,7 @@ def manifest_cmd(
         bool, typer.Option("--verify", help="With --check: also decode every row and compare its pixel hash.")
     ] = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", "-j", help="Worker processes for --verify (default 0 = every core).")
+        int | None, typer.Option("--workers", "-j", min=0, help="Worker processes for --verify (0 = every core).")
     ] = None,
 ) -> None:
     """Merge per-source manifests into the unified manifest; re-point source roots; check that rows open here."""

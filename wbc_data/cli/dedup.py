@@ -28,7 +28,7 @@ def dedup_cmd(
         Path | None, typer.Option("--policy", help="YAML keep policy (default: the source YAML's keep_priority/role).")
     ] = None,
     crop_threshold: Annotated[
-        int, typer.Option("--crop-threshold", help="Hamming radius of the crop-hash candidates (default 10).")
+        int, typer.Option("--crop-threshold", help="Hamming radius of the crop-hash candidates.")
     ] = 10,
     crops: Annotated[
         bool, typer.Option("--crops/--no-crops", help="Also take candidates from the crop hashes (up to ~10%).")
@@ -52,7 +52,7 @@ def dedup_cmd(
             help="With --fields: match keypoints to find zoomed, rotated, sheared or mirrored regions of field images.",
         ),
     ] = True,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (default: every core).")] = 0,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Worker processes (default: every core).")] = 0,
     engine: Annotated[
         str,
         typer.Option("--engine", help="Registration: batched (array passes, default) or reference (pair by pair)."),
@@ -73,8 +73,9 @@ def dedup_cmd(
         ),
     ] = False,
 ) -> None:
-    """Find exact and near duplicates (any angle, shift, scale, mirror; fill borders ignored; crops of field
-    images) across sources, keep one per set of copies, audit leakage."""
+    """Find exact and near copies across sources (any angle, shift, scale, mirror, crop), keep one, audit leakage.
+
+    Fill borders are ignored; crops and regions of field images are linked to their field."""
     from wbc_data.dedup.policy import KeepPolicy, default_policy
     from wbc_data.dedup.run import DEFAULT_MIN_CORRELATION, DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD, DedupOptions, dedup
 

@@ -14,7 +14,7 @@ from wbc_data.core.workspace import Workspace
 @friendly_errors
 def demo(
     workspace: WorkspaceOpt = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (0 = every core).")] = 0,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Worker processes (0 = every core).")] = 0,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Start over (re-running otherwise reuses finished steps).")
     ] = False,
@@ -22,8 +22,10 @@ def demo(
         bool, typer.Option("--quick", help="The smallest setting (under a minute; what the tests run).")
     ] = False,
 ) -> None:
-    """Run everything on the real sample shipped with the tool: ingest, merge, dedup, split, gap report, synth,
-    train without and with synthetic cells, compare, publish (dry run), one HTML report."""
+    """Run the whole road on the real sample shipped with the tool, into one HTML report.
+
+    Ingest, merge, dedup, split, gap report, synth, train without and with synthetic cells, compare, publish (dry
+    run)."""
     from wbc_data.demo.run import DemoSettings, run_demo
 
     progress = RichProgress("demo")

@@ -53,8 +53,10 @@ def experiment_cmd(
     ] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Experiment folder.")] = None,
 ) -> None:
-    """Keep a class rare, train a generator on the rest, add its samples, and compare classifiers without and with
-    them on the same real test cells (paired bootstrap intervals)."""
+    """Does synthesising a rare class help? Classifiers without and with its samples, on the same real test cells.
+
+    The class is kept rare, a generator trained on its remaining training images, its samples added; both arms are
+    compared with paired bootstrap intervals."""
     from wbc_data.experiment.run import ExperimentOptions, run_experiment
 
     options = ExperimentOptions(

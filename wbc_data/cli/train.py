@@ -64,7 +64,7 @@ def train_cmd(
         list[str] | None, typer.Option("--set", help="Override a recipe value: key.path=value (e.g. image.size=64).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="DataLoader workers (default: the recipe's).")
+        int | None, typer.Option("--workers", min=0, help="DataLoader workers (default: the recipe's).")
     ] = None,
     members: Annotated[
         list[str] | None, typer.Option("--members", help="Train only these members of the recipe (comma-separated).")
@@ -121,8 +121,10 @@ def evaluate_cmd(
         ),
     ] = None,
 ) -> None:
-    """Macro-F1, balanced accuracy, per-class precision/recall/F1/accuracy and a confusion matrix (scikit-learn),
-    a sheet of the most confident mistakes, per source with --by source, side by side with --compare."""
+    """Score a model on real images never trained on: macro-F1, per class, confusion matrix, mistakes.
+
+    Metrics from scikit-learn; per source with --by source; side by side with --compare (with paired bootstrap
+    intervals of the change)."""
     from wbc_data.train.evaluate import EvalOptions, EvaluateError, evaluate, model_workspace, summary_table
 
     if by not in (None, "source"):

@@ -111,11 +111,12 @@ def convert(hint: Any, value: Any, where: str, error: Error, key: str) -> Any:
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise error(f"{where}: {key} must be a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(convert(args[0], v, where, error, key) for v in value)
+        if len(args) == 2 and args[1] is Ellipsis:  # each item named by its index, as --set names it
+            return tuple(convert(args[0], v, where, error, f"{key}.{i}") for i, v in enumerate(value))
         if len(value) != len(args):
             raise error(f"{where}: {key} must have {len(args)} values, got {len(value)}")
-        return tuple(convert(a, v, where, error, key) for a, v in zip(args, value, strict=True))
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(convert(a, v, where, error, f"{key}.{i}") for i, (a, v) in pairs)
     if origin is dict:
         if value is None:
             return {}

@@ -18,4 +18,14 @@ def read_yaml(path: Path, error: type[Exception], what: str) -> Any:
         reason = getattr(exc, "strerror", None) or exc
         raise error(f"{path}: cannot read {what} ({reason})") from None
     except yaml.YAMLError as exc:
-        raise error(f"{path}: cannot read {what}: not valid YAML ({' '.join(str(exc).split())})") from None
+        raise error(f"{path}: cannot read {what}: not valid YAML ({yaml_problem(exc)})") from None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, e.g. ``line 3, column 7: mapping values are not allowed here`` (PyYAML's own text names
+    the file ``<unicode string>``, since it parsed a string)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"

@@ -149,6 +149,9 @@ def predict(
         if options.split:
             raise PredictError(f"{source}: --split applies to a workspace or manifest, not a folder of images")
         paths = folder_images(source)
+        others = sum(1 for p in source.rglob("*") if p.is_file()) - len(paths)
+        if others:
+            notes.append(f"{others:,} file(s) in {source} skipped: hidden, or not an image by extension")
         frame = None
         dataset = FolderImages(paths, classifier.transform, classifier.image.size)
         ids = [p.relative_to(source).as_posix() for p in paths]
