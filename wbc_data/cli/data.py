@@ -16,6 +16,7 @@ from wbc_data.cli.common import (
     frame_table,
     friendly_errors,
     given,
+    labelled,
     print_note,
 )
 from wbc_data.core.rows import is_usable
@@ -146,9 +147,12 @@ def render_ingest(result: Any) -> None:
         console.print(frame_table(rejected, title="Rejected, by reason"))
     classes = summary.class_counts(frame)
     classes = classes[classes.drop(columns="class").sum(axis=1) > 0]
-    console.print(frame_table(classes, title="Images per class (13-class space)"))
     statuses = summary.status_counts(frame)
-    console.print("label status: " + ", ".join(f"{k} {v:,}" for k, v in statuses.items()), highlight=False)
+    if is_usable(frame).any():
+        console.print(frame_table(classes, title="Images per class (13-class space)"))
+        console.print("label status: " + ", ".join(f"{k} {v:,}" for k, v in statuses.items()), highlight=False)
+    else:
+        console.print(labelled("no image used:", "bold yellow", "see the notes and rejections for why"))
     unmapped = frame[is_usable(frame) & (frame["label_status"] == "unmapped")]
     if len(unmapped):
         labels = unmapped["source_label"].value_counts()
@@ -211,6 +215,8 @@ def manifest_cmd(
         render_explanation(result.explanation)
     for name, location in result.roots.items():
         console.print(f"root {name} -> {location} (saved in {result.roots_file})", highlight=False)
+    for note in result.notes:
+        print_note(note)
     if result.check is not None:
         render_check(result.check, result.check_file)
     if result.merged is not None:

@@ -38,6 +38,7 @@ class ManifestResult:
     check: CheckResult | None = None
     check_file: Path | None = None  # all problem rows (CSV), when the check found some
     merged: MergeResult | None = None  # None when the job was explain, check, or roots of an empty workspace
+    notes: list[str] = field(default_factory=list)
 
 
 def run_manifest(workspace: Workspace, options: ManifestOptions, progress: Progress | None = None) -> ManifestResult:
@@ -55,6 +56,12 @@ def run_manifest(workspace: Workspace, options: ManifestOptions, progress: Progr
         known_source_names(workspace, options.roots)
         result.roots_file = save_roots(workspace.root, options.roots)
         result.roots = dict(options.roots)
+        for name, location in options.roots.items():
+            where = Path(location).expanduser()
+            where = where if where.is_absolute() else workspace.root / where  # as roots.yaml reads it
+            if not where.is_dir():
+                result.notes.append(f"root {name} -> {location}: no such folder here (saved anyway; its rows will "
+                                    "not open until it exists: `wbc-data manifest --check` lists them)")  # fmt: skip
     if options.check or options.verify:
         result.check, result.check_file = _check(workspace, options, progress)
         return result

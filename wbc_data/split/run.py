@@ -139,9 +139,12 @@ def _unit_table(frame: pd.DataFrame, units: np.ndarray, eligible: np.ndarray) ->
     for split in [*SPLITS, "excluded"]:
         part = parts[parts["split"] == split]
         sizes = part.groupby("unit").size()
+        placed = split != "excluded"  # excluded rows are not placed: their patients' units sit in the splits above
         rows.append({"split": split, "rows": len(part), "eligible images": int(part["eligible"].sum()),
-                     "units": len(sizes), "largest unit": int(sizes.max()) if len(sizes) else 0})  # fmt: skip
-    return pd.DataFrame(rows)
+                     "units": len(sizes) if placed else None,
+                     "largest unit": (int(sizes.max()) if len(sizes) else 0) if placed else None})  # fmt: skip
+    table = pd.DataFrame(rows)
+    return table.astype({"units": "Int64", "largest unit": "Int64"})
 
 
 def source_split_maps(workspace: Workspace) -> dict[str, dict[str, str]]:
