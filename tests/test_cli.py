@@ -23,6 +23,7 @@ def test_sources_lists_every_definition():
     for name in ("pbc", "aml-lmu", "raabin", "imagefolder"):
         assert name in result.output
     assert "CC BY 4.0" in result.output and "doi:10.17632/snkd93bnjr.1" in result.output
+    assert "-o top_level=..." in result.output and "-o master=..." in result.output  # each adapter's options
 
 
 def test_ingest_prints_summary(tmp_path):

@@ -40,11 +40,15 @@ def sources(
         print(sources_markdown())
         return
 
+    from wbc_data.sources.base import load_adapter
+
     for definition in load_definitions().values():
         console.rule(f"[bold]{definition.name}[/] — {definition.title}")
         console.print(f"[bold]licence[/]  {definition.licence}")
         console.print(f"[bold]cite[/]     {definition.citation}", soft_wrap=True)
         console.print(f"[bold]download[/] {definition.download}", soft_wrap=True)
+        for key, what in load_adapter(definition).options.items():
+            console.print(labelled(f"option   -o {key}=...", "bold", what), highlight=False, soft_wrap=True)
         console.print("[bold]layout[/]")
         console.print(definition.layout, highlight=False)
     console.print("\nIngest with: [bold]wbc-data ingest <source> <path>[/]")
