@@ -138,3 +138,13 @@ def test_bad_values_are_one_line_before_any_work(tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert said in " ".join(result.output.split()) and "Traceback" not in result.output, result.output
+
+
+def test_a_path_that_looks_like_markup_is_printed_as_typed(tmp_path):
+    """Through the CLI's own error path: a folder named like a Rich closing tag used to raise MarkupError (a
+    traceback), and ``[copy]`` vanished."""
+    for name in ("x[/old]", "cells [copy]"):
+        missing = tmp_path / name
+        result = runner.invoke(app, ["ingest", "pbc", str(missing), "-w", str(tmp_path / "ws")])
+        assert result.exit_code == 2, result.output
+        assert f"{missing}: no such folder" in " ".join(result.output.split()) and "Traceback" not in result.output

@@ -1,6 +1,6 @@
 """The dedup report's contact sheets are as wide as the clusters they show: two copies fill a two-column sheet,
-not the first quarter of an eight-column one (the demo's sheets were three quarters white), and a cluster larger
-than a row says how many members it leaves out."""
+not the first quarter of an eight-column one (the demo's sheets were three quarters white); a cluster larger than
+a row still gets the full eight columns."""
 
 from __future__ import annotations
 

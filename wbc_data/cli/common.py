@@ -152,7 +152,7 @@ class RichProgress:
             self.bar.update(self.task, completed=done, total=total, stats=shown)
 
     def note(self, text: str) -> None:
-        console.print(f"[dim]{text}[/]", highlight=False, soft_wrap=True)
+        console.print(Text(text, style="dim"), highlight=False, soft_wrap=True)
 
 
 def _figure(value: float) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
+from rich.text import Text
 
 from wbc_data.cli.common import (
     RichProgress,
@@ -44,9 +45,9 @@ def sources(
 
     for definition in load_definitions().values():
         console.rule(f"[bold]{definition.name}[/] — {definition.title}")
-        console.print(f"[bold]licence[/]  {definition.licence}")
-        console.print(f"[bold]cite[/]     {definition.citation}", soft_wrap=True)
-        console.print(f"[bold]download[/] {definition.download}", soft_wrap=True)
+        console.print(labelled("licence ", "bold", definition.licence), highlight=False)
+        console.print(labelled("cite    ", "bold", definition.citation), highlight=False, soft_wrap=True)
+        console.print(labelled("download", "bold", definition.download), highlight=False, soft_wrap=True)
         for key, what in load_adapter(definition).options.items():
             console.print(labelled(f"option   -o {key}=...", "bold", what), highlight=False, soft_wrap=True)
         console.print("[bold]layout[/]")
@@ -139,7 +140,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 def render_ingest(result: Any) -> None:
     frame = result.frame
     counts = summary.file_counts(frame)
-    console.print(f"[bold]{result.name}[/] from {result.root}", highlight=False)
+    console.print(Text.assemble((result.name, "bold"), f" from {result.root}"), highlight=False)
     head = pd.DataFrame([counts])
     console.print(frame_table(head))
     console.print(
@@ -175,7 +176,7 @@ def render_ingest(result: Any) -> None:
     from wbc_data.manifest.explain import rule_lines
 
     for line in rule_lines(frame):
-        console.print(f"[cyan]label rule:[/] {line}", highlight=False)
+        console.print(labelled("label rule:", "cyan", line), highlight=False)
     for note in result.notes:
         print_note(note)
     console.print(f"manifest: {result.manifest_path}", highlight=False)
@@ -233,7 +234,7 @@ def render_merge(result: Any) -> None:
     console.print(f"unified manifest: {result.path} ({len(frame):,} rows)", highlight=False)
     for status in result.stages:
         style = "green" if status.fresh else "yellow"
-        console.print(f"[{style}]stage[/] {status.message()}", highlight=False, soft_wrap=True)
+        console.print(labelled("stage", style, status.message()), highlight=False, soft_wrap=True)
     for path in result.report_paths:
         if path.suffix == ".html":
             console.print(f"report: {path}", highlight=False)
@@ -242,12 +243,13 @@ def render_merge(result: Any) -> None:
 def render_check(result: Any, csv_path: Path | None) -> None:
     """The check's per-source table, the first failing rows and a one-line summary; exit 1 on problems."""
     if result.ok:
-        console.print(f"[green]ok[/]: {result.summary()}", highlight=False)
+        console.print(labelled("ok:", "green", result.summary()), highlight=False)
         return
     console.print(frame_table(result.by_source(), title="Rows that cannot be used here, by source"))
     shown = result.problems.head(20)[["sample_id", "problem", "file"]]
     console.print(frame_table(shown, title=f"First {len(shown)} of {len(result.problems):,}"))
-    console.print(f"[red]problems[/]: {result.summary()} (all rows: {csv_path})", highlight=False, soft_wrap=True)
+    said = f"{result.summary()} (all rows: {csv_path})"
+    console.print(labelled("problems:", "red", said), highlight=False, soft_wrap=True)
     console.print("re-point a source with `wbc-data manifest --root NAME=PATH`", highlight=False)
     raise typer.Exit(1)
 

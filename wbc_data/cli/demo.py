@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, friendly_errors
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, friendly_errors, labelled
 from wbc_data.core.workspace import Workspace
 
 
@@ -32,12 +33,12 @@ def demo(
 
     def started(step: Any, index: int, total: int) -> None:
         console.rule(f"[bold]{index}/{total}[/] {step.title}", align="left")
-        console.print(f"[cyan]$ {step.shown}[/]", highlight=False, soft_wrap=True)
+        console.print(Text(f"$ {step.shown}", style="cyan"), highlight=False, soft_wrap=True)
         progress.phase(step.key)
 
     def finished(step: Any, outcome: Any) -> None:
         when = "reused from the last run" if outcome.reused else f"{outcome.seconds:.1f} s"
-        console.print(f"[green]done[/] ({when}) {outcome.summary}", highlight=False, soft_wrap=True)
+        console.print(labelled("done", "green", f"({when}) {outcome.summary}"), highlight=False, soft_wrap=True)
 
     ws = Workspace.at(workspace)
     with progress:

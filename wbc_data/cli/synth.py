@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, given
+from wbc_data.cli.common import RichProgress, WorkspaceOpt, app, console, frame_table, friendly_errors, given, labelled
 from wbc_data.core.workspace import Workspace
 
 synth_app = typer.Typer(
@@ -157,7 +157,8 @@ def _print_result(result: Any) -> None:
             highlight=False,
         )
         if o.short:
-            console.print(f"[yellow]short:[/] {o.label}: {o.accepted:,} of {o.requested:,} accepted", highlight=False)
+            said = f"{o.label}: {o.accepted:,} of {o.requested:,} accepted"
+            console.print(labelled("short:", "yellow", said), highlight=False)
         if o.accepted == 0:
             console.print(
                 f"[red]no {o.label} sample passed the guards:[/] the generator does not draw {o.label} cells yet "
@@ -165,7 +166,7 @@ def _print_result(result: Any) -> None:
                 highlight=False,
             )
         if o.diversity and o.diversity.collapsed:
-            console.print(f"[yellow]collapse:[/] {o.label}: {o.diversity.describe()}", highlight=False)
+            console.print(labelled("collapse:", "yellow", f"{o.label}: {o.diversity.describe()}"), highlight=False)
     console.print(f"images: {result.folder}", highlight=False)
     console.print(f"synthetic source: {result.manifest_path} (merge with `wbc-data manifest`)", highlight=False)
     if result.grid_path:

@@ -40,7 +40,7 @@ def synthetic_verdict(evaluation: Path, rare: str) -> str:
 
     try:
         rows = pd.read_parquet(evaluation / "predictions.parquet")
-        with_synth, real_only = rows["predicted"], rows["predicted real-only"]
+        real_only, with_synth = rows["predicted"], rows["predicted with-synthetic"]
     except (OSError, ValueError, KeyError):
         return ""
     table = paired_bootstrap(rows["label"], real_only, with_synth, resamples=2000).set_index("class")

@@ -255,8 +255,9 @@ def evaluate(ctx: Context, model: Path, compare: Path, out: Path) -> Command:
 
 
 def evaluate_demo(ctx: Context, with_synthetic: Path, real_only: Path, out: Path) -> Command:
-    """The two classifiers compared, or the real-only one alone when none was trained with synthetic rows."""
-    compared = evaluate(ctx, with_synthetic, real_only, out)
+    """The two classifiers compared (the change is with-synthetic - real-only: positive when the synthetic cells
+    helped), or the real-only one alone when none was trained with synthetic rows."""
+    compared = evaluate(ctx, real_only, with_synthetic, out)
 
     def call(progress: Progress | None) -> Any:
         if (with_synthetic / "classifier.json").is_file():

@@ -58,7 +58,8 @@ class Rows:
     def terms(self, source: str, licence: str | None) -> Terms:
         """What a source's licence line allows, read as publish reads it (:func:`~wbc_data.publish.licences.
         source_terms`: the terms its definition declares when the rows carry that definition's licence line,
-        else the line itself), so the gap report and publish never disagree."""
+        else the line itself), so the two agree on real sources (publish also derives the terms of synthetic rows
+        whose line says nothing from their generator's training sources; here those stay "check terms")."""
         from wbc_data.publish.licences import ALLOWED, FORBIDDEN, source_terms
 
         read = source_terms(licence, self.definitions.get(source))

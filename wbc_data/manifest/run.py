@@ -58,8 +58,8 @@ def run_manifest(workspace: Workspace, options: ManifestOptions, progress: Progr
         result.roots = dict(options.roots)
         for name, location in options.roots.items():
             where = Path(location).expanduser()
-            where = where if where.is_absolute() else workspace.root / where  # as roots.yaml reads it
-            if not where.is_dir():
+            places = [where] if where.is_absolute() else [workspace.root / where, where]  # as Roots resolves it
+            if not reads_rows(workspace, name) and not any(p.is_dir() for p in places):  # a Hub id names no folder
                 result.notes.append(f"root {name} -> {location}: no such folder here (saved anyway; its rows will "
                                     "not open until it exists: `wbc-data manifest --check` lists them)")  # fmt: skip
     if options.check or options.verify:
@@ -82,3 +82,16 @@ def _check(workspace: Workspace, options: ManifestOptions, progress: Progress) -
     if check.ok:
         return check, None
     return check, write_csv(workspace.reports_dir / CHECK_FILE, check.problems)
+
+
+def reads_rows(workspace: Workspace, source: str) -> bool:
+    """Whether ``source`` was read by an adapter whose samples are dataset rows (its root may be a Hub id)."""
+    from wbc_data.core.workspace import workspace_roots
+    from wbc_data.sources.base import load_adapter
+    from wbc_data.sources.definition import SourceError, get_definition
+
+    info = workspace_roots(workspace).infos.get(source)
+    try:
+        return load_adapter(get_definition(info.definition if info else source)).reads_rows
+    except SourceError:
+        return False

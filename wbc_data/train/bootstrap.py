@@ -155,7 +155,7 @@ class Difference:
     def describe(self) -> str:
         """One line for the terminal and the report."""
         if self.shown:
-            verdict = f"{self.second if self.change > 0 else self.first} is better on these images"
+            verdict = f"{self.second if self.low > 0 else self.first} is better on these images"
         else:
             verdict = "the interval holds 0: these images do not show which model is better"
         return (

@@ -104,7 +104,9 @@ def _manifest_rows(source: Path, split: str | None) -> tuple[pd.DataFrame, Any, 
         if split:
             if not (source.name == "manifest.parquet" and (source.parent / "stages").is_dir()):
                 raise PredictError(f"{source}: --split needs a workspace's manifest (its splits live in stages/)")
-            frame = load_view(Workspace(source.parent)).frame
+            view = load_view(Workspace(source.parent))
+            view.require("split", "predict --split")
+            frame = view.frame
     frame = frame[is_usable(frame)]
     if split:
         names = sorted(frame["split"].dropna().astype(str).unique())
