@@ -350,6 +350,21 @@ def test_a_source_with_declared_terms_is_read_as_publish_reads_it(tmp_path):
     assert unread.loc["kaggle-cancer-mix", "publish"] == CHECK
 
 
+def test_synthetic_rows_take_their_training_sources_terms_as_in_publish():
+    """A generator's samples whose licence line says nothing take the strictest terms of the real sources in the
+    train split, in the gap report as in publish: here a non-commercial one."""
+    from wbc_data.publish.licences import FORBIDDEN, source_licences, training_terms
+
+    rows = [row("labdata", "PMY", licence="CC BY-NC 4.0") for _ in range(3)]
+    rows += [row("synth-pmy", "PMY", licence="generated", is_synthetic=True) for _ in range(2)]
+    frame = frame_of(rows).assign(split="train")  # as the split stage leaves it
+    definitions = {"labdata": None, "synth-pmy": None}
+    sources = gap_table(frame, "uniform:5", own=["labdata"], definitions=definitions).sources.set_index("source")
+    published = {s.source: s.terms for s in source_licences(frame, definitions, training_terms(frame, definitions))}
+    assert published["synth-pmy"].commercial == FORBIDDEN
+    assert (sources.loc["synth-pmy", "publish"], sources.loc["synth-pmy", "commercial"]) == (YES, NO)
+
+
 def test_run_writes_files_and_cli_errors_are_one_line(workspace, tmp_path):
     write_ws(workspace, [row("wbcbench", "PLY", split="phase1_train", patient="p")] + [row("x", "PLY")] * 1)
     result = run_gap_report(workspace, GapOptions("uniform:5", quota=tmp_path / "plan.yaml", max_synth_factor=1))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -54,15 +55,18 @@ class Rows:
     has_dedup: bool
     has_synthetic: bool
     definitions: Mapping[str, SourceDefinition | None] = field(default_factory=dict)  # whose declared terms apply
+    training: Mapping[str, Any] = field(default_factory=dict)  # publish's terms of the train split's real sources
 
-    def terms(self, source: str, licence: str | None) -> Terms:
+    def terms(self, source: str, licence: str | None, synthetic: bool = False) -> Terms:
         """What a source's licence line allows, read as publish reads it (:func:`~wbc_data.publish.licences.
-        source_terms`: the terms its definition declares when the rows carry that definition's licence line,
-        else the line itself), so the two agree on real sources (publish also derives the terms of synthetic rows
-        whose line says nothing from their generator's training sources; here those stay "check terms")."""
-        from wbc_data.publish.licences import ALLOWED, FORBIDDEN, source_terms
+        source_licences`: the terms its definition declares when the rows carry that definition's licence line,
+        else the line itself; synthetic rows whose line settles nothing take the strictest terms of the real
+        sources a generator learns from), so the gap report and publish never disagree."""
+        from wbc_data.publish.licences import ALLOWED, FORBIDDEN, UNCONFIRMED, derived_terms, source_terms
 
         read = source_terms(licence, self.definitions.get(source))
+        if synthetic and not read.declared and read.redistribution == UNCONFIRMED:
+            read = derived_terms(self.training)[0]
         word = {ALLOWED: YES, FORBIDDEN: NO}
         return Terms(word.get(read.redistribution, CHECK), word.get(read.commercial, CHECK))
 
@@ -188,7 +192,8 @@ def source_table(rows: Rows) -> pd.DataFrame:
     for source, part in f.groupby("source", sort=True):
         lines = sorted({str(v) for v in part["licence"].dropna().unique()})
         licence = "; ".join(lines) or "(none)"
-        each = [rows.terms(str(source), line) for line in lines or [None]]
+        synthetic = bool(part["_synthetic"].all())
+        each = [rows.terms(str(source), line, synthetic) for line in lines or [None]]
         read = Terms(max((t.publish for t in each), key=RANK.__getitem__),
                      max((t.commercial for t in each), key=RANK.__getitem__))  # fmt: skip
         exact = part["label_status"] == EXACT
@@ -262,7 +267,11 @@ def gap_table(
         elif own_splits is None:
             own_splits = chosen.splits
             notes.append(chosen.note)
-    rows = replace(split_rows(frame, own_list, own_splits), definitions=dict(definitions or {}))
+    from wbc_data.publish.licences import training_terms
+
+    definitions = dict(definitions or {})
+    rows = replace(split_rows(frame, own_list, own_splits), definitions=definitions,
+                   training=training_terms(frame, definitions))  # fmt: skip
     if target.floor is not None:  # min:N keeps the own data above N, so it is resolved on the own rows
         target = replace(target, counts=floor_target(target.spec, target.floor, own_counts(rows).to_dict()).counts)
     classes = class_table(rows, target, thresholds)

@@ -210,12 +210,14 @@ def source_licences(
         terms = source_terms(licence, definitions.get(source))
         derived: tuple[str, ...] = ()
         if synth and not terms.declared and terms.redistribution == UNCONFIRMED:
-            terms, derived = _derived_terms(training or {})
+            terms, derived = derived_terms(training or {})
         out.append(SourceLicence(str(source), str(licence), len(part), terms, bool(synth), derived))
     return out
 
 
-def _derived_terms(training: Mapping[str, Terms]) -> tuple[Terms, tuple[str, ...]]:
+def derived_terms(training: Mapping[str, Terms]) -> tuple[Terms, tuple[str, ...]]:
+    """The terms of synthetic rows whose licence line settles nothing: the strictest of the real sources a
+    generator learns from (``training``, from :func:`training_terms`), and their names."""
     names = tuple(sorted(training))
     if not names:
         return Terms("other", UNCONFIRMED, UNCONFIRMED, note="the generator's training data is unknown"), ()
