@@ -106,8 +106,7 @@ def result_digest(results: pd.DataFrame) -> str:
     same for every row leaves the stages built on it fresh (a dedup re-run for a report, or with ``--against``,
     used to send the user back to ``split``)."""
     ordered = results.sort_values("sample_id", kind="stable").reset_index(drop=True)
-    parts = {c: (ordered[c].map(_text) if ordered[c].dtype == object else ordered[c].astype("string").fillna("\x00"))
-             for c in ordered.columns}  # fmt: skip
+    parts = {c: _as_text(ordered[c]) for c in ordered.columns}
     hashed = pd.util.hash_pandas_object(pd.DataFrame(parts), index=False).to_numpy(np.uint64)
     names = "\x1f".join(ordered.columns).encode()
     return "d:" + hashlib.blake2b(hashed.tobytes() + names, digest_size=12).hexdigest()
@@ -120,12 +119,16 @@ def row_digests(frame: pd.DataFrame) -> np.ndarray:
         if column not in frame.columns:
             parts[column] = pd.Series([""] * len(frame), index=frame.index)
             continue
-        values = frame[column]
-        parts[column] = values.map(_text) if values.dtype == object else values.astype("string").fillna("\x00")
+        parts[column] = _as_text(frame[column])
     if not len(frame):
         return np.zeros(0, dtype=np.uint64)
     table = pd.DataFrame(parts)
     return pd.util.hash_pandas_object(table, index=False).to_numpy(np.uint64)
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """A column as text for hashing: lists joined, missing values one marker, whatever the dtype."""
+    return values.map(_text) if values.dtype == object else values.astype("string").fillna("\x00")
 
 
 def _text(value: Any) -> str:
